@@ -1,0 +1,130 @@
+//! The validated configuration. Every value here has passed [`crate::validate`].
+
+use crate::MacAddr;
+use ipnet::IpNet;
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+/// A port's backend, with what it needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Driver {
+    /// AF_XDP on a kernel interface.
+    AfXdp {
+        /// Interface name.
+        interface: String,
+    },
+    /// AF_PACKET on a kernel interface.
+    AfPacket {
+        /// Interface name.
+        interface: String,
+    },
+    /// pcap files.
+    Pcap {
+        /// File to replay, if any.
+        rx: Option<PathBuf>,
+        /// File to write, if any.
+        tx: Option<PathBuf>,
+    },
+    /// In-memory rings.
+    Memory,
+}
+
+impl Driver {
+    /// The driver's name as written in TOML.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Driver::AfXdp { .. } => "af_xdp",
+            Driver::AfPacket { .. } => "af_packet",
+            Driver::Pcap { .. } => "pcap",
+            Driver::Memory => "memory",
+        }
+    }
+}
+
+/// A validated port. Its index in [`Config::ports`] is its port id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Port {
+    /// Unique name.
+    pub name: String,
+    /// Backend.
+    pub driver: Driver,
+    /// The port's MAC address (unicast, non-zero).
+    pub mac: MacAddr,
+    /// Interface addresses; their networks are the port's connected subnets.
+    pub addresses: Vec<IpNet>,
+    /// IP MTU.
+    pub mtu: u16,
+    /// Accept unicast frames for any destination MAC.
+    pub promiscuous: bool,
+}
+
+/// A static neighbour entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Neighbor {
+    /// IP address.
+    pub address: IpAddr,
+    /// MAC address.
+    pub mac: MacAddr,
+    /// Port index.
+    pub port: usize,
+}
+
+/// A next hop of a route: an address inside a connected subnet of `port`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NextHop {
+    /// Gateway address.
+    pub address: IpAddr,
+    /// Egress port index (the port whose subnet contains `address`).
+    pub port: usize,
+}
+
+/// What a route does.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RouteTarget {
+    /// Forward to one next hop, or spread over several by flow hash (ECMP).
+    Via(Vec<NextHop>),
+    /// Drop and count as `blackhole`.
+    Drop,
+}
+
+/// A validated route. The prefix has no host bits set.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Route {
+    /// Destination prefix.
+    pub prefix: IpNet,
+    /// What to do with matching packets.
+    pub target: RouteTarget,
+    /// May leave through the port the packet came in on.
+    pub hairpin: bool,
+}
+
+/// The validated configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// Gateway name.
+    pub name: String,
+    /// Worker cores, unique.
+    pub workers: Vec<usize>,
+    /// RX burst size, 1..=[`MAX_BURST`].
+    pub burst: usize,
+    /// Ports; a port id is an index here.
+    pub ports: Vec<Port>,
+    /// Static neighbours.
+    pub neighbors: Vec<Neighbor>,
+    /// Routes (connected subnets are implied by port addresses and not listed here).
+    pub routes: Vec<Route>,
+}
+
+/// The largest burst a worker's fixed batch holds.
+pub const MAX_BURST: usize = 64;
+/// The largest number of ports.
+pub const MAX_PORTS: usize = 16;
+/// The largest number of next hops in one ECMP route.
+pub const MAX_ECMP: usize = 16;
+
+impl Config {
+    /// The port with this name.
+    pub fn port_index(&self, name: &str) -> Option<usize> {
+        self.ports.iter().position(|p| p.name == name)
+    }
+}

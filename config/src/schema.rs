@@ -1,0 +1,157 @@
+//! Raw serde types, one per TOML table. Unknown keys are rejected everywhere; typed values
+//! (addresses, prefixes, MACs) stay strings here and are parsed through `FromStr` by
+//! [`crate::validate`], so that every bad value is reported, not only the first.
+
+use serde::Deserialize;
+
+/// The whole file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    /// `[gateway]`
+    pub gateway: RawGateway,
+    /// `[[port]]`
+    #[serde(default, rename = "port")]
+    pub ports: Vec<RawPort>,
+    /// `[[neighbor]]`
+    #[serde(default, rename = "neighbor")]
+    pub neighbors: Vec<RawNeighbor>,
+    /// `[[route]]`
+    #[serde(default, rename = "route")]
+    pub routes: Vec<RawRoute>,
+    /// `[[tunnel]]`: reserved for tunnel support; any entry is reported by validation.
+    #[serde(default, rename = "tunnel")]
+    pub tunnels: Vec<toml::Table>,
+}
+
+/// `[gateway]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawGateway {
+    /// A name for logs and metrics.
+    #[serde(default = "default_name")]
+    pub name: String,
+    /// Cores that run poll-mode workers, one worker each.
+    #[serde(default = "default_workers")]
+    pub workers: Vec<usize>,
+    /// Packets per RX burst.
+    #[serde(default = "default_burst")]
+    pub burst: usize,
+}
+
+/// The default gateway name.
+pub fn default_name() -> String {
+    "gateway".to_string()
+}
+/// By default one worker on core 0.
+pub fn default_workers() -> Vec<usize> {
+    vec![0]
+}
+/// The default RX burst, as in DPDK's l3fwd.
+pub fn default_burst() -> usize {
+    32
+}
+/// The default MTU of a port.
+pub fn default_mtu() -> u32 {
+    1500
+}
+
+/// A port's backend.
+#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum RawDriver {
+    /// AF_XDP sockets (kernel bypass).
+    AfXdp,
+    /// AF_PACKET with TPACKET_V3 rings.
+    AfPacket,
+    /// A pcap file to replay and one to write.
+    Pcap,
+    /// In-memory rings, for tests and benches.
+    Memory,
+}
+
+/// `[[port]]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPort {
+    /// Unique port name.
+    pub name: String,
+    /// Backend.
+    pub driver: RawDriver,
+    /// Kernel interface (af_xdp, af_packet).
+    pub interface: Option<String>,
+    /// pcap: the file to read.
+    pub rx: Option<String>,
+    /// pcap: the file to write.
+    pub tx: Option<String>,
+    /// The port's own MAC address.
+    pub mac: String,
+    /// Interface addresses with their prefix length (`192.0.2.1/24`).
+    #[serde(default)]
+    pub addresses: Vec<String>,
+    /// IP MTU of the port.
+    #[serde(default = "default_mtu")]
+    pub mtu: u32,
+    /// Accept unicast frames whatever their destination MAC (replaying foreign captures).
+    #[serde(default)]
+    pub promiscuous: bool,
+}
+
+/// `[[neighbor]]`: a static neighbour entry.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawNeighbor {
+    /// The neighbour's IP address.
+    pub address: String,
+    /// Its MAC address.
+    pub mac: String,
+    /// The port it is reached through.
+    pub port: String,
+}
+
+/// One next hop or a list of them (ECMP).
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum OneOrMany {
+    /// `via = "172.18.0.2"`
+    One(String),
+    /// `via = ["172.18.0.2", "172.18.0.3"]`
+    Many(Vec<String>),
+}
+
+impl OneOrMany {
+    /// The next hops as a slice.
+    pub fn as_slice(&self) -> &[String] {
+        match self {
+            OneOrMany::One(s) => std::slice::from_ref(s),
+            OneOrMany::Many(v) => v,
+        }
+    }
+}
+
+/// What a route does with matching packets.
+#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum RawAction {
+    /// Forward through `via` (the default).
+    Forward,
+    /// Blackhole: drop and count under `blackhole`.
+    Drop,
+}
+
+/// `[[route]]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRoute {
+    /// Destination prefix (`10.96.0.0/12`).
+    pub prefix: String,
+    /// Next hop(s).
+    pub via: Option<OneOrMany>,
+    /// Forward (default) or drop.
+    pub action: Option<RawAction>,
+    /// Allow packets of this route to leave through the port they arrived on.
+    #[serde(default)]
+    pub hairpin: bool,
+    /// Reserved: the tunnel a route encapsulates into.
+    pub tunnel: Option<String>,
+}

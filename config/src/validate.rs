@@ -1,0 +1,549 @@
+//! Validation: raw schema → [`Config`], reporting every problem with its TOML path and location.
+
+use crate::locate::{line_col, span_of, Seg, TomlPath};
+use crate::model::*;
+use crate::schema::*;
+use crate::MacAddr;
+use ipnet::IpNet;
+use std::fmt;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+/// Facts about the machine that validation checks against (injected so tests are deterministic).
+#[derive(Debug, Clone, Copy)]
+pub struct Machine {
+    /// Number of CPU cores; worker core ids must be below this.
+    pub cores: usize,
+}
+
+impl Machine {
+    /// The machine this process runs on.
+    pub fn this() -> Self {
+        Machine {
+            cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        }
+    }
+}
+
+/// One problem in a configuration file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// Where: `route[2].via[1]`.
+    pub path: TomlPath,
+    /// 1-based line and column of the offending item (or its nearest parent), when known.
+    pub location: Option<(usize, usize)>,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some((l, c)) = self.location {
+            write!(f, "{l}:{c}: ")?;
+        }
+        if self.path.0.is_empty() {
+            write!(f, "{}", self.message)
+        } else {
+            write!(f, "{}: {}", self.path, self.message)
+        }
+    }
+}
+
+/// Why a configuration could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML, or does not fit the schema (unknown key, wrong type).
+    #[error("{}", render(.file, std::slice::from_ref(.problem)))]
+    Syntax {
+        /// The file name used in messages.
+        file: String,
+        /// The first syntax or schema problem.
+        problem: Problem,
+    },
+    /// The file fits the schema but its values are wrong; every problem found is listed.
+    #[error("{}", render(.file, .problems))]
+    Invalid {
+        /// The file name used in messages.
+        file: String,
+        /// Every problem found.
+        problems: Vec<Problem>,
+    },
+}
+
+impl ConfigError {
+    /// All problems, whatever the kind of error.
+    pub fn problems(&self) -> &[Problem] {
+        match self {
+            ConfigError::Io { .. } => &[],
+            ConfigError::Syntax { problem, .. } => std::slice::from_ref(problem),
+            ConfigError::Invalid { problems, .. } => problems,
+        }
+    }
+}
+
+fn render(file: &str, problems: &[Problem]) -> String {
+    let mut out = String::new();
+    for (n, p) in problems.iter().enumerate() {
+        if n > 0 {
+            out.push('\n');
+        }
+        out.push_str(&format!("{file}:{p}"));
+    }
+    out
+}
+
+/// Reads, parses and validates a file. Relative pcap paths are resolved against the file's
+/// directory.
+///
+/// # Errors
+/// [`ConfigError`] with every problem found.
+pub fn load_file(path: &Path, machine: Machine) -> Result<Config, ConfigError> {
+    let src = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+    parse_and_validate(&src, &path.display().to_string(), &base, machine)
+}
+
+/// Parses and validates TOML source. `file` names the source in messages; `base` is the
+/// directory relative pcap paths are resolved against.
+///
+/// # Errors
+/// [`ConfigError::Syntax`] for the first syntax or schema error, [`ConfigError::Invalid`] with
+/// every semantic problem.
+pub fn parse_and_validate(
+    src: &str,
+    file: &str,
+    base: &Path,
+    machine: Machine,
+) -> Result<Config, ConfigError> {
+    let syntax = |path: TomlPath, span: Option<std::ops::Range<usize>>, message: String| {
+        ConfigError::Syntax {
+            file: file.to_string(),
+            problem: Problem {
+                path,
+                location: span.map(|s| line_col(src, s.start)),
+                message,
+            },
+        }
+    };
+    let doc = toml_edit::Document::parse(src.to_string())
+        .map_err(|e| syntax(TomlPath::default(), e.span(), e.message().to_string()))?;
+    let de = toml::Deserializer::parse(src)
+        .map_err(|e| syntax(TomlPath::default(), e.span(), e.message().to_string()))?;
+    let raw: RawConfig = serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = path_from_serde(e.path());
+        let span = e.inner().span().or_else(|| span_of(&doc, &path));
+        syntax(path, span, e.inner().message().to_string())
+    })?;
+    let mut v = Validator {
+        machine,
+        base,
+        problems: Vec::new(),
+    };
+    let config = v.config(&raw);
+    if v.problems.is_empty() {
+        Ok(config)
+    } else {
+        let problems = v
+            .problems
+            .into_iter()
+            .map(|(path, message)| Problem {
+                location: span_of(&doc, &path).map(|s| line_col(src, s.start)),
+                path,
+                message,
+            })
+            .collect();
+        Err(ConfigError::Invalid {
+            file: file.to_string(),
+            problems,
+        })
+    }
+}
+
+fn path_from_serde(p: &serde_path_to_error::Path) -> TomlPath {
+    use serde_path_to_error::Segment;
+    TomlPath(
+        p.iter()
+            .filter_map(|s| match s {
+                Segment::Seq { index } => Some(Seg::Index(*index)),
+                Segment::Map { key } => Some(Seg::Key(key.clone())),
+                Segment::Enum { variant } => Some(Seg::Key(variant.clone())),
+                Segment::Unknown => None,
+            })
+            .collect(),
+    )
+}
+
+struct Validator<'a> {
+    machine: Machine,
+    base: &'a Path,
+    problems: Vec<(TomlPath, String)>,
+}
+
+impl Validator<'_> {
+    fn err(&mut self, path: TomlPath, message: impl Into<String>) {
+        self.problems.push((path, message.into()));
+    }
+
+    fn mac(&mut self, path: TomlPath, s: &str) -> MacAddr {
+        match s.parse::<MacAddr>() {
+            Ok(m) if m.is_multicast() => {
+                self.err(path, format!("{m} is a group (multicast) MAC; a unicast MAC is required"));
+                m
+            }
+            Ok(m) if m.is_zero() => {
+                self.err(path, "the all-zero MAC is not a valid station address");
+                m
+            }
+            Ok(m) => m,
+            Err(e) => {
+                self.err(path, e.to_string());
+                MacAddr::default()
+            }
+        }
+    }
+
+    fn ip(&mut self, path: TomlPath, s: &str) -> Option<IpAddr> {
+        match s.parse::<IpAddr>() {
+            Ok(a) => Some(a),
+            Err(_) => {
+                self.err(path, format!("`{s}` is not an IPv4 or IPv6 address"));
+                None
+            }
+        }
+    }
+
+    fn config(&mut self, raw: &RawConfig) -> Config {
+        let g = &raw.gateway;
+        let gp = TomlPath::key("gateway");
+        if g.name.trim().is_empty() {
+            self.err(gp.k("name"), "the gateway name must not be empty");
+        }
+        if g.workers.is_empty() {
+            self.err(gp.k("workers"), "at least one worker core is required");
+        }
+        for (i, &core) in g.workers.iter().enumerate() {
+            if core >= self.machine.cores {
+                self.err(
+                    gp.k("workers").i(i),
+                    format!(
+                        "core {core} does not exist on this machine (cores 0..={})",
+                        self.machine.cores.saturating_sub(1)
+                    ),
+                );
+            }
+            if g.workers[..i].contains(&core) {
+                self.err(gp.k("workers").i(i), format!("core {core} is listed twice"));
+            }
+        }
+        if !(1..=MAX_BURST).contains(&g.burst) {
+            self.err(gp.k("burst"), format!("burst {} is outside 1..={MAX_BURST}", g.burst));
+        }
+
+        let ports = self.ports(&raw.ports);
+        let neighbors = self.neighbors(&raw.neighbors, &ports);
+        let routes = self.routes(&raw.routes, &ports);
+        for i in 0..raw.tunnels.len() {
+            self.err(
+                TomlPath::entry("tunnel", i),
+                "tunnels are not supported yet (GTP-U, VXLAN and IPIP land with the tunnel work)",
+            );
+        }
+        Config {
+            name: g.name.clone(),
+            workers: g.workers.clone(),
+            burst: g.burst,
+            ports,
+            neighbors,
+            routes,
+        }
+    }
+
+    fn ports(&mut self, raw: &[RawPort]) -> Vec<Port> {
+        if raw.is_empty() {
+            self.err(TomlPath::default(), "at least one [[port]] is required");
+        }
+        if raw.len() > MAX_PORTS {
+            self.err(
+                TomlPath::entry("port", MAX_PORTS),
+                format!("at most {MAX_PORTS} ports are supported"),
+            );
+        }
+        let mut ports: Vec<Port> = Vec::new();
+        // (port index, address index, net) of every address seen, for the overlap check.
+        let mut nets: Vec<(usize, usize, IpNet)> = Vec::new();
+        for (pi, rp) in raw.iter().enumerate() {
+            let pp = TomlPath::entry("port", pi);
+            if rp.name.trim().is_empty() {
+                self.err(pp.k("name"), "the port name must not be empty");
+            } else if raw[..pi].iter().any(|o| o.name == rp.name) {
+                self.err(pp.k("name"), format!("duplicate port name `{}`", rp.name));
+            }
+            let mac = self.mac(pp.k("mac"), &rp.mac);
+            let driver = self.driver(&pp, rp);
+            let mut addresses = Vec::new();
+            for (ai, a) in rp.addresses.iter().enumerate() {
+                let ap = pp.k("addresses").i(ai);
+                let Ok(net) = a.parse::<IpNet>() else {
+                    self.err(
+                        ap,
+                        format!("`{a}` is not an interface address with a prefix length (192.0.2.1/24)"),
+                    );
+                    continue;
+                };
+                for &(opi, oai, other) in &nets {
+                    if other.addr() == net.addr() {
+                        self.err(
+                            ap.clone(),
+                            format!("address {} is already used by port[{opi}].addresses[{oai}]", net.addr()),
+                        );
+                    } else if other.contains(&net.network()) || net.contains(&other.network()) {
+                        self.err(
+                            ap.clone(),
+                            format!(
+                                "subnet {} overlaps {} of port[{opi}].addresses[{oai}]",
+                                net.trunc(),
+                                other.trunc()
+                            ),
+                        );
+                    }
+                }
+                nets.push((pi, ai, net));
+                addresses.push(net);
+            }
+            let min_mtu = if addresses.iter().any(|a| matches!(a, IpNet::V6(_))) {
+                1280
+            } else {
+                68
+            };
+            if rp.mtu < min_mtu || rp.mtu > 9216 {
+                self.err(
+                    pp.k("mtu"),
+                    format!("mtu {} is outside {min_mtu}..=9216", rp.mtu),
+                );
+            }
+            ports.push(Port {
+                name: rp.name.clone(),
+                driver,
+                mac,
+                addresses,
+                mtu: u16::try_from(rp.mtu.min(9216)).unwrap_or(1500),
+                promiscuous: rp.promiscuous,
+            });
+        }
+        ports
+    }
+
+    fn driver(&mut self, pp: &TomlPath, rp: &RawPort) -> Driver {
+        let path = |s: &Option<String>| s.as_ref().map(|f| self.base.join(f));
+        let kernel = matches!(rp.driver, RawDriver::AfXdp | RawDriver::AfPacket);
+        if !kernel && rp.interface.is_some() {
+            self.err(pp.k("interface"), "only af_xdp and af_packet ports take an interface");
+        }
+        if rp.driver != RawDriver::Pcap {
+            for (key, v) in [("rx", &rp.rx), ("tx", &rp.tx)] {
+                if v.is_some() {
+                    self.err(pp.k(key), format!("`{key}` is a pcap file and only pcap ports take it"));
+                }
+            }
+        }
+        match rp.driver {
+            RawDriver::Pcap => {
+                if rp.rx.is_none() && rp.tx.is_none() {
+                    self.err(pp.k("driver"), "a pcap port needs `rx`, `tx` or both");
+                }
+                Driver::Pcap {
+                    rx: path(&rp.rx),
+                    tx: path(&rp.tx),
+                }
+            }
+            RawDriver::Memory => Driver::Memory,
+            RawDriver::AfXdp | RawDriver::AfPacket => {
+                let interface = rp.interface.clone().unwrap_or_default();
+                if interface.is_empty() {
+                    self.err(pp.k("driver"), "af_xdp and af_packet ports need `interface`");
+                }
+                if rp.driver == RawDriver::AfXdp {
+                    Driver::AfXdp { interface }
+                } else {
+                    Driver::AfPacket { interface }
+                }
+            }
+        }
+    }
+
+    fn neighbors(&mut self, raw: &[RawNeighbor], ports: &[Port]) -> Vec<Neighbor> {
+        let mut out: Vec<Neighbor> = Vec::new();
+        for (ni, rn) in raw.iter().enumerate() {
+            let np = TomlPath::entry("neighbor", ni);
+            let mac = self.mac(np.k("mac"), &rn.mac);
+            let address = self.ip(np.k("address"), &rn.address);
+            let port = ports.iter().position(|p| p.name == rn.port);
+            if port.is_none() {
+                self.err(np.k("port"), format!("no port is named `{}`", rn.port));
+            }
+            let (Some(address), Some(port)) = (address, port) else {
+                continue;
+            };
+            if !ports[port].addresses.iter().any(|n| n.contains(&address)) {
+                self.err(
+                    np.k("address"),
+                    format!(
+                        "{address} is not inside a connected subnet of port `{}` ({})",
+                        rn.port,
+                        subnets(&ports[port], None)
+                    ),
+                );
+            }
+            if out.iter().any(|n| n.address == address) {
+                self.err(np.k("address"), format!("duplicate neighbour {address}"));
+            }
+            out.push(Neighbor { address, mac, port });
+        }
+        out
+    }
+
+    fn routes(&mut self, raw: &[RawRoute], ports: &[Port]) -> Vec<Route> {
+        let mut out: Vec<Route> = Vec::new();
+        for (ri, rr) in raw.iter().enumerate() {
+            let rp = TomlPath::entry("route", ri);
+            if rr.tunnel.is_some() {
+                self.err(rp.k("tunnel"), "routes into tunnels are not supported yet");
+            }
+            let prefix = match rr.prefix.parse::<IpNet>() {
+                Ok(p) if p != p.trunc() => {
+                    self.err(
+                        rp.k("prefix"),
+                        format!("{p} has host bits set; did you mean {}?", p.trunc()),
+                    );
+                    None
+                }
+                Ok(p) => Some(p),
+                Err(_) => {
+                    self.err(
+                        rp.k("prefix"),
+                        format!("`{}` is not a prefix (10.96.0.0/12 or fd00::/64)", rr.prefix),
+                    );
+                    None
+                }
+            };
+            if let Some(p) = prefix {
+                if raw[..ri].iter().any(|o| o.prefix.parse::<IpNet>().ok() == Some(p)) {
+                    self.err(rp.k("prefix"), format!("duplicate route for {p}"));
+                }
+            }
+            let action = rr.action.unwrap_or(RawAction::Forward);
+            let target = match (action, &rr.via) {
+                (RawAction::Drop, Some(_)) => {
+                    self.err(rp.k("via"), "a route with action = \"drop\" takes no `via`");
+                    RouteTarget::Drop
+                }
+                (RawAction::Drop, None) => RouteTarget::Drop,
+                (RawAction::Forward, None) => {
+                    self.err(rp.clone(), "a forwarding route needs `via` (or action = \"drop\")");
+                    RouteTarget::Drop
+                }
+                (RawAction::Forward, Some(via)) => {
+                    RouteTarget::Via(self.next_hops(&rp, ri, via, prefix, ports))
+                }
+            };
+            if let Some(prefix) = prefix {
+                out.push(Route {
+                    prefix,
+                    target,
+                    hairpin: rr.hairpin,
+                });
+            }
+        }
+        out
+    }
+
+    fn next_hops(
+        &mut self,
+        rp: &TomlPath,
+        ri: usize,
+        via: &OneOrMany,
+        prefix: Option<IpNet>,
+        ports: &[Port],
+    ) -> Vec<NextHop> {
+        let list = via.as_slice();
+        let vp = |i: usize| match via {
+            OneOrMany::One(_) => rp.k("via"),
+            OneOrMany::Many(_) => rp.k("via").i(i),
+        };
+        if list.is_empty() {
+            self.err(rp.k("via"), "`via` lists no next hop");
+        }
+        if list.len() > MAX_ECMP {
+            self.err(rp.k("via"), format!("at most {MAX_ECMP} next hops per route"));
+        }
+        let mut hops: Vec<NextHop> = Vec::new();
+        for (i, s) in list.iter().enumerate() {
+            let Some(addr) = self.ip(vp(i), s) else { continue };
+            if let Some(first) = hops.first() {
+                if first.address.is_ipv4() != addr.is_ipv4() {
+                    self.err(vp(i), format!("ECMP next hops mix families: {} and {addr}", first.address));
+                    continue;
+                }
+            }
+            if let Some(p) = prefix {
+                if p.addr().is_ipv4() != addr.is_ipv4() {
+                    self.err(vp(i), format!("next hop {addr} is not of the same family as {p}"));
+                    continue;
+                }
+            }
+            if hops.iter().any(|h| h.address == addr) {
+                self.err(vp(i), format!("next hop {addr} is listed twice"));
+                continue;
+            }
+            if ports.iter().any(|p| p.addresses.iter().any(|a| a.addr() == addr)) {
+                self.err(vp(i), format!("next hop {addr} is one of the gateway's own addresses"));
+                continue;
+            }
+            match ports.iter().position(|p| p.addresses.iter().any(|n| n.contains(&addr))) {
+                Some(port) => hops.push(NextHop { address: addr, port }),
+                None => {
+                    let connected: Vec<String> = ports
+                        .iter()
+                        .map(|p| subnets(p, Some(addr.is_ipv4())))
+                        .filter(|s| !s.is_empty())
+                        .collect();
+                    let pfx = prefix.map_or_else(|| "?".to_string(), |p| p.to_string());
+                    self.err(
+                        vp(i),
+                        format!(
+                            "route[{ri}] ({pfx}): next hop {addr} lies in no connected subnet of any port (connected: {})",
+                            if connected.is_empty() { "none".to_string() } else { connected.join(", ") }
+                        ),
+                    );
+                }
+            }
+        }
+        hops
+    }
+}
+
+/// `name 10.0.0.0/24, 10.1.0.0/16` for messages; `v4` filters by family.
+fn subnets(p: &Port, v4: Option<bool>) -> String {
+    let nets: Vec<String> = p
+        .addresses
+        .iter()
+        .filter(|a| v4.is_none_or(|v4| a.addr().is_ipv4() == v4))
+        .map(|a| a.trunc().to_string())
+        .collect();
+    if nets.is_empty() {
+        String::new()
+    } else {
+        format!("{} {}", p.name, nets.join(" "))
+    }
+}
