@@ -1,0 +1,61 @@
+//! The Internet checksum (RFC 1071) and its incremental update (RFC 1624).
+
+/// One's-complement sum of `data` folded into 16 bits, added to `initial` (not complemented).
+#[inline]
+pub fn sum(data: &[u8], initial: u32) -> u32 {
+    let mut acc = u64::from(initial);
+    let mut chunks = data.chunks_exact(2);
+    for c in &mut chunks {
+        acc += u64::from(u16::from_be_bytes([c[0], c[1]]));
+    }
+    if let [last] = chunks.remainder() {
+        acc += u64::from(u16::from_be_bytes([*last, 0]));
+    }
+    fold(acc)
+}
+
+/// Folds a wide one's-complement accumulator into 16 bits.
+#[inline]
+pub fn fold(mut acc: u64) -> u32 {
+    while acc > 0xffff {
+        acc = (acc & 0xffff) + (acc >> 16);
+    }
+    acc as u32
+}
+
+/// The checksum field value for `data`: the complement of its sum.
+#[inline]
+pub fn checksum(data: &[u8]) -> u16 {
+    !(sum(data, 0) as u16)
+}
+
+/// RFC 1624 eqn. 3: the new checksum after one 16-bit word of the covered data changed from
+/// `old` to `new`: HC' = ~(~HC + ~m + m').
+#[inline]
+pub fn update(check: u16, old: u16, new: u16) -> u16 {
+    let acc = u64::from(!check) + u64::from(!old) + u64::from(new);
+    !(fold(acc) as u16)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn checksum_of_rfc1071_example() {
+        // RFC 1071 section 3 example: 00 01 f2 03 f4 f5 f6 f7 sums to ddf2.
+        let data = [0x00, 0x01, 0xf2, 0x03, 0xf4, 0xf5, 0xf6, 0xf7];
+        assert_eq!(sum(&data, 0), 0xddf2);
+        assert_eq!(checksum(&data), !0xddf2);
+    }
+
+    #[test]
+    fn incremental_update_matches_full_recompute() {
+        let mut hdr = [0x45u8, 0, 0, 0x54, 0, 0, 0x40, 0, 0x40, 0x01, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2];
+        let c = checksum(&hdr);
+        let old = u16::from_be_bytes([hdr[8], hdr[9]]);
+        hdr[8] -= 1;
+        let new = u16::from_be_bytes([hdr[8], hdr[9]]);
+        assert_eq!(update(c, old, new), checksum(&hdr));
+    }
+}

@@ -1,0 +1,62 @@
+//! Zero-copy views and validated representations of the wire formats the gateway handles.
+//!
+//! Each format has a view `Packet<T: AsRef<[u8]>>` over a byte buffer and a validated `Repr`.
+//! Untrusted bytes go through `new_checked` only; once `check_len` has passed, no accessor
+//! panics (each module documents the setters that void this). Byte ranges live in a `field`
+//! module; accessor bodies hold no numeric offsets. Every module has one small `Copy` error enum
+//! whose variants carry the offending values, and each variant maps to exactly one
+//! [`crate::pipeline::drop::DropReason`].
+//!
+//! This module forbids `unsafe`.
+
+#![forbid(unsafe_code)]
+
+pub mod checksum;
+pub mod ethernet;
+pub mod ipv4;
+pub mod ipv6;
+pub mod udp;
+pub mod vlan;
+
+#[cfg(test)]
+pub(crate) mod fixtures;
+
+pub use ethernet::{
+    EtherType, Error as EthernetError, Packet as EthernetFrame, Repr as EthernetRepr,
+};
+pub use ipv4::{Error as Ipv4Error, Packet as Ipv4Packet, Repr as Ipv4Repr};
+pub use ipv6::{Error as Ipv6Error, Packet as Ipv6Packet, Repr as Ipv6Repr};
+pub use udp::{Error as UdpError, Packet as UdpPacket, Repr as UdpRepr};
+pub use vlan::{Error as VlanError, Packet as VlanPacket, Repr as VlanRepr};
+
+/// IP protocol numbers the gateway looks at (IANA "Assigned Internet Protocol Numbers").
+pub mod ip_proto {
+    /// IPv6 Hop-by-Hop Options.
+    pub const HOPOPT: u8 = 0;
+    /// ICMP.
+    pub const ICMP: u8 = 1;
+    /// IPv4 encapsulation (IPIP).
+    pub const IPIP: u8 = 4;
+    /// TCP.
+    pub const TCP: u8 = 6;
+    /// UDP.
+    pub const UDP: u8 = 17;
+    /// IPv6 encapsulation.
+    pub const IPV6: u8 = 41;
+    /// IPv6 Routing header.
+    pub const IPV6_ROUTE: u8 = 43;
+    /// IPv6 Fragment header.
+    pub const IPV6_FRAG: u8 = 44;
+    /// ESP.
+    pub const ESP: u8 = 50;
+    /// AH.
+    pub const AH: u8 = 51;
+    /// ICMPv6.
+    pub const ICMPV6: u8 = 58;
+    /// IPv6 No Next Header.
+    pub const IPV6_NONXT: u8 = 59;
+    /// IPv6 Destination Options.
+    pub const IPV6_OPTS: u8 = 60;
+    /// SCTP.
+    pub const SCTP: u8 = 132;
+}
