@@ -19,3 +19,10 @@
 //! AF_PACKET ports, IP fragmentation and ICMP errors.
 
 pub mod wire;
+pub mod fib;
+pub mod lpm;
+pub mod pipeline;
+pub mod port;
+pub mod stats;
+pub mod worker;
+pub mod craft;

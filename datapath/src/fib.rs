@@ -1,0 +1,289 @@
+//! The forwarding snapshot a worker reads: route tables, next hops, neighbours and ports.
+//!
+//! Route entries hold next-hop indices. A next hop says what to do: deliver locally, drop
+//! (blackhole), send to a resolved neighbour, send to the destination itself on a connected
+//! subnet (neighbour looked up per packet), or spread over an ECMP group by flow hash.
+//! The interface addresses of each port become /32 (/128) `Local` routes and their subnets
+//! `Connected` routes, the way a router's own FIB holds them.
+
+use crate::lpm::{self, Lpm4, Lpm6};
+use crate::stats::MAX_PORTS;
+use hashbrown::HashMap;
+use std::net::IpAddr;
+
+/// What a next hop does with a packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NextHop {
+    /// Addressed to the gateway itself.
+    Local,
+    /// Drop, counted as `blackhole`.
+    Blackhole,
+    /// Send to a neighbour whose MAC is known.
+    Forward {
+        /// Egress port.
+        port: u8,
+        /// Neighbour MAC.
+        mac: [u8; 6],
+        /// May leave through the input port.
+        hairpin: bool,
+    },
+    /// Send to a neighbour whose MAC is not known yet (dropped as `neighbor_unresolved`).
+    Unresolved {
+        /// Egress port.
+        port: u8,
+    },
+    /// The destination is on a connected subnet of `port`: its own MAC is looked up.
+    Connected {
+        /// Egress port.
+        port: u8,
+    },
+    /// Spread over `len` members starting at `start` in the ECMP member list.
+    Ecmp {
+        /// First member.
+        start: u32,
+        /// Member count (at least 1).
+        len: u32,
+    },
+}
+
+/// A port as the datapath needs it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PortInfo {
+    /// The port's MAC.
+    pub mac: [u8; 6],
+    /// IP MTU.
+    pub mtu: u16,
+    /// Accept unicast frames for any MAC.
+    pub promiscuous: bool,
+}
+
+/// What a configured route does.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RouteAction {
+    /// Forward to these `(next hop, egress port)` pairs, by flow hash when several.
+    Via(Vec<(IpAddr, u8)>),
+    /// Drop as `blackhole`.
+    Drop,
+}
+
+/// Why a FIB could not be built.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FibError {
+    /// A route table rejected a prefix.
+    Lpm(lpm::Error),
+    /// A port id beyond those added.
+    UnknownPort(u8),
+    /// More than [`MAX_PORTS`] ports.
+    TooManyPorts,
+    /// A route with no next hop.
+    EmptyVia,
+}
+
+impl std::fmt::Display for FibError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{self:?}")
+    }
+}
+
+impl std::error::Error for FibError {}
+
+/// Collects ports, addresses, neighbours and routes, then builds a [`Fib`].
+#[derive(Default)]
+pub struct FibBuilder {
+    ports: Vec<PortInfo>,
+    neigh4: HashMap<u32, [u8; 6]>,
+    neigh6: HashMap<u128, [u8; 6]>,
+    nexthops: Vec<NextHop>,
+    ecmp: Vec<u32>,
+    routes4: Vec<(u32, u8, u32)>,
+    routes6: Vec<(u128, u8, u32)>,
+    locals: Vec<(IpAddr, u8, u8)>,
+}
+
+impl FibBuilder {
+    /// An empty builder.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds a port; returns its id.
+    ///
+    /// # Errors
+    /// [`FibError::TooManyPorts`].
+    pub fn add_port(&mut self, info: PortInfo) -> Result<u8, FibError> {
+        if self.ports.len() >= MAX_PORTS {
+            return Err(FibError::TooManyPorts);
+        }
+        self.ports.push(info);
+        Ok((self.ports.len() - 1) as u8)
+    }
+
+    /// Adds an interface address `addr/len` on `port`: a local host route and a connected
+    /// subnet route.
+    pub fn add_address(&mut self, port: u8, addr: IpAddr, len: u8) {
+        self.locals.push((addr, len, port));
+    }
+
+    /// Adds a static neighbour.
+    pub fn add_neighbor(&mut self, addr: IpAddr, mac: [u8; 6]) {
+        match addr {
+            IpAddr::V4(a) => {
+                self.neigh4.insert(u32::from(a), mac);
+            }
+            IpAddr::V6(a) => {
+                self.neigh6.insert(u128::from(a), mac);
+            }
+        }
+    }
+
+    fn push_nexthop(&mut self, nh: NextHop) -> u32 {
+        // Share identical next hops so that large route sets stay small in the table.
+        if let Some(i) = self.nexthops.iter().rposition(|n| *n == nh) {
+            return i as u32;
+        }
+        self.nexthops.push(nh);
+        (self.nexthops.len() - 1) as u32
+    }
+
+    fn resolve(&self, addr: IpAddr, port: u8, hairpin: bool) -> NextHop {
+        let mac = match addr {
+            IpAddr::V4(a) => self.neigh4.get(&u32::from(a)),
+            IpAddr::V6(a) => self.neigh6.get(&u128::from(a)),
+        };
+        match mac {
+            Some(&mac) => NextHop::Forward { port, mac, hairpin },
+            None => NextHop::Unresolved { port },
+        }
+    }
+
+    fn add(&mut self, prefix: IpAddr, len: u8, nh: u32) {
+        match prefix {
+            IpAddr::V4(a) => self.routes4.push((u32::from(a), len, nh)),
+            IpAddr::V6(a) => self.routes6.push((u128::from(a), len, nh)),
+        }
+    }
+
+    /// Adds a route. Neighbours must be added first: a via address is resolved now.
+    ///
+    /// # Errors
+    /// [`FibError::UnknownPort`], [`FibError::EmptyVia`].
+    pub fn add_route(
+        &mut self,
+        prefix: IpAddr,
+        len: u8,
+        action: &RouteAction,
+        hairpin: bool,
+    ) -> Result<(), FibError> {
+        let nh = match action {
+            RouteAction::Drop => self.push_nexthop(NextHop::Blackhole),
+            RouteAction::Via(hops) => {
+                let members: Vec<NextHop> = hops
+                    .iter()
+                    .map(|&(addr, port)| {
+                        if usize::from(port) >= self.ports.len() {
+                            Err(FibError::UnknownPort(port))
+                        } else {
+                            Ok(self.resolve(addr, port, hairpin))
+                        }
+                    })
+                    .collect::<Result<_, _>>()?;
+                match members.as_slice() {
+                    [] => return Err(FibError::EmptyVia),
+                    [one] => self.push_nexthop(*one),
+                    many => {
+                        let start = self.ecmp.len() as u32;
+                        for m in many {
+                            let i = self.push_nexthop(*m);
+                            self.ecmp.push(i);
+                        }
+                        self.push_nexthop(NextHop::Ecmp {
+                            start,
+                            len: many.len() as u32,
+                        })
+                    }
+                }
+            }
+        };
+        self.add(prefix, len, nh);
+        Ok(())
+    }
+
+    /// Builds the snapshot.
+    ///
+    /// # Errors
+    /// [`FibError::Lpm`], [`FibError::UnknownPort`].
+    pub fn build(mut self) -> Result<Fib, FibError> {
+        let local = self.push_nexthop(NextHop::Local);
+        // Connected subnets first and host routes after them: at equal length the later wins,
+        // so a /32 interface address stays local.
+        for (addr, len, port) in std::mem::take(&mut self.locals) {
+            if usize::from(port) >= self.ports.len() {
+                return Err(FibError::UnknownPort(port));
+            }
+            let connected = self.push_nexthop(NextHop::Connected { port });
+            self.add(addr, len, connected);
+            let host = if addr.is_ipv4() { 32 } else { 128 };
+            self.add(addr, host, local);
+        }
+        Ok(Fib {
+            v4: Lpm4::build(&self.routes4).map_err(FibError::Lpm)?,
+            v6: Lpm6::build(&self.routes6).map_err(FibError::Lpm)?,
+            nexthops: self.nexthops,
+            ecmp: self.ecmp,
+            neigh4: self.neigh4,
+            neigh6: self.neigh6,
+            ports: self.ports,
+        })
+    }
+}
+
+/// The immutable forwarding snapshot.
+pub struct Fib {
+    /// IPv4 routes.
+    pub v4: Lpm4,
+    /// IPv6 routes.
+    pub v6: Lpm6,
+    nexthops: Vec<NextHop>,
+    ecmp: Vec<u32>,
+    neigh4: HashMap<u32, [u8; 6]>,
+    neigh6: HashMap<u128, [u8; 6]>,
+    ports: Vec<PortInfo>,
+}
+
+impl Fib {
+    /// The next hop at `index` (a value returned by a route lookup).
+    #[inline]
+    pub fn nexthop(&self, index: u32) -> Option<&NextHop> {
+        self.nexthops.get(index as usize)
+    }
+
+    /// The ECMP member chosen for `hash`, as a next hop that is not itself ECMP.
+    #[inline]
+    pub fn ecmp_member(&self, start: u32, len: u32, hash: u32) -> Option<&NextHop> {
+        let i = start as usize + (hash % len.max(1)) as usize;
+        self.ecmp.get(i).and_then(|&m| self.nexthop(m))
+    }
+
+    /// The MAC of an IPv4 neighbour.
+    #[inline]
+    pub fn neighbor4(&self, addr: u32) -> Option<[u8; 6]> {
+        self.neigh4.get(&addr).copied()
+    }
+
+    /// The MAC of an IPv6 neighbour.
+    #[inline]
+    pub fn neighbor6(&self, addr: u128) -> Option<[u8; 6]> {
+        self.neigh6.get(&addr).copied()
+    }
+
+    /// The port with this id.
+    #[inline]
+    pub fn port(&self, id: u8) -> Option<&PortInfo> {
+        self.ports.get(usize::from(id))
+    }
+
+    /// Number of ports.
+    pub fn port_count(&self) -> usize {
+        self.ports.len()
+    }
+}

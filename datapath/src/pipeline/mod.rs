@@ -1,0 +1,134 @@
+//! The stages a worker runs over one batch, run to completion: classify → (decap: not yet) →
+//! route → rewrite. Each stage is a per-packet `#[inline]` function called from one loop over
+//! the batch; the result is a [`Next`] per packet, parallel to the batch. Stage order is code.
+
+pub mod batch;
+pub mod classify;
+pub mod drop;
+pub mod rewrite;
+pub mod route;
+
+use crate::fib::Fib;
+use crate::lpm::NO_ROUTE;
+use batch::{Batch, BATCH};
+use drop::DropReason;
+
+/// What happens to a packet after the pipeline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Next {
+    /// Classified, waiting for the route stage.
+    Route,
+    /// For the gateway itself (counted as `local`; no local stack yet).
+    Local,
+    /// Dropped, counted under the reason.
+    Drop(DropReason),
+    /// Transmit on this port.
+    Tx(u8),
+}
+
+/// What classify learns about a packet and later stages use.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Meta {
+    /// Offset of the IP header in the frame.
+    pub l3_off: u16,
+    /// IP datagram length (header included).
+    pub l3_len: u16,
+    /// Offset of the upper-layer header, 0 when there is none (a later fragment).
+    pub l4_off: u16,
+    /// Upper-layer protocol.
+    pub proto: u8,
+    /// IPv6 rather than IPv4.
+    pub ipv6: bool,
+    /// IPv4 destination.
+    pub dst4: u32,
+    /// IPv6 destination.
+    pub dst6: u128,
+    /// Neighbour MAC chosen by the route stage.
+    pub dst_mac: [u8; 6],
+}
+
+/// Per-worker pipeline state: the metadata and verdict arrays, reused every batch.
+pub struct Pipeline {
+    meta: [Meta; BATCH],
+    next: [Next; BATCH],
+}
+
+impl Default for Pipeline {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Pipeline {
+    /// Fresh state.
+    pub fn new() -> Self {
+        Pipeline {
+            meta: [Meta::default(); BATCH],
+            next: [Next::Route; BATCH],
+        }
+    }
+
+    /// Runs every stage over `batch` and returns the verdict of each packet. Packets with
+    /// [`Next::Tx`] have been rewritten and are ready to send.
+    pub fn process(&mut self, batch: &mut Batch, fib: &Fib) -> &[Next] {
+        let n = batch.len.min(BATCH);
+        let in_port = batch.in_port;
+        let Some(port) = fib.port(in_port) else {
+            self.next[..n].fill(Next::Drop(DropReason::NoRoute));
+            return &self.next[..n];
+        };
+
+        // Classify.
+        for ((buf, meta), next) in batch.bufs[..n]
+            .iter_mut()
+            .zip(&mut self.meta[..n])
+            .zip(&mut self.next[..n])
+        {
+            *next = classify::classify_one(buf.frame(), port, meta);
+            if *next == Next::Route {
+                buf.truncate(usize::from(meta.l3_off) + usize::from(meta.l3_len));
+            }
+        }
+
+        // Route: gather IPv4 keys for one bulk lookup, IPv6 one at a time.
+        let mut keys = [0u32; BATCH];
+        let mut which = [0u8; BATCH];
+        let mut k = 0;
+        for i in 0..n {
+            if self.next[i] == Next::Route && !self.meta[i].ipv6 {
+                keys[k] = self.meta[i].dst4;
+                which[k] = i as u8;
+                k += 1;
+            }
+        }
+        let mut found = [NO_ROUTE; BATCH];
+        fib.v4.lookup_bulk(&keys[..k], &mut found[..k]);
+        for (&i, &nh) in which[..k].iter().zip(&found[..k]) {
+            let i = usize::from(i);
+            self.next[i] =
+                route::resolve_one(fib, nh, batch.bufs[i].frame(), in_port, &mut self.meta[i]);
+        }
+        for i in 0..n {
+            if self.next[i] == Next::Route {
+                let nh = fib.v6.lookup(self.meta[i].dst6).unwrap_or(NO_ROUTE);
+                self.next[i] =
+                    route::resolve_one(fib, nh, batch.bufs[i].frame(), in_port, &mut self.meta[i]);
+            }
+        }
+
+        // Rewrite.
+        for ((buf, meta), next) in batch.bufs[..n]
+            .iter_mut()
+            .zip(&self.meta[..n])
+            .zip(&mut self.next[..n])
+        {
+            if let Next::Tx(p) = *next {
+                let mac = fib.port(p).map(|p| p.mac).unwrap_or_default();
+                if !rewrite::rewrite_one(buf, meta, mac) {
+                    *next = Next::Drop(DropReason::TxFull);
+                }
+            }
+        }
+        &self.next[..n]
+    }
+}

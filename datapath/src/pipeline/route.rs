@@ -1,0 +1,55 @@
+//! Route: longest-prefix match on the destination, then next-hop resolution. IPv4 keys of the
+//! whole batch go through one bulk lookup. Forwarding checks (RFC 1812 5.3.1 TTL, egress MTU,
+//! no reflection out of the input port) are applied once the egress is known.
+
+use super::classify::flow_hash;
+use super::drop::DropReason;
+use super::{Meta, Next};
+use crate::fib::{Fib, NextHop};
+use crate::lpm::NO_ROUTE;
+
+/// Resolves the next hop `nh` for a packet that arrived on `in_port`; on success writes the
+/// neighbour MAC into `meta.dst_mac` and returns the egress.
+#[inline]
+pub fn resolve_one(fib: &Fib, nh: u32, frame: &[u8], in_port: u8, meta: &mut Meta) -> Next {
+    if nh == NO_ROUTE {
+        return Next::Drop(DropReason::NoRoute);
+    }
+    let mut hop = fib.nexthop(nh);
+    if let Some(&NextHop::Ecmp { start, len }) = hop {
+        hop = fib.ecmp_member(start, len, flow_hash(frame, meta));
+    }
+    let (port, mac, hairpin) = match hop {
+        None => return Next::Drop(DropReason::NoRoute),
+        Some(NextHop::Local) => return Next::Local,
+        Some(NextHop::Blackhole) => return Next::Drop(DropReason::Blackhole),
+        Some(NextHop::Ecmp { .. }) | Some(NextHop::Unresolved { .. }) => {
+            return Next::Drop(DropReason::NeighborUnresolved)
+        }
+        Some(&NextHop::Forward { port, mac, hairpin }) => (port, Some(mac), hairpin),
+        Some(&NextHop::Connected { port }) => {
+            let mac = if meta.ipv6 {
+                fib.neighbor6(meta.dst6)
+            } else {
+                fib.neighbor4(meta.dst4)
+            };
+            (port, mac, false)
+        }
+    };
+    // TTL / hop limit: the byte at offset 8 (IPv4) or 7 (IPv6) of the IP header.
+    let ttl_at = usize::from(meta.l3_off) + if meta.ipv6 { 7 } else { 8 };
+    if frame.get(ttl_at).is_none_or(|&t| t <= 1) {
+        return Next::Drop(DropReason::TtlExpired);
+    }
+    if port == in_port && !hairpin {
+        return Next::Drop(DropReason::Hairpin);
+    }
+    if fib.port(port).is_none_or(|p| meta.l3_len > p.mtu) {
+        return Next::Drop(DropReason::MtuExceeded);
+    }
+    let Some(mac) = mac else {
+        return Next::Drop(DropReason::NeighborUnresolved);
+    };
+    meta.dst_mac = mac;
+    Next::Tx(port)
+}

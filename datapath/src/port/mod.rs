@@ -1,0 +1,37 @@
+//! The `Port` trait and its backends. A port fills a caller-owned batch on receive and takes a
+//! list of batch indices on transmit; dispatch through the trait happens once per batch, never
+//! per packet. Anything backend-specific stays in its backend.
+
+pub mod mem;
+pub mod pcap;
+
+use crate::pipeline::batch::Batch;
+use crate::stats::PortStats;
+use std::any::Any;
+
+/// A packet port.
+pub trait Port: Send {
+    /// Receives up to `max` frames into `batch.bufs[..]`, sets `batch.len` and returns it.
+    /// Frames the port must discard (too large for a buffer) are counted in `stats`.
+    fn rx(&mut self, batch: &mut Batch, max: usize, stats: &PortStats) -> usize;
+
+    /// Transmits the frames `batch.bufs[i]` for each `i` in `idx`, in order; returns how many
+    /// were taken (a prefix of `idx`).
+    fn tx(&mut self, batch: &Batch, idx: &[u8]) -> usize;
+
+    /// Pushes out anything buffered.
+    ///
+    /// # Errors
+    /// The backend's I/O error.
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+
+    /// True when the port will never receive again (end of a pcap file, an empty memory port).
+    fn rx_exhausted(&self) -> bool {
+        false
+    }
+
+    /// For tests and tools that need the concrete backend back.
+    fn as_any_mut(&mut self) -> &mut dyn Any;
+}

@@ -1,0 +1,111 @@
+//! Per-worker counters: per port, rx/tx packets and bytes, packets for the gateway itself, and
+//! drops by reason. Each worker writes only its own [`Stats`] (plain relaxed load + store, no
+//! read-modify-write); readers on other threads sum them.
+
+use crate::pipeline::drop::DropReason;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// The largest number of ports.
+pub const MAX_PORTS: usize = 16;
+
+/// A single-writer counter, readable from any thread.
+#[derive(Debug, Default)]
+pub struct Counter(AtomicU64);
+
+impl Counter {
+    /// Adds `n`. Only the owning worker calls this.
+    #[inline]
+    pub fn add(&self, n: u64) {
+        let v = self.0.load(Ordering::Relaxed);
+        self.0.store(v.wrapping_add(n), Ordering::Relaxed);
+    }
+    /// The current value.
+    #[inline]
+    pub fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// Counters of one port on one worker.
+#[derive(Debug, Default)]
+pub struct PortStats {
+    /// Frames received.
+    pub rx_packets: Counter,
+    /// Bytes received.
+    pub rx_bytes: Counter,
+    /// Frames transmitted.
+    pub tx_packets: Counter,
+    /// Bytes transmitted.
+    pub tx_bytes: Counter,
+    /// Packets addressed to the gateway itself (received on this port).
+    pub local: Counter,
+    /// Drops of packets received on this port, by reason.
+    pub drops: [Counter; DropReason::COUNT],
+}
+
+impl PortStats {
+    /// Counts one drop.
+    #[inline]
+    pub fn drop(&self, reason: DropReason) {
+        self.drops[reason as usize].add(1);
+    }
+}
+
+/// Counters of one worker.
+#[derive(Debug, Default)]
+pub struct Stats {
+    /// Per port, by port id.
+    pub ports: [PortStats; MAX_PORTS],
+}
+
+/// A plain snapshot of counters, summed over workers.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct PortSnapshot {
+    /// Frames received.
+    pub rx_packets: u64,
+    /// Bytes received.
+    pub rx_bytes: u64,
+    /// Frames transmitted.
+    pub tx_packets: u64,
+    /// Bytes transmitted.
+    pub tx_bytes: u64,
+    /// Packets for the gateway.
+    pub local: u64,
+    /// Drops by reason, indexed like [`DropReason::ALL`].
+    pub drops: Vec<u64>,
+}
+
+impl PortSnapshot {
+    /// The count of one reason.
+    pub fn drops_of(&self, reason: DropReason) -> u64 {
+        self.drops.get(reason as usize).copied().unwrap_or(0)
+    }
+    /// All drops.
+    pub fn dropped(&self) -> u64 {
+        self.drops.iter().sum()
+    }
+}
+
+/// Sums the counters of `workers` for the first `ports` ports.
+pub fn snapshot<'a>(workers: impl IntoIterator<Item = &'a Stats>, ports: usize) -> Vec<PortSnapshot> {
+    let mut out = vec![
+        PortSnapshot {
+            drops: vec![0; DropReason::COUNT],
+            ..Default::default()
+        };
+        ports.min(MAX_PORTS)
+    ];
+    for w in workers {
+        for (o, p) in out.iter_mut().zip(&w.ports) {
+            o.rx_packets += p.rx_packets.get();
+            o.rx_bytes += p.rx_bytes.get();
+            o.tx_packets += p.tx_packets.get();
+            o.tx_bytes += p.tx_bytes.get();
+            o.local += p.local.get();
+            for (d, c) in o.drops.iter_mut().zip(&p.drops) {
+                *d += c.get();
+            }
+        }
+    }
+    out
+}

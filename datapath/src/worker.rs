@@ -1,0 +1,126 @@
+//! The per-core loop: poll each port for a burst, run the pipeline to completion, hand each
+//! egress port its packets in one call, and count everything.
+
+use crate::fib::Fib;
+use crate::pipeline::batch::{Batch, BATCH};
+use crate::pipeline::drop::DropReason;
+use crate::pipeline::{Next, Pipeline};
+use crate::port::Port;
+use crate::stats::{Stats, MAX_PORTS};
+use std::sync::Arc;
+
+/// One worker: its ports, batch, pipeline state and counters.
+pub struct Worker {
+    ports: Vec<Box<dyn Port>>,
+    batch: Batch,
+    pipeline: Pipeline,
+    stats: Arc<Stats>,
+    burst: usize,
+}
+
+impl Worker {
+    /// A worker over `ports` (port id = index), receiving `burst` packets at a time.
+    pub fn new(ports: Vec<Box<dyn Port>>, burst: usize, stats: Arc<Stats>) -> Self {
+        Worker {
+            ports,
+            batch: Batch::new(),
+            pipeline: Pipeline::new(),
+            stats,
+            burst: burst.clamp(1, BATCH),
+        }
+    }
+
+    /// The worker's counters.
+    pub fn stats(&self) -> &Arc<Stats> {
+        &self.stats
+    }
+
+    /// A port, for tests and tools.
+    pub fn port_mut(&mut self, id: usize) -> Option<&mut (dyn Port + 'static)> {
+        self.ports.get_mut(id).map(|p| &mut **p)
+    }
+
+    /// Polls every port once; returns the packets received.
+    pub fn poll(&mut self, fib: &Fib) -> usize {
+        let mut total = 0;
+        for p in 0..self.ports.len().min(MAX_PORTS) {
+            total += self.poll_port(p, fib);
+        }
+        total
+    }
+
+    fn poll_port(&mut self, p: usize, fib: &Fib) -> usize {
+        let stats = &self.stats.ports[p];
+        self.batch.in_port = p as u8;
+        let n = self.ports[p].rx(&mut self.batch, self.burst, stats);
+        if n == 0 {
+            return 0;
+        }
+        stats.rx_packets.add(n as u64);
+        stats
+            .rx_bytes
+            .add(self.batch.packets().iter().map(|b| b.len() as u64).sum());
+
+        let next = self.pipeline.process(&mut self.batch, fib);
+        let mut tx_idx = [[0u8; BATCH]; MAX_PORTS];
+        let mut tx_len = [0usize; MAX_PORTS];
+        for (i, v) in next.iter().enumerate() {
+            match *v {
+                Next::Tx(q) if usize::from(q) < self.ports.len() => {
+                    let q = usize::from(q);
+                    tx_idx[q][tx_len[q]] = i as u8;
+                    tx_len[q] += 1;
+                }
+                Next::Local => stats.local.add(1),
+                Next::Drop(r) => stats.drop(r),
+                Next::Tx(_) | Next::Route => stats.drop(DropReason::NoRoute),
+            }
+        }
+        for q in 0..self.ports.len().min(MAX_PORTS) {
+            let want = &tx_idx[q][..tx_len[q]];
+            if want.is_empty() {
+                continue;
+            }
+            let sent = self.ports[q].tx(&self.batch, want).min(want.len());
+            let out = &self.stats.ports[q];
+            out.tx_packets.add(sent as u64);
+            out.tx_bytes.add(
+                want[..sent]
+                    .iter()
+                    .map(|&i| self.batch.bufs[usize::from(i)].len() as u64)
+                    .sum(),
+            );
+            for _ in sent..want.len() {
+                stats.drop(DropReason::TxFull);
+            }
+        }
+        n
+    }
+
+    /// True when no port will receive again.
+    pub fn finished(&self) -> bool {
+        self.ports.iter().all(|p| p.rx_exhausted())
+    }
+
+    /// Polls until every port is exhausted, then flushes.
+    ///
+    /// # Errors
+    /// The first flush error.
+    pub fn run_to_end(&mut self, fib: &Fib) -> std::io::Result<()> {
+        while !self.finished() {
+            self.poll(fib);
+        }
+        self.flush()
+    }
+
+    /// Flushes every port.
+    ///
+    /// # Errors
+    /// The first flush error.
+    pub fn flush(&mut self) -> std::io::Result<()> {
+        for p in &mut self.ports {
+            p.flush()?;
+        }
+        Ok(())
+    }
+}
