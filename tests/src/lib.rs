@@ -1,1 +1,46 @@
-//! Helpers for the end-to-end tests.
+//! Helpers shared by the end-to-end tests: scratch directories, pcap files written and read
+//! back with the project's own pcap port code, and where the shared captures live.
+
+// Test support: failing loudly is the point.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::path::{Path, PathBuf};
+
+/// `../shared/testdata/pcap`, beside the project root.
+pub fn shared_pcap_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/testdata/pcap")
+}
+
+/// A fresh scratch directory under the target directory, removed first if it exists.
+pub fn scratch(name: &str) -> PathBuf {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../target/e2e")
+        .join(name);
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("creating {}: {e}", dir.display()));
+    dir
+}
+
+/// Writes frames to a classic pcap file, timestamps 1 µs apart.
+pub fn write_pcap(path: &Path, frames: &[Vec<u8>]) {
+    let mut w = datapath::port::pcap::PcapWriter::create(path).expect("create pcap");
+    for (i, f) in frames.iter().enumerate() {
+        w.write(f, i as u64 * 1000).expect("write pcap");
+    }
+    w.flush().expect("flush pcap");
+}
+
+/// Reads every frame of a pcap or pcapng file.
+pub fn read_pcap(path: &Path) -> Vec<Vec<u8>> {
+    use datapath::port::pcap::{PcapReader, Record};
+    let mut r = PcapReader::open(path, [0; 6]).expect("open pcap");
+    let mut buf = datapath::pipeline::batch::Buf::new();
+    let mut out = Vec::new();
+    loop {
+        match r.next_into(&mut buf).expect("read pcap") {
+            Record::Frame => out.push(buf.frame().to_vec()),
+            Record::Oversize => {}
+            Record::End => return out,
+        }
+    }
+}

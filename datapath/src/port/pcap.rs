@@ -204,7 +204,7 @@ impl PcapReader {
                         let iface = u32_of(&b[0..4], be) as usize;
                         let ts = (u64::from(u32_of(&b[4..8], be)) << 32
                             | u64::from(u32_of(&b[8..12], be)))
-                            * 1000;
+                        .saturating_mul(1000);
                         let caplen = u32_of(&b[12..16], be) as usize;
                         let padded = caplen.div_ceil(4) * 4;
                         if padded > body - 20 {

@@ -1,0 +1,7 @@
+//! The edge packet gateway as a library: turning a validated configuration into route tables
+//! and ports, running the datapath offline, and rendering counters. The `gateway` binary is a
+//! thin CLI over this; the end-to-end tests call it directly.
+
+pub mod demo;
+pub mod report;
+pub mod tables;

@@ -1,0 +1,133 @@
+//! Human and JSON renderings: the configuration summary and the counter tables.
+
+use config::{Config, Driver, RouteTarget};
+use datapath::pipeline::drop::DropReason;
+use datapath::stats::PortSnapshot;
+use serde_json::{json, Map, Value};
+use std::fmt::Write;
+
+/// The one-screen summary `gateway check` prints.
+pub fn summary(c: &Config) -> String {
+    let mut s = String::new();
+    let _ = writeln!(s, "configuration OK: gateway `{}`", c.name);
+    let _ = writeln!(s, "workers: cores {:?}, burst {}", c.workers, c.burst);
+    let _ = writeln!(s, "ports ({}):", c.ports.len());
+    for p in &c.ports {
+        let detail = match &p.driver {
+            Driver::Pcap { rx, tx } => format!(
+                "rx {} tx {}",
+                rx.as_ref().map_or("-".into(), |p| p.display().to_string()),
+                tx.as_ref().map_or("-".into(), |p| p.display().to_string())
+            ),
+            Driver::AfXdp { interface } | Driver::AfPacket { interface } => interface.clone(),
+            Driver::Memory => String::new(),
+        };
+        let addrs: Vec<String> = p.addresses.iter().map(|a| a.to_string()).collect();
+        let _ = writeln!(
+            s,
+            "  {:<10} {:<9} {}  mtu {}  {}  {}",
+            p.name,
+            p.driver.name(),
+            p.mac,
+            p.mtu,
+            addrs.join(" "),
+            detail
+        );
+    }
+    let v4 = c.routes.iter().filter(|r| r.prefix.addr().is_ipv4()).count();
+    let ecmp = c
+        .routes
+        .iter()
+        .filter(|r| matches!(&r.target, RouteTarget::Via(h) if h.len() > 1))
+        .count();
+    let drop = c.routes.iter().filter(|r| r.target == RouteTarget::Drop).count();
+    let _ = writeln!(
+        s,
+        "routes: {} IPv4, {} IPv6 ({} ECMP, {} drop); default route: {}",
+        v4,
+        c.routes.len() - v4,
+        ecmp,
+        drop,
+        if c.routes.iter().any(|r| r.prefix.prefix_len() == 0) { "yes" } else { "none" }
+    );
+    let _ = writeln!(s, "neighbours: {} static", c.neighbors.len());
+    let _ = writeln!(s, "tunnels: 0");
+    s
+}
+
+/// The counter table `gateway run` prints.
+pub fn table(c: &Config, stats: &[PortSnapshot]) -> String {
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "{:<10} {:>10} {:>12} {:>10} {:>12} {:>8} {:>8}",
+        "port", "rx_pkts", "rx_bytes", "tx_pkts", "tx_bytes", "local", "dropped"
+    );
+    for (p, st) in c.ports.iter().zip(stats) {
+        let _ = writeln!(
+            s,
+            "{:<10} {:>10} {:>12} {:>10} {:>12} {:>8} {:>8}",
+            p.name, st.rx_packets, st.rx_bytes, st.tx_packets, st.tx_bytes, st.local, st.dropped()
+        );
+    }
+    let mut any = false;
+    for r in DropReason::ALL {
+        let per_port: Vec<String> = c
+            .ports
+            .iter()
+            .zip(stats)
+            .filter(|(_, st)| st.drops_of(*r) > 0)
+            .map(|(p, st)| format!("{}={}", p.name, st.drops_of(*r)))
+            .collect();
+        if per_port.is_empty() {
+            continue;
+        }
+        if !any {
+            let _ = writeln!(s, "\ndrops by reason (input port):");
+            any = true;
+        }
+        let total: u64 = stats.iter().map(|st| st.drops_of(*r)).sum();
+        let _ = writeln!(
+            s,
+            "  {:<22} {:>8}  {:<28} {}",
+            r.name(),
+            total,
+            per_port.join(" "),
+            r.description()
+        );
+    }
+    if !any {
+        let _ = writeln!(s, "\nno drops");
+    }
+    s
+}
+
+/// The counters as JSON: per port rx/tx/local and non-zero drops by reason, and the drop
+/// totals by reason.
+pub fn json(c: &Config, stats: &[PortSnapshot]) -> Value {
+    let mut ports = Map::new();
+    let mut totals = Map::new();
+    for (p, st) in c.ports.iter().zip(stats) {
+        let mut drops = Map::new();
+        for r in DropReason::ALL {
+            let n = st.drops_of(*r);
+            if n > 0 {
+                drops.insert(r.name().into(), json!(n));
+                let t = totals.entry(r.name()).or_insert(json!(0u64));
+                *t = json!(t.as_u64().unwrap_or(0) + n);
+            }
+        }
+        ports.insert(
+            p.name.clone(),
+            json!({
+                "rx_packets": st.rx_packets,
+                "rx_bytes": st.rx_bytes,
+                "tx_packets": st.tx_packets,
+                "tx_bytes": st.tx_bytes,
+                "local": st.local,
+                "drops": drops,
+            }),
+        );
+    }
+    json!({ "ports": ports, "drops": totals })
+}

@@ -1,0 +1,97 @@
+//! From the validated configuration to the datapath: the forwarding snapshot and the ports.
+
+use anyhow::{bail, Context, Result};
+use config::{Config, Driver, RouteTarget};
+use datapath::fib::{Fib, FibBuilder, PortInfo, RouteAction};
+use datapath::port::mem::MemPort;
+use datapath::port::pcap::PcapPort;
+use datapath::port::Port;
+use datapath::stats::{snapshot, PortSnapshot, Stats};
+use datapath::worker::Worker;
+use std::sync::Arc;
+
+/// Builds the forwarding snapshot of a configuration.
+pub fn build_fib(c: &Config) -> Result<Fib> {
+    let mut b = FibBuilder::new();
+    for p in &c.ports {
+        b.add_port(PortInfo {
+            mac: p.mac.0,
+            mtu: p.mtu,
+            promiscuous: p.promiscuous,
+        })
+        .map_err(|e| anyhow::anyhow!("port {}: {e}", p.name))?;
+    }
+    for (i, p) in c.ports.iter().enumerate() {
+        for a in &p.addresses {
+            b.add_address(i as u8, a.addr(), a.prefix_len());
+        }
+    }
+    for n in &c.neighbors {
+        b.add_neighbor(n.address, n.mac.0);
+    }
+    for r in &c.routes {
+        let action = match &r.target {
+            RouteTarget::Drop => RouteAction::Drop,
+            RouteTarget::Via(hops) => {
+                RouteAction::Via(hops.iter().map(|h| (h.address, h.port as u8)).collect())
+            }
+        };
+        b.add_route(r.prefix.network(), r.prefix.prefix_len(), &action, r.hairpin)
+            .map_err(|e| anyhow::anyhow!("route {}: {e}", r.prefix))?;
+    }
+    b.build().map_err(|e| anyhow::anyhow!("building the route tables: {e}"))
+}
+
+/// Opens the ports of a configuration for an offline run.
+fn open_ports(c: &Config) -> Result<Vec<Box<dyn Port>>> {
+    let mut ports: Vec<Box<dyn Port>> = Vec::new();
+    for p in &c.ports {
+        match &p.driver {
+            Driver::Pcap { rx, tx } => {
+                let port = PcapPort::open(rx.as_deref(), tx.as_deref(), p.mac.0)
+                    .with_context(|| format!("port {}", p.name))?;
+                ports.push(Box::new(port));
+            }
+            Driver::Memory => ports.push(Box::new(MemPort::new([]))),
+            Driver::AfXdp { .. } | Driver::AfPacket { .. } => bail!(
+                "port {}: the {} driver is not implemented yet; use pcap or memory ports",
+                p.name,
+                p.driver.name()
+            ),
+        }
+    }
+    Ok(ports)
+}
+
+/// What an offline run produced.
+pub struct Outcome {
+    /// Counters per port.
+    pub stats: Vec<PortSnapshot>,
+    /// Problems that did not stop the run (a capture that ended early).
+    pub warnings: Vec<String>,
+}
+
+/// Runs one worker over the configured ports until every input is consumed. Offline runs are
+/// single-threaded whatever `[gateway] workers` says: a pcap file is one ordered stream.
+pub fn run_offline(c: &Config) -> Result<Outcome> {
+    let fib = build_fib(c)?;
+    let stats = Arc::new(Stats::default());
+    let mut worker = Worker::new(open_ports(c)?, c.burst, stats.clone());
+    worker.run_to_end(&fib).context("writing output")?;
+    let mut warnings = Vec::new();
+    for (i, p) in c.ports.iter().enumerate() {
+        let Some(port) = worker.port_mut(i) else { continue };
+        if let Some(pcap) = port.as_any_mut().downcast_mut::<PcapPort>() {
+            if let Some(e) = &pcap.rx_error {
+                warnings.push(format!("port {}: replay stopped early: {e}", p.name));
+            }
+            if let Some(e) = &pcap.tx_error {
+                warnings.push(format!("port {}: writing capture failed: {e}", p.name));
+            }
+        }
+    }
+    Ok(Outcome {
+        stats: snapshot([&*stats], c.ports.len()),
+        warnings,
+    })
+}
