@@ -67,7 +67,13 @@ mod tests {
 
     #[test]
     fn mac_rejects_wrong_lengths_and_digits() {
-        for bad in ["", "02:00:00:00:01", "02:00:00:00:01:ff:00", "2:00:00:00:01:ff", "zz:00:00:00:00:00"] {
+        for bad in [
+            "",
+            "02:00:00:00:01",
+            "02:00:00:00:01:ff:00",
+            "2:00:00:00:01:ff",
+            "zz:00:00:00:00:00",
+        ] {
             assert!(bad.parse::<MacAddr>().is_err(), "{bad}");
         }
     }

@@ -198,7 +198,10 @@ impl Validator<'_> {
     fn mac(&mut self, path: TomlPath, s: &str) -> MacAddr {
         match s.parse::<MacAddr>() {
             Ok(m) if m.is_multicast() => {
-                self.err(path, format!("{m} is a group (multicast) MAC; a unicast MAC is required"));
+                self.err(
+                    path,
+                    format!("{m} is a group (multicast) MAC; a unicast MAC is required"),
+                );
                 m
             }
             Ok(m) if m.is_zero() => {
@@ -247,7 +250,10 @@ impl Validator<'_> {
             }
         }
         if !(1..=MAX_BURST).contains(&g.burst) {
-            self.err(gp.k("burst"), format!("burst {} is outside 1..={MAX_BURST}", g.burst));
+            self.err(
+                gp.k("burst"),
+                format!("burst {} is outside 1..={MAX_BURST}", g.burst),
+            );
         }
 
         let ports = self.ports(&raw.ports);
@@ -297,7 +303,9 @@ impl Validator<'_> {
                 let Ok(net) = a.parse::<IpNet>() else {
                     self.err(
                         ap,
-                        format!("`{a}` is not an interface address with a prefix length (192.0.2.1/24)"),
+                        format!(
+                            "`{a}` is not an interface address with a prefix length (192.0.2.1/24)"
+                        ),
                     );
                     continue;
                 };
@@ -305,7 +313,10 @@ impl Validator<'_> {
                     if other.addr() == net.addr() {
                         self.err(
                             ap.clone(),
-                            format!("address {} is already used by port[{opi}].addresses[{oai}]", net.addr()),
+                            format!(
+                                "address {} is already used by port[{opi}].addresses[{oai}]",
+                                net.addr()
+                            ),
                         );
                     } else if other.contains(&net.network()) || net.contains(&other.network()) {
                         self.err(
@@ -348,12 +359,18 @@ impl Validator<'_> {
         let path = |s: &Option<String>| s.as_ref().map(|f| self.base.join(f));
         let kernel = matches!(rp.driver, RawDriver::AfXdp | RawDriver::AfPacket);
         if !kernel && rp.interface.is_some() {
-            self.err(pp.k("interface"), "only af_xdp and af_packet ports take an interface");
+            self.err(
+                pp.k("interface"),
+                "only af_xdp and af_packet ports take an interface",
+            );
         }
         if rp.driver != RawDriver::Pcap {
             for (key, v) in [("rx", &rp.rx), ("tx", &rp.tx)] {
                 if v.is_some() {
-                    self.err(pp.k(key), format!("`{key}` is a pcap file and only pcap ports take it"));
+                    self.err(
+                        pp.k(key),
+                        format!("`{key}` is a pcap file and only pcap ports take it"),
+                    );
                 }
             }
         }
@@ -371,7 +388,10 @@ impl Validator<'_> {
             RawDriver::AfXdp | RawDriver::AfPacket => {
                 let interface = rp.interface.clone().unwrap_or_default();
                 if interface.is_empty() {
-                    self.err(pp.k("driver"), "af_xdp and af_packet ports need `interface`");
+                    self.err(
+                        pp.k("driver"),
+                        "af_xdp and af_packet ports need `interface`",
+                    );
                 }
                 if rp.driver == RawDriver::AfXdp {
                     Driver::AfXdp { interface }
@@ -432,13 +452,19 @@ impl Validator<'_> {
                 Err(_) => {
                     self.err(
                         rp.k("prefix"),
-                        format!("`{}` is not a prefix (10.96.0.0/12 or fd00::/64)", rr.prefix),
+                        format!(
+                            "`{}` is not a prefix (10.96.0.0/12 or fd00::/64)",
+                            rr.prefix
+                        ),
                     );
                     None
                 }
             };
             if let Some(p) = prefix {
-                if raw[..ri].iter().any(|o| o.prefix.parse::<IpNet>().ok() == Some(p)) {
+                if raw[..ri]
+                    .iter()
+                    .any(|o| o.prefix.parse::<IpNet>().ok() == Some(p))
+                {
                     self.err(rp.k("prefix"), format!("duplicate route for {p}"));
                 }
             }
@@ -450,7 +476,10 @@ impl Validator<'_> {
                 }
                 (RawAction::Drop, None) => RouteTarget::Drop,
                 (RawAction::Forward, None) => {
-                    self.err(rp.clone(), "a forwarding route needs `via` (or action = \"drop\")");
+                    self.err(
+                        rp.clone(),
+                        "a forwarding route needs `via` (or action = \"drop\")",
+                    );
                     RouteTarget::Drop
                 }
                 (RawAction::Forward, Some(via)) => {
@@ -485,20 +514,31 @@ impl Validator<'_> {
             self.err(rp.k("via"), "`via` lists no next hop");
         }
         if list.len() > MAX_ECMP {
-            self.err(rp.k("via"), format!("at most {MAX_ECMP} next hops per route"));
+            self.err(
+                rp.k("via"),
+                format!("at most {MAX_ECMP} next hops per route"),
+            );
         }
         let mut hops: Vec<NextHop> = Vec::new();
         for (i, s) in list.iter().enumerate() {
-            let Some(addr) = self.ip(vp(i), s) else { continue };
+            let Some(addr) = self.ip(vp(i), s) else {
+                continue;
+            };
             if let Some(first) = hops.first() {
                 if first.address.is_ipv4() != addr.is_ipv4() {
-                    self.err(vp(i), format!("ECMP next hops mix families: {} and {addr}", first.address));
+                    self.err(
+                        vp(i),
+                        format!("ECMP next hops mix families: {} and {addr}", first.address),
+                    );
                     continue;
                 }
             }
             if let Some(p) = prefix {
                 if p.addr().is_ipv4() != addr.is_ipv4() {
-                    self.err(vp(i), format!("next hop {addr} is not of the same family as {p}"));
+                    self.err(
+                        vp(i),
+                        format!("next hop {addr} is not of the same family as {p}"),
+                    );
                     continue;
                 }
             }
@@ -506,12 +546,24 @@ impl Validator<'_> {
                 self.err(vp(i), format!("next hop {addr} is listed twice"));
                 continue;
             }
-            if ports.iter().any(|p| p.addresses.iter().any(|a| a.addr() == addr)) {
-                self.err(vp(i), format!("next hop {addr} is one of the gateway's own addresses"));
+            if ports
+                .iter()
+                .any(|p| p.addresses.iter().any(|a| a.addr() == addr))
+            {
+                self.err(
+                    vp(i),
+                    format!("next hop {addr} is one of the gateway's own addresses"),
+                );
                 continue;
             }
-            match ports.iter().position(|p| p.addresses.iter().any(|n| n.contains(&addr))) {
-                Some(port) => hops.push(NextHop { address: addr, port }),
+            match ports
+                .iter()
+                .position(|p| p.addresses.iter().any(|n| n.contains(&addr)))
+            {
+                Some(port) => hops.push(NextHop {
+                    address: addr,
+                    port,
+                }),
                 None => {
                     let connected: Vec<String> = ports
                         .iter()

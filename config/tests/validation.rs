@@ -1,5 +1,7 @@
 //! Each validation rule: a bad file, and the error must name the TOML path and the line.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use config::{parse_and_validate, Config, ConfigError, Machine};
 use std::path::Path;
 
@@ -35,7 +37,10 @@ fn assert_problem(src: &str, path: &str, line: usize, needle: &str) {
             && p.location.map(|l| l.0) == Some(line)
             && p.message.contains(needle)
     });
-    assert!(found, "no problem at {path} line {line} containing {needle:?} in:\n{err}");
+    assert!(
+        found,
+        "no problem at {path} line {line} containing {needle:?} in:\n{err}"
+    );
 }
 
 /// 1-based line of the first occurrence of `needle` in `src`.
@@ -76,13 +81,23 @@ fn head_fixture_is_valid() {
 #[test]
 fn unknown_key_is_rejected_with_path_and_line() {
     let src = format!("{HEAD}\n[[route]]\nprefix = \"10.0.0.0/8\"\nnexthop = \"172.18.0.2\"\n");
-    assert_problem(&src, "route[0].nexthop", line_of(&src, "nexthop"), "unknown field");
+    assert_problem(
+        &src,
+        "route[0].nexthop",
+        line_of(&src, "nexthop"),
+        "unknown field",
+    );
 }
 
 #[test]
 fn unknown_key_in_gateway_table_is_rejected() {
     let src = HEAD.replace("workers = [0]", "workers = [0]\ncores = 3");
-    assert_problem(&src, "gateway.cores", line_of(&src, "cores"), "unknown field");
+    assert_problem(
+        &src,
+        "gateway.cores",
+        line_of(&src, "cores"),
+        "unknown field",
+    );
 }
 
 #[test]
@@ -96,31 +111,54 @@ fn toml_syntax_error_has_a_line() {
     let src = format!("{HEAD}\n[[route]\n");
     let err = check(&src).unwrap_err();
     assert!(matches!(err, ConfigError::Syntax { .. }));
-    assert_eq!(err.problems()[0].location.map(|l| l.0), Some(line_of(&src, "[[route]")));
+    assert_eq!(
+        err.problems()[0].location.map(|l| l.0),
+        Some(line_of(&src, "[[route]"))
+    );
 }
 
 #[test]
 fn bad_prefix_is_rejected() {
     let src = format!("{HEAD}\n[[route]]\nprefix = \"10.0.0.0/33\"\nvia = \"172.18.0.2\"\n");
-    assert_problem(&src, "route[0].prefix", line_of(&src, "10.0.0.0/33"), "not a prefix");
+    assert_problem(
+        &src,
+        "route[0].prefix",
+        line_of(&src, "10.0.0.0/33"),
+        "not a prefix",
+    );
 }
 
 #[test]
 fn prefix_with_host_bits_suggests_the_network() {
     let src = format!("{HEAD}\n[[route]]\nprefix = \"10.1.2.3/8\"\nvia = \"172.18.0.2\"\n");
-    assert_problem(&src, "route[0].prefix", line_of(&src, "10.1.2.3/8"), "did you mean 10.0.0.0/8");
+    assert_problem(
+        &src,
+        "route[0].prefix",
+        line_of(&src, "10.1.2.3/8"),
+        "did you mean 10.0.0.0/8",
+    );
 }
 
 #[test]
 fn bad_interface_address_is_rejected() {
     let src = HEAD.replace("\"192.0.2.1/24\"", "\"192.0.2.1\"");
-    assert_problem(&src, "port[0].addresses[0]", line_of(&src, "192.0.2.1\""), "prefix length");
+    assert_problem(
+        &src,
+        "port[0].addresses[0]",
+        line_of(&src, "192.0.2.1\""),
+        "prefix length",
+    );
 }
 
 #[test]
 fn bad_mac_is_rejected() {
     let src = HEAD.replace("02:00:00:00:00:01", "02:00:00:00:01");
-    assert_problem(&src, "port[0].mac", line_of(&src, "02:00:00:00:01\""), "not a MAC");
+    assert_problem(
+        &src,
+        "port[0].mac",
+        line_of(&src, "02:00:00:00:01\""),
+        "not a MAC",
+    );
 }
 
 #[test]
@@ -132,14 +170,24 @@ fn multicast_mac_is_rejected() {
 #[test]
 fn duplicate_port_name_is_rejected() {
     let src = HEAD.replace("name = \"pods\"", "name = \"ext\"");
-    assert_problem(&src, "port[1].name", line_of_nth(&src, "name = \"ext\"", 1), "duplicate port");
+    assert_problem(
+        &src,
+        "port[1].name",
+        line_of_nth(&src, "name = \"ext\"", 1),
+        "duplicate port",
+    );
 }
 
 #[test]
 fn duplicate_route_is_rejected() {
     let r = "\n[[route]]\nprefix = \"10.0.0.0/8\"\nvia = \"172.18.0.2\"\n";
     let src = format!("{HEAD}{r}{r}");
-    assert_problem(&src, "route[1].prefix", line_of_nth(&src, "10.0.0.0/8", 1), "duplicate route");
+    assert_problem(
+        &src,
+        "route[1].prefix",
+        line_of_nth(&src, "10.0.0.0/8", 1),
+        "duplicate route",
+    );
 }
 
 #[test]
@@ -148,7 +196,12 @@ fn ipv6_next_hop_outside_the_slash_64_is_rejected_naming_route_and_ports() {
     let src = format!(
         "{HEAD}\n[[route]]\nprefix = \"fd00:0:0:1040::/108\"\nvia = \"fd00:0:0:10c1::2\"\n"
     );
-    assert_problem(&src, "route[0].via", line_of(&src, "10c1::2"), "no connected subnet");
+    assert_problem(
+        &src,
+        "route[0].via",
+        line_of(&src, "10c1::2"),
+        "no connected subnet",
+    );
     let err = check(&src).unwrap_err().to_string();
     assert!(err.contains("fd00:0:0:1040::/108"), "{err}");
     assert!(err.contains("pods fd00:0:0:10c0::/64"), "{err}");
@@ -159,7 +212,12 @@ fn ecmp_mixing_families_is_rejected() {
     let src = format!(
         "{HEAD}\n[[route]]\nprefix = \"10.96.0.0/12\"\nvia = [\"172.18.0.2\", \"fd00:0:0:10c0::2\"]\n"
     );
-    assert_problem(&src, "route[0].via[1]", line_of(&src, "via ="), "mix families");
+    assert_problem(
+        &src,
+        "route[0].via[1]",
+        line_of(&src, "via ="),
+        "mix families",
+    );
 }
 
 #[test]
@@ -171,47 +229,84 @@ fn next_hop_of_other_family_than_prefix_is_rejected() {
 #[test]
 fn worker_core_that_does_not_exist_is_rejected() {
     let src = HEAD.replace("workers = [0]", "workers = [0, 7]");
-    assert_problem(&src, "gateway.workers[1]", line_of(&src, "workers"), "core 7 does not exist");
+    assert_problem(
+        &src,
+        "gateway.workers[1]",
+        line_of(&src, "workers"),
+        "core 7 does not exist",
+    );
 }
 
 #[test]
 fn duplicate_worker_core_is_rejected() {
     let src = HEAD.replace("workers = [0]", "workers = [1, 1]");
-    assert_problem(&src, "gateway.workers[1]", line_of(&src, "workers"), "listed twice");
+    assert_problem(
+        &src,
+        "gateway.workers[1]",
+        line_of(&src, "workers"),
+        "listed twice",
+    );
 }
 
 #[test]
 fn overlapping_port_subnets_are_rejected() {
     let src = HEAD.replace("\"172.18.0.1/16\"", "\"192.0.2.129/25\"");
-    assert_problem(&src, "port[1].addresses[0]", line_of(&src, "192.0.2.129"), "overlaps");
+    assert_problem(
+        &src,
+        "port[1].addresses[0]",
+        line_of(&src, "192.0.2.129"),
+        "overlaps",
+    );
 }
 
 #[test]
 fn pcap_port_without_rx_or_tx_is_rejected() {
     let src = HEAD.replacen("driver = \"memory\"", "driver = \"pcap\"", 1);
-    assert_problem(&src, "port[0].driver", line_of(&src, "\"pcap\""), "needs `rx`, `tx`");
+    assert_problem(
+        &src,
+        "port[0].driver",
+        line_of(&src, "\"pcap\""),
+        "needs `rx`, `tx`",
+    );
 }
 
 #[test]
 fn pcap_paths_are_resolved_against_the_config_directory() {
-    let src = HEAD.replacen("driver = \"memory\"", "driver = \"pcap\"\nrx = \"in.pcap\"", 1);
+    let src = HEAD.replacen(
+        "driver = \"memory\"",
+        "driver = \"pcap\"\nrx = \"in.pcap\"",
+        1,
+    );
     let c = parse_and_validate(&src, "t.toml", Path::new("/etc/gw"), MACHINE).unwrap();
     assert_eq!(
         c.ports[0].driver,
-        config::Driver::Pcap { rx: Some("/etc/gw/in.pcap".into()), tx: None }
+        config::Driver::Pcap {
+            rx: Some("/etc/gw/in.pcap".into()),
+            tx: None
+        }
     );
 }
 
 #[test]
 fn neighbor_on_unknown_port_is_rejected() {
     let src = format!("{HEAD}\n[[neighbor]]\naddress = \"172.18.0.2\"\nmac = \"02:00:00:00:02:01\"\nport = \"nope\"\n");
-    assert_problem(&src, "neighbor[0].port", line_of(&src, "\"nope\""), "no port is named");
+    assert_problem(
+        &src,
+        "neighbor[0].port",
+        line_of(&src, "\"nope\""),
+        "no port is named",
+    );
 }
 
 #[test]
 fn neighbor_outside_its_port_subnet_is_rejected() {
     let src = format!("{HEAD}\n[[neighbor]]\naddress = \"192.0.2.7\"\nmac = \"02:00:00:00:02:01\"\nport = \"pods\"\n");
-    assert_problem(&src, "neighbor[0].address", line_of(&src, "192.0.2.7"), "not inside");
+    assert_problem(
+        &src,
+        "neighbor[0].address",
+        line_of(&src, "192.0.2.7"),
+        "not inside",
+    );
 }
 
 #[test]
@@ -222,20 +317,37 @@ fn forwarding_route_without_via_is_rejected() {
 
 #[test]
 fn drop_route_with_via_is_rejected() {
-    let src = format!("{HEAD}\n[[route]]\nprefix = \"10.0.0.0/8\"\naction = \"drop\"\nvia = \"172.18.0.2\"\n");
-    assert_problem(&src, "route[0].via", line_of(&src, "via ="), "takes no `via`");
+    let src = format!(
+        "{HEAD}\n[[route]]\nprefix = \"10.0.0.0/8\"\naction = \"drop\"\nvia = \"172.18.0.2\"\n"
+    );
+    assert_problem(
+        &src,
+        "route[0].via",
+        line_of(&src, "via ="),
+        "takes no `via`",
+    );
 }
 
 #[test]
 fn next_hop_that_is_our_own_address_is_rejected() {
     let src = format!("{HEAD}\n[[route]]\nprefix = \"10.0.0.0/8\"\nvia = \"172.18.0.1\"\n");
-    assert_problem(&src, "route[0].via", line_of(&src, "via ="), "own addresses");
+    assert_problem(
+        &src,
+        "route[0].via",
+        line_of(&src, "via ="),
+        "own addresses",
+    );
 }
 
 #[test]
 fn tunnels_are_reserved_but_rejected_for_now() {
     let src = format!("{HEAD}\n[[tunnel]]\nname = \"ran\"\nkind = \"gtpu\"\n");
-    assert_problem(&src, "tunnel[0]", line_of(&src, "[[tunnel]]"), "not supported yet");
+    assert_problem(
+        &src,
+        "tunnel[0]",
+        line_of(&src, "[[tunnel]]"),
+        "not supported yet",
+    );
 }
 
 #[test]
@@ -252,12 +364,23 @@ fn every_problem_is_reported_in_one_run() {
     );
     let err = check(&src).unwrap_err();
     let paths: Vec<String> = err.problems().iter().map(|p| p.path.to_string()).collect();
-    for want in ["gateway.workers[0]", "port[0].mac", "route[0].prefix", "route[1].via"] {
-        assert!(paths.iter().any(|p| p == want), "{want} missing from {paths:?}");
+    for want in [
+        "gateway.workers[0]",
+        "port[0].mac",
+        "route[0].prefix",
+        "route[1].via",
+    ] {
+        assert!(
+            paths.iter().any(|p| p == want),
+            "{want} missing from {paths:?}"
+        );
     }
     // Every problem carries a location, and the rendering names the file.
     assert!(err.problems().iter().all(|p| p.location.is_some()));
-    assert!(err.to_string().lines().all(|l| l.starts_with("t.toml:")), "{err}");
+    assert!(
+        err.to_string().lines().all(|l| l.starts_with("t.toml:")),
+        "{err}"
+    );
 }
 
 #[test]

@@ -71,7 +71,9 @@ pub fn udp_frame(s: &UdpSpec) -> Vec<u8> {
                 ident: 0,
                 dont_frag: true,
             }
-            .emit(&mut Ipv4Packet::new_unchecked(&mut f[ethernet::HEADER_LEN..]));
+            .emit(&mut Ipv4Packet::new_unchecked(
+                &mut f[ethernet::HEADER_LEN..],
+            ));
             udp::pseudo_header_v4(a, b, ip_proto::UDP, udp_len as u16)
         }
         (src, dst) => {
@@ -92,7 +94,9 @@ pub fn udp_frame(s: &UdpSpec) -> Vec<u8> {
                 traffic_class: 0,
                 flow_label: 0,
             }
-            .emit(&mut Ipv6Packet::new_unchecked(&mut f[ethernet::HEADER_LEN..]));
+            .emit(&mut Ipv6Packet::new_unchecked(
+                &mut f[ethernet::HEADER_LEN..],
+            ));
             udp::pseudo_header_v6(a, b, ip_proto::UDP, udp_len as u32)
         }
     };

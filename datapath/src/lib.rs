@@ -18,11 +18,11 @@
 //! (packets for the gateway's own addresses are counted as `local` and consumed), AF_XDP and
 //! AF_PACKET ports, IP fragmentation and ICMP errors.
 
-pub mod wire;
+pub mod craft;
 pub mod fib;
 pub mod lpm;
 pub mod pipeline;
 pub mod port;
 pub mod stats;
+pub mod wire;
 pub mod worker;
-pub mod craft;

@@ -87,7 +87,10 @@ impl PortSnapshot {
 }
 
 /// Sums the counters of `workers` for the first `ports` ports.
-pub fn snapshot<'a>(workers: impl IntoIterator<Item = &'a Stats>, ports: usize) -> Vec<PortSnapshot> {
+pub fn snapshot<'a>(
+    workers: impl IntoIterator<Item = &'a Stats>,
+    ports: usize,
+) -> Vec<PortSnapshot> {
     let mut out = vec![
         PortSnapshot {
             drops: vec![0; DropReason::COUNT],

@@ -71,14 +71,62 @@ struct Kind {
 }
 
 const KINDS: &[Kind] = &[
-    Kind { what: "IPv4 to a pod (10.244.0.0/16)", weight: 40, dst: "10.244.1.7", ttl: 64, corrupt: false },
-    Kind { what: "IPv4 to a service, ECMP over two nodes", weight: 20, dst: "10.96.0.10", ttl: 64, corrupt: false },
-    Kind { what: "IPv6 to a service (fd00:0:0:1040::/108)", weight: 20, dst: "fd00:0:0:1040::a", ttl: 64, corrupt: false },
-    Kind { what: "to a blackholed range", weight: 4, dst: "203.0.113.9", ttl: 64, corrupt: false },
-    Kind { what: "to an address with no route (no default route)", weight: 4, dst: "198.51.100.1", ttl: 64, corrupt: false },
-    Kind { what: "TTL 1", weight: 4, dst: "10.244.1.7", ttl: 1, corrupt: false },
-    Kind { what: "corrupted IPv4 header checksum", weight: 4, dst: "10.244.1.7", ttl: 64, corrupt: true },
-    Kind { what: "to the gateway's own address", weight: 4, dst: "192.0.2.1", ttl: 64, corrupt: false },
+    Kind {
+        what: "IPv4 to a pod (10.244.0.0/16)",
+        weight: 40,
+        dst: "10.244.1.7",
+        ttl: 64,
+        corrupt: false,
+    },
+    Kind {
+        what: "IPv4 to a service, ECMP over two nodes",
+        weight: 20,
+        dst: "10.96.0.10",
+        ttl: 64,
+        corrupt: false,
+    },
+    Kind {
+        what: "IPv6 to a service (fd00:0:0:1040::/108)",
+        weight: 20,
+        dst: "fd00:0:0:1040::a",
+        ttl: 64,
+        corrupt: false,
+    },
+    Kind {
+        what: "to a blackholed range",
+        weight: 4,
+        dst: "203.0.113.9",
+        ttl: 64,
+        corrupt: false,
+    },
+    Kind {
+        what: "to an address with no route (no default route)",
+        weight: 4,
+        dst: "198.51.100.1",
+        ttl: 64,
+        corrupt: false,
+    },
+    Kind {
+        what: "TTL 1",
+        weight: 4,
+        dst: "10.244.1.7",
+        ttl: 1,
+        corrupt: false,
+    },
+    Kind {
+        what: "corrupted IPv4 header checksum",
+        weight: 4,
+        dst: "10.244.1.7",
+        ttl: 64,
+        corrupt: true,
+    },
+    Kind {
+        what: "to the gateway's own address",
+        weight: 4,
+        dst: "192.0.2.1",
+        ttl: 64,
+        corrupt: false,
+    },
 ];
 
 /// Runs the in-memory demo with `packets` packets.
@@ -133,7 +181,9 @@ pub fn in_memory(packets: usize) -> Result<()> {
         })
         .collect();
 
-    println!("gateway demo (in memory): {packets} packets from an external host into the pipeline\n");
+    println!(
+        "gateway demo (in memory): {packets} packets from an external host into the pipeline\n"
+    );
     println!("traffic generated:");
     for (k, n) in KINDS.iter().zip(&counts) {
         println!("  {:>6}  {}", n, k.what);
@@ -146,7 +196,10 @@ pub fn in_memory(packets: usize) -> Result<()> {
     let mut worker = Worker::new(ports, cfg.burst, stats.clone());
     worker.run_to_end(&fib)?;
     println!("\nwhat the gateway did:");
-    print!("{}", report::table(&cfg, &snapshot([&*stats], cfg.ports.len())));
+    print!(
+        "{}",
+        report::table(&cfg, &snapshot([&*stats], cfg.ports.len()))
+    );
     println!("\nconfiguration used:{DEMO_CONFIG}");
     Ok(())
 }

@@ -34,13 +34,21 @@ pub fn summary(c: &Config) -> String {
             detail
         );
     }
-    let v4 = c.routes.iter().filter(|r| r.prefix.addr().is_ipv4()).count();
+    let v4 = c
+        .routes
+        .iter()
+        .filter(|r| r.prefix.addr().is_ipv4())
+        .count();
     let ecmp = c
         .routes
         .iter()
         .filter(|r| matches!(&r.target, RouteTarget::Via(h) if h.len() > 1))
         .count();
-    let drop = c.routes.iter().filter(|r| r.target == RouteTarget::Drop).count();
+    let drop = c
+        .routes
+        .iter()
+        .filter(|r| r.target == RouteTarget::Drop)
+        .count();
     let _ = writeln!(
         s,
         "routes: {} IPv4, {} IPv6 ({} ECMP, {} drop); default route: {}",
@@ -48,7 +56,11 @@ pub fn summary(c: &Config) -> String {
         c.routes.len() - v4,
         ecmp,
         drop,
-        if c.routes.iter().any(|r| r.prefix.prefix_len() == 0) { "yes" } else { "none" }
+        if c.routes.iter().any(|r| r.prefix.prefix_len() == 0) {
+            "yes"
+        } else {
+            "none"
+        }
     );
     let _ = writeln!(s, "neighbours: {} static", c.neighbors.len());
     let _ = writeln!(s, "tunnels: 0");
@@ -67,7 +79,13 @@ pub fn table(c: &Config, stats: &[PortSnapshot]) -> String {
         let _ = writeln!(
             s,
             "{:<10} {:>10} {:>12} {:>10} {:>12} {:>8} {:>8}",
-            p.name, st.rx_packets, st.rx_bytes, st.tx_packets, st.tx_bytes, st.local, st.dropped()
+            p.name,
+            st.rx_packets,
+            st.rx_bytes,
+            st.tx_packets,
+            st.tx_bytes,
+            st.local,
+            st.dropped()
         );
     }
     let mut any = false;

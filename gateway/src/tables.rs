@@ -36,10 +36,16 @@ pub fn build_fib(c: &Config) -> Result<Fib> {
                 RouteAction::Via(hops.iter().map(|h| (h.address, h.port as u8)).collect())
             }
         };
-        b.add_route(r.prefix.network(), r.prefix.prefix_len(), &action, r.hairpin)
-            .map_err(|e| anyhow::anyhow!("route {}: {e}", r.prefix))?;
+        b.add_route(
+            r.prefix.network(),
+            r.prefix.prefix_len(),
+            &action,
+            r.hairpin,
+        )
+        .map_err(|e| anyhow::anyhow!("route {}: {e}", r.prefix))?;
     }
-    b.build().map_err(|e| anyhow::anyhow!("building the route tables: {e}"))
+    b.build()
+        .map_err(|e| anyhow::anyhow!("building the route tables: {e}"))
 }
 
 /// Opens the ports of a configuration for an offline run.
@@ -80,7 +86,9 @@ pub fn run_offline(c: &Config) -> Result<Outcome> {
     worker.run_to_end(&fib).context("writing output")?;
     let mut warnings = Vec::new();
     for (i, p) in c.ports.iter().enumerate() {
-        let Some(port) = worker.port_mut(i) else { continue };
+        let Some(port) = worker.port_mut(i) else {
+            continue;
+        };
         if let Some(pcap) = port.as_any_mut().downcast_mut::<PcapPort>() {
             if let Some(e) = &pcap.rx_error {
                 warnings.push(format!("port {}: replay stopped early: {e}", p.name));

@@ -1,6 +1,8 @@
 //! The `gateway` binary as a user runs it: `check` on good and bad files, `run` over every
 //! real capture in `../shared/testdata/pcap`, and `demo`.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -25,7 +27,12 @@ fn check_accepts_every_example_and_prints_a_summary() {
         let path = entry.unwrap().path();
         let out = gateway().arg("check").arg(&path).output().unwrap();
         let stdout = String::from_utf8_lossy(&out.stdout);
-        assert!(out.status.success(), "{}: {}", path.display(), String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}: {}",
+            path.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
         assert!(stdout.contains("configuration OK"), "{stdout}");
         assert!(stdout.contains("routes:"), "{stdout}");
     }
@@ -44,8 +51,14 @@ fn check_reports_every_problem_with_file_line_and_path_and_exits_1() {
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
     let f = file.display().to_string();
-    assert!(stderr.contains(&format!("{f}:7:7: port[0].mac:")), "{stderr}");
-    assert!(stderr.contains(&format!("{f}:12:7: route[0].via:")), "{stderr}");
+    assert!(
+        stderr.contains(&format!("{f}:7:7: port[0].mac:")),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!("{f}:12:7: route[0].via:")),
+        "{stderr}"
+    );
     assert!(stderr.contains("2 problems found"), "{stderr}");
 }
 
@@ -57,7 +70,10 @@ fn check_reports_an_unknown_key_with_its_location() {
     let out = gateway().arg("check").arg(&file).output().unwrap();
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains(":3:1: gateway.speed: unknown field `speed`"), "{stderr}");
+    assert!(
+        stderr.contains(":3:1: gateway.speed: unknown field `speed`"),
+        "{stderr}"
+    );
 }
 
 /// Frames in a capture, counted by tshark (an independent reader). Under CI tshark must be
@@ -69,7 +85,9 @@ fn tshark_frames(path: &Path) -> Option<u64> {
         .args(["-T", "fields", "-e", "frame.number"])
         .output();
     match out {
-        Ok(o) if o.status.success() => Some(String::from_utf8_lossy(&o.stdout).lines().count() as u64),
+        Ok(o) if o.status.success() => {
+            Some(String::from_utf8_lossy(&o.stdout).lines().count() as u64)
+        }
         _ if std::env::var("CI").as_deref() == Ok("true") => panic!("tshark is required under CI"),
         _ => {
             eprintln!("skipped: tshark not installed, frame counts not cross-checked");
@@ -88,7 +106,11 @@ fn every_shared_capture_runs_through_gateway_run_without_a_panic() {
         .filter(|p| p.extension().is_some_and(|e| e == "pcap" || e == "pcapng"))
         .collect();
     files.sort();
-    assert!(files.len() >= 39, "expected the 39 shared captures, found {}", files.len());
+    assert!(
+        files.len() >= 39,
+        "expected the 39 shared captures, found {}",
+        files.len()
+    );
     for f in files {
         let cfg = dir.join("c.toml");
         std::fs::write(
@@ -111,15 +133,26 @@ fn every_shared_capture_runs_through_gateway_run_without_a_panic() {
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(out.status.success(), "{}: {stderr}", f.display());
         assert!(!stderr.contains("warning"), "{}: {stderr}", f.display());
-        let stats: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+        let stats: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
         let port = &stats["ports"]["ext"];
         let rx = port["rx_packets"].as_u64().unwrap();
         let oversize = port["drops"]["rx_oversize"].as_u64().unwrap_or(0);
-        let dropped: u64 = port["drops"].as_object().unwrap().values().map(|v| v.as_u64().unwrap()).sum();
+        let dropped: u64 = port["drops"]
+            .as_object()
+            .unwrap()
+            .values()
+            .map(|v| v.as_u64().unwrap())
+            .sum();
         // Every received frame is accounted for: forwarded, local, or dropped by reason. No
         // tunnel is decapsulated yet and no route exists, so nothing is transmitted.
         assert_eq!(port["tx_packets"].as_u64(), Some(0));
-        assert_eq!(rx + oversize, port["local"].as_u64().unwrap() + dropped, "{}", f.display());
+        assert_eq!(
+            rx + oversize,
+            port["local"].as_u64().unwrap() + dropped,
+            "{}",
+            f.display()
+        );
         if let Some(n) = tshark_frames(&f) {
             assert_eq!(rx + oversize, n, "{}: frames read vs tshark", f.display());
         }
@@ -128,10 +161,19 @@ fn every_shared_capture_runs_through_gateway_run_without_a_panic() {
 
 #[test]
 fn demo_runs_in_memory_and_shows_counters() {
-    let out = gateway().args(["demo", "--packets", "1000"]).output().unwrap();
+    let out = gateway()
+        .args(["demo", "--packets", "1000"])
+        .output()
+        .unwrap();
     assert!(out.status.success());
     let stdout = String::from_utf8_lossy(&out.stdout);
-    for needle in ["ttl_expired", "no_route", "blackhole", "ipv4_bad_checksum", "pods"] {
+    for needle in [
+        "ttl_expired",
+        "no_route",
+        "blackhole",
+        "ipv4_bad_checksum",
+        "pods",
+    ] {
         assert!(stdout.contains(needle), "{needle} missing:\n{stdout}");
     }
 }

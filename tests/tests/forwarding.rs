@@ -2,6 +2,8 @@
 //! built independently with etherparse; the output must match byte for byte, and the counters
 //! JSON must equal the expected counts. Each drop case lands on its named reason.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use etherparse::PacketBuilder;
 use gateway_tests::{read_pcap, scratch, write_pcap};
 use serde_json::json;
@@ -143,7 +145,10 @@ fn routes_ipv4_and_ipv6_and_counts_every_drop_by_reason() {
     for (i, (g, e)) in got.iter().zip(&expected).enumerate() {
         assert_eq!(g, e, "frame {i} differs");
     }
-    assert!(read_pcap(&dir.join("ext-out.pcap")).is_empty(), "nothing reflected back out");
+    assert!(
+        read_pcap(&dir.join("ext-out.pcap")).is_empty(),
+        "nothing reflected back out"
+    );
 
     let rx_bytes: usize = input.iter().map(Vec::len).sum();
     let tx_bytes: usize = expected.iter().map(Vec::len).sum();
@@ -183,8 +188,13 @@ fn packet_back_toward_its_input_port_is_not_reflected() {
     // From a pod, to another pod on the same port: the gateway must not send it back out.
     let input = vec![v4(NODE2_MAC, PODS_MAC, [10, 244, 9, 9], 64, b"loop")];
     let cfg_src = config(&dir).replace(
-        "tx = \"{d}/pods-out.pcap\"".replace("{d}", &dir.display().to_string()).as_str(),
-        &format!("tx = \"{0}/pods-out.pcap\"\nrx = \"{0}/in.pcap\"", dir.display()),
+        "tx = \"{d}/pods-out.pcap\""
+            .replace("{d}", &dir.display().to_string())
+            .as_str(),
+        &format!(
+            "tx = \"{0}/pods-out.pcap\"\nrx = \"{0}/in.pcap\"",
+            dir.display()
+        ),
     );
     let cfg_src = cfg_src.replacen(&format!("rx = \"{}/in.pcap\"\n", dir.display()), "", 1);
     write_pcap(&dir.join("in.pcap"), &input);

@@ -148,7 +148,11 @@ impl Lpm4 {
             if e & EXT != 0 {
                 e = self.second_level(e, a);
             }
-            *o = if e & VALID != 0 { e & IDX_MASK } else { NO_ROUTE };
+            *o = if e & VALID != 0 {
+                e & IDX_MASK
+            } else {
+                NO_ROUTE
+            };
         }
     }
 
@@ -216,7 +220,10 @@ mod tests {
 
     #[test]
     fn bad_lengths_and_next_hops_are_errors() {
-        assert_eq!(Lpm4::build(&[(0, 33, 1)]).err(), Some(Error::BadPrefixLen { len: 33 }));
+        assert_eq!(
+            Lpm4::build(&[(0, 33, 1)]).err(),
+            Some(Error::BadPrefixLen { len: 33 })
+        );
         assert_eq!(
             Lpm4::build(&[(0, 8, 1 << 24)]).err(),
             Some(Error::NextHopTooLarge { next_hop: 1 << 24 })

@@ -45,7 +45,7 @@ impl Lpm6 {
             };
             level.insert(mask(addr, len), nh);
         }
-        levels.sort_by(|a, b| b.0.cmp(&a.0));
+        levels.sort_by_key(|l| std::cmp::Reverse(l.0));
         let rules = levels.iter().map(|l| l.1.len()).sum();
         Ok(Lpm6 { levels, rules })
     }

@@ -5,7 +5,9 @@
 use super::drop::DropReason;
 use super::{Meta, Next};
 use crate::fib::PortInfo;
-use crate::wire::{ethernet, ip_proto, EtherType, EthernetFrame, Ipv4Packet, Ipv6Packet, VlanPacket};
+use crate::wire::{
+    ethernet, ip_proto, EtherType, EthernetFrame, Ipv4Packet, Ipv6Packet, VlanPacket,
+};
 
 /// IPv4 destinations a router never forwards (RFC 1812 5.3.7, RFC 6890): 0/8, 127/8,
 /// 224/4 multicast, 240/4 reserved and limited broadcast.

@@ -107,12 +107,15 @@ mod tests {
     #[test]
     fn names_are_unique_snake_case() {
         let mut names: Vec<&str> = DropReason::ALL.iter().map(|r| r.name()).collect();
-        assert!(names
-            .iter()
-            .all(|n| n.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')));
+        assert!(names.iter().all(|n| n
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')));
         names.sort_unstable();
         names.dedup();
         assert_eq!(names.len(), DropReason::COUNT);
-        assert_eq!(DropReason::ALL[DropReason::NoRoute as usize], DropReason::NoRoute);
+        assert_eq!(
+            DropReason::ALL[DropReason::NoRoute as usize],
+            DropReason::NoRoute
+        );
     }
 }

@@ -38,6 +38,10 @@ pub fn rewrite_one(buf: &mut Buf, meta: &Meta, src_mac: [u8; 6]) -> bool {
     let mut eth = EthernetFrame::new_unchecked(buf.frame_mut());
     eth.set_dst(meta.dst_mac);
     eth.set_src(src_mac);
-    eth.set_ethertype(if meta.ipv6 { EtherType::IPV6 } else { EtherType::IPV4 });
+    eth.set_ethertype(if meta.ipv6 {
+        EtherType::IPV6
+    } else {
+        EtherType::IPV4
+    });
     true
 }

@@ -48,7 +48,9 @@ impl Port for MemPort {
         let mut n = 0;
         let max = max.min(batch.bufs.len());
         while n < max {
-            let Some(frame) = self.rx.pop_front() else { break };
+            let Some(frame) = self.rx.pop_front() else {
+                break;
+            };
             if batch.bufs[n].load(&frame, 0) {
                 n += 1;
             } else {

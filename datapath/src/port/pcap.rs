@@ -46,7 +46,10 @@ impl std::fmt::Display for PcapError {
             PcapError::Io(e) => write!(f, "{e}"),
             PcapError::BadMagic(m) => write!(f, "not a pcap or pcapng file (magic {m:#010x})"),
             PcapError::UnsupportedLinkType(l) => {
-                write!(f, "link type {l} is not supported (Ethernet and Linux SLL are)")
+                write!(
+                    f,
+                    "link type {l} is not supported (Ethernet and Linux SLL are)"
+                )
             }
             PcapError::Corrupt(what) => write!(f, "corrupt capture: {what}"),
         }
@@ -179,7 +182,7 @@ impl PcapReader {
                 }
                 let kind = u32_of(&hdr[0..4], be);
                 let len = u32_of(&hdr[4..8], be) as usize;
-                if len < 12 || len > MAX_RECORD || len % 4 != 0 {
+                if !(12..=MAX_RECORD).contains(&len) || !len.is_multiple_of(4) {
                     return Err(PcapError::Corrupt("pcapng block length"));
                 }
                 let body = len - 12;
@@ -348,8 +351,10 @@ impl PcapWriter {
     /// I/O errors.
     pub fn write(&mut self, frame: &[u8], ts_ns: u64) -> io::Result<()> {
         let len = frame.len() as u32;
-        self.w.write_all(&((ts_ns / 1_000_000_000) as u32).to_le_bytes())?;
-        self.w.write_all(&(((ts_ns % 1_000_000_000) / 1000) as u32).to_le_bytes())?;
+        self.w
+            .write_all(&((ts_ns / 1_000_000_000) as u32).to_le_bytes())?;
+        self.w
+            .write_all(&(((ts_ns % 1_000_000_000) / 1000) as u32).to_le_bytes())?;
         self.w.write_all(&len.to_le_bytes())?;
         self.w.write_all(&len.to_le_bytes())?;
         self.w.write_all(frame)
@@ -394,7 +399,9 @@ impl Port for PcapPort {
         let mut n = 0;
         let max = max.min(batch.bufs.len());
         while n < max {
-            let Some(reader) = self.reader.as_mut() else { break };
+            let Some(reader) = self.reader.as_mut() else {
+                break;
+            };
             match reader.next_into(&mut batch.bufs[n]) {
                 Ok(Record::Frame) => n += 1,
                 Ok(Record::Oversize) => stats.drop(DropReason::RxOversize),

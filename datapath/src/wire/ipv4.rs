@@ -458,20 +458,29 @@ mod tests {
     fn bad_version_is_reported_with_the_version_seen() {
         let mut buf = ipv4_udp().to_vec();
         buf[0] = 0x65;
-        assert_eq!(Packet::new_checked(&buf[..]).err(), Some(Error::BadVersion { version: 6 }));
+        assert_eq!(
+            Packet::new_checked(&buf[..]).err(),
+            Some(Error::BadVersion { version: 6 })
+        );
     }
 
     #[test]
     fn ihl_below_five_is_bad() {
         let mut buf = ipv4_udp().to_vec();
         buf[0] = 0x44;
-        assert_eq!(Packet::new_checked(&buf[..]).err(), Some(Error::BadIhl { ihl: 4, len: 32 }));
+        assert_eq!(
+            Packet::new_checked(&buf[..]).err(),
+            Some(Error::BadIhl { ihl: 4, len: 32 })
+        );
     }
 
     #[test]
     fn ihl_past_the_buffer_is_bad() {
         let buf = &IPV4_OPTIONS[..24];
-        assert_eq!(Packet::new_checked(buf).err(), Some(Error::BadIhl { ihl: 7, len: 24 }));
+        assert_eq!(
+            Packet::new_checked(buf).err(),
+            Some(Error::BadIhl { ihl: 7, len: 24 })
+        );
     }
 
     #[test]
@@ -480,7 +489,11 @@ mod tests {
         buf[3] = 33;
         assert_eq!(
             Packet::new_checked(&buf[..]).err(),
-            Some(Error::BadTotalLength { total_len: 33, header_len: 20, len: 32 })
+            Some(Error::BadTotalLength {
+                total_len: 33,
+                header_len: 20,
+                len: 32
+            })
         );
     }
 
@@ -510,7 +523,11 @@ mod tests {
             let want = if len < HEADER_LEN {
                 Error::TooShort { len }
             } else {
-                Error::BadTotalLength { total_len: 32, header_len: 20, len }
+                Error::BadTotalLength {
+                    total_len: 32,
+                    header_len: 20,
+                    len,
+                }
             };
             assert_eq!(err, Some(want), "len {len}");
         }

@@ -385,7 +385,12 @@ mod tests {
         let ul = p.upper_layer().unwrap();
         assert_eq!(
             ul,
-            UpperLayer { protocol: 17, offset: 64, later_fragment: false, fragment: true }
+            UpperLayer {
+                protocol: 17,
+                offset: 64,
+                later_fragment: false,
+                fragment: true
+            }
         );
     }
 
@@ -403,7 +408,10 @@ mod tests {
         let p = Packet::new_checked(&buf[..]).unwrap();
         assert_eq!(
             p.upper_layer(),
-            Err(Error::ExtHeaderTruncated { offset: 48, kind: ip_proto::IPV6_OPTS })
+            Err(Error::ExtHeaderTruncated {
+                offset: 48,
+                kind: ip_proto::IPV6_OPTS
+            })
         );
     }
 
@@ -424,7 +432,10 @@ mod tests {
     fn bad_version_is_reported() {
         let mut buf = IPV6_UDP.to_vec();
         buf[0] = 0x40;
-        assert_eq!(Packet::new_checked(&buf[..]).err(), Some(Error::BadVersion { version: 4 }));
+        assert_eq!(
+            Packet::new_checked(&buf[..]).err(),
+            Some(Error::BadVersion { version: 4 })
+        );
     }
 
     #[test]
@@ -433,7 +444,10 @@ mod tests {
             let want = if len < HEADER_LEN {
                 Error::TooShort { len }
             } else {
-                Error::BadPayloadLength { payload_len: 12, available: len - HEADER_LEN }
+                Error::BadPayloadLength {
+                    payload_len: 12,
+                    available: len - HEADER_LEN,
+                }
             };
             assert_eq!(Packet::new_checked(&IPV6_UDP[..len]).err(), Some(want));
         }

@@ -22,7 +22,7 @@ pub mod vlan;
 pub(crate) mod fixtures;
 
 pub use ethernet::{
-    EtherType, Error as EthernetError, Packet as EthernetFrame, Repr as EthernetRepr,
+    Error as EthernetError, EtherType, Packet as EthernetFrame, Repr as EthernetRepr,
 };
 pub use ipv4::{Error as Ipv4Error, Packet as Ipv4Packet, Repr as Ipv4Repr};
 pub use ipv6::{Error as Ipv6Error, Packet as Ipv6Packet, Repr as Ipv6Repr};

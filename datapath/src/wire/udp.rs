@@ -266,7 +266,14 @@ mod tests {
     #[test]
     fn repr_round_trips() {
         let r = Repr::parse(&Packet::new_unchecked(udp4())).unwrap();
-        assert_eq!(r, Repr { src_port: 40000, dst_port: 5000, payload_len: 4 });
+        assert_eq!(
+            r,
+            Repr {
+                src_port: 40000,
+                dst_port: 5000,
+                payload_len: 4
+            }
+        );
         let mut buf = [0xa5u8; 12];
         buf[8..].copy_from_slice(b"ping");
         let mut p = Packet::new_unchecked(&mut buf[..]);
@@ -287,13 +294,23 @@ mod tests {
     fn length_below_header_is_bad() {
         let mut buf = udp4().to_vec();
         buf[5] = 7;
-        assert_eq!(Packet::new_checked(&buf[..]).err(), Some(Error::BadLength { udp_len: 7, len: 12 }));
+        assert_eq!(
+            Packet::new_checked(&buf[..]).err(),
+            Some(Error::BadLength {
+                udp_len: 7,
+                len: 12
+            })
+        );
     }
 
     #[test]
     fn every_truncation_errors() {
         for len in 0..12 {
-            let want = if len < 8 { Error::TooShort { len } } else { Error::BadLength { udp_len: 12, len } };
+            let want = if len < 8 {
+                Error::TooShort { len }
+            } else {
+                Error::BadLength { udp_len: 12, len }
+            };
             assert_eq!(Packet::new_checked(&udp4()[..len]).err(), Some(want));
         }
     }

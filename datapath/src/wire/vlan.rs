@@ -179,7 +179,10 @@ mod tests {
     #[test]
     fn every_truncation_is_too_short() {
         for len in 0..HEADER_LEN {
-            assert_eq!(Packet::new_checked(&VLAN_TAG[..len]).err(), Some(Error::TooShort { len }));
+            assert_eq!(
+                Packet::new_checked(&VLAN_TAG[..len]).err(),
+                Some(Error::TooShort { len })
+            );
         }
     }
 }
