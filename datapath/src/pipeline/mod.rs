@@ -51,6 +51,11 @@ pub struct Meta {
 pub struct Pipeline {
     meta: [Meta; BATCH],
     next: [Next; BATCH],
+    /// Bulk-lookup keys, their packet indices and results: kept here so no batch pays for
+    /// zeroing them.
+    keys: [u32; BATCH],
+    which: [u8; BATCH],
+    found: [u32; BATCH],
 }
 
 impl Default for Pipeline {
@@ -65,6 +70,9 @@ impl Pipeline {
         Pipeline {
             meta: [Meta::default(); BATCH],
             next: [Next::Route; BATCH],
+            keys: [0; BATCH],
+            which: [0; BATCH],
+            found: [NO_ROUTE; BATCH],
         }
     }
 
@@ -91,19 +99,16 @@ impl Pipeline {
         }
 
         // Route: gather IPv4 keys for one bulk lookup, IPv6 one at a time.
-        let mut keys = [0u32; BATCH];
-        let mut which = [0u8; BATCH];
         let mut k = 0;
         for i in 0..n {
             if self.next[i] == Next::Route && !self.meta[i].ipv6 {
-                keys[k] = self.meta[i].dst4;
-                which[k] = i as u8;
+                self.keys[k] = self.meta[i].dst4;
+                self.which[k] = i as u8;
                 k += 1;
             }
         }
-        let mut found = [NO_ROUTE; BATCH];
-        fib.v4.lookup_bulk(&keys[..k], &mut found[..k]);
-        for (&i, &nh) in which[..k].iter().zip(&found[..k]) {
+        fib.v4.lookup_bulk(&self.keys[..k], &mut self.found[..k]);
+        for (&i, &nh) in self.which[..k].iter().zip(&self.found[..k]) {
             let i = usize::from(i);
             self.next[i] =
                 route::resolve_one(fib, nh, batch.bufs[i].frame(), in_port, &mut self.meta[i]);
