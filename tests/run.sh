@@ -5,4 +5,4 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo test --workspace
-cargo bench --workspace -- --test
+cargo bench -p gateway-benches -- --test
