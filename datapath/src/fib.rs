@@ -6,10 +6,11 @@
 //! The interface addresses of each port become /32 (/128) `Local` routes and their subnets
 //! `Connected` routes, the way a router's own FIB holds them.
 
-use crate::lpm::{self, Lpm4, Lpm6};
+use crate::lpm::{self, Lpm4, Lpm4Table, Lpm6, Lpm6Table, Qsbr};
 use crate::stats::MAX_PORTS;
 use hashbrown::HashMap;
 use std::net::IpAddr;
+use std::sync::Arc;
 
 /// What a next hop does with a packet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -208,11 +209,20 @@ impl FibBuilder {
         Ok(())
     }
 
-    /// Builds the snapshot.
+    /// Builds the snapshot, dropping the route tables' writers (routes are then fixed).
     ///
     /// # Errors
     /// [`FibError::Lpm`], [`FibError::UnknownPort`].
-    pub fn build(mut self) -> Result<Fib, FibError> {
+    pub fn build(self) -> Result<Fib, FibError> {
+        self.build_with_writers().map(|(fib, _)| fib)
+    }
+
+    /// Builds the snapshot and returns the route tables' single writers, through which routes
+    /// change while workers read.
+    ///
+    /// # Errors
+    /// [`FibError::Lpm`], [`FibError::UnknownPort`].
+    pub fn build_with_writers(mut self) -> Result<(Fib, RouteWriters), FibError> {
         let local = self.push_nexthop(NextHop::Local);
         // Connected subnets first and host routes after them: at equal length the later wins,
         // so a /32 interface address stays local.
@@ -225,24 +235,48 @@ impl FibBuilder {
             let host = if addr.is_ipv4() { 32 } else { 128 };
             self.add(addr, host, local);
         }
-        Ok(Fib {
-            v4: Lpm4::build(&self.routes4).map_err(FibError::Lpm)?,
-            v6: Lpm6::build(&self.routes6).map_err(FibError::Lpm)?,
+        let qsbr = Qsbr::new();
+        let v4 = Lpm4::build(&self.routes4, qsbr.clone()).map_err(FibError::Lpm)?;
+        let v6 = Lpm6::build(&self.routes6, qsbr.clone()).map_err(FibError::Lpm)?;
+        let fib = Fib {
+            v4: v4.reader(),
+            v6: v6.reader(),
+            qsbr: qsbr.clone(),
             nexthops: self.nexthops,
             ecmp: self.ecmp,
             neigh4: self.neigh4,
             neigh6: self.neigh6,
             ports: self.ports,
-        })
+        };
+        Ok((fib, RouteWriters { v4, v6, qsbr }))
     }
+
+    /// Index of an existing next hop equal to `nh`, or a new one, for routes added through
+    /// [`RouteWriters`] after the build. Only next hops known at build time can be used, so
+    /// call this before [`FibBuilder::build_with_writers`].
+    pub fn next_hop_index(&mut self, addr: IpAddr, port: u8, hairpin: bool) -> u32 {
+        let nh = self.resolve(addr, port, hairpin);
+        self.push_nexthop(nh)
+    }
+}
+
+/// The single writers of a FIB's route tables, and the reclamation domain its workers join.
+pub struct RouteWriters {
+    /// IPv4 writer.
+    pub v4: Lpm4,
+    /// IPv6 writer.
+    pub v6: Lpm6,
+    /// Readers register here.
+    pub qsbr: Arc<Qsbr>,
 }
 
 /// The immutable forwarding snapshot.
 pub struct Fib {
-    /// IPv4 routes.
-    pub v4: Lpm4,
+    /// IPv4 routes (lookup view; the writer is in [`RouteWriters`]).
+    pub v4: Lpm4Table,
     /// IPv6 routes.
-    pub v6: Lpm6,
+    pub v6: Lpm6Table,
+    qsbr: Arc<Qsbr>,
     nexthops: Vec<NextHop>,
     ecmp: Vec<u32>,
     neigh4: HashMap<u32, [u8; 6]>,
@@ -280,6 +314,11 @@ impl Fib {
     #[inline]
     pub fn port(&self, id: u8) -> Option<&PortInfo> {
         self.ports.get(usize::from(id))
+    }
+
+    /// The reclamation domain workers register with as readers.
+    pub fn qsbr(&self) -> &Arc<Qsbr> {
+        &self.qsbr
     }
 
     /// Number of ports.

@@ -2,6 +2,7 @@
 //! egress port its packets in one call, and count everything.
 
 use crate::fib::Fib;
+use crate::lpm::Reader;
 use crate::pipeline::batch::{Batch, BATCH};
 use crate::pipeline::drop::DropReason;
 use crate::pipeline::{Next, Pipeline};
@@ -16,6 +17,8 @@ pub struct Worker {
     pipeline: Pipeline,
     stats: Arc<Stats>,
     burst: usize,
+    /// This worker's registration as a route-table reader, made on its first poll.
+    reader: Option<Reader>,
 }
 
 impl Worker {
@@ -27,6 +30,7 @@ impl Worker {
             pipeline: Pipeline::new(),
             stats,
             burst: burst.clamp(1, BATCH),
+            reader: None,
         }
     }
 
@@ -40,11 +44,18 @@ impl Worker {
         self.ports.get_mut(id).map(|p| &mut **p)
     }
 
-    /// Polls every port once; returns the packets received.
+    /// Polls every port once; returns the packets received. Ends with a quiescent point: the
+    /// worker holds nothing from the route tables between polls.
     pub fn poll(&mut self, fib: &Fib) -> usize {
+        if self.reader.is_none() {
+            self.reader = fib.qsbr().register();
+        }
         let mut total = 0;
         for p in 0..self.ports.len().min(MAX_PORTS) {
             total += self.poll_port(p, fib);
+        }
+        if let Some(r) = &self.reader {
+            r.quiescent();
         }
         total
     }

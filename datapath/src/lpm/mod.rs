@@ -1,27 +1,31 @@
-//! Longest-prefix-match tables. Entries hold next-hop indices; next hops themselves live in
-//! [`crate::fib`], so a neighbour change never touches these tables.
+//! Longest-prefix-match tables for IPv4 and IPv6, read lock-free by workers while one writer
+//! updates them.
 //!
-//! - [`table::Lpm4`]: IPv4 DIR-24-8 (a 2^24-entry first level and 256-entry groups), at most
-//!   two loads per lookup, with a bulk lookup that issues all first-level loads of a batch
+//! - [`table`]: the DIR-24-8 trie readers walk ([`Lpm4Table`], [`Lpm6Table`]): at most two
+//!   loads per IPv4 lookup, and a bulk lookup that issues all first-level loads of a batch
 //!   before any second-level one.
-//! - [`v6::Lpm6`]: IPv6, exact match per prefix length from the longest length present.
+//! - [`builder`]: the single writer ([`Lpm4`], [`Lpm6`]): insert and remove applied with single
+//!   atomic stores, so each lookup sees the table before or after an update, never between.
+//! - [`publish`]: quiescent-state-based reclamation of unlinked groups.
 //!
-//! Both are built whole from a route list here; live updates with quiescent-state reclamation
-//! are not implemented yet.
+//! Entries hold next-hop indices; next hops themselves live in [`crate::fib`], so a neighbour
+//! change never touches these tables.
 
+pub mod builder;
+pub mod publish;
 pub mod table;
-pub mod v6;
 
-pub use table::Lpm4;
-pub use v6::Lpm6;
+pub use builder::{Lpm4, Lpm6};
+pub use publish::{Qsbr, Reader};
+pub use table::{Lpm4Table, Lpm6Table};
 
 /// The value `lookup_bulk` writes for an address with no route.
 pub const NO_ROUTE: u32 = u32::MAX;
 
-/// The largest next-hop index an entry holds (24 bits).
-pub const MAX_NEXT_HOP: u32 = (1 << 24) - 1;
+/// The largest next-hop index an entry holds (21 bits: two million next hops).
+pub const MAX_NEXT_HOP: u32 = table::INDEX_MASK;
 
-/// Why a table could not be built.
+/// Why a table operation failed; the table is unchanged.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Error {
     /// A prefix length above 32 (IPv4) or 128 (IPv6).
@@ -34,6 +38,6 @@ pub enum Error {
         /// Index given.
         next_hop: u32,
     },
-    /// More than the supported number of second-level groups.
+    /// No group is free (retired ones wait for readers' quiescent points).
     OutOfGroups,
 }
