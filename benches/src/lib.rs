@@ -3,6 +3,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+pub mod rib;
+
 use datapath::craft::{udp_frame, UdpSpec};
 use datapath::fib::{Fib, FibBuilder, PortInfo, RouteAction};
 use std::net::IpAddr;

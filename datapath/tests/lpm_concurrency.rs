@@ -49,7 +49,7 @@ fn oracle(rules: &[(u32, u8, u32)], a: u32) -> Option<u32> {
 #[test]
 fn ipv4_readers_only_ever_see_the_table_before_or_after_an_update() {
     let qsbr = Qsbr::new();
-    let mut t = Lpm4::new(4, qsbr.clone());
+    let mut t = Lpm4::new(4, qsbr.clone()).unwrap();
     for (a, l, n) in base() {
         t.insert(a, l, n).unwrap();
     }
@@ -147,7 +147,7 @@ fn ipv4_readers_only_ever_see_the_table_before_or_after_an_update() {
 #[test]
 fn ipv6_readers_only_ever_see_the_table_before_or_after_an_update() {
     let qsbr = Qsbr::new();
-    let mut t = Lpm6::new(64, qsbr.clone());
+    let mut t = Lpm6::new(64, qsbr.clone()).unwrap();
     let base: u128 = 0x2001_0db8u128 << 96;
     t.insert(base, 32, 1).unwrap();
     let table = t.reader();

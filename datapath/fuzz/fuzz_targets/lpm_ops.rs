@@ -17,7 +17,7 @@ fn covers(p: u32, l: u8, a: u32) -> bool {
 
 fuzz_target!(|data: &[u8]| {
     let mut guard = TABLE.lock().unwrap_or_else(|e| e.into_inner());
-    let t = guard.get_or_insert_with(|| Lpm4::new(64, Qsbr::new()));
+    let t = guard.get_or_insert_with(|| Lpm4::new(64, Qsbr::new()).expect("map table"));
     assert!(t.is_empty());
     let mut rules: BTreeMap<(u8, u32), u32> = BTreeMap::new();
     for op in data.chunks_exact(6).take(64) {

@@ -54,9 +54,9 @@ struct Writer {
 }
 
 impl Writer {
-    fn new(width: u8, max_groups: usize, qsbr: Arc<Qsbr>) -> Self {
-        Writer {
-            trie: Arc::new(Trie::new(max_groups)),
+    fn new(width: u8, max_groups: usize, qsbr: Arc<Qsbr>) -> Result<Self, Error> {
+        Ok(Writer {
+            trie: Arc::new(Trie::new(max_groups).ok_or(Error::OutOfMemory)?),
             width,
             rules: (0..=width).map(|_| HashMap::new()).collect(),
             count: 0,
@@ -64,7 +64,7 @@ impl Writer {
             next_group: 0,
             retired: VecDeque::new(),
             qsbr,
-        }
+        })
     }
 
     fn load(&self, s: Slot) -> u32 {
@@ -272,10 +272,13 @@ pub struct Lpm4 {
 impl Lpm4 {
     /// An empty table with room for `max_groups` second-level groups; readers register with
     /// `qsbr`.
-    pub fn new(max_groups: usize, qsbr: Arc<Qsbr>) -> Self {
-        Lpm4 {
-            w: Writer::new(32, max_groups, qsbr),
-        }
+    ///
+    /// # Errors
+    /// [`Error::OutOfMemory`] when the kernel cannot map the first level.
+    pub fn new(max_groups: usize, qsbr: Arc<Qsbr>) -> Result<Self, Error> {
+        Ok(Lpm4 {
+            w: Writer::new(32, max_groups, qsbr)?,
+        })
     }
 
     /// Builds a table from `(prefix, length, next hop)` routes, shortest prefixes first so each
@@ -284,7 +287,7 @@ impl Lpm4 {
     /// # Errors
     /// [`Error`] for a bad length or next hop, or when the groups run out.
     pub fn build(routes: &[(u32, u8, u32)], qsbr: Arc<Qsbr>) -> Result<Self, Error> {
-        let mut t = Self::new(DEFAULT_GROUPS_V4, qsbr);
+        let mut t = Self::new(DEFAULT_GROUPS_V4, qsbr)?;
         let mut sorted = routes.to_vec();
         sorted.sort_by_key(|r| r.1);
         for (a, l, nh) in sorted {
@@ -346,10 +349,13 @@ pub struct Lpm6 {
 
 impl Lpm6 {
     /// An empty table with room for `max_groups` groups.
-    pub fn new(max_groups: usize, qsbr: Arc<Qsbr>) -> Self {
-        Lpm6 {
-            w: Writer::new(128, max_groups, qsbr),
-        }
+    ///
+    /// # Errors
+    /// [`Error::OutOfMemory`] when the kernel cannot map the first level.
+    pub fn new(max_groups: usize, qsbr: Arc<Qsbr>) -> Result<Self, Error> {
+        Ok(Lpm6 {
+            w: Writer::new(128, max_groups, qsbr)?,
+        })
     }
 
     /// Builds a table from `(prefix, length, next hop)` routes.
@@ -357,7 +363,7 @@ impl Lpm6 {
     /// # Errors
     /// [`Error`] for a bad length or next hop, or when the groups run out.
     pub fn build(routes: &[(u128, u8, u32)], qsbr: Arc<Qsbr>) -> Result<Self, Error> {
-        let mut t = Self::new(DEFAULT_GROUPS_V6, qsbr);
+        let mut t = Self::new(DEFAULT_GROUPS_V6, qsbr)?;
         let mut sorted = routes.to_vec();
         sorted.sort_by_key(|r| r.1);
         for (a, l, nh) in sorted {
@@ -423,7 +429,7 @@ mod tests {
 
     #[test]
     fn longest_prefix_wins_and_removal_restores_the_covering_route() {
-        let mut t = Lpm4::new(16, Qsbr::new());
+        let mut t = Lpm4::new(16, Qsbr::new()).unwrap();
         t.insert(ip4("10.0.0.0"), 8, 1).unwrap();
         t.insert(ip4("10.1.0.0"), 16, 2).unwrap();
         t.insert(ip4("10.1.2.128"), 25, 3).unwrap();
@@ -448,7 +454,7 @@ mod tests {
     fn removing_the_last_long_prefix_collapses_its_group_and_reuses_it_after_quiescence() {
         let q = Qsbr::new();
         let reader = q.register().unwrap();
-        let mut t = Lpm4::new(1, q);
+        let mut t = Lpm4::new(1, q).unwrap();
         t.insert(ip4("10.0.0.0"), 8, 1).unwrap();
         t.insert(ip4("10.0.0.1"), 32, 2).unwrap();
         assert_eq!(t.groups_in_use(), 1);
@@ -469,7 +475,7 @@ mod tests {
 
     #[test]
     fn bad_lengths_and_next_hops_are_errors() {
-        let mut t = Lpm4::new(1, Qsbr::new());
+        let mut t = Lpm4::new(1, Qsbr::new()).unwrap();
         assert_eq!(t.insert(0, 33, 1), Err(Error::BadPrefixLen { len: 33 }));
         assert_eq!(
             t.insert(0, 8, MAX_NEXT_HOP + 1),
@@ -477,13 +483,13 @@ mod tests {
                 next_hop: MAX_NEXT_HOP + 1
             })
         );
-        let mut t6 = Lpm6::new(1, Qsbr::new());
+        let mut t6 = Lpm6::new(1, Qsbr::new()).unwrap();
         assert_eq!(t6.insert(0, 129, 1), Err(Error::BadPrefixLen { len: 129 }));
     }
 
     #[test]
     fn ipv6_host_route_inside_a_slash_48_walks_every_level() {
-        let mut t = Lpm6::new(64, Qsbr::new());
+        let mut t = Lpm6::new(64, Qsbr::new()).unwrap();
         let p: u128 = "2001:db8:1::".parse::<std::net::Ipv6Addr>().unwrap().into();
         t.insert(0, 0, 1).unwrap();
         t.insert(p, 48, 2).unwrap();
@@ -543,7 +549,7 @@ mod tests {
             probes in prop::collection::vec(addr4(), 40),
         ) {
             let q = Qsbr::new();
-            let mut t = Lpm4::new(64, q);
+            let mut t = Lpm4::new(64, q).unwrap();
             let mut rules = BTreeMap::new();
             for op in &ops {
                 match *op {
@@ -580,7 +586,7 @@ mod tests {
                 1..40),
             probes in prop::collection::vec((prop::sample::select(vec![0u128, 0x2001_0db8u128 << 96, u128::MAX]), any::<u32>()), 30),
         ) {
-            let mut t = Lpm6::new(4096, Qsbr::new());
+            let mut t = Lpm6::new(4096, Qsbr::new()).unwrap();
             let mut rules: BTreeMap<(u8, u128), u32> = BTreeMap::new();
             let probes: Vec<u128> = probes.iter().map(|&(b, x)| b ^ u128::from(x)).collect();
             for &(base, x, l, n, remove) in &ops {

@@ -40,4 +40,6 @@ pub enum Error {
     },
     /// No group is free (retired ones wait for readers' quiescent points).
     OutOfGroups,
+    /// The kernel could not map the table's memory.
+    OutOfMemory,
 }

@@ -20,7 +20,8 @@
 //! point ([`super::publish`]).
 
 use super::NO_ROUTE;
-use std::sync::atomic::{AtomicU32, Ordering};
+use crate::port::hugemem::HugeAtomics;
+use std::sync::atomic::Ordering;
 use std::sync::OnceLock;
 
 /// Bits of the index field.
@@ -70,27 +71,22 @@ pub const fn index_of(e: u32) -> u32 {
 
 /// The shared trie. Lookups go through [`Lpm4Table`] and [`Lpm6Table`].
 pub struct Trie {
-    tbl24: Box<[AtomicU32; TBL24_LEN]>,
-    chunks: Box<[OnceLock<Box<[AtomicU32]>>]>,
+    tbl24: HugeAtomics,
+    chunks: Box<[OnceLock<Option<HugeAtomics>>]>,
     max_groups: usize,
 }
 
 impl Trie {
-    /// An empty trie with room for `max_groups` groups (rounded up to whole chunks, at most
-    /// 2^21).
-    pub fn new(max_groups: usize) -> Self {
-        let tbl24: Box<[AtomicU32]> = (0..TBL24_LEN).map(|_| AtomicU32::new(0)).collect();
-        let tbl24: Box<[AtomicU32; TBL24_LEN]> = match tbl24.try_into() {
-            Ok(t) => t,
-            Err(_) => unreachable_len(),
-        };
+    /// An empty trie with room for `max_groups` groups (at most 2^21); `None` when the kernel
+    /// cannot map the first level.
+    pub fn new(max_groups: usize) -> Option<Self> {
         let max_groups = max_groups.clamp(1, 1 << INDEX_BITS);
         let nchunks = max_groups.div_ceil(CHUNK_GROUPS);
-        Trie {
-            tbl24,
+        Some(Trie {
+            tbl24: HugeAtomics::zeroed(TBL24_LEN)?,
             chunks: (0..nchunks).map(|_| OnceLock::new()).collect(),
             max_groups,
-        }
+        })
     }
 
     /// Groups the trie can hold.
@@ -100,14 +96,21 @@ impl Trie {
 
     /// Bytes of entries allocated.
     pub fn memory_bytes(&self) -> usize {
-        let chunks = self.chunks.iter().filter(|c| c.get().is_some()).count();
+        let chunks = self
+            .chunks
+            .iter()
+            .filter(|c| matches!(c.get(), Some(Some(_))))
+            .count();
         (TBL24_LEN + chunks * CHUNK_GROUPS * GROUP_LEN) * 4
     }
 
     /// Loads a level-0 entry.
     #[inline]
     pub fn top(&self, slot: usize) -> u32 {
-        self.tbl24[slot & (TBL24_LEN - 1)].load(Ordering::Acquire)
+        self.tbl24
+            .as_slice()
+            .get(slot)
+            .map_or(0, |e| e.load(Ordering::Acquire))
     }
 
     /// Loads entry `i` of `group` (0 if the group's chunk was never allocated).
@@ -117,12 +120,18 @@ impl Trie {
         self.chunks
             .get(g >> CHUNK_SHIFT)
             .and_then(OnceLock::get)
-            .and_then(|c| c.get(((g & (CHUNK_GROUPS - 1)) << 8) | (i & 0xff)))
+            .and_then(Option::as_ref)
+            .and_then(|c| {
+                c.as_slice()
+                    .get(((g & (CHUNK_GROUPS - 1)) << 8) | (i & 0xff))
+            })
             .map_or(0, |a| a.load(Ordering::Acquire))
     }
 
     pub(crate) fn store_top(&self, slot: usize, v: u32) {
-        self.tbl24[slot & (TBL24_LEN - 1)].store(v, Ordering::Release);
+        if let Some(e) = self.tbl24.as_slice().get(slot) {
+            e.store(v, Ordering::Release);
+        }
     }
 
     pub(crate) fn store_group(&self, group: u32, i: usize, v: u32) {
@@ -131,7 +140,11 @@ impl Trie {
             .chunks
             .get(g >> CHUNK_SHIFT)
             .and_then(OnceLock::get)
-            .and_then(|c| c.get(((g & (CHUNK_GROUPS - 1)) << 8) | (i & 0xff)))
+            .and_then(Option::as_ref)
+            .and_then(|c| {
+                c.as_slice()
+                    .get(((g & (CHUNK_GROUPS - 1)) << 8) | (i & 0xff))
+            })
         {
             a.store(v, Ordering::Release);
         }
@@ -142,12 +155,8 @@ impl Trie {
         let Some(c) = self.chunks.get(group as usize >> CHUNK_SHIFT) else {
             return false;
         };
-        c.get_or_init(|| {
-            (0..CHUNK_GROUPS * GROUP_LEN)
-                .map(|_| AtomicU32::new(0))
-                .collect()
-        });
-        true
+        c.get_or_init(|| HugeAtomics::zeroed(CHUNK_GROUPS * GROUP_LEN))
+            .is_some()
     }
 
     #[inline]
@@ -183,12 +192,6 @@ impl Trie {
         }
         Self::resolve(e)
     }
-}
-
-#[cold]
-fn unreachable_len() -> ! {
-    // The boxed slice above has exactly TBL24_LEN elements; this cannot run.
-    std::process::abort()
 }
 
 /// The IPv4 lookup view a worker holds.
@@ -235,27 +238,36 @@ impl Lpm6Table {
         (nh != NO_ROUTE).then_some(nh)
     }
 
-    /// Bulk form of [`Lpm6Table::lookup`]: level-0 loads first, then the walks.
+    /// Bulk form of [`Lpm6Table::lookup`], walked level by level across the whole batch: each
+    /// level's loads for every address are issued together, so their cache misses overlap
+    /// instead of forming one dependent chain per address.
     #[inline]
     pub fn lookup_bulk(&self, addrs: &[u128], out: &mut [u32]) {
         let n = addrs.len().min(out.len());
         let (addrs, out) = (&addrs[..n], &mut out[..n]);
+        let mut pending = false;
         for (o, &a) in out.iter_mut().zip(addrs) {
             *o = self.0.top((a >> 104) as usize);
+            pending |= *o & EXT != 0;
         }
-        for (o, &a) in out.iter_mut().zip(addrs) {
-            let mut e = *o;
-            let mut shift = 96u32;
-            for _ in 0..MAX_LEVELS {
-                if e & EXT == 0 {
-                    break;
-                }
-                e = self
-                    .0
-                    .group_entry(index_of(e), ((a >> shift) & 0xff) as usize);
-                shift = shift.saturating_sub(8);
+        let mut shift = 96u32;
+        for _ in 0..MAX_LEVELS {
+            if !pending {
+                break;
             }
-            *o = Trie::resolve(e);
+            pending = false;
+            for (o, &a) in out.iter_mut().zip(addrs) {
+                if *o & EXT != 0 {
+                    *o = self
+                        .0
+                        .group_entry(index_of(*o), ((a >> shift) & 0xff) as usize);
+                    pending |= *o & EXT != 0;
+                }
+            }
+            shift = shift.saturating_sub(8);
+        }
+        for o in out.iter_mut() {
+            *o = Trie::resolve(*o);
         }
     }
 }
