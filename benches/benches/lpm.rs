@@ -68,6 +68,11 @@ fn bench_v4(c: &mut Criterion) {
     let ours = measured("ours (DIR-24-8)", || {
         Lpm4::build(&routes, Qsbr::new()).unwrap()
     });
+    eprintln!(
+        "  ours v4: {:.1} MiB of entries mapped (not on the heap count above), {} groups in use",
+        ours.memory_bytes() as f64 / (1 << 20) as f64,
+        ours.groups_in_use()
+    );
     let reader = ours.reader();
     let tbm = measured("treebitmap", || {
         let mut t = IpLookupTable::new();
@@ -187,7 +192,11 @@ fn bench_v6(c: &mut Criterion) {
     let ours = measured("ours v6 (24-8-8... trie)", || {
         Lpm6::build(&routes, Qsbr::new()).unwrap()
     });
-    eprintln!("  ours v6 groups in use: {}", ours.groups_in_use());
+    eprintln!(
+        "  ours v6: {:.1} MiB of entries mapped (not on the heap count above), {} groups in use",
+        ours.memory_bytes() as f64 / (1 << 20) as f64,
+        ours.groups_in_use()
+    );
     let reader = ours.reader();
     let tbm = measured("treebitmap v6", || {
         let mut t = IpLookupTable::new();
