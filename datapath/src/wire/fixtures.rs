@@ -71,3 +71,43 @@ pub const IPV6_EXT: [u8; 76] = [
     0x00, 0x01, 0x00, 0x02, 0x00, 0x0c, 0x30, 0x2f,
     0x61, 0x62, 0x63, 0x64,
 ];
+
+/// `GTP_U_Header(teid=0x1001, gtp_type=255)/Raw(b"abcd")` (scapy.contrib.gtp).
+#[rustfmt::skip]
+pub const GTPU_PLAIN: [u8; 12] = [
+    // flags (v1, PT), type G-PDU, length 4, TEID
+    0x30, 0xff, 0x00, 0x04,  0x00, 0x00, 0x10, 0x01,
+    // payload
+    0x61, 0x62, 0x63, 0x64,
+];
+
+/// `GTP_U_Header(teid=0x1001, gtp_type=255, S=1, seq=0x0102)/Raw(b"abcd")`
+#[rustfmt::skip]
+pub const GTPU_SEQ: [u8; 16] = [
+    // flags (v1, PT, S), type, length 8, TEID
+    0x32, 0xff, 0x00, 0x08,  0x00, 0x00, 0x10, 0x01,
+    // sequence, N-PDU, next extension type
+    0x01, 0x02, 0x00, 0x00,
+    0x61, 0x62, 0x63, 0x64,
+];
+
+/// `GTP_U_Header(teid=0x2001, gtp_type=255, E=1, next_ex=0x85)/GTPPDUSessionContainer(type=1,
+/// QFI=9)/Raw(b"abcd")`: an uplink PDU Session Container (TS 38.415) with QFI 9.
+#[rustfmt::skip]
+pub const GTPU_PSC: [u8; 20] = [
+    // flags (v1, PT, E), type, length 12, TEID
+    0x34, 0xff, 0x00, 0x0c,  0x00, 0x00, 0x20, 0x01,
+    // sequence, N-PDU, next extension = PDU Session Container
+    0x00, 0x00, 0x00, 0x85,
+    // extension: 1 unit, PDU type 1 (UL), QFI 9, next type 0
+    0x01, 0x10, 0x09, 0x00,
+    0x61, 0x62, 0x63, 0x64,
+];
+
+/// `VXLAN(flags=0x08, vni=4096)/Raw(b"xx")`: Calico's VNI.
+#[rustfmt::skip]
+pub const VXLAN_4096: [u8; 10] = [
+    // flags (I), reserved, VNI 4096, reserved
+    0x08, 0x00, 0x00, 0x00,  0x00, 0x10, 0x00, 0x00,
+    0x78, 0x78,
+];

@@ -13,10 +13,12 @@
 
 pub mod checksum;
 pub mod ethernet;
+pub mod gtpu;
 pub mod ipv4;
 pub mod ipv6;
 pub mod udp;
 pub mod vlan;
+pub mod vxlan;
 
 #[cfg(test)]
 pub(crate) mod fixtures;
@@ -24,10 +26,12 @@ pub(crate) mod fixtures;
 pub use ethernet::{
     Error as EthernetError, EtherType, Packet as EthernetFrame, Repr as EthernetRepr,
 };
+pub use gtpu::{Error as GtpuError, Packet as GtpuPacket, Repr as GtpuRepr};
 pub use ipv4::{Error as Ipv4Error, Packet as Ipv4Packet, Repr as Ipv4Repr};
 pub use ipv6::{Error as Ipv6Error, Packet as Ipv6Packet, Repr as Ipv6Repr};
 pub use udp::{Error as UdpError, Packet as UdpPacket, Repr as UdpRepr};
 pub use vlan::{Error as VlanError, Packet as VlanPacket, Repr as VlanRepr};
+pub use vxlan::{Error as VxlanError, Packet as VxlanPacket, Repr as VxlanRepr};
 
 /// IP protocol numbers the gateway looks at (IANA "Assigned Internet Protocol Numbers").
 pub mod ip_proto {
