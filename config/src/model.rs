@@ -85,6 +85,8 @@ pub enum RouteTarget {
     Via(Vec<NextHop>),
     /// Drop and count as `blackhole`.
     Drop,
+    /// Encapsulate into the tunnel with this index in [`Config::tunnels`].
+    Tunnel(usize),
 }
 
 /// A validated route. The prefix has no host bits set.
@@ -113,6 +115,58 @@ pub struct Config {
     pub neighbors: Vec<Neighbor>,
     /// Routes (connected subnets are implied by port addresses and not listed here).
     pub routes: Vec<Route>,
+    /// Tunnels.
+    pub tunnels: Vec<Tunnel>,
+}
+
+/// A GTP-U session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Session {
+    /// UE range.
+    pub ue: IpNet,
+    /// Uplink TEID (non-zero, unique per local endpoint).
+    pub teid_in: u32,
+    /// Downlink TEID.
+    pub teid_out: u32,
+    /// QFI for a downlink PDU Session Container.
+    pub qfi: Option<u8>,
+}
+
+/// What kind of tunnel, with its parameters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TunnelKind {
+    /// GTP-U toward one peer.
+    Gtpu {
+        /// Peer endpoint.
+        peer: IpAddr,
+        /// Sessions.
+        sessions: Vec<Session>,
+    },
+    /// VXLAN.
+    Vxlan {
+        /// UDP port.
+        udp_port: u16,
+        /// VNI.
+        vni: u32,
+        /// Peer VTEPs.
+        peers: Vec<IpAddr>,
+    },
+    /// IP in IP.
+    Ipip {
+        /// Peer endpoints.
+        peers: Vec<IpAddr>,
+    },
+}
+
+/// A validated tunnel.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tunnel {
+    /// Unique name.
+    pub name: String,
+    /// The gateway's endpoint address.
+    pub local: IpAddr,
+    /// Kind and parameters.
+    pub kind: TunnelKind,
 }
 
 /// The largest burst a worker's fixed batch holds.

@@ -19,9 +19,9 @@ pub struct RawConfig {
     /// `[[route]]`
     #[serde(default, rename = "route")]
     pub routes: Vec<RawRoute>,
-    /// `[[tunnel]]`: reserved for tunnel support; any entry is reported by validation.
+    /// `[[tunnel]]`
     #[serde(default, rename = "tunnel")]
-    pub tunnels: Vec<toml::Table>,
+    pub tunnels: Vec<RawTunnel>,
 }
 
 /// `[gateway]`
@@ -154,4 +154,58 @@ pub struct RawRoute {
     pub hairpin: bool,
     /// Reserved: the tunnel a route encapsulates into.
     pub tunnel: Option<String>,
+}
+
+/// A tunnel's kind.
+#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum RawTunnelKind {
+    /// GTP-U (3GPP TS 29.281), UDP 2152.
+    Gtpu,
+    /// VXLAN (RFC 7348).
+    Vxlan,
+    /// IP in IP: 4in4, 6in4 (protocol 41), 4in6, 6in6.
+    Ipip,
+}
+
+/// `[[tunnel]]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTunnel {
+    /// Unique tunnel name.
+    pub name: String,
+    /// Kind.
+    pub kind: RawTunnelKind,
+    /// The gateway's own endpoint address (one of its interface addresses).
+    pub local: String,
+    /// GTP-U: the peer endpoint.
+    pub peer: Option<String>,
+    /// VXLAN and IPIP: the peer endpoints.
+    pub peers: Option<Vec<String>>,
+    /// VXLAN: UDP port (default 4789; 8472 for Flannel and Cilium).
+    pub udp_port: Option<u16>,
+    /// VXLAN: the VNI (24 bits).
+    pub vni: Option<u32>,
+    /// GTP-U: sessions.
+    #[serde(default, rename = "session")]
+    pub sessions: Vec<RawSession>,
+}
+
+/// `[[tunnel.session]]`: one GTP-U session.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSession {
+    /// The UE address range of the session.
+    pub ue: String,
+    /// TEID the peer sends to us (uplink).
+    pub teid_in: u32,
+    /// TEID we send to the peer (downlink).
+    pub teid_out: u32,
+    /// Add a PDU Session Container with this QFI on downlink.
+    pub qfi: Option<u8>,
+}
+
+/// The default VXLAN UDP port (IANA).
+pub fn default_vxlan_port() -> u16 {
+    4789
 }

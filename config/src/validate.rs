@@ -258,13 +258,8 @@ impl Validator<'_> {
 
         let ports = self.ports(&raw.ports);
         let neighbors = self.neighbors(&raw.neighbors, &ports);
-        let routes = self.routes(&raw.routes, &ports);
-        for i in 0..raw.tunnels.len() {
-            self.err(
-                TomlPath::entry("tunnel", i),
-                "tunnels are not supported yet (GTP-U, VXLAN and IPIP land with the tunnel work)",
-            );
-        }
+        let tunnels = self.tunnels(&raw.tunnels, &ports);
+        let routes = self.routes(&raw.routes, &ports, &raw.tunnels);
         Config {
             name: g.name.clone(),
             workers: g.workers.clone(),
@@ -272,7 +267,202 @@ impl Validator<'_> {
             ports,
             neighbors,
             routes,
+            tunnels,
         }
+    }
+
+    fn tunnels(&mut self, raw: &[RawTunnel], ports: &[Port]) -> Vec<Tunnel> {
+        let mut out = Vec::new();
+        // (local, teid_in) pairs, (udp_port, vni) pairs and UE ranges seen so far.
+        let mut teids: Vec<(IpAddr, u32, TomlPath)> = Vec::new();
+        let mut vnis: Vec<(u16, u32, usize)> = Vec::new();
+        let mut ues: Vec<(IpNet, TomlPath)> = Vec::new();
+        for (ti, rt) in raw.iter().enumerate() {
+            let tp = TomlPath::entry("tunnel", ti);
+            if rt.name.trim().is_empty() {
+                self.err(tp.k("name"), "the tunnel name must not be empty");
+            } else if raw[..ti].iter().any(|o| o.name == rt.name) {
+                self.err(tp.k("name"), format!("duplicate tunnel name `{}`", rt.name));
+            }
+            let local = self.ip(tp.k("local"), &rt.local);
+            if let Some(l) = local {
+                if !ports
+                    .iter()
+                    .any(|p| p.addresses.iter().any(|a| a.addr() == l))
+                {
+                    self.err(
+                        tp.k("local"),
+                        format!("{l} is not one of the gateway's interface addresses"),
+                    );
+                }
+            }
+            let family_ok = |a: IpAddr| local.is_none_or(|l| l.is_ipv4() == a.is_ipv4());
+            let not_for = |this: &mut Self, key: &str, present: bool, kind: &str| {
+                if present {
+                    this.err(
+                        tp.k(key),
+                        format!("`{key}` does not apply to a {kind} tunnel"),
+                    );
+                }
+            };
+            let kind = match rt.kind {
+                RawTunnelKind::Gtpu => {
+                    not_for(self, "peers", rt.peers.is_some(), "gtpu");
+                    not_for(self, "udp_port", rt.udp_port.is_some(), "gtpu");
+                    not_for(self, "vni", rt.vni.is_some(), "gtpu");
+                    let peer = match &rt.peer {
+                        Some(p) => self.ip(tp.k("peer"), p),
+                        None => {
+                            self.err(tp.clone(), "a gtpu tunnel needs `peer`");
+                            None
+                        }
+                    };
+                    if let Some(p) = peer {
+                        if !family_ok(p) {
+                            self.err(
+                                tp.k("peer"),
+                                format!("peer {p} is not of the family of `local`"),
+                            );
+                        }
+                    }
+                    let mut sessions = Vec::new();
+                    for (si, rs) in rt.sessions.iter().enumerate() {
+                        let sp = tp.k("session").i(si);
+                        let ue = match rs.ue.parse::<IpNet>() {
+                            Ok(n) if n != n.trunc() => {
+                                self.err(
+                                    sp.k("ue"),
+                                    format!("{n} has host bits set; did you mean {}?", n.trunc()),
+                                );
+                                None
+                            }
+                            Ok(n) => Some(n),
+                            Err(_) => {
+                                self.err(sp.k("ue"), format!("`{}` is not a prefix", rs.ue));
+                                None
+                            }
+                        };
+                        if rs.teid_in == 0 {
+                            self.err(
+                                sp.k("teid_in"),
+                                "TEID 0 is reserved for signalling (TS 29.281 5.1)",
+                            );
+                        }
+                        if let Some(l) = local {
+                            if let Some((_, _, other)) =
+                                teids.iter().find(|(a, t, _)| *a == l && *t == rs.teid_in)
+                            {
+                                self.err(
+                                    sp.k("teid_in"),
+                                    format!(
+                                        "TEID {:#x} on {l} is already used by {other}",
+                                        rs.teid_in
+                                    ),
+                                );
+                            }
+                            teids.push((l, rs.teid_in, sp.clone()));
+                        }
+                        if rs.qfi.is_some_and(|q| q > 63) {
+                            self.err(sp.k("qfi"), "QFI is 6 bits (0..=63)");
+                        }
+                        if let Some(ue) = ue {
+                            if let Some((other, op)) = ues.iter().find(|(o, _)| {
+                                o.contains(&ue.network()) || ue.contains(&o.network())
+                            }) {
+                                self.err(
+                                    sp.k("ue"),
+                                    format!("UE range {ue} overlaps {other} of {op}"),
+                                );
+                            }
+                            ues.push((ue, sp.clone()));
+                            sessions.push(Session {
+                                ue,
+                                teid_in: rs.teid_in,
+                                teid_out: rs.teid_out,
+                                qfi: rs.qfi,
+                            });
+                        }
+                    }
+                    if rt.sessions.is_empty() {
+                        self.err(
+                            tp.clone(),
+                            "a gtpu tunnel needs at least one [[tunnel.session]]",
+                        );
+                    }
+                    TunnelKind::Gtpu {
+                        peer: peer.unwrap_or(IpAddr::from([0, 0, 0, 0])),
+                        sessions,
+                    }
+                }
+                RawTunnelKind::Vxlan | RawTunnelKind::Ipip => {
+                    let name = if rt.kind == RawTunnelKind::Vxlan {
+                        "vxlan"
+                    } else {
+                        "ipip"
+                    };
+                    not_for(self, "peer", rt.peer.is_some(), name);
+                    not_for(self, "session", !rt.sessions.is_empty(), name);
+                    let mut peers = Vec::new();
+                    match &rt.peers {
+                        Some(list) if !list.is_empty() => {
+                            for (pi, p) in list.iter().enumerate() {
+                                if let Some(a) = self.ip(tp.k("peers").i(pi), p) {
+                                    if rt.kind == RawTunnelKind::Vxlan && !family_ok(a) {
+                                        self.err(
+                                            tp.k("peers").i(pi),
+                                            format!("peer {a} is not of the family of `local`"),
+                                        );
+                                    }
+                                    peers.push(a);
+                                }
+                            }
+                        }
+                        _ => self.err(
+                            tp.clone(),
+                            format!("a {name} tunnel needs a non-empty `peers` list"),
+                        ),
+                    }
+                    if rt.kind == RawTunnelKind::Vxlan {
+                        let udp_port = rt.udp_port.unwrap_or_else(default_vxlan_port);
+                        let vni = rt.vni.unwrap_or(0);
+                        match rt.vni {
+                            None => self.err(tp.clone(), "a vxlan tunnel needs `vni`"),
+                            Some(v) if v >= 1 << 24 => {
+                                self.err(tp.k("vni"), format!("VNI {v} does not fit 24 bits"))
+                            }
+                            _ => {}
+                        }
+                        if udp_port == 0 || udp_port == 2152 {
+                            self.err(
+                                tp.k("udp_port"),
+                                format!("UDP port {udp_port} cannot carry VXLAN here"),
+                            );
+                        }
+                        if let Some(&(_, _, other)) =
+                            vnis.iter().find(|(p, v, _)| *p == udp_port && *v == vni)
+                        {
+                            self.err(tp.k("vni"), format!("VNI {vni} on UDP {udp_port} is already used by tunnel[{other}]"));
+                        }
+                        vnis.push((udp_port, vni, ti));
+                        TunnelKind::Vxlan {
+                            udp_port,
+                            vni,
+                            peers,
+                        }
+                    } else {
+                        not_for(self, "udp_port", rt.udp_port.is_some(), name);
+                        not_for(self, "vni", rt.vni.is_some(), name);
+                        TunnelKind::Ipip { peers }
+                    }
+                }
+            };
+            out.push(Tunnel {
+                name: rt.name.clone(),
+                local: local.unwrap_or(IpAddr::from([0, 0, 0, 0])),
+                kind,
+            });
+        }
+        out
     }
 
     fn ports(&mut self, raw: &[RawPort]) -> Vec<Port> {
@@ -433,13 +623,17 @@ impl Validator<'_> {
         out
     }
 
-    fn routes(&mut self, raw: &[RawRoute], ports: &[Port]) -> Vec<Route> {
+    fn routes(&mut self, raw: &[RawRoute], ports: &[Port], tunnels: &[RawTunnel]) -> Vec<Route> {
         let mut out: Vec<Route> = Vec::new();
         for (ri, rr) in raw.iter().enumerate() {
             let rp = TomlPath::entry("route", ri);
-            if rr.tunnel.is_some() {
-                self.err(rp.k("tunnel"), "routes into tunnels are not supported yet");
-            }
+            let tunnel = rr.tunnel.as_ref().and_then(|t| {
+                let i = tunnels.iter().position(|x| &x.name == t);
+                if i.is_none() {
+                    self.err(rp.k("tunnel"), format!("no tunnel is named `{t}`"));
+                }
+                i
+            });
             let prefix = match rr.prefix.parse::<IpNet>() {
                 Ok(p) if p != p.trunc() => {
                     self.err(
@@ -470,6 +664,15 @@ impl Validator<'_> {
             }
             let action = rr.action.unwrap_or(RawAction::Forward);
             let target = match (action, &rr.via) {
+                _ if rr.tunnel.is_some() => {
+                    if rr.via.is_some() || rr.action.is_some() {
+                        self.err(
+                            rp.clone(),
+                            "a route into a tunnel takes no `via` or `action`",
+                        );
+                    }
+                    RouteTarget::Tunnel(tunnel.unwrap_or(0))
+                }
                 (RawAction::Drop, Some(_)) => {
                     self.err(rp.k("via"), "a route with action = \"drop\" takes no `via`");
                     RouteTarget::Drop

@@ -339,14 +339,111 @@ fn next_hop_that_is_our_own_address_is_rejected() {
     );
 }
 
+const GTPU: &str = r#"
+[[tunnel]]
+name = "ran"
+kind = "gtpu"
+local = "192.0.2.1"
+peer = "192.0.2.10"
+[[tunnel.session]]
+ue = "10.46.0.0/16"
+teid_in = 0x1001
+teid_out = 0x2001
+qfi = 9
+"#;
+
 #[test]
-fn tunnels_are_reserved_but_rejected_for_now() {
-    let src = format!("{HEAD}\n[[tunnel]]\nname = \"ran\"\nkind = \"gtpu\"\n");
+fn tunnels_of_every_kind_validate() {
+    let src = format!(
+        "{HEAD}{GTPU}\n[[tunnel]]\nname = \"calico\"\nkind = \"vxlan\"\nlocal = \"192.0.2.1\"\nvni = 4096\npeers = [\"192.0.2.20\"]\n\n[[tunnel]]\nname = \"kr\"\nkind = \"ipip\"\nlocal = \"192.0.2.1\"\npeers = [\"192.0.2.30\", \"fd00:a::30\"]\n\n[[route]]\nprefix = \"10.46.0.0/16\"\ntunnel = \"ran\"\n"
+    );
+    let c = check(&src).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(c.tunnels.len(), 3);
+    assert_eq!(c.routes[0].target, config::RouteTarget::Tunnel(0));
+    match &c.tunnels[1].kind {
+        config::TunnelKind::Vxlan { udp_port, vni, .. } => {
+            assert_eq!((*udp_port, *vni), (4789, 4096))
+        }
+        k => panic!("{k:?}"),
+    }
+}
+
+#[test]
+fn tunnel_local_must_be_one_of_our_addresses() {
+    let src = format!(
+        "{HEAD}{}",
+        GTPU.replace("local = \"192.0.2.1\"", "local = \"192.0.2.99\"")
+    );
     assert_problem(
         &src,
-        "tunnel[0]",
-        line_of(&src, "[[tunnel]]"),
-        "not supported yet",
+        "tunnel[0].local",
+        line_of(&src, "192.0.2.99"),
+        "not one of the gateway's",
+    );
+}
+
+#[test]
+fn duplicate_teid_on_one_endpoint_is_rejected() {
+    let src = format!(
+        "{HEAD}{GTPU}[[tunnel.session]]\nue = \"10.47.0.0/16\"\nteid_in = 4097\nteid_out = 1\n"
+    );
+    assert_problem(
+        &src,
+        "tunnel[0].session[1].teid_in",
+        line_of(&src, "teid_in = 4097"),
+        "already used",
+    );
+}
+
+#[test]
+fn teid_zero_is_rejected() {
+    let src = format!("{HEAD}{}", GTPU.replace("teid_in = 0x1001", "teid_in = 0"));
+    assert_problem(
+        &src,
+        "tunnel[0].session[0].teid_in",
+        line_of(&src, "teid_in = 0"),
+        "reserved",
+    );
+}
+
+#[test]
+fn overlapping_ue_ranges_are_rejected() {
+    let src = format!(
+        "{HEAD}{GTPU}[[tunnel.session]]\nue = \"10.46.128.0/17\"\nteid_in = 7\nteid_out = 8\n"
+    );
+    assert_problem(
+        &src,
+        "tunnel[0].session[1].ue",
+        line_of(&src, "10.46.128.0/17"),
+        "overlaps",
+    );
+}
+
+#[test]
+fn vni_beyond_24_bits_is_rejected() {
+    let src = format!("{HEAD}\n[[tunnel]]\nname = \"v\"\nkind = \"vxlan\"\nlocal = \"192.0.2.1\"\nvni = 16777216\npeers = [\"192.0.2.20\"]\n");
+    assert_problem(&src, "tunnel[0].vni", line_of(&src, "vni ="), "24 bits");
+}
+
+#[test]
+fn key_of_another_tunnel_kind_is_rejected() {
+    let src = format!("{HEAD}\n[[tunnel]]\nname = \"k\"\nkind = \"ipip\"\nlocal = \"192.0.2.1\"\nvni = 1\npeers = [\"192.0.2.30\"]\n");
+    assert_problem(
+        &src,
+        "tunnel[0].vni",
+        line_of(&src, "vni ="),
+        "does not apply",
+    );
+}
+
+#[test]
+fn route_into_an_unknown_tunnel_is_rejected() {
+    let src = format!("{HEAD}\n[[route]]\nprefix = \"10.46.0.0/16\"\ntunnel = \"nope\"\n");
+    assert_problem(
+        &src,
+        "route[0].tunnel",
+        line_of(&src, "\"nope\""),
+        "no tunnel is named",
     );
 }
 

@@ -88,9 +88,54 @@ impl std::fmt::Display for FibError {
 
 impl std::error::Error for FibError {}
 
+/// An address as a tunnel-table key: IPv6 as is, IPv4 as its IPv4-mapped IPv6 form.
+#[inline]
+pub const fn v4_key(a: u32) -> u128 {
+    (0xffffu128 << 32) | a as u128
+}
+
+/// [`v4_key`] or the IPv6 address.
+pub fn ip_key(a: IpAddr) -> u128 {
+    match a {
+        IpAddr::V4(a) => v4_key(u32::from(a)),
+        IpAddr::V6(a) => u128::from(a),
+    }
+}
+
+/// The tunnels the gateway terminates, keyed as the decap stage looks them up.
+#[derive(Default, Clone)]
+pub struct Tunnels {
+    /// Local endpoint addresses of every tunnel (a handful: scanned linearly).
+    locals: Vec<u128>,
+    /// (local, uplink TEID) → tunnel id.
+    gtpu: HashMap<(u128, u32), u16>,
+    /// (local, UDP port, VNI) → tunnel id.
+    vxlan: HashMap<(u128, u16, u32), u16>,
+    /// UDP ports VXLAN is received on.
+    vxlan_ports: Vec<u16>,
+    /// (local, peer) → IPIP tunnel id.
+    ipip: HashMap<(u128, u128), u16>,
+    /// Locals with a GTP-U tunnel.
+    gtpu_locals: Vec<u128>,
+    /// Locals with an IPIP tunnel.
+    ipip_locals: Vec<u128>,
+    /// Peers of each tunnel, by id.
+    peers: Vec<Vec<u128>>,
+    /// Names, by id.
+    names: Vec<String>,
+}
+
+impl Tunnels {
+    /// The tunnel names, indexed by tunnel id.
+    pub fn names(&self) -> &[String] {
+        &self.names
+    }
+}
+
 /// Collects ports, addresses, neighbours and routes, then builds a [`Fib`].
 #[derive(Default)]
 pub struct FibBuilder {
+    tunnels: Tunnels,
     ports: Vec<PortInfo>,
     neigh4: HashMap<u32, [u8; 6]>,
     neigh6: HashMap<u128, [u8; 6]>,
@@ -123,6 +168,70 @@ impl FibBuilder {
     /// subnet route.
     pub fn add_address(&mut self, port: u8, addr: IpAddr, len: u8) {
         self.locals.push((addr, len, port));
+    }
+
+    fn add_tunnel(&mut self, name: &str, local: IpAddr, peers: &[IpAddr]) -> u16 {
+        let t = &mut self.tunnels;
+        let id = t.names.len() as u16;
+        t.names.push(name.to_string());
+        t.peers.push(peers.iter().map(|&p| ip_key(p)).collect());
+        let l = ip_key(local);
+        if !t.locals.contains(&l) {
+            t.locals.push(l);
+        }
+        id
+    }
+
+    /// Adds a GTP-U tunnel terminating on `local`, accepting G-PDUs from `peer` with any of
+    /// `teids`; returns its id.
+    pub fn add_gtpu_tunnel(
+        &mut self,
+        name: &str,
+        local: IpAddr,
+        peer: IpAddr,
+        teids: &[u32],
+    ) -> u16 {
+        let id = self.add_tunnel(name, local, &[peer]);
+        let l = ip_key(local);
+        for &teid in teids {
+            self.tunnels.gtpu.insert((l, teid), id);
+        }
+        if !self.tunnels.gtpu_locals.contains(&l) {
+            self.tunnels.gtpu_locals.push(l);
+        }
+        id
+    }
+
+    /// Adds a VXLAN tunnel; returns its id.
+    pub fn add_vxlan_tunnel(
+        &mut self,
+        name: &str,
+        local: IpAddr,
+        udp_port: u16,
+        vni: u32,
+        peers: &[IpAddr],
+    ) -> u16 {
+        let id = self.add_tunnel(name, local, peers);
+        self.tunnels
+            .vxlan
+            .insert((ip_key(local), udp_port, vni), id);
+        if !self.tunnels.vxlan_ports.contains(&udp_port) {
+            self.tunnels.vxlan_ports.push(udp_port);
+        }
+        id
+    }
+
+    /// Adds an IPIP tunnel (any of 4in4, 6in4, 4in6, 6in6) from each of `peers`; returns its id.
+    pub fn add_ipip_tunnel(&mut self, name: &str, local: IpAddr, peers: &[IpAddr]) -> u16 {
+        let id = self.add_tunnel(name, local, peers);
+        let l = ip_key(local);
+        for &p in peers {
+            self.tunnels.ipip.insert((l, ip_key(p)), id);
+        }
+        if !self.tunnels.ipip_locals.contains(&l) {
+            self.tunnels.ipip_locals.push(l);
+        }
+        id
     }
 
     /// Adds a static neighbour.
@@ -242,6 +351,7 @@ impl FibBuilder {
             v4: v4.reader(),
             v6: v6.reader(),
             qsbr: qsbr.clone(),
+            tunnels: self.tunnels,
             nexthops: self.nexthops,
             ecmp: self.ecmp,
             neigh4: self.neigh4,
@@ -277,6 +387,7 @@ pub struct Fib {
     /// IPv6 routes.
     pub v6: Lpm6Table,
     qsbr: Arc<Qsbr>,
+    tunnels: Tunnels,
     nexthops: Vec<NextHop>,
     ecmp: Vec<u32>,
     neigh4: HashMap<u32, [u8; 6]>,
@@ -314,6 +425,62 @@ impl Fib {
     #[inline]
     pub fn port(&self, id: u8) -> Option<&PortInfo> {
         self.ports.get(usize::from(id))
+    }
+
+    /// True when `addr` (a [`v4_key`] or IPv6 address) is a local tunnel endpoint.
+    #[inline]
+    pub fn is_tunnel_local(&self, addr: u128) -> bool {
+        self.tunnels.locals.contains(&addr)
+    }
+
+    /// The GTP-U tunnel of an uplink TEID on a local endpoint.
+    #[inline]
+    pub fn gtpu_tunnel(&self, local: u128, teid: u32) -> Option<u16> {
+        self.tunnels.gtpu.get(&(local, teid)).copied()
+    }
+
+    /// True when `local` terminates GTP-U.
+    #[inline]
+    pub fn is_gtpu_local(&self, local: u128) -> bool {
+        self.tunnels.gtpu_locals.contains(&local)
+    }
+
+    /// True when VXLAN is received on this UDP port.
+    #[inline]
+    pub fn is_vxlan_port(&self, port: u16) -> bool {
+        self.tunnels.vxlan_ports.contains(&port)
+    }
+
+    /// The VXLAN tunnel of (local, port, VNI).
+    #[inline]
+    pub fn vxlan_tunnel(&self, local: u128, port: u16, vni: u32) -> Option<u16> {
+        self.tunnels.vxlan.get(&(local, port, vni)).copied()
+    }
+
+    /// The IPIP tunnel from `peer` to `local`.
+    #[inline]
+    pub fn ipip_tunnel(&self, local: u128, peer: u128) -> Option<u16> {
+        self.tunnels.ipip.get(&(local, peer)).copied()
+    }
+
+    /// True when `local` terminates IPIP.
+    #[inline]
+    pub fn is_ipip_local(&self, local: u128) -> bool {
+        self.tunnels.ipip_locals.contains(&local)
+    }
+
+    /// True when `peer` is a configured peer of tunnel `id`.
+    #[inline]
+    pub fn is_tunnel_peer(&self, id: u16, peer: u128) -> bool {
+        self.tunnels
+            .peers
+            .get(usize::from(id))
+            .is_some_and(|p| p.contains(&peer))
+    }
+
+    /// The tunnels.
+    pub fn tunnels(&self) -> &Tunnels {
+        &self.tunnels
     }
 
     /// The reclamation domain workers register with as readers.

@@ -27,7 +27,7 @@ impl Counter {
 }
 
 /// Counters of one port on one worker.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct PortStats {
     /// Frames received.
     pub rx_packets: Counter,
@@ -39,8 +39,24 @@ pub struct PortStats {
     pub tx_bytes: Counter,
     /// Packets addressed to the gateway itself (received on this port).
     pub local: Counter,
+    /// Tunnel packets received on this port and decapsulated.
+    pub decap: Counter,
     /// Drops of packets received on this port, by reason.
     pub drops: [Counter; DropReason::COUNT],
+}
+
+impl Default for PortStats {
+    fn default() -> Self {
+        PortStats {
+            rx_packets: Counter::default(),
+            rx_bytes: Counter::default(),
+            tx_packets: Counter::default(),
+            tx_bytes: Counter::default(),
+            local: Counter::default(),
+            decap: Counter::default(),
+            drops: std::array::from_fn(|_| Counter::default()),
+        }
+    }
 }
 
 impl PortStats {
@@ -71,6 +87,8 @@ pub struct PortSnapshot {
     pub tx_bytes: u64,
     /// Packets for the gateway.
     pub local: u64,
+    /// Tunnel packets decapsulated.
+    pub decap: u64,
     /// Drops by reason, indexed like [`DropReason::ALL`].
     pub drops: Vec<u64>,
 }
@@ -105,6 +123,7 @@ pub fn snapshot<'a>(
             o.tx_packets += p.tx_packets.get();
             o.tx_bytes += p.tx_bytes.get();
             o.local += p.local.get();
+            o.decap += p.decap.get();
             for (d, c) in o.drops.iter_mut().zip(&p.drops) {
                 *d += c.get();
             }

@@ -105,6 +105,7 @@ impl Worker {
                 stats.drop(DropReason::TxFull);
             }
         }
+        stats.decap.add(self.pipeline.decapped());
         n
     }
 

@@ -63,7 +63,23 @@ pub fn summary(c: &Config) -> String {
         }
     );
     let _ = writeln!(s, "neighbours: {} static", c.neighbors.len());
-    let _ = writeln!(s, "tunnels: 0");
+    let _ = writeln!(s, "tunnels ({}):", c.tunnels.len());
+    for t in &c.tunnels {
+        let what = match &t.kind {
+            config::TunnelKind::Gtpu { peer, sessions } => {
+                format!("gtpu  peer {peer}, {} session(s)", sessions.len())
+            }
+            config::TunnelKind::Vxlan {
+                udp_port,
+                vni,
+                peers,
+            } => {
+                format!("vxlan udp {udp_port} vni {vni}, {} peer(s)", peers.len())
+            }
+            config::TunnelKind::Ipip { peers } => format!("ipip  {} peer(s)", peers.len()),
+        };
+        let _ = writeln!(s, "  {:<10} local {}  {}", t.name, t.local, what);
+    }
     s
 }
 
@@ -72,8 +88,8 @@ pub fn table(c: &Config, stats: &[PortSnapshot]) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,
-        "{:<10} {:>10} {:>12} {:>10} {:>12} {:>8} {:>8}",
-        "port", "rx_pkts", "rx_bytes", "tx_pkts", "tx_bytes", "local", "dropped"
+        "{:<10} {:>10} {:>12} {:>10} {:>12} {:>8} {:>8} {:>8}",
+        "port", "rx_pkts", "rx_bytes", "tx_pkts", "tx_bytes", "decap", "local", "dropped"
     );
     for (p, st) in c.ports.iter().zip(stats) {
         let _ = writeln!(
@@ -143,6 +159,7 @@ pub fn json(c: &Config, stats: &[PortSnapshot]) -> Value {
                 "tx_packets": st.tx_packets,
                 "tx_bytes": st.tx_bytes,
                 "local": st.local,
+                "decap": st.decap,
                 "drops": drops,
             }),
         );

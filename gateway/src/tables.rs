@@ -1,7 +1,7 @@
 //! From the validated configuration to the datapath: the forwarding snapshot and the ports.
 
 use anyhow::{bail, Context, Result};
-use config::{Config, Driver, RouteTarget};
+use config::{Config, Driver, RouteTarget, TunnelKind};
 use datapath::fib::{Fib, FibBuilder, PortInfo, RouteAction};
 use datapath::port::mem::MemPort;
 use datapath::port::pcap::PcapPort;
@@ -29,9 +29,33 @@ pub fn build_fib(c: &Config) -> Result<Fib> {
     for n in &c.neighbors {
         b.add_neighbor(n.address, n.mac.0);
     }
+    for t in &c.tunnels {
+        match &t.kind {
+            TunnelKind::Gtpu { peer, sessions } => {
+                let teids: Vec<u32> = sessions.iter().map(|s| s.teid_in).collect();
+                b.add_gtpu_tunnel(&t.name, t.local, *peer, &teids);
+            }
+            TunnelKind::Vxlan {
+                udp_port,
+                vni,
+                peers,
+            } => {
+                b.add_vxlan_tunnel(&t.name, t.local, *udp_port, *vni, peers);
+            }
+            TunnelKind::Ipip { peers } => {
+                b.add_ipip_tunnel(&t.name, t.local, peers);
+            }
+        }
+    }
     for r in &c.routes {
         let action = match &r.target {
             RouteTarget::Drop => RouteAction::Drop,
+            RouteTarget::Tunnel(t) => anyhow::bail!(
+                "route {}: routes into tunnels (encapsulation, tunnel `{}`) are not implemented yet; \
+                 decapsulation is",
+                r.prefix,
+                c.tunnels.get(*t).map_or("?", |t| t.name.as_str())
+            ),
             RouteTarget::Via(hops) => {
                 RouteAction::Via(hops.iter().map(|h| (h.address, h.port as u8)).collect())
             }

@@ -4,7 +4,7 @@
 
 use super::drop::DropReason;
 use super::{Meta, Next};
-use crate::fib::PortInfo;
+use crate::fib::{Fib, PortInfo};
 use crate::wire::{
     ethernet, ip_proto, EtherType, EthernetFrame, Ipv4Packet, Ipv6Packet, VlanPacket,
 };
@@ -26,31 +26,72 @@ fn martian_src4(a: u32) -> bool {
 
 /// Classifies one frame received on a port with `port` settings, filling `meta`.
 #[inline]
-pub fn classify_one(frame: &[u8], port: &PortInfo, meta: &mut Meta) -> Next {
-    match classify_inner(frame, port, meta) {
+pub fn classify_one(frame: &[u8], port: &PortInfo, fib: &Fib, meta: &mut Meta) -> Next {
+    match classify_inner(frame, port, fib, meta) {
         Ok(next) => next,
         Err(reason) => Next::Drop(reason),
     }
 }
 
 #[inline]
-fn classify_inner(frame: &[u8], port: &PortInfo, meta: &mut Meta) -> Result<Next, DropReason> {
+fn classify_inner(
+    frame: &[u8],
+    port: &PortInfo,
+    fib: &Fib,
+    meta: &mut Meta,
+) -> Result<Next, DropReason> {
     let eth = EthernetFrame::new_checked(frame)?;
     let dst = eth.dst();
     if dst[0] & 1 == 0 && dst != port.mac && !port.promiscuous {
         return Err(DropReason::L2OtherHost);
     }
-    let mut ethertype = eth.ethertype();
-    let mut off = ethernet::HEADER_LEN;
+    let (ethertype, off) = skip_vlan_tags(frame, eth.ethertype(), ethernet::HEADER_LEN)?;
+    if ethertype == EtherType::ARP {
+        return Ok(Next::Local);
+    }
+    meta.decap = false;
+    classify_ip(frame, off, frame.len(), ethertype, Some(fib), meta)
+}
+
+/// Skips up to two 802.1Q / 802.1ad tags starting at `off`; returns the EtherType after them
+/// and the offset of what follows.
+///
+/// # Errors
+/// [`DropReason::VlanTooShort`], [`DropReason::VlanTooDeep`].
+#[inline]
+pub fn skip_vlan_tags(
+    frame: &[u8],
+    mut ethertype: u16,
+    mut off: usize,
+) -> Result<(u16, usize), DropReason> {
     for _ in 0..2 {
         if ethertype != EtherType::VLAN && ethertype != EtherType::QINQ {
-            break;
+            return Ok((ethertype, off));
         }
         let tag = VlanPacket::new_checked(frame.get(off..).unwrap_or_default())?;
         ethertype = tag.ethertype();
         off += crate::wire::vlan::HEADER_LEN;
     }
-    let l3 = frame.get(off..).unwrap_or_default();
+    if ethertype == EtherType::VLAN || ethertype == EtherType::QINQ {
+        return Err(DropReason::VlanTooDeep);
+    }
+    Ok((ethertype, off))
+}
+
+/// Validates the IP header at `off` (bounded by `end`) as RFC 1812 asks, fills `meta`, and
+/// returns [`Next::Route`] or the local or drop verdict. With `fib`, a packet addressed to a
+/// local tunnel endpoint is marked for the decap stage; inner packets are validated without it,
+/// so a tunnel inside a tunnel is routed, not decapsulated twice.
+#[inline]
+pub fn classify_ip(
+    frame: &[u8],
+    off: usize,
+    end: usize,
+    ethertype: u16,
+    fib: Option<&Fib>,
+    meta: &mut Meta,
+) -> Result<Next, DropReason> {
+    let l3 = frame.get(off..end).unwrap_or_default();
     meta.l3_off = off as u16;
     match ethertype {
         EtherType::IPV4 => {
@@ -68,11 +109,13 @@ fn classify_inner(frame: &[u8], port: &PortInfo, meta: &mut Meta) -> Result<Next
             meta.dst4 = ip.dst();
             meta.l3_len = ip.total_len();
             meta.proto = ip.protocol();
+            meta.fragment = ip.is_fragment();
             meta.l4_off = if ip.is_fragment() && ip.frag_offset() != 0 {
                 0
             } else {
                 (off + ip.header_len()) as u16
             };
+            meta.decap = fib.is_some_and(|f| f.is_tunnel_local(crate::fib::v4_key(ip.dst())));
             Ok(Next::Route)
         }
         EtherType::IPV6 => {
@@ -103,14 +146,15 @@ fn classify_inner(frame: &[u8], port: &PortInfo, meta: &mut Meta) -> Result<Next
             meta.dst6 = d;
             meta.l3_len = ip.total_len() as u16;
             meta.proto = ul.protocol;
+            meta.fragment = ul.fragment;
             meta.l4_off = if ul.later_fragment {
                 0
             } else {
                 (off + ul.offset) as u16
             };
+            meta.decap = fib.is_some_and(|f| f.is_tunnel_local(d));
             Ok(Next::Route)
         }
-        EtherType::ARP => Ok(Next::Local),
         _ => Err(DropReason::UnsupportedEthertype),
     }
 }

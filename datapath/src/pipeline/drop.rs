@@ -57,6 +57,65 @@ drop_reasons! {
     Hairpin => "hairpin", "would leave through its input port and the route does not allow it";
     MtuExceeded => "mtu_exceeded", "larger than the egress port's MTU";
     TxFull => "tx_full", "egress port could not take the packet";
+    OuterFragment => "outer_fragment", "fragment of a tunnel packet: outer reassembly is not done";
+    UdpTooShort => "udp_too_short", "shorter than a UDP header";
+    UdpBadLength => "udp_bad_length", "UDP length below 8 or past the datagram";
+    UdpBadChecksum => "udp_bad_checksum", "UDP checksum of a tunnel packet does not verify";
+    UdpZeroChecksumV6 => "udp_zero_checksum_ipv6", "zero UDP checksum over IPv6 (RFC 8200 8.1)";
+    GtpuTooShort => "gtpu_too_short", "shorter than the GTP-U header its flags announce";
+    GtpuBadVersion => "gtpu_bad_version", "GTP version is not 1 or PT is 0 (GTP')";
+    GtpuBadLength => "gtpu_bad_length", "GTP-U Length past the datagram or below the optional octets";
+    GtpuZeroExtLength => "gtpu_zero_ext_length", "GTP-U extension header of length 0";
+    GtpuExtTruncated => "gtpu_ext_truncated", "GTP-U extension header past the message";
+    GtpuTooManyExtHeaders => "gtpu_too_many_ext_headers", "GTP-U extension chain longer than the bound";
+    GtpuUnknownRequiredExt => "gtpu_unknown_required_ext", "unknown GTP-U extension marked comprehension-required";
+    GtpuTeidZero => "gtpu_teid_zero", "G-PDU with TEID 0";
+    GtpuUnknownTeid => "gtpu_unknown_teid", "G-PDU for a TEID with no session";
+    GtpuInnerNotIp => "gtpu_inner_not_ip", "G-PDU payload is not IPv4 or IPv6";
+    GtpuEchoResponse => "gtpu_echo_response", "GTP-U Echo Response (counted, never forwarded)";
+    GtpuErrorIndication => "gtpu_error_indication", "GTP-U Error Indication (counted, never forwarded)";
+    GtpuEndMarker => "gtpu_end_marker", "GTP-U End Marker (counted, never forwarded)";
+    GtpuSupportedExtHeaders => "gtpu_supported_ext_headers", "GTP-U Supported Extension Headers Notification (counted)";
+    GtpuUnknownMessage => "gtpu_unknown_message", "GTP-U message type that is not user data or known signalling";
+    VxlanTooShort => "vxlan_too_short", "shorter than a VXLAN header";
+    VxlanNoVni => "vxlan_no_vni", "VXLAN I flag clear";
+    VxlanUnknownVni => "vxlan_unknown_vni", "VXLAN VNI of no configured tunnel";
+    VxlanInnerTooShort => "vxlan_inner_too_short", "VXLAN payload shorter than an Ethernet header";
+    VxlanInnerNotIp => "vxlan_inner_not_ip", "VXLAN inner frame is not IPv4 or IPv6 (ARP, ...)";
+    TunnelUnknownPeer => "tunnel_unknown_peer", "tunnel packet from a source that is not a configured peer";
+}
+
+impl From<crate::wire::UdpError> for DropReason {
+    fn from(e: crate::wire::UdpError) -> Self {
+        match e {
+            crate::wire::UdpError::TooShort { .. } => DropReason::UdpTooShort,
+            crate::wire::UdpError::BadLength { .. } => DropReason::UdpBadLength,
+        }
+    }
+}
+
+impl From<crate::wire::GtpuError> for DropReason {
+    fn from(e: crate::wire::GtpuError) -> Self {
+        use crate::wire::GtpuError as E;
+        match e {
+            E::TooShort { .. } => DropReason::GtpuTooShort,
+            E::BadVersion { .. } => DropReason::GtpuBadVersion,
+            E::BadLength { .. } => DropReason::GtpuBadLength,
+            E::ZeroExtLength { .. } => DropReason::GtpuZeroExtLength,
+            E::ExtTruncated { .. } => DropReason::GtpuExtTruncated,
+            E::TooManyExtHeaders => DropReason::GtpuTooManyExtHeaders,
+            E::UnknownRequiredExt { .. } => DropReason::GtpuUnknownRequiredExt,
+        }
+    }
+}
+
+impl From<crate::wire::VxlanError> for DropReason {
+    fn from(e: crate::wire::VxlanError) -> Self {
+        match e {
+            crate::wire::VxlanError::TooShort { .. } => DropReason::VxlanTooShort,
+            crate::wire::VxlanError::NoVni { .. } => DropReason::VxlanNoVni,
+        }
+    }
 }
 
 impl From<EthernetError> for DropReason {

@@ -4,6 +4,7 @@
 
 pub mod batch;
 pub mod classify;
+pub mod decap;
 pub mod drop;
 pub mod rewrite;
 pub mod route;
@@ -45,6 +46,10 @@ pub struct Meta {
     pub dst6: u128,
     /// Neighbour MAC chosen by the route stage.
     pub dst_mac: [u8; 6],
+    /// Any fragment (first or later) of the IP datagram.
+    pub fragment: bool,
+    /// Addressed to a local tunnel endpoint: the decap stage looks at it.
+    pub decap: bool,
 }
 
 /// Per-worker pipeline state: the metadata and verdict arrays, reused every batch.
@@ -56,6 +61,7 @@ pub struct Pipeline {
     keys: [u32; BATCH],
     which: [u8; BATCH],
     found: [u32; BATCH],
+    decapped: u64,
 }
 
 impl Default for Pipeline {
@@ -73,7 +79,13 @@ impl Pipeline {
             keys: [0; BATCH],
             which: [0; BATCH],
             found: [NO_ROUTE; BATCH],
+            decapped: 0,
         }
+    }
+
+    /// Packets of the last batch that were decapsulated.
+    pub fn decapped(&self) -> u64 {
+        self.decapped
     }
 
     /// Runs every stage over `batch` and returns the verdict of each packet. Packets with
@@ -92,9 +104,26 @@ impl Pipeline {
             .zip(&mut self.meta[..n])
             .zip(&mut self.next[..n])
         {
-            *next = classify::classify_one(buf.frame(), port, meta);
+            *next = classify::classify_one(buf.frame(), port, fib, meta);
             if *next == Next::Route {
                 buf.truncate(usize::from(meta.l3_off) + usize::from(meta.l3_len));
+            }
+        }
+
+        // Decap: packets for a local tunnel endpoint lose their outer headers (by moving the
+        // L3 offset; nothing is copied) and continue as their inner packet.
+        self.decapped = 0;
+        for ((buf, meta), next) in batch.bufs[..n]
+            .iter_mut()
+            .zip(&mut self.meta[..n])
+            .zip(&mut self.next[..n])
+        {
+            if *next == Next::Route && meta.decap {
+                *next = decap::decap_one(buf.frame(), fib, meta);
+                if *next == Next::Route {
+                    self.decapped += 1;
+                    buf.truncate(usize::from(meta.l3_off) + usize::from(meta.l3_len));
+                }
             }
         }
 
