@@ -275,7 +275,7 @@ impl Validator<'_> {
         let mut out = Vec::new();
         // (local, teid_in) pairs, (udp_port, vni) pairs and UE ranges seen so far.
         let mut teids: Vec<(IpAddr, u32, TomlPath)> = Vec::new();
-        let mut vnis: Vec<(u16, u32, usize)> = Vec::new();
+        let mut vnis: Vec<(Option<IpAddr>, u16, u32, usize)> = Vec::new();
         let mut ues: Vec<(IpNet, TomlPath)> = Vec::new();
         for (ti, rt) in raw.iter().enumerate() {
             let tp = TomlPath::entry("tunnel", ti);
@@ -438,12 +438,13 @@ impl Validator<'_> {
                                 format!("UDP port {udp_port} cannot carry VXLAN here"),
                             );
                         }
-                        if let Some(&(_, _, other)) =
-                            vnis.iter().find(|(p, v, _)| *p == udp_port && *v == vni)
+                        if let Some(&(_, _, _, other)) = vnis
+                            .iter()
+                            .find(|(l, p, v, _)| *l == local && *p == udp_port && *v == vni)
                         {
                             self.err(tp.k("vni"), format!("VNI {vni} on UDP {udp_port} is already used by tunnel[{other}]"));
                         }
-                        vnis.push((udp_port, vni, ti));
+                        vnis.push((local, udp_port, vni, ti));
                         TunnelKind::Vxlan {
                             udp_port,
                             vni,
