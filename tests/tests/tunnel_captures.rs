@@ -12,6 +12,9 @@ use serde_json::Value;
 use std::collections::HashMap;
 use std::process::Command;
 
+/// Source, destination, TTL or hop limit, IPv4 identification.
+type InnerKey = (String, String, u8, Option<u16>);
+
 struct Case {
     file: &'static str,
     /// Addresses of the external port (the tunnels' local endpoints), with prefix length.
@@ -362,7 +365,7 @@ fn ip6(s: &str) -> String {
 
 /// Innermost IPv4 (src, dst, ttl, id) and IPv6 (src, dst, hop limit) of every frame, as
 /// tshark dissects them.
-fn tshark_inner(file: &std::path::Path) -> Option<Vec<(String, String, u8, Option<u16>)>> {
+fn tshark_inner(file: &std::path::Path) -> Option<Vec<InnerKey>> {
     let out = Command::new("tshark")
         .arg("-r")
         .arg(file)
@@ -530,7 +533,7 @@ fn real_tunnel_captures_decapsulate_as_tshark_dissects_them() {
             "{}: bad UDP checksums vs tshark",
             case.file
         );
-        let mut pool: HashMap<(String, String, u8, Option<u16>), usize> = HashMap::new();
+        let mut pool: HashMap<InnerKey, usize> = HashMap::new();
         for k in inner {
             *pool.entry(k).or_default() += 1;
         }
@@ -555,7 +558,6 @@ fn real_tunnel_captures_decapsulate_as_tshark_dissects_them() {
                         None,
                     )
                 }
-                _ => panic!("{}: frame {i} is not IP", case.file),
             };
             let n = pool.get_mut(&key).unwrap_or_else(|| {
                 panic!(

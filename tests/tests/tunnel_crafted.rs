@@ -1,0 +1,168 @@
+//! Tunnel cases no public capture contains, crafted with scapy (Debian's python3-scapy, run by
+//! `tests/scripts/crafted_tunnels.py`) during the test run: each case is one packet with the
+//! verdict the gateway must reach: forwarded after decapsulation, local, or a named drop.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use etherparse::{NetSlice, SlicedPacket};
+use gateway_tests::{read_pcap, scratch};
+use serde_json::Value;
+use std::path::Path;
+use std::process::Command;
+
+const CONFIG: &str = r#"
+[gateway]
+workers = [0]
+
+[[port]]
+name = "ext"
+driver = "pcap"
+rx = "{rx}"
+tx = "{d}/ext-out.pcap"
+mac = "02:00:00:00:00:01"
+addresses = ["192.0.2.1/24", "fd00:a::1/64"]
+
+[[port]]
+name = "pods"
+driver = "pcap"
+tx = "{d}/pods-out.pcap"
+mac = "02:00:00:00:01:01"
+addresses = ["172.18.0.1/16"]
+
+[[neighbor]]
+address = "172.18.0.2"
+mac = "02:00:00:00:02:01"
+port = "pods"
+
+[[route]]
+prefix = "10.244.0.0/16"
+via = "172.18.0.2"
+
+[[tunnel]]
+name = "ran"
+kind = "gtpu"
+local = "192.0.2.1"
+peer = "192.0.2.10"
+[[tunnel.session]]
+ue = "10.46.0.0/16"
+teid_in = 0x1001
+teid_out = 0x2001
+
+[[tunnel]]
+name = "ran6"
+kind = "gtpu"
+local = "fd00:a::1"
+peer = "fd00:a::10"
+[[tunnel.session]]
+ue = "10.47.0.0/16"
+teid_in = 0x3001
+teid_out = 0x4001
+
+[[tunnel]]
+name = "calico"
+kind = "vxlan"
+local = "192.0.2.1"
+vni = 4096
+peers = ["192.0.2.20"]
+
+[[tunnel]]
+name = "kr"
+kind = "ipip"
+local = "192.0.2.1"
+peers = ["192.0.2.30"]
+
+[[tunnel]]
+name = "kr6"
+kind = "ipip"
+local = "fd00:a::1"
+peers = ["fd00:a::30"]
+"#;
+
+fn craft(dir: &Path) -> Option<Vec<Value>> {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/crafted_tunnels.py");
+    let out = Command::new("/usr/bin/python3")
+        .arg(script)
+        .arg(dir)
+        .output();
+    match out {
+        Ok(o) if o.status.success() => {}
+        Ok(o) if std::env::var("CI").as_deref() == Ok("true") => {
+            panic!("crafting failed: {}", String::from_utf8_lossy(&o.stderr))
+        }
+        _ if std::env::var("CI").as_deref() == Ok("true") => {
+            panic!("python3-scapy is required under CI")
+        }
+        _ => {
+            eprintln!("skipped: needs /usr/bin/python3 with scapy (apt-get install python3-scapy)");
+            return None;
+        }
+    }
+    let manifest = std::fs::read_to_string(dir.join("cases.json")).unwrap();
+    Some(serde_json::from_str::<Vec<Value>>(&manifest).unwrap())
+}
+
+#[test]
+fn crafted_tunnel_cases_reach_their_named_verdicts() {
+    let dir = scratch("crafted");
+    let Some(cases) = craft(&dir) else { return };
+    assert!(
+        cases.len() >= 40,
+        "the generator lost cases: {}",
+        cases.len()
+    );
+    let mut wrong = Vec::new();
+    for case in &cases {
+        let name = case["name"].as_str().unwrap();
+        let expect = case["expect"].as_str().unwrap();
+        let run_dir = dir.join(name);
+        std::fs::create_dir_all(&run_dir).unwrap();
+        let cfg = CONFIG
+            .replace(
+                "{rx}",
+                &dir.join(format!("{name}.pcap")).display().to_string(),
+            )
+            .replace("{d}", &run_dir.display().to_string());
+        let path = run_dir.join("gateway.toml");
+        std::fs::write(&path, cfg).unwrap();
+        let cfg = config::load_file(&path, config::Machine { cores: 1 })
+            .unwrap_or_else(|e| panic!("{e}"));
+        let outcome = gateway::tables::run_offline(&cfg).unwrap();
+        let json = gateway::report::json(&cfg, &outcome.stats);
+        let ext = &json["ports"]["ext"];
+        let drops = ext["drops"].as_object().unwrap();
+        let tx = json["ports"]["pods"]["tx_packets"].as_u64().unwrap();
+        let ok = match expect {
+            "forward" => {
+                let out = read_pcap(&run_dir.join("pods-out.pcap"));
+                let inner_ok = out.len() == 1
+                    && match SlicedPacket::from_ethernet(&out[0]).unwrap().net.unwrap() {
+                        NetSlice::Ipv4(h) => {
+                            let h = h.header();
+                            h.destination() == [10, 244, 1, 5]
+                                && h.ttl() == 63
+                                && h.identification() == 0x4242
+                        }
+                        NetSlice::Ipv6(_) => false,
+                    };
+                ext["decap"] == 1 && tx == 1 && drops.is_empty() && inner_ok
+            }
+            "local" => ext["local"] == 1 && tx == 0 && drops.is_empty(),
+            reason => {
+                tx == 0 && drops.len() == 1 && drops.get(reason).and_then(Value::as_u64) == Some(1)
+            }
+        };
+        if !ok {
+            wrong.push(format!(
+                "{name}: expected {expect}, got decap {} local {} tx {tx} drops {drops:?}",
+                ext["decap"], ext["local"]
+            ));
+        }
+    }
+    assert!(
+        wrong.is_empty(),
+        "{} of {} cases wrong:\n{}",
+        wrong.len(),
+        cases.len(),
+        wrong.join("\n")
+    );
+}
