@@ -16,8 +16,9 @@ if ! command -v cargo-fuzz >/dev/null 2>&1; then
   fi
 fi
 log=$(mktemp)
-for target in frame lpm_ops; do
+for target in frame gtpu lpm_ops; do
   rc=0
+  mkdir -p "datapath/fuzz/corpus/$target"
   (cd datapath/fuzz && cargo fuzz run "$target" "corpus/$target" "seeds/$target" -s none -- \
      -max_total_time=30 -rss_limit_mb=4096) >"$log" 2>&1 || rc=$?
   grep -E "^Done" "$log" | sed "s/^/fuzz $target: /" || true

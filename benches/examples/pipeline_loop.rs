@@ -2,20 +2,29 @@
 //! counting under callgrind (see `benches/callgrind.sh`): the difference between two values of
 //! `N`, divided by the packets, is the per-packet cost with all setup cancelled out.
 //!
-//! Usage: `pipeline_loop <ipv4|ipv6> <iterations>`
+//! Usage: `pipeline_loop <ipv4|ipv6|gtpu|vxlan|ipip> <iterations>`
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use datapath::pipeline::batch::Batch;
 use datapath::pipeline::{Next, Pipeline};
-use gateway_benches::{bench_fib, bench_frames, BURST};
+use gateway_benches::{bench_fib, burst, Kind, BURST};
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    let ipv6 = args.get(1).map(String::as_str) == Some("ipv6");
+    let kind = match args.get(1).map(String::as_str) {
+        Some("ipv6") => Kind::Plain6,
+        Some("gtpu") => Kind::Gtpu,
+        Some("vxlan") => Kind::Vxlan,
+        Some("ipip") => Kind::Ipip,
+        _ => Kind::Plain4,
+    };
     let n: usize = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(1000);
     let fib = bench_fib();
-    let input = bench_frames(ipv6);
+    let dsts: Vec<u32> = (0..32)
+        .map(|i| u32::from_be_bytes([10, 244, (i * 7) as u8, 9]))
+        .collect();
+    let input = burst(kind, &dsts);
     let mut batch = Batch::new();
     let mut pipe = Pipeline::new();
     let mut forwarded = 0usize;

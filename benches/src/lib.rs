@@ -14,8 +14,15 @@ pub const BURST: usize = 32;
 /// MAC of the input port.
 pub const EXT_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x01];
 
-/// Two ports, 256 pod /24s, the service range (IPv4 and IPv6), static neighbours.
+/// Two ports, 256 pod /24s, the service range (IPv4 and IPv6), static neighbours, and one
+/// tunnel of each kind terminating on 192.0.2.1.
 pub fn bench_fib() -> Fib {
+    fib_with(&[])
+}
+
+/// [`bench_fib`] plus `extra` IPv4 routes (for example the whole DFZ table), all toward the pod
+/// network.
+pub fn fib_with(extra: &[(u32, u8, u32)]) -> Fib {
     let mut b = FibBuilder::new();
     b.add_port(PortInfo {
         mac: EXT_MAC,
@@ -52,6 +59,14 @@ pub fn bench_fib() -> Fib {
         false,
     )
     .unwrap();
+    for &(a, l, _) in extra {
+        b.add_route(IpAddr::from(a.to_be_bytes()), l, &via("172.18.0.3"), false)
+            .unwrap();
+    }
+    let gw: IpAddr = "192.0.2.1".parse().unwrap();
+    b.add_gtpu_tunnel("ran", gw, "192.0.2.10".parse().unwrap(), &[0x1001]);
+    b.add_vxlan_tunnel("calico", gw, 4789, 4096, &["192.0.2.20".parse().unwrap()]);
+    b.add_ipip_tunnel("kr", gw, &["192.0.2.30".parse().unwrap()]);
     b.build().unwrap()
 }
 
@@ -80,6 +95,101 @@ pub fn bench_frames(ipv6: bool) -> Vec<Vec<u8>> {
                 ttl: 64,
                 payload_len: 18,
             })
+        })
+        .collect()
+}
+
+/// What the frames of a bench burst carry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// Plain IPv4/UDP.
+    Plain4,
+    /// Plain IPv6/UDP.
+    Plain6,
+    /// IPv4/UDP inside GTP-U (TEID 0x1001, with a PDU Session Container).
+    Gtpu,
+    /// IPv4/UDP inside VXLAN (VNI 4096).
+    Vxlan,
+    /// IPv4 inside IPv4.
+    Ipip,
+}
+
+/// Outer Ethernet + IPv4 from `src` to 192.0.2.1 around `payload`: UDP to `dport`, or, when
+/// `dport` is 0, IP protocol `proto` directly.
+fn outer(src: [u8; 4], proto: u8, dport: u16, payload: &[u8]) -> Vec<u8> {
+    use datapath::wire::{udp, Ipv4Packet, UdpPacket};
+    let mut f = udp_frame(&UdpSpec {
+        src_mac: [2, 0, 0, 0, 0, 0x99],
+        dst_mac: EXT_MAC,
+        src: IpAddr::from(src),
+        dst: IpAddr::from([192, 0, 2, 1]),
+        src_port: 2152,
+        dst_port: dport,
+        ttl: 64,
+        payload_len: payload.len(),
+    });
+    if dport == 0 {
+        f.truncate(34);
+        f.extend_from_slice(payload);
+        let mut ip = Ipv4Packet::new_unchecked(&mut f[14..]);
+        ip.set_protocol(proto);
+        ip.set_total_len((20 + payload.len()) as u16);
+        ip.fill_checksum();
+        return f;
+    }
+    f[42..].copy_from_slice(payload);
+    let sum = udp::pseudo_header_v4(
+        u32::from_be_bytes(src),
+        0xc000_0201,
+        17,
+        (8 + payload.len()) as u16,
+    );
+    UdpPacket::new_unchecked(&mut f[34..]).fill_checksum(sum);
+    f
+}
+
+/// A burst of [`BURST`] frames of `kind` whose inner destinations are `dsts` (cycled).
+pub fn burst(kind: Kind, dsts: &[u32]) -> Vec<Vec<u8>> {
+    use datapath::wire::{gtpu, GtpuRepr};
+    (0..BURST)
+        .map(|i| {
+            let dst = IpAddr::from(dsts[i % dsts.len()].to_be_bytes());
+            let inner = |src_mac, dst_mac| {
+                udp_frame(&UdpSpec {
+                    src_mac,
+                    dst_mac,
+                    src: IpAddr::from([10, 46, 0, 7]),
+                    dst,
+                    src_port: 1000 + i as u16,
+                    dst_port: 53,
+                    ttl: 64,
+                    payload_len: 18,
+                })
+            };
+            match kind {
+                Kind::Plain4 => inner([2, 0, 0, 0, 0, 0x99], EXT_MAC),
+                Kind::Plain6 => bench_frames(true).swap_remove(i),
+                Kind::Gtpu => {
+                    let ip = inner([0; 6], [0; 6])[14..].to_vec();
+                    let repr = GtpuRepr {
+                        msg_type: gtpu::msg::G_PDU,
+                        teid: 0x1001,
+                        seq: None,
+                        psc: Some((1, 9)),
+                        payload_len: ip.len(),
+                    };
+                    let mut g = vec![0u8; repr.buffer_len()];
+                    repr.emit(&mut g);
+                    g.extend_from_slice(&ip);
+                    outer([192, 0, 2, 10], 17, 2152, &g)
+                }
+                Kind::Vxlan => {
+                    let mut v = vec![0x08, 0, 0, 0, 0, 0x10, 0, 0];
+                    v.extend_from_slice(&inner([2, 0, 0, 0, 0, 0x98], [2, 0, 0, 0, 0, 0x97]));
+                    outer([192, 0, 2, 20], 17, 4789, &v)
+                }
+                Kind::Ipip => outer([192, 0, 2, 30], 4, 0, &inner([0; 6], [0; 6])[14..]),
+            }
         })
         .collect()
 }

@@ -235,12 +235,12 @@ impl<T: AsRef<[u8]>> Packet<T> {
         &self.buffer.as_ref()[self.header_len()..usize::from(self.total_len())]
     }
 
-    #[inline]
+    #[inline(always)]
     fn read_u16(&self, at: usize) -> u16 {
         let b = self.buffer.as_ref();
         u16::from_be_bytes([b[at], b[at + 1]])
     }
-    #[inline]
+    #[inline(always)]
     fn read_u32(&self, at: usize) -> u32 {
         let b = self.buffer.as_ref();
         u32::from_be_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
@@ -315,7 +315,7 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
         let c = checksum::update(self.checksum(), old, new);
         self.set_checksum(c);
     }
-    #[inline]
+    #[inline(always)]
     fn write_u16(&mut self, at: usize, v: u16) {
         self.buffer.as_mut()[at..at + 2].copy_from_slice(&v.to_be_bytes());
     }

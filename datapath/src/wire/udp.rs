@@ -123,7 +123,7 @@ impl<T: AsRef<[u8]>> Packet<T> {
         }
         checksum::sum(&self.buffer.as_ref()[..usize::from(self.len())], pseudo) == 0xffff
     }
-    #[inline]
+    #[inline(always)]
     fn read_u16(&self, at: usize) -> u16 {
         let b = self.buffer.as_ref();
         u16::from_be_bytes([b[at], b[at + 1]])
@@ -159,7 +159,7 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
         let c = !(checksum::sum(&self.buffer.as_ref()[..len], pseudo) as u16);
         self.set_checksum(if c == 0 { 0xffff } else { c });
     }
-    #[inline]
+    #[inline(always)]
     fn write_u16(&mut self, at: usize, v: u16) {
         self.buffer.as_mut()[at..at + 2].copy_from_slice(&v.to_be_bytes());
     }
