@@ -38,6 +38,13 @@ pub enum NextHop {
         /// Egress port.
         port: u8,
     },
+    /// Encapsulate with the spec at this index of the encap table, then send.
+    Encap {
+        /// Index in [`Fib::encap`].
+        index: u32,
+    },
+    /// A route into a GTP-U tunnel for an address no session covers.
+    NoSession,
     /// Spread over `len` members starting at `start` in the ECMP member list.
     Ecmp {
         /// First member.
@@ -45,6 +52,50 @@ pub enum NextHop {
         /// Member count (at least 1).
         len: u32,
     },
+}
+
+/// How to encapsulate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EncapKind {
+    /// GTP-U G-PDU with the session's downlink TEID, and a PDU Session Container (DL) when
+    /// the session has a QFI.
+    Gtpu {
+        /// Downlink TEID.
+        teid: u32,
+        /// QFI.
+        qfi: Option<u8>,
+    },
+    /// IP in IP (protocol 4 or 41 by the inner family).
+    Ipip,
+}
+
+/// An encapsulation: outer addresses, the outer next hop, and the kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Encap {
+    /// Kind and parameters.
+    pub kind: EncapKind,
+    /// Outer source (a [`v4_key`] or IPv6 address).
+    pub local: u128,
+    /// Outer destination.
+    pub peer: u128,
+    /// Outer family is IPv6.
+    pub ipv6: bool,
+    /// Egress port toward the peer.
+    pub port: u8,
+    /// The peer's MAC, if known.
+    pub mac: Option<[u8; 6]>,
+}
+
+impl Encap {
+    /// Bytes the outer headers add in front of the inner IP packet (Ethernet included).
+    pub fn overhead(&self) -> usize {
+        let ip = if self.ipv6 { 40 } else { 20 };
+        14 + ip
+            + match self.kind {
+                EncapKind::Gtpu { qfi, .. } => 8 + 8 + if qfi.is_some() { 8 } else { 0 },
+                EncapKind::Ipip => 0,
+            }
+    }
 }
 
 /// A port as the datapath needs it.
@@ -78,6 +129,8 @@ pub enum FibError {
     TooManyPorts,
     /// A route with no next hop.
     EmptyVia,
+    /// A tunnel peer in no connected subnet of any port.
+    PeerNotConnected(IpAddr),
 }
 
 impl std::fmt::Display for FibError {
@@ -136,6 +189,7 @@ impl Tunnels {
 #[derive(Default)]
 pub struct FibBuilder {
     tunnels: Tunnels,
+    encap: Vec<Encap>,
     ports: Vec<PortInfo>,
     neigh4: HashMap<u32, [u8; 6]>,
     neigh6: HashMap<u128, [u8; 6]>,
@@ -232,6 +286,64 @@ impl FibBuilder {
             self.tunnels.ipip_locals.push(l);
         }
         id
+    }
+
+    /// The port whose connected subnet holds `addr`, from the interface addresses added.
+    fn connected_port(&self, addr: IpAddr) -> Option<u8> {
+        self.locals.iter().find_map(|&(a, len, port)| {
+            let inside = match (a, addr) {
+                (IpAddr::V4(a), IpAddr::V4(x)) => {
+                    len == 0 || (u32::from(a) ^ u32::from(x)) >> (32 - u32::from(len.min(32))) == 0
+                }
+                (IpAddr::V6(a), IpAddr::V6(x)) => {
+                    len == 0
+                        || (u128::from(a) ^ u128::from(x)) >> (128 - u32::from(len.min(128))) == 0
+                }
+                _ => false,
+            };
+            inside.then_some(port)
+        })
+    }
+
+    /// Adds a route whose packets are encapsulated toward `peer` from `local`.
+    ///
+    /// # Errors
+    /// [`FibError::PeerNotConnected`] when `peer` is in no connected subnet.
+    pub fn add_encap_route(
+        &mut self,
+        prefix: IpAddr,
+        len: u8,
+        kind: EncapKind,
+        local: IpAddr,
+        peer: IpAddr,
+    ) -> Result<(), FibError> {
+        let port = self
+            .connected_port(peer)
+            .ok_or(FibError::PeerNotConnected(peer))?;
+        let mac = match peer {
+            IpAddr::V4(a) => self.neigh4.get(&u32::from(a)).copied(),
+            IpAddr::V6(a) => self.neigh6.get(&u128::from(a)).copied(),
+        };
+        self.encap.push(Encap {
+            kind,
+            local: ip_key(local),
+            peer: ip_key(peer),
+            ipv6: peer.is_ipv6(),
+            port,
+            mac,
+        });
+        let nh = self.push_nexthop(NextHop::Encap {
+            index: (self.encap.len() - 1) as u32,
+        });
+        self.add(prefix, len, nh);
+        Ok(())
+    }
+
+    /// Adds a route into a GTP-U tunnel: addresses no session covers are dropped as
+    /// `gtpu_no_session`.
+    pub fn add_no_session_route(&mut self, prefix: IpAddr, len: u8) {
+        let nh = self.push_nexthop(NextHop::NoSession);
+        self.add(prefix, len, nh);
     }
 
     /// Adds a static neighbour.
@@ -352,6 +464,7 @@ impl FibBuilder {
             v6: v6.reader(),
             qsbr: qsbr.clone(),
             tunnels: self.tunnels,
+            encap: self.encap,
             nexthops: self.nexthops,
             ecmp: self.ecmp,
             neigh4: self.neigh4,
@@ -388,6 +501,7 @@ pub struct Fib {
     pub v6: Lpm6Table,
     qsbr: Arc<Qsbr>,
     tunnels: Tunnels,
+    encap: Vec<Encap>,
     nexthops: Vec<NextHop>,
     ecmp: Vec<u32>,
     neigh4: HashMap<u32, [u8; 6]>,
@@ -476,6 +590,12 @@ impl Fib {
             .peers
             .get(usize::from(id))
             .is_some_and(|p| p.contains(&peer))
+    }
+
+    /// The encapsulation at `index`.
+    #[inline]
+    pub fn encap(&self, index: u32) -> Option<&Encap> {
+        self.encap.get(index as usize)
     }
 
     /// The tunnels.

@@ -2,7 +2,7 @@
 
 use anyhow::{bail, Context, Result};
 use config::{Config, Driver, RouteTarget, TunnelKind};
-use datapath::fib::{Fib, FibBuilder, PortInfo, RouteAction};
+use datapath::fib::{EncapKind, Fib, FibBuilder, PortInfo, RouteAction};
 use datapath::port::mem::MemPort;
 use datapath::port::pcap::PcapPort;
 use datapath::port::Port;
@@ -50,12 +50,10 @@ pub fn build_fib(c: &Config) -> Result<Fib> {
     for r in &c.routes {
         let action = match &r.target {
             RouteTarget::Drop => RouteAction::Drop,
-            RouteTarget::Tunnel(t) => anyhow::bail!(
-                "route {}: routes into tunnels (encapsulation, tunnel `{}`) are not implemented yet; \
-                 decapsulation is",
-                r.prefix,
-                c.tunnels.get(*t).map_or("?", |t| t.name.as_str())
-            ),
+            RouteTarget::Tunnel(t) => {
+                add_tunnel_route(&mut b, c, r.prefix, *t)?;
+                continue;
+            }
             RouteTarget::Via(hops) => {
                 RouteAction::Via(hops.iter().map(|h| (h.address, h.port as u8)).collect())
             }
@@ -70,6 +68,47 @@ pub fn build_fib(c: &Config) -> Result<Fib> {
     }
     b.build()
         .map_err(|e| anyhow::anyhow!("building the route tables: {e}"))
+}
+
+/// A `[[route]]` into a tunnel. GTP-U: each session whose UE range lies inside the prefix is
+/// encapsulated toward the peer with its downlink TEID (and QFI); the prefix's other addresses
+/// are dropped as `gtpu_no_session`. IPIP: encapsulated toward the tunnel's first peer.
+fn add_tunnel_route(b: &mut FibBuilder, c: &Config, prefix: ipnet::IpNet, t: usize) -> Result<()> {
+    let Some(tunnel) = c.tunnels.get(t) else {
+        bail!("route {prefix}: unknown tunnel")
+    };
+    match &tunnel.kind {
+        TunnelKind::Gtpu { peer, sessions } => {
+            b.add_no_session_route(prefix.network(), prefix.prefix_len());
+            for s in sessions.iter().filter(|s| prefix.contains(&s.ue)) {
+                let kind = EncapKind::Gtpu {
+                    teid: s.teid_out,
+                    qfi: s.qfi,
+                };
+                b.add_encap_route(s.ue.network(), s.ue.prefix_len(), kind, tunnel.local, *peer)
+                    .map_err(|e| anyhow::anyhow!("tunnel {} session {}: {e}", tunnel.name, s.ue))?;
+            }
+        }
+        TunnelKind::Ipip { peers } => {
+            let Some(&peer) = peers.first() else {
+                bail!("tunnel {}: no peer", tunnel.name)
+            };
+            b.add_encap_route(
+                prefix.network(),
+                prefix.prefix_len(),
+                EncapKind::Ipip,
+                tunnel.local,
+                peer,
+            )
+            .map_err(|e| anyhow::anyhow!("route {prefix} into tunnel {}: {e}", tunnel.name))?;
+        }
+        TunnelKind::Vxlan { .. } => bail!(
+            "route {prefix}: encapsulation into VXLAN tunnel `{}` is not implemented yet \
+             (GTP-U and IPIP encapsulation are; VXLAN decapsulation is)",
+            tunnel.name
+        ),
+    }
+    Ok(())
 }
 
 /// Opens the ports of a configuration for an offline run.

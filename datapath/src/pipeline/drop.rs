@@ -83,6 +83,7 @@ drop_reasons! {
     VxlanInnerTooShort => "vxlan_inner_too_short", "VXLAN payload shorter than an Ethernet header";
     VxlanInnerNotIp => "vxlan_inner_not_ip", "VXLAN inner frame is not IPv4 or IPv6 (ARP, ...)";
     TunnelUnknownPeer => "tunnel_unknown_peer", "tunnel packet from a source that is not a configured peer";
+    GtpuNoSession => "gtpu_no_session", "routed into a GTP-U tunnel but no session covers the destination";
 }
 
 impl From<crate::wire::UdpError> for DropReason {

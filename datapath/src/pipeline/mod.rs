@@ -50,7 +50,12 @@ pub struct Meta {
     pub fragment: bool,
     /// Addressed to a local tunnel endpoint: the decap stage looks at it.
     pub decap: bool,
+    /// Encapsulate with this index of [`Fib::encap`] ([`NO_ENCAP`] for none).
+    pub encap: u32,
 }
+
+/// [`Meta::encap`] when the packet is sent as it is.
+pub const NO_ENCAP: u32 = u32::MAX;
 
 /// Per-worker pipeline state: the metadata and verdict arrays, reused every batch.
 pub struct Pipeline {
@@ -158,7 +163,7 @@ impl Pipeline {
         {
             if let Next::Tx(p) = *next {
                 let mac = fib.port(p).map(|p| p.mac).unwrap_or_default();
-                if !rewrite::rewrite_one(buf, meta, mac) {
+                if !rewrite::rewrite_one(buf, meta, mac, fib) {
                     *next = Next::Drop(DropReason::TxFull);
                 }
             }

@@ -3,13 +3,18 @@
 //! port's MAC. Any VLAN tags of the input are thereby removed.
 
 use super::batch::Buf;
-use super::Meta;
-use crate::wire::{ethernet, EtherType, EthernetFrame, Ipv4Packet, Ipv6Packet};
+use super::{Meta, NO_ENCAP};
+use crate::fib::{Encap, EncapKind, Fib};
+use crate::wire::{
+    ethernet, gtpu, ip_proto, udp, EtherType, EthernetFrame, GtpuRepr, Ipv4Packet, Ipv4Repr,
+    Ipv6Packet, Ipv6Repr, UdpPacket, UdpRepr,
+};
 
-/// Rewrites one packet routed out of a port with MAC `src_mac`. Returns false when the frame
-/// cannot be rewritten (it was validated by classify, so this does not happen in practice).
+/// Rewrites one packet routed out of a port with MAC `src_mac`, encapsulating it when the
+/// route said so. Returns false when the frame cannot be rewritten (it was validated by
+/// classify, so this does not happen in practice).
 #[inline]
-pub fn rewrite_one(buf: &mut Buf, meta: &Meta, src_mac: [u8; 6]) -> bool {
+pub fn rewrite_one(buf: &mut Buf, meta: &Meta, src_mac: [u8; 6], fib: &Fib) -> bool {
     let l3 = usize::from(meta.l3_off);
     let l3_len = usize::from(meta.l3_len);
     {
@@ -31,6 +36,12 @@ pub fn rewrite_one(buf: &mut Buf, meta: &Meta, src_mac: [u8; 6]) -> bool {
             p.decrement_ttl();
         }
     }
+    if meta.encap != NO_ENCAP {
+        return match fib.encap(meta.encap) {
+            Some(e) => encap_one(buf, meta, e, src_mac),
+            None => false,
+        };
+    }
     let eth_start = l3 as isize - ethernet::HEADER_LEN as isize;
     if !buf.reframe(eth_start, ethernet::HEADER_LEN + l3_len) {
         return false;
@@ -43,5 +54,90 @@ pub fn rewrite_one(buf: &mut Buf, meta: &Meta, src_mac: [u8; 6]) -> bool {
     } else {
         EtherType::IPV4
     });
+    true
+}
+
+/// Writes the outer headers of `e` in front of the (already TTL-decremented) inner packet, in
+/// the buffer's headroom: nothing is copied. Outer IPv4 gets TTL 64, DF set (so the path MTU
+/// stays discoverable) and a zero UDP checksum (RFC 768; RFC 7348 and TS 29.281 permit it);
+/// outer IPv6 gets hop limit 64 and a computed UDP checksum (RFC 8200 section 8.1).
+fn encap_one(buf: &mut Buf, meta: &Meta, e: &Encap, src_mac: [u8; 6]) -> bool {
+    let l3 = usize::from(meta.l3_off);
+    let inner_len = usize::from(meta.l3_len);
+    let hdr = e.overhead();
+    if !buf.reframe(l3 as isize - hdr as isize, hdr + inner_len) {
+        return false;
+    }
+    let Some(mac) = e.mac else { return false };
+    let ip_len = if e.ipv6 { 40 } else { 20 };
+    let f = buf.frame_mut();
+    let (proto, after_ip) = match e.kind {
+        EncapKind::Gtpu { .. } => (ip_proto::UDP, hdr - 14 - ip_len),
+        EncapKind::Ipip => (
+            if meta.ipv6 {
+                ip_proto::IPV6
+            } else {
+                ip_proto::IPIP
+            },
+            0,
+        ),
+    };
+    let payload_len = after_ip + inner_len;
+    let mut eth = EthernetFrame::new_unchecked(&mut f[..]);
+    eth.set_dst(mac);
+    eth.set_src(src_mac);
+    eth.set_ethertype(if e.ipv6 {
+        EtherType::IPV6
+    } else {
+        EtherType::IPV4
+    });
+    let ip = &mut f[ethernet::HEADER_LEN..];
+    if e.ipv6 {
+        Ipv6Repr {
+            src: e.local,
+            dst: e.peer,
+            next_header: proto,
+            payload_len,
+            hop_limit: 64,
+            traffic_class: 0,
+            flow_label: 0,
+        }
+        .emit(&mut Ipv6Packet::new_unchecked(&mut ip[..]));
+    } else {
+        Ipv4Repr {
+            src: e.local as u32,
+            dst: e.peer as u32,
+            protocol: proto,
+            payload_len,
+            ttl: 64,
+            dscp_ecn: 0,
+            ident: 0,
+            dont_frag: true,
+        }
+        .emit(&mut Ipv4Packet::new_unchecked(&mut ip[..]));
+    }
+    if let EncapKind::Gtpu { teid, qfi } = e.kind {
+        let l4 = ethernet::HEADER_LEN + ip_len;
+        let udp_payload = payload_len - udp::HEADER_LEN;
+        UdpRepr {
+            src_port: gtpu::UDP_PORT,
+            dst_port: gtpu::UDP_PORT,
+            payload_len: udp_payload,
+        }
+        .emit(&mut UdpPacket::new_unchecked(&mut f[l4..]));
+        let g = GtpuRepr {
+            msg_type: gtpu::msg::G_PDU,
+            teid,
+            seq: None,
+            // PDU type 0: downlink PDU Session Information (TS 38.415 5.5.2.1).
+            psc: qfi.map(|q| (0, q)),
+            payload_len: inner_len,
+        };
+        g.emit(&mut f[l4 + udp::HEADER_LEN..]);
+        if e.ipv6 {
+            let sum = udp::pseudo_header_v6(e.local, e.peer, ip_proto::UDP, payload_len as u32);
+            UdpPacket::new_unchecked(&mut f[l4..l4 + payload_len]).fill_checksum(sum);
+        }
+    }
     true
 }

@@ -19,8 +19,27 @@ pub fn resolve_one(fib: &Fib, nh: u32, frame: &[u8], in_port: u8, meta: &mut Met
     if let Some(&NextHop::Ecmp { start, len }) = hop {
         hop = fib.ecmp_member(start, len, flow_hash(frame, meta));
     }
+    meta.encap = super::NO_ENCAP;
     let (port, mac, hairpin) = match hop {
         None => return Next::Drop(DropReason::NoRoute),
+        Some(NextHop::NoSession) => return Next::Drop(DropReason::GtpuNoSession),
+        Some(&NextHop::Encap { index }) => {
+            let Some(e) = fib.encap(index) else {
+                return Next::Drop(DropReason::NoRoute);
+            };
+            // The outer packet must fit the egress MTU (ICMP "fragmentation needed" / "packet
+            // too big" toward the source is not sent yet: the drop is counted).
+            let outer_ip_len = usize::from(meta.l3_len) + e.overhead() - 14;
+            if fib
+                .port(e.port)
+                .is_none_or(|p| outer_ip_len > usize::from(p.mtu))
+            {
+                return Next::Drop(DropReason::MtuExceeded);
+            }
+            meta.encap = index;
+            // Tunnels commonly leave through the port their traffic came in on.
+            (e.port, e.mac, true)
+        }
         Some(NextHop::Local) => return Next::Local,
         Some(NextHop::Blackhole) => return Next::Drop(DropReason::Blackhole),
         Some(NextHop::Ecmp { .. }) | Some(NextHop::Unresolved { .. }) => {
@@ -44,7 +63,7 @@ pub fn resolve_one(fib: &Fib, nh: u32, frame: &[u8], in_port: u8, meta: &mut Met
     if port == in_port && !hairpin {
         return Next::Drop(DropReason::Hairpin);
     }
-    if fib.port(port).is_none_or(|p| meta.l3_len > p.mtu) {
+    if meta.encap == super::NO_ENCAP && fib.port(port).is_none_or(|p| meta.l3_len > p.mtu) {
         return Next::Drop(DropReason::MtuExceeded);
     }
     let Some(mac) = mac else {
