@@ -114,43 +114,21 @@ pub enum Kind {
     Ipip,
 }
 
-/// Outer Ethernet + IPv4 from `src` to 192.0.2.1 around `payload`: UDP to `dport`, or, when
-/// `dport` is 0, IP protocol `proto` directly.
+/// Ethernet + IPv4 from `src` to the gateway (192.0.2.1): UDP to `dport` around `payload`,
+/// or, when `dport` is 0, IP protocol `proto` directly.
 fn outer(src: [u8; 4], proto: u8, dport: u16, payload: &[u8]) -> Vec<u8> {
-    use datapath::wire::{udp, Ipv4Packet, UdpPacket};
-    let mut f = udp_frame(&UdpSpec {
-        src_mac: [2, 0, 0, 0, 0, 0x99],
-        dst_mac: EXT_MAC,
-        src: IpAddr::from(src),
-        dst: IpAddr::from([192, 0, 2, 1]),
-        src_port: 2152,
-        dst_port: dport,
-        ttl: 64,
-        payload_len: payload.len(),
-    });
+    let (src, dst) = (u32::from_be_bytes(src), 0xc000_0201);
+    let peer_mac = [2, 0, 0, 0, 0, 0x99];
     if dport == 0 {
-        f.truncate(34);
-        f.extend_from_slice(payload);
-        let mut ip = Ipv4Packet::new_unchecked(&mut f[14..]);
-        ip.set_protocol(proto);
-        ip.set_total_len((20 + payload.len()) as u16);
-        ip.fill_checksum();
-        return f;
+        datapath::craft::ipv4_frame(peer_mac, EXT_MAC, src, dst, proto, payload)
+    } else {
+        datapath::craft::ipv4_udp_frame(peer_mac, EXT_MAC, (src, 2152), (dst, dport), payload)
     }
-    f[42..].copy_from_slice(payload);
-    let sum = udp::pseudo_header_v4(
-        u32::from_be_bytes(src),
-        0xc000_0201,
-        17,
-        (8 + payload.len()) as u16,
-    );
-    UdpPacket::new_unchecked(&mut f[34..]).fill_checksum(sum);
-    f
 }
 
 /// A burst of [`BURST`] frames of `kind` whose inner destinations are `dsts` (cycled).
 pub fn burst(kind: Kind, dsts: &[u32]) -> Vec<Vec<u8>> {
-    use datapath::wire::{gtpu, GtpuRepr};
+    use datapath::craft::{gtpu_payload, vxlan_payload};
     (0..BURST)
         .map(|i| {
             let dst = IpAddr::from(dsts[i % dsts.len()].to_be_bytes());
@@ -170,23 +148,12 @@ pub fn burst(kind: Kind, dsts: &[u32]) -> Vec<Vec<u8>> {
                 Kind::Plain4 => inner([2, 0, 0, 0, 0, 0x99], EXT_MAC),
                 Kind::Plain6 => bench_frames(true).swap_remove(i),
                 Kind::Gtpu => {
-                    let ip = inner([0; 6], [0; 6])[14..].to_vec();
-                    let repr = GtpuRepr {
-                        msg_type: gtpu::msg::G_PDU,
-                        teid: 0x1001,
-                        seq: None,
-                        psc: Some((1, 9)),
-                        payload_len: ip.len(),
-                    };
-                    let mut g = vec![0u8; repr.buffer_len()];
-                    repr.emit(&mut g);
-                    g.extend_from_slice(&ip);
+                    let g = gtpu_payload(0x1001, Some(9), &inner([0; 6], [0; 6])[14..]);
                     outer([192, 0, 2, 10], 17, 2152, &g)
                 }
                 Kind::Vxlan => {
-                    let mut v = vec![0x08, 0, 0, 0, 0, 0x10, 0, 0];
-                    v.extend_from_slice(&inner([2, 0, 0, 0, 0, 0x98], [2, 0, 0, 0, 0, 0x97]));
-                    outer([192, 0, 2, 20], 17, 4789, &v)
+                    let eth = inner([2, 0, 0, 0, 0, 0x98], [2, 0, 0, 0, 0, 0x97]);
+                    outer([192, 0, 2, 20], 17, 4789, &vxlan_payload(4096, &eth))
                 }
                 Kind::Ipip => outer([192, 0, 2, 30], 4, 0, &inner([0; 6], [0; 6])[14..]),
             }

@@ -135,3 +135,81 @@ mod tests {
         assert_eq!(&f[..], &crate::wire::fixtures::ETH_IPV4_UDP[..]);
     }
 }
+
+/// Wraps `payload` in Ethernet + IPv4 from `src` to `dst` carrying IP protocol `proto`.
+pub fn ipv4_frame(
+    src_mac: [u8; 6],
+    dst_mac: [u8; 6],
+    src: u32,
+    dst: u32,
+    proto: u8,
+    payload: &[u8],
+) -> Vec<u8> {
+    let mut f = vec![0u8; ethernet::HEADER_LEN + ipv4::HEADER_LEN];
+    EthernetRepr {
+        dst: dst_mac,
+        src: src_mac,
+        ethertype: EtherType::IPV4,
+    }
+    .emit(&mut EthernetFrame::new_unchecked(&mut f[..]));
+    f.extend_from_slice(payload);
+    Ipv4Repr {
+        src,
+        dst,
+        protocol: proto,
+        payload_len: payload.len(),
+        ttl: 64,
+        dscp_ecn: 0,
+        ident: 0,
+        dont_frag: true,
+    }
+    .emit(&mut Ipv4Packet::new_unchecked(
+        &mut f[ethernet::HEADER_LEN..],
+    ));
+    f
+}
+
+/// Wraps `payload` in Ethernet + IPv4 + UDP (checksum filled).
+pub fn ipv4_udp_frame(
+    src_mac: [u8; 6],
+    dst_mac: [u8; 6],
+    (src, src_port): (u32, u16),
+    (dst, dst_port): (u32, u16),
+    payload: &[u8],
+) -> Vec<u8> {
+    let mut seg = vec![0u8; udp::HEADER_LEN];
+    seg.extend_from_slice(payload);
+    UdpRepr {
+        src_port,
+        dst_port,
+        payload_len: payload.len(),
+    }
+    .emit(&mut UdpPacket::new_unchecked(&mut seg[..]));
+    let pseudo = udp::pseudo_header_v4(src, dst, ip_proto::UDP, seg.len() as u16);
+    UdpPacket::new_unchecked(&mut seg[..]).fill_checksum(pseudo);
+    ipv4_frame(src_mac, dst_mac, src, dst, ip_proto::UDP, &seg)
+}
+
+/// A GTP-U G-PDU carrying `inner` (an IP packet) with `teid`, and a UL PDU Session Container
+/// when `qfi` is given.
+pub fn gtpu_payload(teid: u32, qfi: Option<u8>, inner: &[u8]) -> Vec<u8> {
+    let repr = crate::wire::GtpuRepr {
+        msg_type: crate::wire::gtpu::msg::G_PDU,
+        teid,
+        seq: None,
+        psc: qfi.map(|q| (1, q)),
+        payload_len: inner.len(),
+    };
+    let mut g = vec![0u8; repr.buffer_len()];
+    repr.emit(&mut g);
+    g.extend_from_slice(inner);
+    g
+}
+
+/// A VXLAN header with `vni` followed by `inner` (an Ethernet frame).
+pub fn vxlan_payload(vni: u32, inner: &[u8]) -> Vec<u8> {
+    let mut v = vec![0u8; crate::wire::vxlan::HEADER_LEN];
+    crate::wire::VxlanRepr { vni }.emit(&mut crate::wire::VxlanPacket::new_unchecked(&mut v[..]));
+    v.extend_from_slice(inner);
+    v
+}

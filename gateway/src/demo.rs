@@ -1,9 +1,13 @@
-//! `gateway demo` without network namespaces: mixed traffic generated in memory, run through
-//! the real pipeline with the configuration below, and the counters shown.
+//! `gateway demo` without network namespaces: mixed traffic generated in memory (plain, GTP-U,
+//! VXLAN and IPIP from the external network; downlink from the pods that is GTP-U
+//! encapsulated), run through the real pipeline with the configuration below, and the counters
+//! shown.
 
 use crate::{report, tables};
 use anyhow::{anyhow, Result};
-use datapath::craft::{udp_frame, UdpSpec};
+use datapath::craft::{
+    gtpu_payload, ipv4_frame, ipv4_udp_frame, udp_frame, vxlan_payload, UdpSpec,
+};
 use datapath::port::mem::MemPort;
 use datapath::port::Port;
 use datapath::stats::{snapshot, Stats};
@@ -12,7 +16,8 @@ use std::net::IpAddr;
 use std::path::Path;
 use std::sync::Arc;
 
-/// The demo's configuration: an external port and a pod-network port, no default route.
+/// The demo's configuration: an external port and a pod-network port, no default route, and
+/// one tunnel of each kind.
 pub const DEMO_CONFIG: &str = r#"
 [gateway]
 name = "demo"
@@ -60,7 +65,54 @@ via = "fd00:0:0:10c0::2"
 [[route]]
 prefix = "203.0.113.0/24"
 action = "drop"
+
+[[neighbor]]
+address = "192.0.2.10"
+mac = "02:00:00:00:00:0a"
+port = "ext"
+
+[[tunnel]]
+name = "ran"                      # GTP-U from a mobile core's gNB
+kind = "gtpu"
+local = "192.0.2.1"
+peer = "192.0.2.10"
+[[tunnel.session]]
+ue = "10.46.0.0/16"
+teid_in = 0x1001
+teid_out = 0x2001
+qfi = 9
+
+[[tunnel]]
+name = "calico"                   # VXLAN from another cluster's Calico nodes
+kind = "vxlan"
+local = "192.0.2.1"
+vni = 4096
+peers = ["192.0.2.20"]
+
+[[tunnel]]
+name = "kr"                       # IPIP from kube-router
+kind = "ipip"
+local = "192.0.2.1"
+peers = ["192.0.2.30"]
+
+[[route]]
+prefix = "10.46.0.0/16"           # downlink to the UEs: encapsulated toward the gNB
+tunnel = "ran"
 "#;
+/// How a generated packet is carried.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Wrap {
+    /// Plain, from the external host.
+    Plain,
+    /// GTP-U G-PDU from the gNB (TEID 0x1001, QFI 9).
+    Gtpu,
+    /// VXLAN VNI 4096 from a Calico node.
+    Vxlan,
+    /// IPIP from a kube-router node.
+    Ipip,
+    /// Plain, from a pod (downlink toward a UE).
+    FromPod,
+}
 
 struct Kind {
     what: &'static str,
@@ -68,50 +120,77 @@ struct Kind {
     dst: &'static str,
     ttl: u8,
     corrupt: bool,
+    wrap: Wrap,
+}
+
+const fn kind(what: &'static str, weight: u32, dst: &'static str, wrap: Wrap) -> Kind {
+    Kind {
+        what,
+        weight,
+        dst,
+        ttl: 64,
+        corrupt: false,
+        wrap,
+    }
 }
 
 const KINDS: &[Kind] = &[
-    Kind {
-        what: "IPv4 to a pod (10.244.0.0/16)",
-        weight: 40,
-        dst: "10.244.1.7",
-        ttl: 64,
-        corrupt: false,
-    },
-    Kind {
-        what: "IPv4 to a service, ECMP over two nodes",
-        weight: 20,
-        dst: "10.96.0.10",
-        ttl: 64,
-        corrupt: false,
-    },
-    Kind {
-        what: "IPv6 to a service (fd00:0:0:1040::/108)",
-        weight: 20,
-        dst: "fd00:0:0:1040::a",
-        ttl: 64,
-        corrupt: false,
-    },
-    Kind {
-        what: "to a blackholed range",
-        weight: 4,
-        dst: "203.0.113.9",
-        ttl: 64,
-        corrupt: false,
-    },
-    Kind {
-        what: "to an address with no route (no default route)",
-        weight: 4,
-        dst: "198.51.100.1",
-        ttl: 64,
-        corrupt: false,
-    },
+    kind(
+        "IPv4 to a pod (10.244.0.0/16)",
+        24,
+        "10.244.1.7",
+        Wrap::Plain,
+    ),
+    kind(
+        "IPv4 to a service, ECMP over two nodes",
+        12,
+        "10.96.0.10",
+        Wrap::Plain,
+    ),
+    kind(
+        "IPv6 to a service (fd00:0:0:1040::/108)",
+        12,
+        "fd00:0:0:1040::a",
+        Wrap::Plain,
+    ),
+    kind(
+        "GTP-U uplink from the gNB to a pod (decap)",
+        16,
+        "10.244.2.9",
+        Wrap::Gtpu,
+    ),
+    kind(
+        "VXLAN from a Calico node to a service (decap)",
+        12,
+        "10.96.0.10",
+        Wrap::Vxlan,
+    ),
+    kind(
+        "IPIP from kube-router to a pod (decap)",
+        8,
+        "10.244.3.3",
+        Wrap::Ipip,
+    ),
+    kind(
+        "downlink from a pod to a UE (GTP-U encap)",
+        16,
+        "10.46.0.7",
+        Wrap::FromPod,
+    ),
+    kind("to a blackholed range", 4, "203.0.113.9", Wrap::Plain),
+    kind(
+        "to an address with no route (no default route)",
+        4,
+        "198.51.100.1",
+        Wrap::Plain,
+    ),
     Kind {
         what: "TTL 1",
         weight: 4,
         dst: "10.244.1.7",
         ttl: 1,
         corrupt: false,
+        wrap: Wrap::Plain,
     },
     Kind {
         what: "corrupted IPv4 header checksum",
@@ -119,15 +198,62 @@ const KINDS: &[Kind] = &[
         dst: "10.244.1.7",
         ttl: 64,
         corrupt: true,
+        wrap: Wrap::Plain,
     },
-    Kind {
-        what: "to the gateway's own address",
-        weight: 4,
-        dst: "192.0.2.1",
-        ttl: 64,
-        corrupt: false,
-    },
+    kind("to the gateway's own address", 4, "192.0.2.1", Wrap::Plain),
 ];
+
+const GW: u32 = 0xc000_0201;
+const EXT_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x01];
+const PEER_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x0a];
+
+/// One generated frame, and whether it enters from the pods' side.
+fn frame(kind: &Kind, i: usize) -> (Vec<u8>, bool) {
+    let dst: IpAddr = kind.dst.parse().unwrap_or(IpAddr::from([0, 0, 0, 0]));
+    let src: IpAddr = match (kind.wrap, dst.is_ipv4()) {
+        (Wrap::FromPod, _) => IpAddr::from([10, 244, 1, 5]),
+        (Wrap::Gtpu, _) => IpAddr::from([10, 46, 0, (i % 200) as u8 + 1]),
+        (_, true) => IpAddr::from([192, 0, 2, 100 + (i % 50) as u8]),
+        (_, false) => IpAddr::from([0xfd00, 0xa, 0, 0, 0, 0, 0, 0x10 + (i % 50) as u16]),
+    };
+    let (src_mac, dst_mac) = match kind.wrap {
+        Wrap::FromPod => ([0x02, 0, 0, 0, 0x02, 0x01], [0x02, 0, 0, 0, 0x01, 0x01]),
+        _ => ([0x02, 0, 0, 0, 0, 0x99], EXT_MAC),
+    };
+    let mut f = udp_frame(&UdpSpec {
+        src_mac,
+        dst_mac,
+        src,
+        dst,
+        src_port: 10000 + (i % 1000) as u16,
+        dst_port: 53,
+        ttl: kind.ttl,
+        payload_len: 18,
+    });
+    if kind.corrupt {
+        f[24] ^= 0xff;
+    }
+    let outer = match kind.wrap {
+        Wrap::Plain => f,
+        Wrap::FromPod => return (f, true),
+        Wrap::Gtpu => ipv4_udp_frame(
+            PEER_MAC,
+            EXT_MAC,
+            (0xc000_020a, 2152),
+            (GW, 2152),
+            &gtpu_payload(0x1001, Some(9), &f[14..]),
+        ),
+        Wrap::Vxlan => ipv4_udp_frame(
+            PEER_MAC,
+            EXT_MAC,
+            (0xc000_0214, 49152),
+            (GW, 4789),
+            &vxlan_payload(4096, &f),
+        ),
+        Wrap::Ipip => ipv4_frame(PEER_MAC, EXT_MAC, 0xc000_021e, GW, 4, &f[14..]),
+    };
+    (outer, false)
+}
 
 /// Runs the in-memory demo with `packets` packets.
 pub fn in_memory(packets: usize) -> Result<()> {
@@ -142,47 +268,30 @@ pub fn in_memory(packets: usize) -> Result<()> {
     let total_weight: u32 = KINDS.iter().map(|k| k.weight).sum();
     let mut seed = 0x2545_f491_4f6c_dd1du64;
     let mut counts = vec![0usize; KINDS.len()];
-    let frames: Vec<Vec<u8>> = (0..packets)
-        .map(|i| {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            let mut pick = (seed % u64::from(total_weight)) as u32;
-            let k = KINDS
-                .iter()
-                .position(|k| {
-                    let hit = pick < k.weight;
-                    pick = pick.saturating_sub(k.weight);
-                    hit
-                })
-                .unwrap_or(0);
-            counts[k] += 1;
-            let kind = &KINDS[k];
-            let dst: IpAddr = kind.dst.parse().unwrap_or(IpAddr::from([0, 0, 0, 0]));
-            let src: IpAddr = if dst.is_ipv4() {
-                IpAddr::from([192, 0, 2, 10 + (i % 50) as u8])
-            } else {
-                IpAddr::from([0xfd00, 0xa, 0, 0, 0, 0, 0, 0x10 + (i % 50) as u16])
-            };
-            let mut f = udp_frame(&UdpSpec {
-                src_mac: [0x02, 0, 0, 0, 0, 0x99],
-                dst_mac: [0x02, 0, 0, 0, 0, 0x01],
-                src,
-                dst,
-                src_port: 10000 + (i % 1000) as u16,
-                dst_port: 53,
-                ttl: kind.ttl,
-                payload_len: 18,
-            });
-            if kind.corrupt {
-                f[24] ^= 0xff;
-            }
-            f
-        })
-        .collect();
+    let (mut from_ext, mut from_pods) = (Vec::new(), Vec::new());
+    for i in 0..packets {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        let mut pick = (seed % u64::from(total_weight)) as u32;
+        let k = KINDS
+            .iter()
+            .position(|k| {
+                let hit = pick < k.weight;
+                pick = pick.saturating_sub(k.weight);
+                hit
+            })
+            .unwrap_or(0);
+        counts[k] += 1;
+        match frame(&KINDS[k], i) {
+            (f, true) => from_pods.push(f),
+            (f, false) => from_ext.push(f),
+        }
+    }
 
     println!(
-        "gateway demo (in memory): {packets} packets from an external host into the pipeline\n"
+        "gateway demo (in memory): {packets} packets, plain and tunnelled, from the external \
+         network and from the pods\n"
     );
     println!("traffic generated:");
     for (k, n) in KINDS.iter().zip(&counts) {
@@ -190,12 +299,12 @@ pub fn in_memory(packets: usize) -> Result<()> {
     }
     let stats = Arc::new(Stats::default());
     let ports: Vec<Box<dyn Port>> = vec![
-        Box::new(MemPort::counting(frames)),
-        Box::new(MemPort::counting([])),
+        Box::new(MemPort::counting(from_ext)),
+        Box::new(MemPort::counting(from_pods)),
     ];
     let mut worker = Worker::new(ports, cfg.burst, stats.clone());
     worker.run_to_end(&fib)?;
-    println!("\nwhat the gateway did:");
+    println!("\nwhat the gateway did (decap: tunnel packets stripped; ext tx: GTP-U downlink):");
     print!(
         "{}",
         report::table(&cfg, &snapshot([&*stats], cfg.ports.len()))

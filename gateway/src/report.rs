@@ -94,12 +94,13 @@ pub fn table(c: &Config, stats: &[PortSnapshot]) -> String {
     for (p, st) in c.ports.iter().zip(stats) {
         let _ = writeln!(
             s,
-            "{:<10} {:>10} {:>12} {:>10} {:>12} {:>8} {:>8}",
+            "{:<10} {:>10} {:>12} {:>10} {:>12} {:>8} {:>8} {:>8}",
             p.name,
             st.rx_packets,
             st.rx_bytes,
             st.tx_packets,
             st.tx_bytes,
+            st.decap,
             st.local,
             st.dropped()
         );

@@ -160,20 +160,53 @@ fn every_shared_capture_runs_through_gateway_run_without_a_panic() {
 }
 
 #[test]
-fn demo_runs_in_memory_and_shows_counters() {
+fn demo_counters_add_up_to_the_traffic_it_generated() {
     let out = gateway()
-        .args(["demo", "--packets", "1000"])
+        .args(["demo", "--packets", "3000"])
         .output()
         .unwrap();
     assert!(out.status.success());
     let stdout = String::from_utf8_lossy(&out.stdout);
-    for needle in [
-        "ttl_expired",
-        "no_route",
-        "blackhole",
-        "ipv4_bad_checksum",
-        "pods",
-    ] {
+    let generated = |what: &str| -> u64 {
+        stdout
+            .lines()
+            .find(|l| l.contains(what))
+            .and_then(|l| l.split_whitespace().next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("no line for {what}:\n{stdout}"))
+    };
+    let row = |port: &str| -> Vec<u64> {
+        let line = stdout
+            .lines()
+            .find(|l| l.split_whitespace().next() == Some(port))
+            .unwrap_or_else(|| panic!("no row for {port}:\n{stdout}"));
+        line.split_whitespace()
+            .skip(1)
+            .map(|n| n.parse().unwrap())
+            .collect()
+    };
+    // Columns: rx_pkts rx_bytes tx_pkts tx_bytes decap local dropped.
+    let (ext, pods) = (row("ext"), row("pods"));
+    assert_eq!(ext.len(), 7, "{stdout}");
+    let decap = generated("(decap)");
+    let tunnelled = generated("GTP-U uplink") + generated("VXLAN from") + generated("IPIP from");
+    assert_eq!(ext[4], tunnelled, "decap column:\n{stdout}");
+    assert!(decap > 0);
+    assert_eq!(
+        ext[2],
+        generated("GTP-U encap"),
+        "downlink encapsulated out of ext:\n{stdout}"
+    );
+    assert_eq!(ext[5], generated("own address"), "local:\n{stdout}");
+    let errors = generated("blackholed")
+        + generated("no route")
+        + generated("TTL 1")
+        + generated("checksum");
+    assert_eq!(ext[6], errors, "dropped:\n{stdout}");
+    let forwarded =
+        generated("IPv4 to a pod") + generated("ECMP") + generated("IPv6 to a service") + tunnelled;
+    assert_eq!(pods[2], forwarded, "forwarded to the pods:\n{stdout}");
+    for needle in ["ttl_expired", "no_route", "blackhole", "ipv4_bad_checksum"] {
         assert!(stdout.contains(needle), "{needle} missing:\n{stdout}");
     }
 }
