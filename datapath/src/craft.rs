@@ -104,38 +104,6 @@ pub fn udp_frame(s: &UdpSpec) -> Vec<u8> {
     f
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn built_ipv4_frame_matches_the_scapy_fixture() {
-        let s = UdpSpec {
-            src_mac: [0x02, 0, 0, 0, 0, 0x99],
-            dst_mac: [0x02, 0, 0, 0, 0, 0x01],
-            src: "192.0.2.10".parse().unwrap(),
-            dst: "172.18.0.2".parse().unwrap(),
-            src_port: 40000,
-            dst_port: 5000,
-            ttl: 64,
-            payload_len: 4,
-        };
-        let mut f = udp_frame(&s);
-        // The fixture carries "ping" and ident 0x1234; patch ours to match and re-checksum.
-        f[42..46].copy_from_slice(b"ping");
-        let mut ip = Ipv4Packet::new_unchecked(&mut f[14..]);
-        ip.set_ident(0x1234);
-        ip.fill_checksum();
-        UdpPacket::new_unchecked(&mut f[34..]).fill_checksum(udp::pseudo_header_v4(
-            0xc000_020a,
-            0xac12_0002,
-            17,
-            12,
-        ));
-        assert_eq!(&f[..], &crate::wire::fixtures::ETH_IPV4_UDP[..]);
-    }
-}
-
 /// Wraps `payload` in Ethernet + IPv4 from `src` to `dst` carrying IP protocol `proto`.
 pub fn ipv4_frame(
     src_mac: [u8; 6],
@@ -212,4 +180,36 @@ pub fn vxlan_payload(vni: u32, inner: &[u8]) -> Vec<u8> {
     crate::wire::VxlanRepr { vni }.emit(&mut crate::wire::VxlanPacket::new_unchecked(&mut v[..]));
     v.extend_from_slice(inner);
     v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn built_ipv4_frame_matches_the_scapy_fixture() {
+        let s = UdpSpec {
+            src_mac: [0x02, 0, 0, 0, 0, 0x99],
+            dst_mac: [0x02, 0, 0, 0, 0, 0x01],
+            src: "192.0.2.10".parse().unwrap(),
+            dst: "172.18.0.2".parse().unwrap(),
+            src_port: 40000,
+            dst_port: 5000,
+            ttl: 64,
+            payload_len: 4,
+        };
+        let mut f = udp_frame(&s);
+        // The fixture carries "ping" and ident 0x1234; patch ours to match and re-checksum.
+        f[42..46].copy_from_slice(b"ping");
+        let mut ip = Ipv4Packet::new_unchecked(&mut f[14..]);
+        ip.set_ident(0x1234);
+        ip.fill_checksum();
+        UdpPacket::new_unchecked(&mut f[34..]).fill_checksum(udp::pseudo_header_v4(
+            0xc000_020a,
+            0xac12_0002,
+            17,
+            12,
+        ));
+        assert_eq!(&f[..], &crate::wire::fixtures::ETH_IPV4_UDP[..]);
+    }
 }
