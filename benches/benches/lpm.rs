@@ -9,7 +9,7 @@
 
 use criterion::{black_box, criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use datapath::lpm::{Lpm4, Lpm6, Qsbr, NO_ROUTE};
-use gateway_benches::rib::{gen_ipv6, load_dfz, traffic_v4, traffic_v6, TRAFFIC_LEN};
+use gateway_benches::rib::{gen_ipv6, load_dfz, traffic_v4, traffic_v6, Traffic, TRAFFIC_LEN};
 use ip_network_table_deps_treebitmap::IpLookupTable;
 use ipnet::{Ipv4Net, Ipv6Net};
 use iptrie::{Ipv4Prefix, Ipv4RTrieMap, Ipv6Prefix, Ipv6RTrieMap};
@@ -62,6 +62,66 @@ fn blocks<'a, A: Copy>(addrs: &'a [A]) -> impl FnMut() -> &'a [A] + 'a {
     }
 }
 
+/// Checks that every peer answers like ours on the first 200k in-table and random addresses,
+/// then benches single and bulk lookups for ours and each peer on the three traffic sets.
+fn lookup_groups<A: Copy + std::fmt::Debug>(
+    c: &mut Criterion,
+    family: &str,
+    traffic: &Traffic<A>,
+    ours: &dyn Fn(A) -> u32,
+    ours_bulk: &dyn Fn(&[A], &mut [u32]),
+    peers: &[(&str, &dyn Fn(A) -> u32)],
+) {
+    // Every table must give the same answers, or the comparison means nothing.
+    for &a in traffic.in_table.iter().chain(&traffic.random).take(200_000) {
+        let want = ours(a);
+        for (name, peer) in peers {
+            assert_eq!(peer(a), want, "{name} disagrees on {a:?}");
+        }
+    }
+    for (name, addrs) in [
+        ("random", &traffic.random),
+        ("in_table", &traffic.in_table),
+        ("hot10k", &traffic.hot),
+    ] {
+        let mut g = c.benchmark_group(format!("lpm_{family}_{name}"));
+        g.throughput(Throughput::Elements(BLOCK as u64));
+        let mut next = blocks(addrs);
+        g.bench_function("ours_single", |b| {
+            b.iter(|| {
+                next()
+                    .iter()
+                    .map(|&a| ours(a))
+                    .fold(0u32, u32::wrapping_add)
+            })
+        });
+        let mut next = blocks(addrs);
+        let mut out = [0u32; 32];
+        g.bench_function("ours_bulk32", |b| {
+            b.iter(|| {
+                let mut s = 0u32;
+                for chunk in next().chunks_exact(32) {
+                    ours_bulk(chunk, &mut out);
+                    s = s.wrapping_add(out[31]);
+                }
+                s
+            })
+        });
+        for (peer_name, peer) in peers {
+            let mut next = blocks(addrs);
+            g.bench_function(*peer_name, |b| {
+                b.iter(|| {
+                    next()
+                        .iter()
+                        .map(|&a| peer(a))
+                        .fold(0u32, u32::wrapping_add)
+                })
+            });
+        }
+        g.finish();
+    }
+}
+
 fn bench_v4(c: &mut Criterion) {
     let routes = load_dfz().expect("read ../shared/testdata/rib/dfz-ipv4.csv.gz");
     eprintln!("IPv4: {} routes from the DFZ table", routes.len());
@@ -96,84 +156,24 @@ fn bench_v4(c: &mut Criterion) {
         t.compress()
     });
     let traffic = traffic_v4(&routes, 42);
-    // Every table must give the same answers, or the comparison means nothing.
-    for &a in traffic.in_table.iter().chain(&traffic.random).take(200_000) {
-        let want = reader.lookup(a).unwrap_or(NO_ROUTE);
-        let ip = Ipv4Addr::from(a);
-        assert_eq!(
-            tbm.longest_match(ip).map_or(NO_ROUTE, |m| *m.2),
-            want,
-            "treebitmap {ip}"
-        );
-        let host = Ipv4Net::new(ip, 32).unwrap();
-        assert_eq!(
-            ptrie.get_lpm(&host).map_or(NO_ROUTE, |m| *m.1),
-            want,
-            "prefix-trie {ip}"
-        );
-        assert_eq!(*lc.lookup(&ip).1, want, "iptrie {ip}");
-    }
-    for (name, addrs) in [
-        ("random", &traffic.random),
-        ("in_table", &traffic.in_table),
-        ("hot10k", &traffic.hot),
-    ] {
-        let mut g = c.benchmark_group(format!("lpm_v4_{name}"));
-        g.throughput(Throughput::Elements(BLOCK as u64));
-        let mut next = blocks(addrs);
-        g.bench_function("ours_single", |b| {
-            b.iter(|| {
-                next()
-                    .iter()
-                    .map(|&a| reader.lookup(a).unwrap_or(0))
-                    .fold(0u32, u32::wrapping_add)
-            })
-        });
-        let mut next = blocks(addrs);
-        let mut out = [0u32; 32];
-        g.bench_function("ours_bulk32", |b| {
-            b.iter(|| {
-                let mut s = 0u32;
-                for chunk in next().chunks_exact(32) {
-                    reader.lookup_bulk(chunk, &mut out);
-                    s = s.wrapping_add(out[31]);
-                }
-                s
-            })
-        });
-        let mut next = blocks(addrs);
-        g.bench_function("treebitmap", |b| {
-            b.iter(|| {
-                next()
-                    .iter()
-                    .map(|&a| tbm.longest_match(Ipv4Addr::from(a)).map_or(0, |m| *m.2))
-                    .fold(0u32, u32::wrapping_add)
-            })
-        });
-        let mut next = blocks(addrs);
-        g.bench_function("prefix_trie", |b| {
-            b.iter(|| {
-                next()
-                    .iter()
-                    .map(|&a| {
-                        ptrie
-                            .get_lpm(&Ipv4Net::new(Ipv4Addr::from(a), 32).unwrap())
-                            .map_or(0, |m| *m.1)
-                    })
-                    .fold(0u32, u32::wrapping_add)
-            })
-        });
-        let mut next = blocks(addrs);
-        g.bench_function("iptrie_lctrie", |b| {
-            b.iter(|| {
-                next()
-                    .iter()
-                    .map(|&a| *lc.lookup(&Ipv4Addr::from(a)).1)
-                    .fold(0u32, u32::wrapping_add)
-            })
-        });
-        g.finish();
-    }
+    let host = |a: u32| Ipv4Net::new(Ipv4Addr::from(a), 32).unwrap();
+    lookup_groups(
+        c,
+        "v4",
+        &traffic,
+        &|a| reader.lookup(a).unwrap_or(NO_ROUTE),
+        &|a, o| reader.lookup_bulk(a, o),
+        &[
+            ("treebitmap", &|a| {
+                tbm.longest_match(Ipv4Addr::from(a))
+                    .map_or(NO_ROUTE, |m| *m.2)
+            }),
+            ("prefix_trie", &|a| {
+                ptrie.get_lpm(&host(a)).map_or(NO_ROUTE, |m| *m.1)
+            }),
+            ("iptrie_lctrie", &|a| *lc.lookup(&Ipv4Addr::from(a)).1),
+        ],
+    );
     let mut g = c.benchmark_group("lpm_v4_build_full_table");
     g.sample_size(10);
     g.bench_function("ours", |b| {
@@ -220,83 +220,24 @@ fn bench_v6(c: &mut Criterion) {
         t.compress()
     });
     let traffic = traffic_v6(&routes, 43);
-    for &a in traffic.in_table.iter().chain(&traffic.random).take(200_000) {
-        let want = reader.lookup(a).unwrap_or(NO_ROUTE);
-        let ip = Ipv6Addr::from(a);
-        assert_eq!(
-            tbm.longest_match(ip).map_or(NO_ROUTE, |m| *m.2),
-            want,
-            "treebitmap {ip}"
-        );
-        let host = Ipv6Net::new(ip, 128).unwrap();
-        assert_eq!(
-            ptrie.get_lpm(&host).map_or(NO_ROUTE, |m| *m.1),
-            want,
-            "prefix-trie {ip}"
-        );
-        assert_eq!(*lc.lookup(&ip).1, want, "iptrie {ip}");
-    }
-    for (name, addrs) in [
-        ("random", &traffic.random),
-        ("in_table", &traffic.in_table),
-        ("hot10k", &traffic.hot),
-    ] {
-        let mut g = c.benchmark_group(format!("lpm_v6_{name}"));
-        g.throughput(Throughput::Elements(BLOCK as u64));
-        let mut next = blocks(addrs);
-        g.bench_function("ours_single", |b| {
-            b.iter(|| {
-                next()
-                    .iter()
-                    .map(|&a| reader.lookup(a).unwrap_or(0))
-                    .fold(0u32, u32::wrapping_add)
-            })
-        });
-        let mut next = blocks(addrs);
-        let mut out = [0u32; 32];
-        g.bench_function("ours_bulk32", |b| {
-            b.iter(|| {
-                let mut s = 0u32;
-                for chunk in next().chunks_exact(32) {
-                    reader.lookup_bulk(chunk, &mut out);
-                    s = s.wrapping_add(out[31]);
-                }
-                s
-            })
-        });
-        let mut next = blocks(addrs);
-        g.bench_function("treebitmap", |b| {
-            b.iter(|| {
-                next()
-                    .iter()
-                    .map(|&a| tbm.longest_match(Ipv6Addr::from(a)).map_or(0, |m| *m.2))
-                    .fold(0u32, u32::wrapping_add)
-            })
-        });
-        let mut next = blocks(addrs);
-        g.bench_function("prefix_trie", |b| {
-            b.iter(|| {
-                next()
-                    .iter()
-                    .map(|&a| {
-                        ptrie
-                            .get_lpm(&Ipv6Net::new(Ipv6Addr::from(a), 128).unwrap())
-                            .map_or(0, |m| *m.1)
-                    })
-                    .fold(0u32, u32::wrapping_add)
-            })
-        });
-        let mut next = blocks(addrs);
-        g.bench_function("iptrie_lctrie", |b| {
-            b.iter(|| {
-                next()
-                    .iter()
-                    .map(|&a| *lc.lookup(&Ipv6Addr::from(a)).1)
-                    .fold(0u32, u32::wrapping_add)
-            })
-        });
-        g.finish();
-    }
+    let host = |a: u128| Ipv6Net::new(Ipv6Addr::from(a), 128).unwrap();
+    lookup_groups(
+        c,
+        "v6",
+        &traffic,
+        &|a| reader.lookup(a).unwrap_or(NO_ROUTE),
+        &|a, o| reader.lookup_bulk(a, o),
+        &[
+            ("treebitmap", &|a| {
+                tbm.longest_match(Ipv6Addr::from(a))
+                    .map_or(NO_ROUTE, |m| *m.2)
+            }),
+            ("prefix_trie", &|a| {
+                ptrie.get_lpm(&host(a)).map_or(NO_ROUTE, |m| *m.1)
+            }),
+            ("iptrie_lctrie", &|a| *lc.lookup(&Ipv6Addr::from(a)).1),
+        ],
+    );
 }
 
 criterion_group!(benches, bench_v4, bench_v6);

@@ -2,11 +2,13 @@
 //!
 //! Layers, bottom up:
 //! - [`wire`]: zero-copy views and validated representations of each header format.
-//! - [`lpm`]: longest-prefix-match tables (DIR-24-8 for IPv4).
+//! - [`lpm`]: lock-free longest-prefix-match tables (DIR-24-8 for IPv4 and IPv6), one writer.
 //! - [`fib`]: the forwarding snapshot: route tables, next hops, neighbours, local addresses.
 //! - [`pipeline`]: the stages a worker runs over a fixed batch, run to completion:
-//!   classify → (decap) → route → rewrite, then TX grouped by port.
-//! - [`port`]: the `Port` trait and its backends (in-memory, pcap).
+//!   classify → decap → route → rewrite (and encap), then TX grouped by port.
+//! - [`craft`]: frame builders for tests, benches and the demo (never on the packet path).
+//! - [`port`]: the `Port` trait and its backends (in-memory, pcap), and the kernel-mapped
+//!   huge-page memory of `port::hugemem`, the one place outside backends where `unsafe` lives.
 //! - [`worker`]: the per-core loop; [`stats`]: its counters.
 //!
 //! Invariants: no packet can make this crate panic (`check_len` guards every accessor and the
@@ -14,9 +16,10 @@
 //! every dropped packet is counted under a [`pipeline::drop::DropReason`]. No logging and no
 //! configuration parsing happen here.
 //!
-//! Not supported yet: tunnels (GTP-U, VXLAN, IPIP), ARP/NDP resolution and the local stack
-//! (packets for the gateway's own addresses are counted as `local` and consumed), AF_XDP and
-//! AF_PACKET ports, IP fragmentation and ICMP errors.
+//! Not supported yet: VXLAN encapsulation, ICMP errors (time exceeded, fragmentation needed,
+//! packet too big), outer reassembly of fragmented tunnel packets, ARP/NDP resolution and the
+//! local stack (packets for the gateway's own addresses are counted as `local` and consumed),
+//! AF_XDP and AF_PACKET ports.
 
 pub mod craft;
 pub mod fib;

@@ -33,6 +33,9 @@ enum Command {
         /// Also write the counters as JSON to this file.
         #[arg(long)]
         stats_json: Option<PathBuf>,
+        /// With live (af_packet) ports: poll for this many seconds, then print the counters.
+        #[arg(long)]
+        duration: Option<f64>,
     },
     /// Generate mixed traffic in memory, run it through the pipeline with an example
     /// configuration and show what happened.
@@ -70,10 +73,19 @@ fn run() -> Result<ExitCode> {
                 Ok(ExitCode::FAILURE)
             }
         },
-        Command::Run { config, stats_json } => {
+        Command::Run {
+            config,
+            stats_json,
+            duration,
+        } => {
             let cfg = config::load_file(&config, config::Machine::this())
                 .map_err(|e| anyhow::anyhow!("{e}"))?;
-            let outcome = tables::run_offline(&cfg)?;
+            let duration = match duration {
+                Some(d) if d.is_finite() && d > 0.0 => Some(std::time::Duration::from_secs_f64(d)),
+                Some(d) => bail!("--duration must be a positive number of seconds, not {d}"),
+                None => None,
+            };
+            let outcome = tables::run(&cfg, duration)?;
             print!("{}", report::table(&cfg, &outcome.stats));
             for w in &outcome.warnings {
                 eprintln!("warning: {w}");

@@ -122,10 +122,14 @@ fn open_ports(c: &Config) -> Result<Vec<Box<dyn Port>>> {
                 ports.push(Box::new(port));
             }
             Driver::Memory => ports.push(Box::new(MemPort::new([]))),
-            Driver::AfXdp { .. } | Driver::AfPacket { .. } => bail!(
-                "port {}: the {} driver is not implemented yet; use pcap or memory ports",
-                p.name,
-                p.driver.name()
+            Driver::AfPacket { interface } => {
+                let port = datapath::port::af_packet::AfPacketPort::open(interface)
+                    .with_context(|| format!("port {}: AF_PACKET on {interface}", p.name))?;
+                ports.push(Box::new(port));
+            }
+            Driver::AfXdp { .. } => bail!(
+                "port {}: the af_xdp driver is not implemented yet; use af_packet, pcap or memory",
+                p.name
             ),
         }
     }
@@ -143,10 +147,40 @@ pub struct Outcome {
 /// Runs one worker over the configured ports until every input is consumed. Offline runs are
 /// single-threaded whatever `[gateway] workers` says: a pcap file is one ordered stream.
 pub fn run_offline(c: &Config) -> Result<Outcome> {
+    run(c, None)
+}
+
+/// True when a port receives from a live interface rather than a file or memory.
+pub fn has_live_ports(c: &Config) -> bool {
+    c.ports
+        .iter()
+        .any(|p| matches!(p.driver, Driver::AfPacket { .. } | Driver::AfXdp { .. }))
+}
+
+/// Runs one worker over the configured ports: to the end of input when every port is a file
+/// or memory, or for `duration` when a port is live. The worker is pinned to the first core of
+/// `[gateway] workers`; more workers come with the multi-queue ports.
+pub fn run(c: &Config, duration: Option<std::time::Duration>) -> Result<Outcome> {
     let fib = build_fib(c)?;
     let stats = Arc::new(Stats::default());
     let mut worker = Worker::new(open_ports(c)?, c.burst, stats.clone());
-    worker.run_to_end(&fib).context("writing output")?;
+    if has_live_ports(c) {
+        let Some(duration) = duration else {
+            bail!("live ports need --duration (signal handling comes with the control thread)");
+        };
+        if let Some(&core) = c.workers.first() {
+            core_affinity::set_for_current(core_affinity::CoreId { id: core });
+        }
+        let start = std::time::Instant::now();
+        while start.elapsed() < duration {
+            if worker.poll(&fib) == 0 {
+                std::hint::spin_loop();
+            }
+        }
+        worker.flush().context("flushing ports")?;
+    } else {
+        worker.run_to_end(&fib).context("writing output")?;
+    }
     let mut warnings = Vec::new();
     for (i, p) in c.ports.iter().enumerate() {
         let Some(port) = worker.port_mut(i) else {

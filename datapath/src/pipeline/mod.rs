@@ -1,5 +1,5 @@
-//! The stages a worker runs over one batch, run to completion: classify → (decap: not yet) →
-//! route → rewrite. Each stage is a per-packet `#[inline]` function called from one loop over
+//! The stages a worker runs over one batch, run to completion: classify → decap → route →
+//! rewrite (encapsulating where the route says so). Each stage is a per-packet `#[inline]` function called from one loop over
 //! the batch; the result is a [`Next`] per packet, parallel to the batch. Stage order is code.
 
 pub mod batch;

@@ -2,6 +2,7 @@
 //! list of batch indices on transmit; dispatch through the trait happens once per batch, never
 //! per packet. Anything backend-specific stays in its backend.
 
+pub mod af_packet;
 pub mod hugemem;
 pub mod mem;
 pub mod pcap;

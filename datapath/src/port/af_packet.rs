@@ -1,0 +1,295 @@
+//! AF_PACKET port: a TPACKET_V3 receive ring mapped into the process, and transmit by one
+//! `sendmmsg` per batch (no syscall per packet). Works on any Linux interface, veth included;
+//! it is the fallback to AF_XDP.
+//!
+//! AF_PACKET taps the interface, it does not take frames away from the kernel: the host
+//! running the gateway must not also route them (leave `ip_forward` off and configure no
+//! addresses on the gateway's interfaces). Frames the socket itself sends are not received
+//! again (`PACKET_IGNORE_OUTGOING`). Everything is released when the port is dropped.
+//!
+//! This is a port backend: `unsafe` is allowed here, each block names what justifies it.
+
+#![allow(unsafe_code)]
+
+use super::Port;
+use crate::pipeline::batch::{Batch, MAX_FRAME};
+use crate::pipeline::drop::DropReason;
+use crate::stats::PortStats;
+use std::ffi::CString;
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+
+const BLOCK_SIZE: u32 = 1 << 20;
+const BLOCK_NR: u32 = 16;
+const FRAME_SIZE: u32 = 2048;
+/// Linux `TP_STATUS_USER` in a block descriptor: the block belongs to user space.
+const TP_STATUS_USER: u32 = 1;
+const TP_STATUS_KERNEL: u32 = 0;
+/// `struct tpacket_block_desc`: version, offset_to_priv, then `tpacket_hdr_v1` whose first
+/// fields are block_status, num_pkts, offset_to_first_pkt.
+const BLOCK_STATUS: usize = 8;
+const BLOCK_NUM_PKTS: usize = 12;
+const BLOCK_FIRST_PKT: usize = 16;
+/// `struct tpacket3_hdr`: tp_next_offset (0), tp_sec, tp_nsec, tp_snaplen (12), tp_len,
+/// tp_status, tp_mac (24, u16).
+const PKT_NEXT: usize = 0;
+const PKT_SNAPLEN: usize = 12;
+const PKT_MAC: usize = 24;
+
+/// An AF_PACKET socket bound to one interface, with its receive ring.
+pub struct AfPacketPort {
+    fd: OwnedFd,
+    ring: *mut u8,
+    ring_len: usize,
+    block: u32,
+    /// Packets of the current block not yet read, and the offset of the next one.
+    pending: u32,
+    next_off: usize,
+    ifindex: i32,
+}
+
+// SAFETY: the ring mapping is owned by this port alone (no other handle to it exists), and the
+// socket is an owned descriptor; moving the port to the worker thread moves both.
+unsafe impl Send for AfPacketPort {}
+
+fn last_error<T>() -> io::Result<T> {
+    Err(io::Error::last_os_error())
+}
+
+impl AfPacketPort {
+    /// Opens an AF_PACKET socket on `interface` with a TPACKET_V3 receive ring.
+    ///
+    /// # Errors
+    /// The OS error of any step (no such interface, not permitted, ...).
+    pub fn open(interface: &str) -> io::Result<Self> {
+        let name = CString::new(interface).map_err(|_| io::Error::other("interface name"))?;
+        // SAFETY: `name` is a valid NUL-terminated string.
+        let ifindex = unsafe { libc::if_nametoindex(name.as_ptr()) } as i32;
+        if ifindex == 0 {
+            return last_error();
+        }
+        let proto = (libc::ETH_P_ALL as u16).to_be();
+        // SAFETY: plain socket(2) call; the result is checked.
+        let raw = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW, i32::from(proto)) };
+        if raw < 0 {
+            return last_error();
+        }
+        // SAFETY: `raw` is a fresh descriptor we own.
+        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+        let set = |opt: i32, val: &[u8]| -> io::Result<()> {
+            // SAFETY: `val` is a live buffer of the given length for the duration of the call.
+            let r = unsafe {
+                libc::setsockopt(
+                    fd.as_raw_fd(),
+                    libc::SOL_PACKET,
+                    opt,
+                    val.as_ptr().cast(),
+                    val.len() as u32,
+                )
+            };
+            if r < 0 {
+                last_error()
+            } else {
+                Ok(())
+            }
+        };
+        set(
+            libc::PACKET_VERSION,
+            &(libc::tpacket_versions::TPACKET_V3 as i32).to_ne_bytes(),
+        )?;
+        set(libc::PACKET_IGNORE_OUTGOING, &1i32.to_ne_bytes())?;
+        let req = libc::tpacket_req3 {
+            tp_block_size: BLOCK_SIZE,
+            tp_block_nr: BLOCK_NR,
+            tp_frame_size: FRAME_SIZE,
+            tp_frame_nr: BLOCK_SIZE / FRAME_SIZE * BLOCK_NR,
+            tp_retire_blk_tov: 1,
+            tp_sizeof_priv: 0,
+            tp_feature_req_word: 0,
+        };
+        // SAFETY: `tpacket_req3` is plain old data; viewing it as bytes for setsockopt is sound.
+        let req_bytes = unsafe {
+            std::slice::from_raw_parts(
+                (&req as *const libc::tpacket_req3).cast::<u8>(),
+                std::mem::size_of::<libc::tpacket_req3>(),
+            )
+        };
+        set(libc::PACKET_RX_RING, req_bytes)?;
+        let ring_len = (BLOCK_SIZE * BLOCK_NR) as usize;
+        // SAFETY: maps the ring the kernel just set up on this socket; checked for failure.
+        let ring = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                ring_len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED,
+                fd.as_raw_fd(),
+                0,
+            )
+        };
+        if ring == libc::MAP_FAILED {
+            return last_error();
+        }
+        let port = AfPacketPort {
+            fd,
+            ring: ring.cast(),
+            ring_len,
+            block: 0,
+            pending: 0,
+            next_off: 0,
+            ifindex,
+        };
+        // SAFETY: zeroed `sockaddr_ll` is a valid value; the fields set are the ones bind needs.
+        let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+        sll.sll_family = libc::AF_PACKET as u16;
+        sll.sll_protocol = proto;
+        sll.sll_ifindex = ifindex;
+        // SAFETY: `sll` is a valid sockaddr_ll for the duration of the call.
+        let r = unsafe {
+            libc::bind(
+                port.fd.as_raw_fd(),
+                (&sll as *const libc::sockaddr_ll).cast(),
+                std::mem::size_of::<libc::sockaddr_ll>() as u32,
+            )
+        };
+        if r < 0 {
+            return last_error();
+        }
+        Ok(port)
+    }
+
+    fn block_ptr(&self, block: u32) -> *mut u8 {
+        // SAFETY: `block < BLOCK_NR`, so the offset lies inside the ring mapping.
+        unsafe {
+            self.ring
+                .add((block % BLOCK_NR) as usize * BLOCK_SIZE as usize)
+        }
+    }
+
+    fn read_u32(p: *const u8, off: usize) -> u32 {
+        // SAFETY: callers pass offsets inside a block descriptor or packet header that the
+        // kernel wrote inside the ring; unaligned and volatile because the kernel shares it.
+        u32::from_ne_bytes(unsafe { std::ptr::read_volatile(p.add(off).cast::<[u8; 4]>()) })
+    }
+}
+
+impl Port for AfPacketPort {
+    fn rx(&mut self, batch: &mut Batch, max: usize, stats: &PortStats) -> usize {
+        let max = max.min(batch.bufs.len());
+        let mut n = 0;
+        while n < max {
+            let block = self.block_ptr(self.block);
+            if self.pending == 0 {
+                std::sync::atomic::fence(std::sync::atomic::Ordering::Acquire);
+                if Self::read_u32(block, BLOCK_STATUS) & TP_STATUS_USER == 0 {
+                    break;
+                }
+                self.pending = Self::read_u32(block, BLOCK_NUM_PKTS);
+                self.next_off = Self::read_u32(block, BLOCK_FIRST_PKT) as usize;
+                if self.pending == 0 {
+                    self.release_block(block);
+                    continue;
+                }
+            }
+            let off = self.next_off;
+            if off + 32 > BLOCK_SIZE as usize {
+                self.release_block(block);
+                continue;
+            }
+            // SAFETY: `off` is inside the block (checked above) and points at a tpacket3_hdr.
+            let hdr = unsafe { block.add(off) };
+            let snaplen = Self::read_u32(hdr, PKT_SNAPLEN) as usize;
+            // SAFETY: tp_mac is a u16 at offset 24 of the header, inside the block.
+            let mac = usize::from(u16::from_ne_bytes(unsafe {
+                std::ptr::read_volatile(hdr.add(PKT_MAC).cast::<[u8; 2]>())
+            }));
+            if off + mac + snaplen <= BLOCK_SIZE as usize && snaplen <= MAX_FRAME {
+                // SAFETY: the frame lies inside the block (checked just above).
+                let frame = unsafe { std::slice::from_raw_parts(hdr.add(mac), snaplen) };
+                if batch.bufs[n].load(frame, 0) {
+                    n += 1;
+                }
+            } else {
+                stats.drop(DropReason::RxOversize);
+            }
+            self.pending -= 1;
+            let next = Self::read_u32(hdr, PKT_NEXT) as usize;
+            self.next_off = off + next;
+            if self.pending == 0 || next == 0 {
+                self.pending = 0;
+                self.release_block(block);
+            }
+        }
+        batch.len = n;
+        n
+    }
+
+    fn tx(&mut self, batch: &Batch, idx: &[u8]) -> usize {
+        let mut iov: [libc::iovec; crate::pipeline::batch::BATCH] =
+            // SAFETY: a zeroed iovec (null pointer, zero length) is a valid value.
+            unsafe { std::mem::zeroed() };
+        // SAFETY: zeroed mmsghdr values are valid; each is filled in below before use.
+        let mut msgs: [libc::mmsghdr; crate::pipeline::batch::BATCH] =
+            unsafe { std::mem::zeroed() };
+        // SAFETY: zeroed `sockaddr_ll` is valid; ifindex names the port's interface.
+        let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+        sll.sll_family = libc::AF_PACKET as u16;
+        sll.sll_ifindex = self.ifindex;
+        let n = idx.len().min(iov.len());
+        for (k, &i) in idx[..n].iter().enumerate() {
+            let Some(b) = batch.bufs.get(usize::from(i)) else {
+                continue;
+            };
+            let f = b.frame();
+            iov[k].iov_base = f.as_ptr() as *mut libc::c_void;
+            iov[k].iov_len = f.len();
+            msgs[k].msg_hdr.msg_iov = &mut iov[k];
+            msgs[k].msg_hdr.msg_iovlen = 1;
+            msgs[k].msg_hdr.msg_name = (&mut sll as *mut libc::sockaddr_ll).cast();
+            msgs[k].msg_hdr.msg_namelen = std::mem::size_of::<libc::sockaddr_ll>() as u32;
+        }
+        let mut sent = 0usize;
+        while sent < n {
+            // SAFETY: every iovec points into a frame of `batch`, alive for the call; `msgs`
+            // and `sll` outlive it too.
+            let r = unsafe {
+                libc::sendmmsg(
+                    self.fd.as_raw_fd(),
+                    msgs[sent..].as_mut_ptr(),
+                    (n - sent) as u32,
+                    0,
+                )
+            };
+            if r <= 0 {
+                break;
+            }
+            sent += r as usize;
+        }
+        sent
+    }
+
+    fn as_any_mut(&mut self) -> &mut dyn std::any::Any {
+        self
+    }
+}
+
+impl AfPacketPort {
+    fn release_block(&mut self, block: *mut u8) {
+        std::sync::atomic::fence(std::sync::atomic::Ordering::Release);
+        // SAFETY: the block status word is inside the block descriptor we own until we hand
+        // it back by writing TP_STATUS_KERNEL.
+        unsafe {
+            std::ptr::write_volatile(block.add(BLOCK_STATUS).cast::<u32>(), TP_STATUS_KERNEL)
+        };
+        self.block = (self.block + 1) % BLOCK_NR;
+    }
+}
+
+impl Drop for AfPacketPort {
+    fn drop(&mut self) {
+        // SAFETY: unmaps exactly the ring mapped in `open`; the socket closes with `fd`.
+        unsafe {
+            libc::munmap(self.ring.cast(), self.ring_len);
+        }
+    }
+}
