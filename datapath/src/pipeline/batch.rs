@@ -14,6 +14,9 @@ pub struct Buf {
     len: usize,
     /// Capture or receive timestamp in nanoseconds (pcap replay keeps the original).
     pub ts_ns: u64,
+    /// The receiving port vouches for the L4 checksum: the kernel marked it not yet computed
+    /// (locally generated on veth, checksum offload) or already verified.
+    pub csum_trusted: bool,
 }
 
 impl Default for Buf {
@@ -30,6 +33,7 @@ impl Buf {
             off: HEADROOM,
             len: 0,
             ts_ns: 0,
+            csum_trusted: false,
         }
     }
 
@@ -93,6 +97,7 @@ impl Buf {
         self.off = HEADROOM;
         self.len = bytes.len();
         self.ts_ns = ts_ns;
+        self.csum_trusted = false;
         true
     }
 
@@ -107,6 +112,7 @@ impl Buf {
         self.off = HEADROOM;
         self.len = len.min(MAX_FRAME);
         self.ts_ns = ts_ns;
+        self.csum_trusted = false;
     }
 }
 

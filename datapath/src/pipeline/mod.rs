@@ -52,6 +52,8 @@ pub struct Meta {
     pub decap: bool,
     /// Encapsulate with this index of [`Fib::encap`] ([`NO_ENCAP`] for none).
     pub encap: u32,
+    /// The port vouched for the L4 checksum ([`batch::Buf::csum_trusted`]).
+    pub csum_trusted: bool,
 }
 
 /// [`Meta::encap`] when the packet is sent as it is.
@@ -124,6 +126,7 @@ impl Pipeline {
             .zip(&mut self.next[..n])
         {
             if *next == Next::Route && meta.decap {
+                meta.csum_trusted = buf.csum_trusted;
                 *next = decap::decap_one(buf.frame(), fib, meta);
                 if *next == Next::Route {
                     self.decapped += 1;

@@ -34,6 +34,11 @@ const BLOCK_FIRST_PKT: usize = 16;
 /// tp_status, tp_mac (24, u16).
 const PKT_NEXT: usize = 0;
 const PKT_SNAPLEN: usize = 12;
+const PKT_STATUS: usize = 20;
+/// `TP_STATUS_CSUMNOTREADY`: checksum left to offload (locally generated, e.g. on veth).
+const TP_STATUS_CSUMNOTREADY: u32 = 1 << 3;
+/// `TP_STATUS_CSUM_VALID`: checksum already verified.
+const TP_STATUS_CSUM_VALID: u32 = 1 << 7;
 const PKT_MAC: usize = 24;
 
 /// An AF_PACKET socket bound to one interface, with its receive ring.
@@ -207,6 +212,9 @@ impl Port for AfPacketPort {
                 // SAFETY: the frame lies inside the block (checked just above).
                 let frame = unsafe { std::slice::from_raw_parts(hdr.add(mac), snaplen) };
                 if batch.bufs[n].load(frame, 0) {
+                    let status = Self::read_u32(hdr, PKT_STATUS);
+                    batch.bufs[n].csum_trusted =
+                        status & (TP_STATUS_CSUMNOTREADY | TP_STATUS_CSUM_VALID) != 0;
                     n += 1;
                 }
             } else {
