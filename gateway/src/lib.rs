@@ -3,5 +3,6 @@
 //! thin CLI over this; the end-to-end tests call it directly.
 
 pub mod demo;
+pub mod lab;
 pub mod report;
 pub mod tables;

@@ -37,12 +37,31 @@ enum Command {
         #[arg(long)]
         duration: Option<f64>,
     },
-    /// Generate mixed traffic in memory, run it through the pipeline with an example
-    /// configuration and show what happened.
+    /// Show the gateway at work. As root: build three network namespaces (external host,
+    /// gateway, pods), run the gateway on AF_PACKET, send plain, VXLAN (kernel device), GTP-U
+    /// and IPIP traffic toward the pods, show what it did, and remove everything. Otherwise
+    /// (or with --in-memory): the same pipeline on generated traffic in memory.
     Demo {
-        /// Packets to generate.
+        /// Run the in-memory demo even as root.
+        #[arg(long)]
+        in_memory: bool,
+        /// In-memory demo: packets to generate.
         #[arg(long, default_value_t = 4096)]
         packets: usize,
+        /// Namespace demo: seconds the gateway runs.
+        #[arg(long, default_value_t = 5.0)]
+        seconds: f64,
+    },
+    /// Send every frame of a pcap file out of an interface through an AF_PACKET socket (used by
+    /// the namespace demo as the external host's GTP-U and IPIP sender).
+    #[command(hide = true)]
+    Replay {
+        /// Interface to send on.
+        #[arg(long)]
+        interface: String,
+        /// Frames to send.
+        #[arg(long)]
+        pcap: PathBuf,
     },
 }
 
@@ -97,11 +116,30 @@ fn run() -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Demo { packets } => {
+        Command::Demo {
+            in_memory,
+            packets,
+            seconds,
+        } => {
             if packets == 0 {
                 bail!("--packets must be at least 1");
             }
-            demo::in_memory(packets)?;
+            if !(seconds.is_finite() && seconds >= 2.0) {
+                bail!("--seconds must be at least 2");
+            }
+            if in_memory || !gateway::lab::is_root() {
+                if !in_memory {
+                    println!("(not root: running the in-memory demo; run as root for the namespace demo)\n");
+                }
+                demo::in_memory(packets)?;
+            } else {
+                demo::namespaces(seconds)?;
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Replay { interface, pcap } => {
+            let sent = demo::replay(&interface, &pcap)?;
+            println!("sent {sent} frames on {interface}");
             Ok(ExitCode::SUCCESS)
         }
     }

@@ -162,7 +162,7 @@ fn every_shared_capture_runs_through_gateway_run_without_a_panic() {
 #[test]
 fn demo_counters_add_up_to_the_traffic_it_generated() {
     let out = gateway()
-        .args(["demo", "--packets", "3000"])
+        .args(["demo", "--in-memory", "--packets", "3000"])
         .output()
         .unwrap();
     assert!(out.status.success());
