@@ -150,6 +150,8 @@ pub enum TunnelKind {
         vni: u32,
         /// Peer VTEPs.
         peers: Vec<IpAddr>,
+        /// MAC of the peer's VXLAN device, for encapsulation.
+        peer_mac: Option<MacAddr>,
     },
     /// IP in IP.
     Ipip {

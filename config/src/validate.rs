@@ -310,6 +310,7 @@ impl Validator<'_> {
                     not_for(self, "peers", rt.peers.is_some(), "gtpu");
                     not_for(self, "udp_port", rt.udp_port.is_some(), "gtpu");
                     not_for(self, "vni", rt.vni.is_some(), "gtpu");
+                    not_for(self, "peer_mac", rt.peer_mac.is_some(), "gtpu");
                     let peer = match &rt.peer {
                         Some(p) => self.ip(tp.k("peer"), p),
                         None => {
@@ -445,14 +446,17 @@ impl Validator<'_> {
                             self.err(tp.k("vni"), format!("VNI {vni} on UDP {udp_port} is already used by tunnel[{other}]"));
                         }
                         vnis.push((local, udp_port, vni, ti));
+                        let peer_mac = rt.peer_mac.as_ref().map(|m| self.mac(tp.k("peer_mac"), m));
                         TunnelKind::Vxlan {
                             udp_port,
                             vni,
                             peers,
+                            peer_mac,
                         }
                     } else {
                         not_for(self, "udp_port", rt.udp_port.is_some(), name);
                         not_for(self, "vni", rt.vni.is_some(), name);
+                        not_for(self, "peer_mac", rt.peer_mac.is_some(), name);
                         TunnelKind::Ipip { peers }
                     }
                 }
@@ -630,8 +634,13 @@ impl Validator<'_> {
             let rp = TomlPath::entry("route", ri);
             let tunnel = rr.tunnel.as_ref().and_then(|t| {
                 let i = tunnels.iter().position(|x| &x.name == t);
-                if i.is_none() {
-                    self.err(rp.k("tunnel"), format!("no tunnel is named `{t}`"));
+                match i.map(|i| &tunnels[i]) {
+                    None => self.err(rp.k("tunnel"), format!("no tunnel is named `{t}`")),
+                    Some(x) if x.kind == RawTunnelKind::Vxlan && x.peer_mac.is_none() => self.err(
+                        rp.k("tunnel"),
+                        format!("a route into vxlan tunnel `{t}` needs the tunnel's `peer_mac` (the inner destination MAC)"),
+                    ),
+                    Some(_) => {}
                 }
                 i
             });

@@ -437,6 +437,17 @@ fn key_of_another_tunnel_kind_is_rejected() {
 }
 
 #[test]
+fn route_into_a_vxlan_tunnel_without_peer_mac_is_rejected() {
+    let src = format!("{HEAD}\n[[tunnel]]\nname = \"v\"\nkind = \"vxlan\"\nlocal = \"192.0.2.1\"\nvni = 1\npeers = [\"192.0.2.20\"]\n\n[[route]]\nprefix = \"10.51.0.0/16\"\ntunnel = \"v\"\n");
+    assert_problem(
+        &src,
+        "route[0].tunnel",
+        line_of(&src, "tunnel = \"v\""),
+        "peer_mac",
+    );
+}
+
+#[test]
 fn route_into_an_unknown_tunnel_is_rejected() {
     let src = format!("{HEAD}\n[[route]]\nprefix = \"10.46.0.0/16\"\ntunnel = \"nope\"\n");
     assert_problem(

@@ -67,6 +67,18 @@ pub enum EncapKind {
     },
     /// IP in IP (protocol 4 or 41 by the inner family).
     Ipip,
+    /// VXLAN toward a peer VTEP: the inner Ethernet header is addressed to `inner_dst` (the
+    /// peer's VXLAN device) from `inner_src`.
+    Vxlan {
+        /// VNI.
+        vni: u32,
+        /// Destination UDP port.
+        udp_port: u16,
+        /// Inner destination MAC.
+        inner_dst: [u8; 6],
+        /// Inner source MAC.
+        inner_src: [u8; 6],
+    },
 }
 
 /// An encapsulation: outer addresses, the outer next hop, and the kind.
@@ -94,6 +106,7 @@ impl Encap {
             + match self.kind {
                 EncapKind::Gtpu { qfi, .. } => 8 + 8 + if qfi.is_some() { 8 } else { 0 },
                 EncapKind::Ipip => 0,
+                EncapKind::Vxlan { .. } => 8 + 8 + 14,
             }
     }
 }

@@ -49,16 +49,17 @@ port = "pods"
 prefix = "10.244.0.0/16"          # the pods
 via = "172.18.0.2"
 
-[[route]]
-prefix = "10.99.0.0/24"           # the external host's VXLAN side
-via = "192.0.2.10"
-
 [[tunnel]]
 name = "calico"
 kind = "vxlan"
 local = "192.0.2.1"
 vni = 4096
 peers = ["192.0.2.10"]
+peer_mac = "02:00:00:00:09:09"    # the external host's vx0
+
+[[route]]
+prefix = "10.99.0.0/24"           # the external host's VXLAN side: replies re-encapsulated
+tunnel = "calico"
 
 [[tunnel]]
 name = "ran"
@@ -228,6 +229,10 @@ impl Lab {
                 "ext-a",
             ],
         )?;
+        lab.exec(
+            ext,
+            &["ip", "link", "set", "vx0", "address", "02:00:00:00:09:09"],
+        )?;
         lab.exec(ext, &["ip", "addr", "add", "10.99.0.1/24", "dev", "vx0"])?;
         lab.exec(ext, &["ip", "link", "set", "vx0", "up"])?;
         lab.exec(ext, &["ip", "route", "add", "10.244.1.5/32", "dev", "vx0"])?;
@@ -246,7 +251,8 @@ impl Lab {
                 "permanent",
             ],
         )?;
-        // Replies to the VXLAN side come back plain on ext-a.
+        // Replies to the VXLAN side come back VXLAN encapsulated; any plain ones would arrive
+        // on ext-a, so reverse-path filtering stays off.
         lab.exec(ext, &["sysctl", "-qw", "net.ipv4.conf.all.rp_filter=0"])?;
         lab.exec(ext, &["sysctl", "-qw", "net.ipv4.conf.ext-a.rp_filter=0"])?;
         // The pod host: two pod addresses, everything else via the gateway.

@@ -73,6 +73,7 @@ pub fn summary(c: &Config) -> String {
                 udp_port,
                 vni,
                 peers,
+                ..
             } => {
                 format!("vxlan udp {udp_port} vni {vni}, {} peer(s)", peers.len())
             }

@@ -39,6 +39,7 @@ pub fn build_fib(c: &Config) -> Result<Fib> {
                 udp_port,
                 vni,
                 peers,
+                ..
             } => {
                 b.add_vxlan_tunnel(&t.name, t.local, *udp_port, *vni, peers);
             }
@@ -72,7 +73,8 @@ pub fn build_fib(c: &Config) -> Result<Fib> {
 
 /// A `[[route]]` into a tunnel. GTP-U: each session whose UE range lies inside the prefix is
 /// encapsulated toward the peer with its downlink TEID (and QFI); the prefix's other addresses
-/// are dropped as `gtpu_no_session`. IPIP: encapsulated toward the tunnel's first peer.
+/// are dropped as `gtpu_no_session`. IPIP and VXLAN: encapsulated toward the tunnel's first
+/// peer (VXLAN: to its `peer_mac`).
 fn add_tunnel_route(b: &mut FibBuilder, c: &Config, prefix: ipnet::IpNet, t: usize) -> Result<()> {
     let Some(tunnel) = c.tunnels.get(t) else {
         bail!("route {prefix}: unknown tunnel")
@@ -102,11 +104,39 @@ fn add_tunnel_route(b: &mut FibBuilder, c: &Config, prefix: ipnet::IpNet, t: usi
             )
             .map_err(|e| anyhow::anyhow!("route {prefix} into tunnel {}: {e}", tunnel.name))?;
         }
-        TunnelKind::Vxlan { .. } => bail!(
-            "route {prefix}: encapsulation into VXLAN tunnel `{}` is not implemented yet \
-             (GTP-U and IPIP encapsulation are; VXLAN decapsulation is)",
-            tunnel.name
-        ),
+        TunnelKind::Vxlan {
+            udp_port,
+            vni,
+            peers,
+            peer_mac,
+        } => {
+            let (Some(&peer), Some(peer_mac)) = (peers.first(), peer_mac) else {
+                bail!(
+                    "route {prefix}: vxlan tunnel `{}` needs peers and peer_mac",
+                    tunnel.name
+                )
+            };
+            // The inner source MAC: the gateway's port toward the peer.
+            let inner_src = c
+                .ports
+                .iter()
+                .find(|p| p.addresses.iter().any(|a| a.contains(&peer)))
+                .map_or([0x02, 0, 0, 0, 0, 0], |p| p.mac.0);
+            let kind = EncapKind::Vxlan {
+                vni: *vni,
+                udp_port: *udp_port,
+                inner_dst: peer_mac.0,
+                inner_src,
+            };
+            b.add_encap_route(
+                prefix.network(),
+                prefix.prefix_len(),
+                kind,
+                tunnel.local,
+                peer,
+            )
+            .map_err(|e| anyhow::anyhow!("route {prefix} into tunnel {}: {e}", tunnel.name))?;
+        }
     }
     Ok(())
 }

@@ -1,5 +1,5 @@
 //! Encapsulation with real peers on both sides: gateway A encapsulates pod traffic into GTP-U
-//! (with and without a PDU Session Container, over IPv4 and IPv6) and IPIP; tshark dissects
+//! (with and without a PDU Session Container, over IPv4 and IPv6), IPIP and VXLAN; tshark dissects
 //! every frame A emits and must find the right TEIDs, QFIs and protocols and no expert warning
 //! (checksums validated); then gateway B, configured as the peer, decapsulates A's output and
 //! must recover A's input packets with TTL two lower.
@@ -75,6 +75,16 @@ tunnel = "ran6"
 [[route]]
 prefix = "10.50.0.0/16"
 tunnel = "kr"
+[[tunnel]]
+name = "calico"
+kind = "vxlan"
+local = "192.0.2.1"
+vni = 4096
+peers = ["192.0.2.10"]
+peer_mac = "02:00:00:00:0b:09"
+[[route]]
+prefix = "10.51.0.0/16"
+tunnel = "calico"
 "#;
 
 const B: &str = r#"
@@ -126,6 +136,12 @@ teid_out = 3
 name = "kr"
 kind = "ipip"
 local = "192.0.2.10"
+peers = ["192.0.2.1"]
+[[tunnel]]
+name = "calico"
+kind = "vxlan"
+local = "192.0.2.10"
+vni = 4096
 peers = ["192.0.2.1"]
 "#;
 
@@ -182,6 +198,7 @@ fn gtpu_and_ipip_encapsulation_dissects_cleanly_and_round_trips_through_a_peer()
         pod_packet([10, 47, 0, 7], 64, 40, 2),   // GTP-U, no PDU Session Container
         pod_packet([10, 48, 0, 9], 64, 40, 3),   // GTP-U over IPv6
         pod_packet([10, 50, 0, 1], 64, 40, 4),   // IPIP
+        pod_packet([10, 51, 0, 1], 64, 40, 8),   // VXLAN
         pod_packet([10, 45, 0, 1], 64, 40, 5),   // in the tunnel's route, no session
         pod_packet([10, 46, 0, 8], 1, 40, 6),    // TTL 1
         pod_packet([10, 46, 0, 9], 64, 1460, 7), // fits the pods MTU, not once encapsulated
@@ -189,7 +206,7 @@ fn gtpu_and_ipip_encapsulation_dissects_cleanly_and_round_trips_through_a_peer()
     write_pcap(&dir.join("a-in.pcap"), &input);
     let a = run(A, &dir, "a.toml");
     let pods = &a["ports"]["pods"];
-    assert_eq!(a["ports"]["ext"]["tx_packets"], 4, "{a}");
+    assert_eq!(a["ports"]["ext"]["tx_packets"], 5, "{a}");
     assert_eq!(
         pods["drops"],
         serde_json::json!({"gtpu_no_session": 1, "ttl_expired": 1, "mtu_exceeded": 1}),
@@ -219,7 +236,7 @@ fn gtpu_and_ipip_encapsulation_dissects_cleanly_and_round_trips_through_a_peer()
         ],
     ) {
         let lines: Vec<&str> = fields.lines().collect();
-        assert_eq!(lines.len(), 4, "{fields}");
+        assert_eq!(lines.len(), 5, "{fields}");
         assert!(
             lines[0].starts_with("17|") && lines[0].contains("|0x00002001|9|"),
             "{}",
@@ -260,11 +277,11 @@ fn gtpu_and_ipip_encapsulation_dissects_cleanly_and_round_trips_through_a_peer()
 
     // Gateway B, the peer, decapsulates what A sent.
     let b = run(B, &dir, "b.toml");
-    assert_eq!(b["ports"]["ext"]["decap"], 4, "{b}");
+    assert_eq!(b["ports"]["ext"]["decap"], 5, "{b}");
     assert_eq!(b["ports"]["ext"]["drops"], serde_json::json!({}), "{b}");
     let back = read_pcap(&dir.join("b-inside-out.pcap"));
-    assert_eq!(back.len(), 4);
-    for (sent, got) in input[..4].iter().zip(&back) {
+    assert_eq!(back.len(), 5);
+    for (sent, got) in input[..5].iter().zip(&back) {
         let (s, g) = (
             SlicedPacket::from_ethernet(sent).unwrap(),
             SlicedPacket::from_ethernet(got).unwrap(),

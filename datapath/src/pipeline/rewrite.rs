@@ -6,8 +6,8 @@ use super::batch::Buf;
 use super::{Meta, NO_ENCAP};
 use crate::fib::{Encap, EncapKind, Fib};
 use crate::wire::{
-    ethernet, gtpu, ip_proto, udp, EtherType, EthernetFrame, GtpuRepr, Ipv4Packet, Ipv4Repr,
-    Ipv6Packet, Ipv6Repr, UdpPacket, UdpRepr,
+    ethernet, gtpu, ip_proto, udp, vxlan, EtherType, EthernetFrame, GtpuRepr, Ipv4Packet, Ipv4Repr,
+    Ipv6Packet, Ipv6Repr, UdpPacket, UdpRepr, VxlanPacket, VxlanRepr,
 };
 
 /// Rewrites one packet routed out of a port with MAC `src_mac`, encapsulating it when the
@@ -65,6 +65,9 @@ fn encap_one(buf: &mut Buf, meta: &Meta, e: &Encap, src_mac: [u8; 6]) -> bool {
     let l3 = usize::from(meta.l3_off);
     let inner_len = usize::from(meta.l3_len);
     let hdr = e.overhead();
+    // RFC 7348 section 5: the UDP source port carries entropy from the inner flow, in the
+    // dynamic range, so that ECMP on the path spreads the flows of one tunnel.
+    let entropy_port = 49152 | (super::classify::flow_hash(buf.frame(), meta) & 0x3fff) as u16;
     if !buf.reframe(l3 as isize - hdr as isize, hdr + inner_len) {
         return false;
     }
@@ -72,7 +75,7 @@ fn encap_one(buf: &mut Buf, meta: &Meta, e: &Encap, src_mac: [u8; 6]) -> bool {
     let ip_len = if e.ipv6 { 40 } else { 20 };
     let f = buf.frame_mut();
     let (proto, after_ip) = match e.kind {
-        EncapKind::Gtpu { .. } => (ip_proto::UDP, hdr - 14 - ip_len),
+        EncapKind::Gtpu { .. } | EncapKind::Vxlan { .. } => (ip_proto::UDP, hdr - 14 - ip_len),
         EncapKind::Ipip => (
             if meta.ipv6 {
                 ip_proto::IPV6
@@ -116,24 +119,48 @@ fn encap_one(buf: &mut Buf, meta: &Meta, e: &Encap, src_mac: [u8; 6]) -> bool {
         }
         .emit(&mut Ipv4Packet::new_unchecked(&mut ip[..]));
     }
-    if let EncapKind::Gtpu { teid, qfi } = e.kind {
-        let l4 = ethernet::HEADER_LEN + ip_len;
-        let udp_payload = payload_len - udp::HEADER_LEN;
+    let l4 = ethernet::HEADER_LEN + ip_len;
+    let udp_payload = payload_len.saturating_sub(udp::HEADER_LEN);
+    let udp_ports = match e.kind {
+        EncapKind::Gtpu { teid, qfi } => {
+            let g = GtpuRepr {
+                msg_type: gtpu::msg::G_PDU,
+                teid,
+                seq: None,
+                // PDU type 0: downlink PDU Session Information (TS 38.415 5.5.2.1).
+                psc: qfi.map(|q| (0, q)),
+                payload_len: inner_len,
+            };
+            g.emit(&mut f[l4 + udp::HEADER_LEN..]);
+            Some((gtpu::UDP_PORT, gtpu::UDP_PORT))
+        }
+        EncapKind::Vxlan {
+            vni,
+            udp_port,
+            inner_dst,
+            inner_src,
+        } => {
+            let v = l4 + udp::HEADER_LEN;
+            VxlanRepr { vni }.emit(&mut VxlanPacket::new_unchecked(&mut f[v..]));
+            let mut inner = EthernetFrame::new_unchecked(&mut f[v + vxlan::HEADER_LEN..]);
+            inner.set_dst(inner_dst);
+            inner.set_src(inner_src);
+            inner.set_ethertype(if meta.ipv6 {
+                EtherType::IPV6
+            } else {
+                EtherType::IPV4
+            });
+            Some((entropy_port, udp_port))
+        }
+        EncapKind::Ipip => None,
+    };
+    if let Some((src_port, dst_port)) = udp_ports {
         UdpRepr {
-            src_port: gtpu::UDP_PORT,
-            dst_port: gtpu::UDP_PORT,
+            src_port,
+            dst_port,
             payload_len: udp_payload,
         }
         .emit(&mut UdpPacket::new_unchecked(&mut f[l4..]));
-        let g = GtpuRepr {
-            msg_type: gtpu::msg::G_PDU,
-            teid,
-            seq: None,
-            // PDU type 0: downlink PDU Session Information (TS 38.415 5.5.2.1).
-            psc: qfi.map(|q| (0, q)),
-            payload_len: inner_len,
-        };
-        g.emit(&mut f[l4 + udp::HEADER_LEN..]);
         if e.ipv6 {
             let sum = udp::pseudo_header_v6(e.local, e.peer, ip_proto::UDP, payload_len as u32);
             UdpPacket::new_unchecked(&mut f[l4..l4 + payload_len]).fill_checksum(sum);
