@@ -66,8 +66,14 @@ fn encap_one(buf: &mut Buf, meta: &Meta, e: &Encap, src_mac: [u8; 6]) -> bool {
     let inner_len = usize::from(meta.l3_len);
     let hdr = e.overhead();
     // RFC 7348 section 5: the UDP source port carries entropy from the inner flow, in the
-    // dynamic range, so that ECMP on the path spreads the flows of one tunnel.
-    let entropy_port = 49152 | (super::classify::flow_hash(buf.frame(), meta) & 0x3fff) as u16;
+    // dynamic range, so that ECMP on the path spreads the flows of one tunnel. Only VXLAN
+    // needs it; it is read before the outer headers overwrite anything.
+    let entropy_port = match e.kind {
+        EncapKind::Vxlan { .. } => {
+            49152 | (super::classify::flow_hash(buf.frame(), meta) & 0x3fff) as u16
+        }
+        _ => 0,
+    };
     if !buf.reframe(l3 as isize - hdr as isize, hdr + inner_len) {
         return false;
     }
