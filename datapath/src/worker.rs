@@ -19,6 +19,9 @@ pub struct Worker {
     burst: usize,
     /// This worker's registration as a route-table reader, made on its first poll.
     reader: Option<Reader>,
+    /// Batch indices per egress port, reused every poll (only the first `tx_len[q]` of each
+    /// row are meaningful, so nothing needs clearing).
+    tx_idx: Box<[[u8; BATCH]; MAX_PORTS]>,
 }
 
 impl Worker {
@@ -31,6 +34,7 @@ impl Worker {
             stats,
             burst: burst.clamp(1, BATCH),
             reader: None,
+            tx_idx: Box::new([[0u8; BATCH]; MAX_PORTS]),
         }
     }
 
@@ -73,7 +77,7 @@ impl Worker {
             .add(self.batch.packets().iter().map(|b| b.len() as u64).sum());
 
         let next = self.pipeline.process(&mut self.batch, fib);
-        let mut tx_idx = [[0u8; BATCH]; MAX_PORTS];
+        let tx_idx = &mut self.tx_idx;
         let mut tx_len = [0usize; MAX_PORTS];
         for (i, v) in next.iter().enumerate() {
             match *v {
