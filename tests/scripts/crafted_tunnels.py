@@ -48,7 +48,9 @@ cases = {
     "gtpu_over_ipv6": (eth() / IPv6(src="fd00:a::10", dst=L6) / UDP(sport=2152, dport=2152)
                        / GTP_U_Header(teid=0x3001, gtp_type=255) / inner(), "forward"),
     "gtpu_inner_ttl_1": (gtp(gtp_type=255) / inner(ttl=1), "ttl_expired"),
-    "gtpu_echo_request": (gtp(teid=0, gtp_type=1, S=1, seq=9) / GTPEchoRequest(), "local"),
+    "gtpu_echo_request": (gtp(teid=0, gtp_type=1, S=1, seq=9) / GTPEchoRequest(), "echo_response"),
+    "gtpu_echo_request_ipv6": (eth() / IPv6(src="fd00:a::10", dst=L6) / UDP(sport=2152, dport=2152)
+                               / GTP_U_Header(teid=0, gtp_type=1, S=1, seq=10) / GTPEchoRequest(), "echo_response"),
     "gtpu_echo_response": (gtp(teid=0, gtp_type=2, S=1, seq=9) / IE_Recovery(restart_counter=0), "gtpu_echo_response"),
     "gtpu_error_indication": (gtp(teid=0, gtp_type=26, S=1) / Raw(b"\x10\x00\x00\x10\x01"), "gtpu_error_indication"),
     "gtpu_end_marker": (gtp(gtp_type=254), "gtpu_end_marker"),

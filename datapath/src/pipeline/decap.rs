@@ -5,7 +5,7 @@
 //! of it.
 //!
 //! - GTP-U (TS 29.281): UDP 2152 to a local GTP-U endpoint; G-PDUs with a known uplink TEID
-//!   from the tunnel's peer are decapsulated; Echo Request goes to the local stack; Echo
+//!   from the tunnel's peer are decapsulated; Echo Request is answered ([`super::reply`]); Echo
 //!   Response, Error Indication, End Marker and Supported Extension Headers Notification are
 //!   counted under their own reasons and never forwarded as user data.
 //! - VXLAN (RFC 7348): a configured UDP port and VNI, from a configured peer; the inner
@@ -119,7 +119,11 @@ fn decap_gtpu(
     let g = GtpuPacket::new_checked(frame.get(off..end).unwrap_or_default())?;
     match g.msg_type() {
         gtpu::msg::G_PDU => {}
-        gtpu::msg::ECHO_REQUEST => return Ok(Next::Local),
+        gtpu::msg::ECHO_REQUEST => {
+            // Answered in place after the other stages (see `reply`).
+            meta.echo_request = true;
+            return Ok(Next::Local);
+        }
         gtpu::msg::ECHO_RESPONSE => return Err(DropReason::GtpuEchoResponse),
         gtpu::msg::ERROR_INDICATION => return Err(DropReason::GtpuErrorIndication),
         gtpu::msg::END_MARKER => return Err(DropReason::GtpuEndMarker),

@@ -6,6 +6,7 @@ pub mod batch;
 pub mod classify;
 pub mod decap;
 pub mod drop;
+pub mod reply;
 pub mod rewrite;
 pub mod route;
 
@@ -54,6 +55,8 @@ pub struct Meta {
     pub encap: u32,
     /// The port vouched for the L4 checksum ([`batch::Buf::csum_trusted`]).
     pub csum_trusted: bool,
+    /// A GTP-U Echo Request to a local endpoint: answered by [`reply`].
+    pub echo_request: bool,
 }
 
 /// [`Meta::encap`] when the packet is sent as it is.
@@ -125,6 +128,7 @@ impl Pipeline {
             .zip(&mut self.meta[..n])
             .zip(&mut self.next[..n])
         {
+            meta.echo_request = false;
             if *next == Next::Route && meta.decap {
                 meta.csum_trusted = buf.csum_trusted;
                 *next = decap::decap_one(buf.frame(), fib, meta);
@@ -169,6 +173,21 @@ impl Pipeline {
                 if !rewrite::rewrite_one(buf, meta, mac, fib) {
                     *next = Next::Drop(DropReason::TxFull);
                 }
+            }
+        }
+
+        // Reply: GTP-U Echo Requests become Echo Responses in their own buffer, sent back out
+        // of the port they came in on.
+        for ((buf, meta), next) in batch.bufs[..n]
+            .iter_mut()
+            .zip(&self.meta[..n])
+            .zip(&mut self.next[..n])
+        {
+            if meta.echo_request
+                && *next == Next::Local
+                && reply::gtpu_echo_response(buf, meta, port.mac)
+            {
+                *next = Next::Tx(in_port);
             }
         }
         &self.next[..n]
