@@ -122,6 +122,15 @@ pub struct PortInfo {
     pub promiscuous: bool,
 }
 
+/// The gateway's own first IPv4 and IPv6 address on each port (sources of ICMP errors).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PortAddrs {
+    /// First IPv4 address.
+    pub v4: Option<u32>,
+    /// First IPv6 address.
+    pub v6: Option<u128>,
+}
+
 /// What a configured route does.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RouteAction {
@@ -204,6 +213,7 @@ pub struct FibBuilder {
     tunnels: Tunnels,
     encap: Vec<Encap>,
     ports: Vec<PortInfo>,
+    addrs: Vec<PortAddrs>,
     neigh4: HashMap<u32, [u8; 6]>,
     neigh6: HashMap<u128, [u8; 6]>,
     nexthops: Vec<NextHop>,
@@ -228,6 +238,7 @@ impl FibBuilder {
             return Err(FibError::TooManyPorts);
         }
         self.ports.push(info);
+        self.addrs.push(PortAddrs::default());
         Ok((self.ports.len() - 1) as u8)
     }
 
@@ -235,6 +246,12 @@ impl FibBuilder {
     /// subnet route.
     pub fn add_address(&mut self, port: u8, addr: IpAddr, len: u8) {
         self.locals.push((addr, len, port));
+        if let Some(a) = self.addrs.get_mut(usize::from(port)) {
+            match addr {
+                IpAddr::V4(x) => a.v4 = a.v4.or(Some(u32::from(x))),
+                IpAddr::V6(x) => a.v6 = a.v6.or(Some(u128::from(x))),
+            }
+        }
     }
 
     fn add_tunnel(&mut self, name: &str, local: IpAddr, peers: &[IpAddr]) -> u16 {
@@ -483,6 +500,7 @@ impl FibBuilder {
             neigh4: self.neigh4,
             neigh6: self.neigh6,
             ports: self.ports,
+            addrs: self.addrs,
         };
         Ok((fib, RouteWriters { v4, v6, qsbr }))
     }
@@ -520,9 +538,16 @@ pub struct Fib {
     neigh4: HashMap<u32, [u8; 6]>,
     neigh6: HashMap<u128, [u8; 6]>,
     ports: Vec<PortInfo>,
+    addrs: Vec<PortAddrs>,
 }
 
 impl Fib {
+    /// The gateway's own addresses on port `id`.
+    #[inline]
+    pub fn port_addrs(&self, id: u8) -> PortAddrs {
+        self.addrs.get(usize::from(id)).copied().unwrap_or_default()
+    }
+
     /// The next hop at `index` (a value returned by a route lookup).
     #[inline]
     pub fn nexthop(&self, index: u32) -> Option<&NextHop> {

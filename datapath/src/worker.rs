@@ -110,6 +110,9 @@ impl Worker {
             }
         }
         stats.decap.add(self.pipeline.decapped());
+        for _ in 0..self.pipeline.mtu_errors_sent() {
+            stats.drop(DropReason::MtuExceeded);
+        }
         n
     }
 

@@ -206,3 +206,101 @@ fn packet_back_toward_its_input_port_is_not_reflected() {
     assert_eq!(json["ports"]["pods"]["drops"], json!({ "hairpin": 1 }));
     assert!(read_pcap(&dir.join("pods-out.pcap")).is_empty());
 }
+
+/// Sets or clears DF on the IPv4 packet of a frame built by [`v4`] and fixes its checksum.
+fn with_df(mut f: Vec<u8>, df: bool) -> Vec<u8> {
+    let mut ip = datapath::wire::Ipv4Packet::new_unchecked(&mut f[14..]);
+    ip.set_flags_and_offset(df, false, 0);
+    ip.fill_checksum();
+    f
+}
+
+#[test]
+fn packet_too_big_for_the_egress_gets_icmp_back_to_its_source() {
+    let dir = scratch("too-big");
+    let cfg_src = config(&dir)
+        .replacen("addresses = [\"172.18.0.1/16\", \"fd00:0:0:10c0::1/64\"]", "addresses = [\"172.18.0.1/16\", \"fd00:0:0:10c0::1/64\"]\nmtu = 1400", 1)
+        + "\n[[neighbor]]\naddress = \"192.0.2.10\"\nmac = \"02:00:00:00:00:99\"\nport = \"ext\"\n\n[[neighbor]]\naddress = \"fd00:a::10\"\nmac = \"02:00:00:00:00:99\"\nport = \"ext\"\n";
+    let big = vec![0x5a; 1400];
+    let input = vec![
+        with_df(v4(HOST_MAC, EXT_MAC, [10, 244, 3, 4], 64, &big), true),
+        v6(HOST_MAC, EXT_MAC, ip6("fd00:0:0:1040::a"), 64, &big),
+        with_df(v4(HOST_MAC, EXT_MAC, [10, 244, 3, 4], 64, &big), false), // no error without DF
+    ];
+    write_pcap(&dir.join("in.pcap"), &input);
+    let cfg_path = dir.join("gateway.toml");
+    std::fs::write(&cfg_path, cfg_src).unwrap();
+    let cfg = config::load_file(&cfg_path, config::Machine { cores: 1 })
+        .unwrap_or_else(|e| panic!("{e}"));
+    let outcome = gateway::tables::run_offline(&cfg).unwrap();
+    let json = gateway::report::json(&cfg, &outcome.stats);
+    assert_eq!(
+        json["ports"]["ext"]["drops"],
+        json!({ "mtu_exceeded": 3 }),
+        "{json}"
+    );
+    assert_eq!(json["ports"]["ext"]["tx_packets"], 2, "{json}");
+    let errors = read_pcap(&dir.join("ext-out.pcap"));
+    assert_eq!(errors.len(), 2);
+    // Each error quotes the start of the packet it answers and fits the minimum MTU.
+    assert!(errors.iter().all(|e| e.len() <= 14 + 1280));
+    let Ok(out) = std::process::Command::new("tshark")
+        .arg("-r")
+        .arg(dir.join("ext-out.pcap"))
+        // tshark always checks ICMP and ICMPv6 checksums; the IPv4 header check is opt-in.
+        .args(["-o", "ip.check_checksum:TRUE"])
+        .args([
+            "-T",
+            "fields",
+            "-E",
+            "separator=|",
+            "-e",
+            "ip.src",
+            "-e",
+            "ip.dst",
+            "-e",
+            "icmp.type",
+            "-e",
+            "icmp.code",
+        ])
+        .args([
+            "-e",
+            "icmp.mtu",
+            "-e",
+            "ipv6.src",
+            "-e",
+            "ipv6.dst",
+            "-e",
+            "icmpv6.type",
+            "-e",
+            "icmpv6.mtu",
+        ])
+        .args(["-e", "_ws.expert.severity", "-E", "occurrence=f"])
+        .output()
+    else {
+        assert_ne!(
+            std::env::var("CI").as_deref(),
+            Ok("true"),
+            "tshark is required under CI"
+        );
+        eprintln!("skipped: tshark not installed, ICMP errors not dissected");
+        return;
+    };
+    let text = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 2, "{text}");
+    assert!(
+        lines[0].starts_with("192.0.2.1|192.0.2.10|3|4|1400|"),
+        "fragmentation needed: {}",
+        lines[0]
+    );
+    assert!(
+        lines[1].contains("|fd00:a::1|fd00:a::10|2|1400|"),
+        "packet too big: {}",
+        lines[1]
+    );
+    assert!(
+        lines.iter().all(|l| l.ends_with('|')),
+        "tshark expert info on an ICMP error:\n{text}"
+    );
+}

@@ -38,6 +38,13 @@ port = "ext"
 address = "fd00:a::10"
 mac = "02:00:00:00:0b:01"
 port = "ext"
+[[neighbor]]
+address = "172.18.0.2"
+mac = "02:00:00:00:02:01"
+port = "pods"
+[[route]]
+prefix = "10.244.0.0/16"
+via = "172.18.0.2"
 [[tunnel]]
 name = "ran"
 kind = "gtpu"
@@ -212,6 +219,20 @@ fn gtpu_and_ipip_encapsulation_dissects_cleanly_and_round_trips_through_a_peer()
         serde_json::json!({"gtpu_no_session": 1, "ttl_expired": 1, "mtu_exceeded": 1}),
         "{a}"
     );
+
+    // The packet too big once encapsulated got "fragmentation needed" back toward the pod,
+    // with the MTU that leaves room for the GTP-U headers: 1500 - (20 + 8 + 8 + 8) = 1456.
+    let back_to_pod = read_pcap(&dir.join("a-pods-out.pcap"));
+    assert_eq!(back_to_pod.len(), 1, "{a}");
+    let icmp = SlicedPacket::from_ethernet(&back_to_pod[0]).unwrap();
+    let Some(NetSlice::Ipv4(ip)) = icmp.net else {
+        panic!("not IPv4")
+    };
+    assert_eq!(ip.header().destination(), [10, 244, 1, 5]);
+    assert_eq!(ip.header().source(), [172, 18, 0, 1]);
+    let p = ip.payload().payload;
+    assert_eq!((p[0], p[1], u16::from_be_bytes([p[6], p[7]])), (3, 4, 1456));
+    assert_eq!(datapath::wire::checksum::checksum(p), 0, "ICMP checksum");
 
     let out = dir.join("a-ext-out.pcap");
     if let Some(fields) = tshark(

@@ -57,6 +57,8 @@ pub struct Meta {
     pub csum_trusted: bool,
     /// A GTP-U Echo Request to a local endpoint: answered by [`reply`].
     pub echo_request: bool,
+    /// The IP MTU the packet exceeded (set with [`DropReason::MtuExceeded`]).
+    pub mtu: u16,
 }
 
 /// [`Meta::encap`] when the packet is sent as it is.
@@ -72,6 +74,7 @@ pub struct Pipeline {
     which: [u8; BATCH],
     found: [u32; BATCH],
     decapped: u64,
+    icmp_sent: u64,
 }
 
 impl Default for Pipeline {
@@ -90,12 +93,19 @@ impl Pipeline {
             which: [0; BATCH],
             found: [NO_ROUTE; BATCH],
             decapped: 0,
+            icmp_sent: 0,
         }
     }
 
     /// Packets of the last batch that were decapsulated.
     pub fn decapped(&self) -> u64 {
         self.decapped
+    }
+
+    /// Packets of the last batch dropped as too big for which an ICMP error was sent instead
+    /// (their verdict is the error's transmission; the drop still counts).
+    pub fn mtu_errors_sent(&self) -> u64 {
+        self.icmp_sent
     }
 
     /// Runs every stage over `batch` and returns the verdict of each packet. Packets with
@@ -188,6 +198,36 @@ impl Pipeline {
                 && reply::gtpu_echo_response(buf, meta, port.mac)
             {
                 *next = Next::Tx(in_port);
+            }
+        }
+
+        // Packets too big for their egress: an ICMP error goes back toward the source, routed
+        // (and encapsulated, when the source is behind a tunnel) like any packet. The drop is
+        // still counted ([`Pipeline::mtu_errors_sent`]).
+        self.icmp_sent = 0;
+        for i in 0..n {
+            if self.next[i] != Next::Drop(DropReason::MtuExceeded) {
+                continue;
+            }
+            let (buf, meta) = (&mut batch.bufs[i], &mut self.meta[i]);
+            if !reply::icmp_too_big(buf, meta) {
+                continue;
+            }
+            let nh = if meta.ipv6 {
+                fib.v6.lookup(meta.dst6)
+            } else {
+                fib.v4.lookup(meta.dst4)
+            };
+            // No hairpin rule for errors: they usually go back where the packet came from.
+            let v = route::resolve_one(fib, nh.unwrap_or(NO_ROUTE), buf.frame(), u8::MAX, meta);
+            if let Next::Tx(p) = v {
+                let mac = fib.port(p).map(|x| x.mac).unwrap_or_default();
+                if reply::finish_icmp(buf, meta, fib.port_addrs(p))
+                    && rewrite::rewrite_one(buf, meta, mac, fib)
+                {
+                    self.next[i] = Next::Tx(p);
+                    self.icmp_sent += 1;
+                }
             }
         }
         &self.next[..n]

@@ -1,4 +1,7 @@
-//! Reply: answers a GTP-U Echo Request (TS 29.281 section 7.2.1) in place with an Echo
+//! Reply: answers what the gateway itself must answer on the fast path. A packet too big for
+//! its egress gets ICMP "fragmentation needed" (RFC 792, RFC 1191) or ICMPv6 "packet too big"
+//! (RFC 4443 section 3.2) toward its source, built in place in front of the quoted original;
+//! and a GTP-U Echo Request (TS 29.281 section 7.2.1) in place with an Echo
 //! Response (7.2.2): same sequence number, TEID 0, and the mandatory Recovery IE with restart
 //! counter 0 (TS 29.281 section 8.2: the counter is not used by GTP-U and is sent as 0). The
 //! addresses, ports and MACs are swapped; the response leaves through the input port.
@@ -105,6 +108,139 @@ pub fn gtpu_echo_response(buf: &mut Buf, meta: &Meta, port_mac: [u8; 6]) -> bool
     if meta.ipv6 {
         let sum = udp::pseudo_header_v6(src, dst, ip_proto::UDP, udp_len as u32);
         UdpPacket::new_unchecked(&mut f[l4..l4 + udp_len]).fill_checksum(sum);
+    }
+    true
+}
+
+/// ICMP errors are never sent about these ICMP types (RFC 1812 4.3.2.7: not about an error).
+fn is_icmp_error(ipv6: bool, icmp_type: u8) -> bool {
+    if ipv6 {
+        icmp_type < 128
+    } else {
+        matches!(icmp_type, 3 | 4 | 5 | 11 | 12)
+    }
+}
+
+/// Turns a packet dropped as too big into the ICMP error for its source, in place: the new IP
+/// and ICMP headers go in front of the quoted original (IPv4: its header and 8 bytes; IPv6: as
+/// much as keeps the error within 1280 bytes). The source address and the checksums that
+/// depend on it are left to [`finish_icmp`], once the route back is known. `meta` then
+/// describes the error, ready for the route stage. Returns false when no error may be sent.
+pub fn icmp_too_big(buf: &mut Buf, meta: &mut Meta) -> bool {
+    let l3 = usize::from(meta.l3_off);
+    let l3_len = usize::from(meta.l3_len);
+    let f = buf.frame();
+    let (quote_len, head, orig_src) = if meta.ipv6 {
+        let Some(ip) = f
+            .get(l3..l3 + l3_len)
+            .and_then(|s| Ipv6Packet::new_checked(s).ok())
+        else {
+            return false;
+        };
+        if meta.l4_off == 0 {
+            return false; // a later fragment
+        }
+        if meta.proto == ip_proto::ICMPV6
+            && f.get(usize::from(meta.l4_off))
+                .is_none_or(|&t| is_icmp_error(true, t))
+        {
+            return false;
+        }
+        (l3_len.min(1280 - 48), 14 + 40 + 8, ip.src())
+    } else {
+        let Some(ip) = f
+            .get(l3..l3 + l3_len)
+            .and_then(|s| Ipv4Packet::new_checked(s).ok())
+        else {
+            return false;
+        };
+        // Without DF the packet should be fragmented; that is not done, and no error is due.
+        if !ip.dont_frag() || ip.frag_offset() != 0 || ip.src() == 0 {
+            return false;
+        }
+        if ip.protocol() == ip_proto::ICMP
+            && f.get(l3 + ip.header_len())
+                .is_none_or(|&t| is_icmp_error(false, t))
+        {
+            return false;
+        }
+        (
+            (ip.header_len() + 8).min(l3_len),
+            14 + 20 + 8,
+            u128::from(ip.src()),
+        )
+    };
+    if !buf.reframe(l3 as isize - head as isize, head + quote_len) {
+        return false;
+    }
+    let mtu = meta.mtu;
+    let f = buf.frame_mut();
+    let icmp = head - 8;
+    if meta.ipv6 {
+        Ipv6Repr {
+            src: 0,
+            dst: orig_src,
+            next_header: ip_proto::ICMPV6,
+            payload_len: 8 + quote_len,
+            hop_limit: 64,
+            traffic_class: 0,
+            flow_label: 0,
+        }
+        .emit(&mut Ipv6Packet::new_unchecked(&mut f[14..]));
+        f[icmp..icmp + 8].copy_from_slice(&[2, 0, 0, 0, 0, 0, 0, 0]);
+        f[icmp + 4..icmp + 8].copy_from_slice(&u32::from(mtu).to_be_bytes());
+        meta.dst6 = orig_src;
+        meta.proto = ip_proto::ICMPV6;
+    } else {
+        Ipv4Repr {
+            src: 0,
+            dst: orig_src as u32,
+            protocol: ip_proto::ICMP,
+            payload_len: 8 + quote_len,
+            ttl: 64,
+            dscp_ecn: 0,
+            ident: 0,
+            dont_frag: false,
+        }
+        .emit(&mut Ipv4Packet::new_unchecked(&mut f[14..]));
+        f[icmp..icmp + 8].copy_from_slice(&[3, 4, 0, 0, 0, 0, 0, 0]);
+        f[icmp + 6..icmp + 8].copy_from_slice(&mtu.to_be_bytes());
+        let c = crate::wire::checksum::checksum(&f[icmp..]);
+        f[icmp + 2..icmp + 4].copy_from_slice(&c.to_be_bytes());
+        meta.dst4 = orig_src as u32;
+        meta.proto = ip_proto::ICMP;
+    }
+    meta.l3_off = 14;
+    meta.l3_len = (head - 14 + quote_len) as u16;
+    meta.l4_off = icmp as u16;
+    meta.fragment = false;
+    meta.echo_request = false;
+    true
+}
+
+/// Sets the error's source to the gateway's address on the egress port and fills the
+/// checksums that cover it. False when the port has no address of the family.
+pub fn finish_icmp(buf: &mut Buf, meta: &Meta, addrs: crate::fib::PortAddrs) -> bool {
+    let l3 = usize::from(meta.l3_off);
+    let len = usize::from(meta.l3_len);
+    let Some(f) = buf.frame_mut().get_mut(l3..l3 + len) else {
+        return false;
+    };
+    if meta.ipv6 {
+        let Some(src) = addrs.v6 else { return false };
+        let mut ip = Ipv6Packet::new_unchecked(&mut f[..]);
+        ip.set_src(src);
+        let dst = ip.dst();
+        let icmp = &mut f[40..];
+        icmp[2..4].fill(0);
+        let pseudo = udp::pseudo_header_v6(src, dst, ip_proto::ICMPV6, icmp.len() as u32);
+        let c = !(crate::wire::checksum::sum(icmp, pseudo) as u16);
+        icmp[2..4].copy_from_slice(&c.to_be_bytes());
+    } else {
+        let Some(src) = addrs.v4 else { return false };
+        let mut ip = Ipv4Packet::new_unchecked(&mut f[..]);
+        ip.set_src(src);
+        ip.fill_checksum();
     }
     true
 }

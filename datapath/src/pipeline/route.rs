@@ -30,10 +30,10 @@ pub fn resolve_one(fib: &Fib, nh: u32, frame: &[u8], in_port: u8, meta: &mut Met
             // The outer packet must fit the egress MTU (ICMP "fragmentation needed" / "packet
             // too big" toward the source is not sent yet: the drop is counted).
             let outer_ip_len = usize::from(meta.l3_len) + e.overhead() - 14;
-            if fib
-                .port(e.port)
-                .is_none_or(|p| outer_ip_len > usize::from(p.mtu))
-            {
+            let mtu = fib.port(e.port).map_or(0, |p| p.mtu);
+            if outer_ip_len > usize::from(mtu) {
+                // What the inner packet may be, so that the source can fit the tunnel.
+                meta.mtu = mtu.saturating_sub((e.overhead() - 14) as u16);
                 return Next::Drop(DropReason::MtuExceeded);
             }
             meta.encap = index;
@@ -63,7 +63,9 @@ pub fn resolve_one(fib: &Fib, nh: u32, frame: &[u8], in_port: u8, meta: &mut Met
     if port == in_port && !hairpin {
         return Next::Drop(DropReason::Hairpin);
     }
-    if meta.encap == super::NO_ENCAP && fib.port(port).is_none_or(|p| meta.l3_len > p.mtu) {
+    let mtu = fib.port(port).map_or(0, |p| p.mtu);
+    if meta.encap == super::NO_ENCAP && meta.l3_len > mtu {
+        meta.mtu = mtu;
         return Next::Drop(DropReason::MtuExceeded);
     }
     let Some(mac) = mac else {
