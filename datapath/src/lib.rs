@@ -16,8 +16,7 @@
 //! every dropped packet is counted under a [`pipeline::drop::DropReason`]. No logging and no
 //! configuration parsing happen here.
 //!
-//! Not supported yet: ICMP errors (time exceeded, fragmentation needed,
-//! packet too big), outer reassembly of fragmented tunnel packets, ARP/NDP resolution and the
+//! Not supported yet: ICMP time exceeded, IPv4 fragmentation, outer reassembly of fragmented tunnel packets, ARP/NDP resolution and the
 //! local stack (packets for the gateway's own addresses are counted as `local` and consumed),
 //! AF_XDP and AF_PACKET ports.
 
