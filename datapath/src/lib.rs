@@ -7,7 +7,7 @@
 //! - [`pipeline`]: the stages a worker runs over a fixed batch, run to completion:
 //!   classify → decap → route → rewrite (and encap), then TX grouped by port.
 //! - [`craft`]: frame builders for tests, benches and the demo (never on the packet path).
-//! - [`port`]: the `Port` trait and its backends (in-memory, pcap), and the kernel-mapped
+//! - [`port`]: the `Port` trait and its backends (in-memory, pcap, AF_PACKET), and the kernel-mapped
 //!   huge-page memory of `port::hugemem`, the one place outside backends where `unsafe` lives.
 //! - [`worker`]: the per-core loop; [`stats`]: its counters.
 //!
@@ -16,9 +16,9 @@
 //! every dropped packet is counted under a [`pipeline::drop::DropReason`]. No logging and no
 //! configuration parsing happen here.
 //!
-//! Not supported yet: ICMP time exceeded, IPv4 fragmentation, outer reassembly of fragmented tunnel packets, ARP/NDP resolution and the
-//! local stack (packets for the gateway's own addresses are counted as `local` and consumed),
-//! AF_XDP and AF_PACKET ports.
+//! Not supported yet: ICMP time exceeded, IPv4 fragmentation, outer reassembly of fragmented
+//! tunnel packets, ARP/NDP resolution and the local stack (packets for the gateway's own
+//! addresses are counted as `local` and consumed, GTP-U echo excepted), AF_XDP ports.
 
 pub mod craft;
 pub mod fib;
