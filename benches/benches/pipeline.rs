@@ -129,7 +129,13 @@ fn bench_tunnels(c: &mut Criterion) {
     let dsts: Vec<u32> = traffic_v4(&routes, 5).in_table[..4096].to_vec();
     let mut g = c.benchmark_group("tunnel_batch32_full_table");
     g.throughput(Throughput::Elements(BURST as u64));
-    for kind in [Kind::Plain4, Kind::Gtpu, Kind::Vxlan, Kind::Ipip] {
+    for kind in [
+        Kind::Plain4,
+        Kind::Gtpu,
+        Kind::Vxlan,
+        Kind::Ipip,
+        Kind::GtpuEncap,
+    ] {
         // Rotate through 128 bursts so destinations vary like traffic, not one cached batch.
         let bursts: Vec<Vec<Vec<u8>>> = (0..128)
             .map(|k| burst(kind, &dsts[k * 32..k * 32 + 32]))

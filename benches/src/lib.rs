@@ -67,6 +67,20 @@ pub fn fib_with(extra: &[(u32, u8, u32)]) -> Fib {
     b.add_gtpu_tunnel("ran", gw, "192.0.2.10".parse().unwrap(), &[0x1001]);
     b.add_vxlan_tunnel("calico", gw, 4789, 4096, &["192.0.2.20".parse().unwrap()]);
     b.add_ipip_tunnel("kr", gw, &["192.0.2.30".parse().unwrap()]);
+    // Downlink to the UE range: GTP-U toward the gNB with a PDU Session Container.
+    b.add_neighbor("192.0.2.10".parse().unwrap(), [0x02, 0, 0, 0, 0, 0x0a]);
+    let kind = datapath::fib::EncapKind::Gtpu {
+        teid: 0x2001,
+        qfi: Some(9),
+    };
+    b.add_encap_route(
+        "10.46.0.0".parse().unwrap(),
+        16,
+        kind,
+        gw,
+        "192.0.2.10".parse().unwrap(),
+    )
+    .unwrap();
     b.build().unwrap()
 }
 
@@ -112,6 +126,8 @@ pub enum Kind {
     Vxlan,
     /// IPv4 inside IPv4.
     Ipip,
+    /// Plain IPv4 to the UE range, encapsulated into GTP-U (TEID 0x2001, QFI 9).
+    GtpuEncap,
 }
 
 /// Ethernet + IPv4 from `src` to the gateway (192.0.2.1): UDP to `dport` around `payload`,
@@ -156,6 +172,19 @@ pub fn burst(kind: Kind, dsts: &[u32]) -> Vec<Vec<u8>> {
                     outer([192, 0, 2, 20], 17, 4789, &vxlan_payload(4096, &eth))
                 }
                 Kind::Ipip => outer([192, 0, 2, 30], 4, 0, &inner([0; 6], [0; 6])[14..]),
+                Kind::GtpuEncap => {
+                    let mut f = inner([2, 0, 0, 0, 0, 0x99], EXT_MAC);
+                    // Toward a UE instead: rewrite the destination and the IPv4 checksum.
+                    let mut ip = datapath::wire::Ipv4Packet::new_unchecked(&mut f[14..]);
+                    ip.set_dst(u32::from_be_bytes([
+                        10,
+                        46,
+                        (i / 250) as u8,
+                        (i % 250) as u8 + 1,
+                    ]));
+                    ip.fill_checksum();
+                    f
+                }
             }
         })
         .collect()
