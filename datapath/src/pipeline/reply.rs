@@ -6,11 +6,12 @@
 //! counter 0 (TS 29.281 section 8.2: the counter is not used by GTP-U and is sent as 0). The
 //! addresses, ports and MACs are swapped; the response leaves through the input port.
 
+use super::rewrite::write_ip_header;
 use super::Meta;
 use crate::pipeline::batch::Buf;
 use crate::wire::{
-    gtpu, ip_proto, udp, EtherType, EthernetFrame, GtpuPacket, Ipv4Packet, Ipv4Repr, Ipv6Packet,
-    Ipv6Repr, UdpPacket, UdpRepr,
+    gtpu, ip_proto, udp, EtherType, EthernetFrame, GtpuPacket, Ipv4Packet, Ipv6Packet, UdpPacket,
+    UdpRepr,
 };
 
 /// Recovery IE: type 14, one octet of restart counter.
@@ -65,30 +66,14 @@ pub fn gtpu_echo_response(buf: &mut Buf, meta: &Meta, port_mac: [u8; 6]) -> bool
         EtherType::IPV4
     });
     // Any VLAN tags between the Ethernet header and l3 are kept as they were.
-    if meta.ipv6 {
-        Ipv6Repr {
-            src,
-            dst,
-            next_header: ip_proto::UDP,
-            payload_len: udp_len,
-            hop_limit: 64,
-            traffic_class: 0,
-            flow_label: 0,
-        }
-        .emit(&mut Ipv6Packet::new_unchecked(&mut f[l3..]));
-    } else {
-        Ipv4Repr {
-            src: src as u32,
-            dst: dst as u32,
-            protocol: ip_proto::UDP,
-            payload_len: udp_len,
-            ttl: 64,
-            dscp_ecn: 0,
-            ident: 0,
-            dont_frag: true,
-        }
-        .emit(&mut Ipv4Packet::new_unchecked(&mut f[l3..]));
-    }
+    write_ip_header(
+        &mut f[l3..],
+        meta.ipv6,
+        (src, dst),
+        ip_proto::UDP,
+        udp_len,
+        true,
+    );
     let l4 = l3 + ip_hdr;
     UdpRepr {
         src_port: gtpu::UDP_PORT,
@@ -176,39 +161,31 @@ pub fn icmp_too_big(buf: &mut Buf, meta: &mut Meta) -> bool {
     let mtu = meta.mtu;
     let f = buf.frame_mut();
     let icmp = head - 8;
+    let proto = if meta.ipv6 {
+        ip_proto::ICMPV6
+    } else {
+        ip_proto::ICMP
+    };
+    // Source 0 for now: finish_icmp sets the egress port's address once the route is known.
+    write_ip_header(
+        &mut f[14..],
+        meta.ipv6,
+        (0, orig_src),
+        proto,
+        8 + quote_len,
+        false,
+    );
+    meta.proto = proto;
     if meta.ipv6 {
-        Ipv6Repr {
-            src: 0,
-            dst: orig_src,
-            next_header: ip_proto::ICMPV6,
-            payload_len: 8 + quote_len,
-            hop_limit: 64,
-            traffic_class: 0,
-            flow_label: 0,
-        }
-        .emit(&mut Ipv6Packet::new_unchecked(&mut f[14..]));
         f[icmp..icmp + 8].copy_from_slice(&[2, 0, 0, 0, 0, 0, 0, 0]);
         f[icmp + 4..icmp + 8].copy_from_slice(&u32::from(mtu).to_be_bytes());
         meta.dst6 = orig_src;
-        meta.proto = ip_proto::ICMPV6;
     } else {
-        Ipv4Repr {
-            src: 0,
-            dst: orig_src as u32,
-            protocol: ip_proto::ICMP,
-            payload_len: 8 + quote_len,
-            ttl: 64,
-            dscp_ecn: 0,
-            ident: 0,
-            dont_frag: false,
-        }
-        .emit(&mut Ipv4Packet::new_unchecked(&mut f[14..]));
         f[icmp..icmp + 8].copy_from_slice(&[3, 4, 0, 0, 0, 0, 0, 0]);
         f[icmp + 6..icmp + 8].copy_from_slice(&mtu.to_be_bytes());
         let c = crate::wire::checksum::checksum(&f[icmp..]);
         f[icmp + 2..icmp + 4].copy_from_slice(&c.to_be_bytes());
         meta.dst4 = orig_src as u32;
-        meta.proto = ip_proto::ICMP;
     }
     meta.l3_off = 14;
     meta.l3_len = (head - 14 + quote_len) as u16;

@@ -57,6 +57,43 @@ pub fn rewrite_one(buf: &mut Buf, meta: &Meta, src_mac: [u8; 6], fib: &Fib) -> b
     true
 }
 
+/// Writes a fresh IPv4 or IPv6 header (TTL or hop limit 64) at the start of `ip`, for packets
+/// the gateway originates: tunnel outer headers and its own replies. `src` and `dst` are
+/// tunnel keys (an IPv4 address in the low 32 bits); `dont_frag` applies to IPv4 only.
+pub(crate) fn write_ip_header(
+    ip: &mut [u8],
+    ipv6: bool,
+    (src, dst): (u128, u128),
+    proto: u8,
+    payload_len: usize,
+    dont_frag: bool,
+) {
+    if ipv6 {
+        Ipv6Repr {
+            src,
+            dst,
+            next_header: proto,
+            payload_len,
+            hop_limit: 64,
+            traffic_class: 0,
+            flow_label: 0,
+        }
+        .emit(&mut Ipv6Packet::new_unchecked(ip));
+    } else {
+        Ipv4Repr {
+            src: src as u32,
+            dst: dst as u32,
+            protocol: proto,
+            payload_len,
+            ttl: 64,
+            dscp_ecn: 0,
+            ident: 0,
+            dont_frag,
+        }
+        .emit(&mut Ipv4Packet::new_unchecked(ip));
+    }
+}
+
 /// Writes the outer headers of `e` in front of the (already TTL-decremented) inner packet, in
 /// the buffer's headroom: nothing is copied. Outer IPv4 gets TTL 64, DF set (so the path MTU
 /// stays discoverable) and a zero UDP checksum (RFC 768; RFC 7348 and TS 29.281 permit it);
@@ -101,30 +138,7 @@ fn encap_one(buf: &mut Buf, meta: &Meta, e: &Encap, src_mac: [u8; 6]) -> bool {
         EtherType::IPV4
     });
     let ip = &mut f[ethernet::HEADER_LEN..];
-    if e.ipv6 {
-        Ipv6Repr {
-            src: e.local,
-            dst: e.peer,
-            next_header: proto,
-            payload_len,
-            hop_limit: 64,
-            traffic_class: 0,
-            flow_label: 0,
-        }
-        .emit(&mut Ipv6Packet::new_unchecked(&mut ip[..]));
-    } else {
-        Ipv4Repr {
-            src: e.local as u32,
-            dst: e.peer as u32,
-            protocol: proto,
-            payload_len,
-            ttl: 64,
-            dscp_ecn: 0,
-            ident: 0,
-            dont_frag: true,
-        }
-        .emit(&mut Ipv4Packet::new_unchecked(&mut ip[..]));
-    }
+    write_ip_header(ip, e.ipv6, (e.local, e.peer), proto, payload_len, true);
     let l4 = ethernet::HEADER_LEN + ip_len;
     let udp_payload = payload_len.saturating_sub(udp::HEADER_LEN);
     let udp_ports = match e.kind {

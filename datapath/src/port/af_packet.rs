@@ -50,11 +50,40 @@ pub struct AfPacketPort {
     /// Packets of the current block not yet read, and the offset of the next one.
     pending: u32,
     next_off: usize,
-    ifindex: i32,
+    tx: Box<TxScratch>,
 }
 
-// SAFETY: the ring mapping is owned by this port alone (no other handle to it exists), and the
-// socket is an owned descriptor; moving the port to the worker thread moves both.
+/// `sendmmsg` arguments, boxed so their addresses stay put: each message is linked to its
+/// iovec and to the destination once, at open; a transmit only sets buffer pointers.
+struct TxScratch {
+    iov: [libc::iovec; crate::pipeline::batch::BATCH],
+    msgs: [libc::mmsghdr; crate::pipeline::batch::BATCH],
+    sll: libc::sockaddr_ll,
+}
+
+impl TxScratch {
+    fn new(ifindex: i32) -> Box<Self> {
+        // SAFETY: all-zero iovec, mmsghdr and sockaddr_ll values are valid (null pointers,
+        // zero lengths); the fields that matter are set just below.
+        let mut t: Box<Self> = Box::new(unsafe { std::mem::zeroed() });
+        t.sll.sll_family = libc::AF_PACKET as u16;
+        t.sll.sll_ifindex = ifindex;
+        let sll: *mut libc::sockaddr_ll = &mut t.sll;
+        let iov: *mut libc::iovec = t.iov.as_mut_ptr();
+        for (k, m) in t.msgs.iter_mut().enumerate() {
+            // SAFETY: `k < BATCH`, inside the iovec array of the same box.
+            m.msg_hdr.msg_iov = unsafe { iov.add(k) };
+            m.msg_hdr.msg_iovlen = 1;
+            m.msg_hdr.msg_name = sll.cast();
+            m.msg_hdr.msg_namelen = std::mem::size_of::<libc::sockaddr_ll>() as u32;
+        }
+        t
+    }
+}
+
+// SAFETY: the ring mapping is owned by this port alone (no other handle to it exists), the
+// socket is an owned descriptor, and the TX scratch's pointers only point inside its own box;
+// moving the port to the worker thread moves all three.
 unsafe impl Send for AfPacketPort {}
 
 fn last_error<T>() -> io::Result<T> {
@@ -142,7 +171,7 @@ impl AfPacketPort {
             block: 0,
             pending: 0,
             next_off: 0,
-            ifindex,
+            tx: TxScratch::new(ifindex),
         };
         // SAFETY: zeroed `sockaddr_ll` is a valid value; the fields set are the ones bind needs.
         let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
@@ -233,33 +262,22 @@ impl Port for AfPacketPort {
     }
 
     fn tx(&mut self, batch: &Batch, idx: &[u8]) -> usize {
-        let mut iov: [libc::iovec; crate::pipeline::batch::BATCH] =
-            // SAFETY: a zeroed iovec (null pointer, zero length) is a valid value.
-            unsafe { std::mem::zeroed() };
-        // SAFETY: zeroed mmsghdr values are valid; each is filled in below before use.
-        let mut msgs: [libc::mmsghdr; crate::pipeline::batch::BATCH] =
-            unsafe { std::mem::zeroed() };
-        // SAFETY: zeroed `sockaddr_ll` is valid; ifindex names the port's interface.
-        let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
-        sll.sll_family = libc::AF_PACKET as u16;
-        sll.sll_ifindex = self.ifindex;
-        let n = idx.len().min(iov.len());
+        let tx = &mut *self.tx;
+        let n = idx.len().min(tx.iov.len());
         for (k, &i) in idx[..n].iter().enumerate() {
-            let Some(b) = batch.bufs.get(usize::from(i)) else {
-                continue;
-            };
-            let f = b.frame();
-            iov[k].iov_base = f.as_ptr() as *mut libc::c_void;
-            iov[k].iov_len = f.len();
-            msgs[k].msg_hdr.msg_iov = &mut iov[k];
-            msgs[k].msg_hdr.msg_iovlen = 1;
-            msgs[k].msg_hdr.msg_name = (&mut sll as *mut libc::sockaddr_ll).cast();
-            msgs[k].msg_hdr.msg_namelen = std::mem::size_of::<libc::sockaddr_ll>() as u32;
+            // An index outside the batch sends nothing rather than a stale buffer.
+            let f = batch
+                .bufs
+                .get(usize::from(i))
+                .map_or(&[][..], |b| b.frame());
+            tx.iov[k].iov_base = f.as_ptr() as *mut libc::c_void;
+            tx.iov[k].iov_len = f.len();
         }
+        let msgs = &mut tx.msgs;
         let mut sent = 0usize;
         while sent < n {
-            // SAFETY: every iovec points into a frame of `batch`, alive for the call; `msgs`
-            // and `sll` outlive it too.
+            // SAFETY: the first `n` iovecs point into frames of `batch`, alive for the call;
+            // `msgs` link to them and to `sll` inside the boxed scratch, which outlives it.
             let r = unsafe {
                 libc::sendmmsg(
                     self.fd.as_raw_fd(),
