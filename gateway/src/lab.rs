@@ -83,6 +83,11 @@ prefix = "10.46.0.0/16"           # replies to the UEs: GTP-U toward the externa
 tunnel = "ran"
 "#;
 
+/// [`CONFIG`] with both ports on `driver` ("af_packet" or "af_xdp").
+pub fn config_for(driver: &str) -> String {
+    CONFIG.replace("driver = \"af_packet\"", &format!("driver = \"{driver}\""))
+}
+
 /// True when this process runs as root.
 pub fn is_root() -> bool {
     Command::new("id")
@@ -189,6 +194,10 @@ impl Lab {
             ],
         )?;
         lab.exec(ext, &["ip", "addr", "add", "192.0.2.10/24", "dev", "ext-a"])?;
+        // A peer across a wire sends complete checksums; a veth left to offload sends partial
+        // ones, which XDP (and so AF_XDP) cannot tell from bad ones. The lab's hosts behave
+        // like hosts on a wire.
+        lab.exec(ext, &["ethtool", "-K", "ext-a", "tx", "off"])?;
         lab.exec(
             ext,
             &[
@@ -272,6 +281,7 @@ impl Lab {
             pods,
             &["ip", "addr", "add", "172.18.0.2/16", "dev", "pod-b"],
         )?;
+        lab.exec(pods, &["ethtool", "-K", "pod-b", "tx", "off"])?;
         lab.exec(
             pods,
             &["ip", "addr", "add", "10.244.1.5/32", "dev", "pod-b"],

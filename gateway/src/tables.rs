@@ -157,10 +157,23 @@ fn open_ports(c: &Config) -> Result<Vec<Box<dyn Port>>> {
                     .with_context(|| format!("port {}: AF_PACKET on {interface}", p.name))?;
                 ports.push(Box::new(port));
             }
-            Driver::AfXdp { .. } => bail!(
-                "port {}: the af_xdp driver is not implemented yet; use af_packet, pcap or memory",
-                p.name
-            ),
+            Driver::AfXdp { interface } => {
+                use datapath::port::af_xdp::{AfXdpPort, XdpAttachment};
+                let ctx = || format!("port {}: AF_XDP on {interface}", p.name);
+                let xdp = XdpAttachment::attach(interface, 1, false).with_context(ctx)?;
+                let port = AfXdpPort::open(&xdp, 0).with_context(ctx)?;
+                eprintln!(
+                    "port {}: AF_XDP on {interface} queue 0, {} XDP, {} mode",
+                    p.name,
+                    xdp.mode().name(),
+                    if port.zero_copy() {
+                        "zero-copy"
+                    } else {
+                        "copy"
+                    }
+                );
+                ports.push(Box::new(port));
+            }
         }
     }
     Ok(ports)

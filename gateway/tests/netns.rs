@@ -5,7 +5,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use gateway::lab::{is_root, Lab, CONFIG};
+use gateway::lab::{config_for, is_root, Lab};
 use std::process::Command;
 use std::sync::Mutex;
 use std::time::Duration;
@@ -36,17 +36,35 @@ fn lab_namespaces_left(tag: &str) -> usize {
 /// checksums, which veth leaves to offload, accepted as the kernel accepts them).
 #[test]
 fn af_packet_gateway_forwards_plain_ipv4_and_decapsulates_kernel_vxlan() {
+    plain_and_vxlan_through("af_packet");
+}
+
+/// The same through AF_XDP, the primary path: the gateway attaches its own XDP program, and
+/// when it exits no program is left on either interface.
+#[test]
+fn af_xdp_gateway_forwards_plain_ipv4_and_decapsulates_kernel_vxlan() {
+    plain_and_vxlan_through("af_xdp");
+}
+
+fn xdp_attached(lab: &Lab, dev: &str) -> bool {
+    let o = lab
+        .exec(&lab.gw, &["ip", "-d", "link", "show", dev])
+        .unwrap();
+    String::from_utf8_lossy(&o.stdout).contains("prog/xdp")
+}
+
+fn plain_and_vxlan_through(driver: &str) {
     if !root_or_skip() {
         return;
     }
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let id = format!("t{}", std::process::id());
+    let id = format!("t{}{}", std::process::id(), &driver[3..]);
     let lab = Lab::build(&id).unwrap();
     let dir =
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../target/e2e-netns-{id}"));
     std::fs::create_dir_all(&dir).unwrap();
     let cfg = dir.join("gw.toml");
-    std::fs::write(&cfg, CONFIG).unwrap();
+    std::fs::write(&cfg, config_for(driver)).unwrap();
     let stats = dir.join("stats.json");
     let gateway = Command::new("ip")
         .args([
@@ -65,6 +83,9 @@ fn af_packet_gateway_forwards_plain_ipv4_and_decapsulates_kernel_vxlan() {
         .spawn()
         .unwrap();
     std::thread::sleep(Duration::from_millis(1500));
+    if driver == "af_xdp" {
+        assert!(xdp_attached(&lab, "ext-g"), "no XDP program on ext-g");
+    }
     // `ping` comes from Debian's iputils-ping, which .ci/run installs.
     let ping = |args: &[&str]| {
         let mut v = vec![
@@ -98,6 +119,9 @@ fn af_packet_gateway_forwards_plain_ipv4_and_decapsulates_kernel_vxlan() {
     assert_eq!(json["ports"]["pods"]["tx_packets"], 6, "{json}");
     assert_eq!(json["ports"]["ext"]["tx_packets"], 6, "{json}");
     assert!(json["drops"].as_object().unwrap().is_empty(), "{json}");
+    for dev in ["ext-g", "pod-g"] {
+        assert!(!xdp_attached(&lab, dev), "XDP program left on {dev}");
+    }
     let _ = std::fs::remove_dir_all(&dir);
     drop(lab);
     assert_eq!(lab_namespaces_left(&id), 0, "namespaces left behind");

@@ -3,6 +3,8 @@
 //! per packet. Anything backend-specific stays in its backend.
 
 pub mod af_packet;
+pub mod af_xdp;
+pub mod bpf;
 pub mod hugemem;
 pub mod mem;
 pub mod pcap;

@@ -1,0 +1,597 @@
+//! AF_XDP port: one XDP socket per receive queue, its UMEM with fill, completion, RX and TX
+//! rings mapped into the process, and the gateway's own XDP program (see [`super::bpf`])
+//! redirecting the queue into the socket. This is the primary kernel-bypass path.
+//!
+//! - Binding tries zero-copy first and falls back to copy mode (veth supports only copy).
+//! - The need-wakeup flag is honoured: the kernel is kicked only when it asks, and copy-mode
+//!   transmit, which sends at most 32 frames per kick, is kicked until the TX ring drains.
+//! - Frames are copied between the UMEM and the worker's batch (a 64-byte frame costs far less
+//!   to copy than the transmit path costs on veth; see IO-NOTES).
+//! - Dropping the last socket of an interface closes the BPF link, which detaches the program:
+//!   nothing is left on the interface, whatever way the process ends.
+//!
+//! This is a port backend: `unsafe` is allowed here, each block names what justifies it.
+
+#![allow(unsafe_code)]
+
+use super::bpf::{self, XdpMode};
+use super::Port;
+use crate::pipeline::batch::{Batch, MAX_FRAME};
+use crate::pipeline::drop::DropReason;
+use crate::stats::PortStats;
+use std::ffi::CString;
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+
+/// UMEM chunk size: one frame per chunk.
+const FRAME: u64 = 2048;
+/// Entries of each ring; the UMEM holds `RING` frames for receive and `RING` for transmit.
+const RING: u32 = 2048;
+const UMEM_FRAMES: u64 = 2 * RING as u64;
+/// Kicks tried before a transmit gives up on draining the TX ring.
+const MAX_KICKS: usize = 256;
+
+fn last_error<T>() -> io::Result<T> {
+    Err(io::Error::last_os_error())
+}
+
+/// The XDP program, its XSK map and the link attaching it to one interface; shared by the
+/// sockets of that interface's queues.
+pub struct XdpAttachment {
+    map: OwnedFd,
+    _prog: OwnedFd,
+    _link: OwnedFd,
+    ifindex: u32,
+    mode: XdpMode,
+}
+
+impl XdpAttachment {
+    /// Loads the redirect program and attaches it to `interface` (native XDP, else skb mode,
+    /// or skb mode only when `force_skb`), with room for `queues` sockets.
+    ///
+    /// # Errors
+    /// No such interface, no privilege, another XDP program already attached, ...
+    pub fn attach(interface: &str, queues: u32, force_skb: bool) -> io::Result<Arc<Self>> {
+        let ifindex = ifindex(interface)?;
+        let map = bpf::create_xsk_map(queues)?;
+        let prog = bpf::load_xdp(&bpf::redirect_program(map.as_raw_fd()), "gw_xsk_redir")?;
+        let (link, mode) = bpf::attach_xdp(&prog, ifindex, force_skb)
+            .map_err(|e| io::Error::new(e.kind(), format!("attaching XDP to {interface}: {e}")))?;
+        Ok(Arc::new(XdpAttachment {
+            map,
+            _prog: prog,
+            _link: link,
+            ifindex,
+            mode,
+        }))
+    }
+
+    /// How the program is attached.
+    pub fn mode(&self) -> XdpMode {
+        self.mode
+    }
+}
+
+fn ifindex(interface: &str) -> io::Result<u32> {
+    let name = CString::new(interface).map_err(|_| io::Error::other("interface name"))?;
+    // SAFETY: `name` is a valid NUL-terminated string.
+    let i = unsafe { libc::if_nametoindex(name.as_ptr()) };
+    if i == 0 {
+        return Err(io::Error::new(
+            io::ErrorKind::NotFound,
+            format!("no interface {interface}"),
+        ));
+    }
+    Ok(i)
+}
+
+/// One mapped ring: producer and consumer indices, flags and the descriptor array.
+struct Ring {
+    map: *mut u8,
+    map_len: usize,
+    producer: *const AtomicU32,
+    consumer: *const AtomicU32,
+    flags: *const AtomicU32,
+    desc: *mut u8,
+    mask: u32,
+    /// Our side's index, published with a release store.
+    local: u32,
+}
+
+impl Ring {
+    fn map(
+        fd: &OwnedFd,
+        off: &libc::xdp_ring_offset,
+        entry: usize,
+        pgoff: u64,
+    ) -> io::Result<Ring> {
+        let map_len = off.desc as usize + RING as usize * entry;
+        // SAFETY: maps the ring the kernel set up on this socket at its page offset; checked.
+        let map = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                map_len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED | libc::MAP_POPULATE,
+                fd.as_raw_fd(),
+                pgoff as libc::off_t,
+            )
+        };
+        if map == libc::MAP_FAILED {
+            return last_error();
+        }
+        let map = map.cast::<u8>();
+        // SAFETY: the kernel-given offsets lie inside the mapping, 4-byte aligned.
+        let (producer, consumer, flags, desc) = unsafe {
+            (
+                map.add(off.producer as usize).cast::<AtomicU32>(),
+                map.add(off.consumer as usize).cast::<AtomicU32>(),
+                map.add(off.flags as usize).cast::<AtomicU32>(),
+                map.add(off.desc as usize),
+            )
+        };
+        Ok(Ring {
+            map,
+            map_len,
+            producer,
+            consumer,
+            flags,
+            desc,
+            mask: RING - 1,
+            local: 0,
+        })
+    }
+
+    fn load(p: *const AtomicU32, order: Ordering) -> u32 {
+        // SAFETY: `p` points at an index word inside the live mapping.
+        unsafe { (*p).load(order) }
+    }
+
+    fn store(p: *const AtomicU32, v: u32) {
+        // SAFETY: as in `load`; the kernel reads this word with acquire semantics.
+        unsafe { (*p).store(v, Ordering::Release) }
+    }
+
+    fn needs_wakeup(&self) -> bool {
+        Self::load(self.flags, Ordering::Relaxed) & libc::XDP_RING_NEED_WAKEUP != 0
+    }
+
+    /// Producer side: free slots.
+    fn free(&self) -> u32 {
+        RING - self
+            .local
+            .wrapping_sub(Self::load(self.consumer, Ordering::Acquire))
+    }
+
+    /// Consumer side: entries ready.
+    fn ready(&self) -> u32 {
+        Self::load(self.producer, Ordering::Acquire).wrapping_sub(self.local)
+    }
+
+    /// Producer side: everything produced has been consumed by the kernel.
+    fn drained(&self) -> bool {
+        Self::load(self.consumer, Ordering::Acquire) == self.local
+    }
+
+    fn slot(&self, i: u32, entry: usize) -> *mut u8 {
+        // SAFETY: `i & mask < RING`, so the entry lies inside the descriptor array.
+        unsafe { self.desc.add((i & self.mask) as usize * entry) }
+    }
+
+    fn write_addr(&mut self, addr: u64) {
+        // SAFETY: a fill-ring slot we own until the producer index is published.
+        unsafe { std::ptr::write_volatile(self.slot(self.local, 8).cast::<u64>(), addr) };
+        self.local = self.local.wrapping_add(1);
+    }
+
+    fn read_addr(&mut self) -> u64 {
+        // SAFETY: a completion-ring slot the kernel published (checked by `ready`).
+        let a = unsafe { std::ptr::read_volatile(self.slot(self.local, 8).cast::<u64>()) };
+        self.local = self.local.wrapping_add(1);
+        a
+    }
+
+    fn read_desc(&mut self) -> (u64, u32) {
+        let p = self.slot(self.local, 16);
+        // SAFETY: an RX slot the kernel published: `struct xdp_desc { u64 addr; u32 len; u32 options; }`.
+        let (addr, len) = unsafe {
+            (
+                std::ptr::read_volatile(p.cast::<u64>()),
+                std::ptr::read_volatile(p.add(8).cast::<u32>()),
+            )
+        };
+        self.local = self.local.wrapping_add(1);
+        (addr, len)
+    }
+
+    fn write_desc(&mut self, addr: u64, len: u32) {
+        let p = self.slot(self.local, 16);
+        // SAFETY: a TX slot we own until the producer index is published.
+        unsafe {
+            std::ptr::write_volatile(p.cast::<u64>(), addr);
+            std::ptr::write_volatile(p.add(8).cast::<u32>(), len);
+            std::ptr::write_volatile(p.add(12).cast::<u32>(), 0);
+        }
+        self.local = self.local.wrapping_add(1);
+    }
+
+    fn publish_producer(&self) {
+        Self::store(self.producer, self.local);
+    }
+
+    fn publish_consumer(&self) {
+        Self::store(self.consumer, self.local);
+    }
+}
+
+impl Drop for Ring {
+    fn drop(&mut self) {
+        // SAFETY: unmaps exactly what `Ring::map` mapped.
+        unsafe { libc::munmap(self.map.cast(), self.map_len) };
+    }
+}
+
+/// An XDP socket on one queue of an interface, with its own UMEM.
+pub struct AfXdpPort {
+    // Field order is drop order: the rings and the socket go before the UMEM they refer to,
+    // and the attachment (the program) last.
+    rx: Ring,
+    tx: Ring,
+    fill: Ring,
+    comp: Ring,
+    fd: OwnedFd,
+    umem: Umem,
+    /// Transmit frames not in flight, as UMEM addresses.
+    tx_free: Vec<u64>,
+    queue: u32,
+    zero_copy: bool,
+    attachment: Arc<XdpAttachment>,
+}
+
+// SAFETY: the UMEM and ring mappings are owned by this port alone (no other handle reaches
+// them), and the socket is an owned descriptor; moving the port moves all of them.
+unsafe impl Send for AfXdpPort {}
+
+impl AfXdpPort {
+    /// Opens an XDP socket on `queue` of the attachment's interface, registers it in the XSK
+    /// map, and fills the fill ring. Tries zero-copy, then copy mode; retries a busy queue
+    /// (a socket closed on it just before) for up to a second.
+    ///
+    /// # Errors
+    /// The OS error of any step.
+    pub fn open(attachment: &Arc<XdpAttachment>, queue: u32) -> io::Result<Self> {
+        // SAFETY: plain socket(2); the result is checked.
+        let raw = unsafe { libc::socket(libc::AF_XDP, libc::SOCK_RAW | libc::SOCK_CLOEXEC, 0) };
+        if raw < 0 {
+            return last_error();
+        }
+        // SAFETY: a fresh descriptor we own.
+        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+        let umem_len = (UMEM_FRAMES * FRAME) as usize;
+        // SAFETY: anonymous private mapping; checked for failure.
+        let umem = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                umem_len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_POPULATE,
+                -1,
+                0,
+            )
+        };
+        if umem == libc::MAP_FAILED {
+            return last_error();
+        }
+        let umem = Umem {
+            ptr: umem.cast::<u8>(),
+            len: umem_len,
+        };
+        Self::setup(&fd, &umem)?;
+        let off = Self::offsets(&fd)?;
+        let rx = Ring::map(&fd, &off.rx, 16, libc::XDP_PGOFF_RX_RING as u64)?;
+        let tx = Ring::map(&fd, &off.tx, 16, libc::XDP_PGOFF_TX_RING as u64)?;
+        let mut fill = Ring::map(&fd, &off.fr, 8, libc::XDP_UMEM_PGOFF_FILL_RING)?;
+        let comp = Ring::map(&fd, &off.cr, 8, libc::XDP_UMEM_PGOFF_COMPLETION_RING)?;
+        for i in 0..u64::from(RING) {
+            fill.write_addr(i * FRAME);
+        }
+        fill.publish_producer();
+        let tx_free = (u64::from(RING)..UMEM_FRAMES).map(|i| i * FRAME).collect();
+        let mut port = AfXdpPort {
+            rx,
+            tx,
+            fill,
+            comp,
+            fd,
+            umem,
+            tx_free,
+            queue,
+            zero_copy: false,
+            attachment: Arc::clone(attachment),
+        };
+        port.zero_copy = port.bind()?;
+        bpf::map_set(&port.attachment.map, queue, port.fd.as_raw_fd())?;
+        Ok(port)
+    }
+
+    fn setup(fd: &OwnedFd, umem: &Umem) -> io::Result<()> {
+        let reg = libc::xdp_umem_reg {
+            addr: umem.ptr as u64,
+            len: umem.len as u64,
+            chunk_size: FRAME as u32,
+            headroom: 0,
+            flags: 0,
+            tx_metadata_len: 0,
+        };
+        sockopt(fd, libc::XDP_UMEM_REG, &reg)?;
+        let n = RING as i32;
+        sockopt(fd, libc::XDP_UMEM_FILL_RING, &n)?;
+        sockopt(fd, libc::XDP_UMEM_COMPLETION_RING, &n)?;
+        sockopt(fd, libc::XDP_RX_RING, &n)?;
+        sockopt(fd, libc::XDP_TX_RING, &n)
+    }
+
+    fn offsets(fd: &OwnedFd) -> io::Result<libc::xdp_mmap_offsets> {
+        // SAFETY: all-zero is a valid `xdp_mmap_offsets`; the kernel fills it.
+        let mut off: libc::xdp_mmap_offsets = unsafe { std::mem::zeroed() };
+        let mut len = std::mem::size_of::<libc::xdp_mmap_offsets>() as libc::socklen_t;
+        // SAFETY: `off` and `len` are live for the call and `len` is the buffer's size.
+        let r = unsafe {
+            libc::getsockopt(
+                fd.as_raw_fd(),
+                libc::SOL_XDP,
+                libc::XDP_MMAP_OFFSETS,
+                (&mut off as *mut libc::xdp_mmap_offsets).cast(),
+                &mut len,
+            )
+        };
+        if r < 0 {
+            return last_error();
+        }
+        Ok(off)
+    }
+
+    /// Binds to the queue: zero-copy when the driver allows it, else copy. True for zero-copy.
+    fn bind(&self) -> io::Result<bool> {
+        let try_bind = |flags: u16| {
+            let sxdp = libc::sockaddr_xdp {
+                sxdp_family: libc::AF_XDP as u16,
+                sxdp_flags: flags | libc::XDP_USE_NEED_WAKEUP,
+                sxdp_ifindex: self.attachment.ifindex,
+                sxdp_queue_id: self.queue,
+                sxdp_shared_umem_fd: 0,
+            };
+            // SAFETY: `sxdp` is a valid `sockaddr_xdp` for the duration of the call.
+            let r = unsafe {
+                libc::bind(
+                    self.fd.as_raw_fd(),
+                    (&sxdp as *const libc::sockaddr_xdp).cast(),
+                    std::mem::size_of::<libc::sockaddr_xdp>() as u32,
+                )
+            };
+            if r < 0 {
+                last_error()
+            } else {
+                Ok(())
+            }
+        };
+        let mut busy_retries = 10;
+        loop {
+            match try_bind(libc::XDP_ZEROCOPY) {
+                Ok(()) => return Ok(true),
+                Err(e) if e.raw_os_error() == Some(libc::EBUSY) && busy_retries > 0 => {}
+                Err(_) => match try_bind(libc::XDP_COPY) {
+                    Ok(()) => return Ok(false),
+                    Err(e) if e.raw_os_error() == Some(libc::EBUSY) && busy_retries > 0 => {}
+                    Err(e) => return Err(e),
+                },
+            }
+            // A socket just closed on this queue may still hold it (IO-NOTES): wait and retry.
+            busy_retries -= 1;
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    }
+
+    /// True when bound in zero-copy mode.
+    pub fn zero_copy(&self) -> bool {
+        self.zero_copy
+    }
+
+    /// How the interface's XDP program is attached.
+    pub fn xdp_mode(&self) -> XdpMode {
+        self.attachment.mode
+    }
+
+    /// Frames the kernel dropped for this socket (ring full, no fill buffer, invalid
+    /// descriptors), from `XDP_STATISTICS`: (rx_dropped + rx_ring_full + fill_ring_empty,
+    /// tx_invalid).
+    pub fn kernel_drops(&self) -> (u64, u64) {
+        let mut st = [0u64; 6];
+        let mut len = std::mem::size_of_val(&st) as libc::socklen_t;
+        // SAFETY: `st` is a live buffer of `len` bytes; the kernel writes at most that much.
+        let r = unsafe {
+            libc::getsockopt(
+                self.fd.as_raw_fd(),
+                libc::SOL_XDP,
+                libc::XDP_STATISTICS,
+                st.as_mut_ptr().cast(),
+                &mut len,
+            )
+        };
+        if r < 0 {
+            return (0, 0);
+        }
+        // rx_dropped, rx_invalid_descs, tx_invalid_descs, rx_ring_full,
+        // rx_fill_ring_empty_descs, tx_ring_empty_descs.
+        (st[0] + st[3] + st[4], st[2])
+    }
+
+    fn frame(&self, addr: u64, len: usize) -> Option<&[u8]> {
+        let end = addr.checked_add(len as u64)?;
+        if end > self.umem.len as u64 {
+            return None;
+        }
+        // SAFETY: the range lies inside the UMEM (checked); the kernel wrote this frame and
+        // handed it to us through the RX ring, so nothing writes it while we read.
+        Some(unsafe { std::slice::from_raw_parts(self.umem.ptr.add(addr as usize), len) })
+    }
+
+    fn kick(&self) -> io::Result<()> {
+        // SAFETY: a zero-length send on our own socket: the kernel's "transmit now" kick.
+        let r = unsafe {
+            libc::sendto(
+                self.fd.as_raw_fd(),
+                std::ptr::null(),
+                0,
+                libc::MSG_DONTWAIT,
+                std::ptr::null(),
+                0,
+            )
+        };
+        if r < 0 {
+            let e = io::Error::last_os_error();
+            match e.raw_os_error() {
+                Some(libc::EAGAIN | libc::EBUSY | libc::ENOBUFS | libc::ENETDOWN) => Ok(()),
+                _ => Err(e),
+            }
+        } else {
+            Ok(())
+        }
+    }
+
+    fn reclaim(&mut self) {
+        let n = self.comp.ready();
+        for _ in 0..n {
+            let a = self.comp.read_addr();
+            self.tx_free.push(a & !(FRAME - 1));
+        }
+        if n > 0 {
+            self.comp.publish_consumer();
+        }
+    }
+}
+
+fn sockopt<T>(fd: &OwnedFd, opt: i32, val: &T) -> io::Result<()> {
+    // SAFETY: `val` is a live value of the size passed, read by the kernel during the call.
+    let r = unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_XDP,
+            opt,
+            (val as *const T).cast(),
+            std::mem::size_of::<T>() as libc::socklen_t,
+        )
+    };
+    if r < 0 {
+        last_error()
+    } else {
+        Ok(())
+    }
+}
+
+impl Port for AfXdpPort {
+    fn rx(&mut self, batch: &mut Batch, max: usize, stats: &PortStats) -> usize {
+        let max = max.min(batch.bufs.len());
+        let ready = self.rx.ready().min(max as u32);
+        if ready == 0 {
+            if self.fill.needs_wakeup() {
+                // SAFETY: a zero-length non-blocking receive on our own socket: the kernel's
+                // "refill now" wakeup. Only when the RX ring is empty, never per packet.
+                unsafe {
+                    libc::recvfrom(
+                        self.fd.as_raw_fd(),
+                        std::ptr::null_mut(),
+                        0,
+                        libc::MSG_DONTWAIT,
+                        std::ptr::null_mut(),
+                        std::ptr::null_mut(),
+                    )
+                };
+            }
+            batch.len = 0;
+            return 0;
+        }
+        let mut n = 0;
+        for _ in 0..ready {
+            let (addr, len) = self.rx.read_desc();
+            let len = len as usize;
+            match self.frame(addr, len) {
+                Some(f) if len <= MAX_FRAME => {
+                    if batch.bufs[n].load(f, 0) {
+                        n += 1;
+                    }
+                }
+                _ => stats.drop(DropReason::RxOversize),
+            }
+            // The frame is copied out: its chunk goes straight back to the fill ring, which
+            // has room because every RX chunk is either there or just read.
+            self.fill.write_addr(addr & !(FRAME - 1));
+        }
+        self.rx.publish_consumer();
+        self.fill.publish_producer();
+        batch.len = n;
+        n
+    }
+
+    fn tx(&mut self, batch: &Batch, idx: &[u8]) -> usize {
+        if self.tx_free.len() < idx.len() {
+            self.reclaim();
+        }
+        let room = (self.tx.free() as usize).min(self.tx_free.len());
+        let n = idx.len().min(room);
+        for &i in &idx[..n] {
+            let f = batch
+                .bufs
+                .get(usize::from(i))
+                .map_or(&[][..], |b| b.frame());
+            let Some(addr) = self.tx_free.pop() else {
+                break;
+            };
+            let len = f.len().min(FRAME as usize);
+            // SAFETY: `addr` is a free TX chunk of FRAME bytes inside the UMEM, not in any
+            // ring, so neither the kernel nor anyone else touches it while we copy.
+            unsafe {
+                std::ptr::copy_nonoverlapping(f.as_ptr(), self.umem.ptr.add(addr as usize), len)
+            };
+            self.tx.write_desc(addr, len as u32);
+        }
+        self.tx.publish_producer();
+        // Copy mode sends at most 32 frames per kick: kick until the kernel has taken all.
+        let mut kicks = 0;
+        while !self.tx.drained() && kicks < MAX_KICKS {
+            if (self.zero_copy && !self.tx.needs_wakeup()) || self.kick().is_err() {
+                break;
+            }
+            kicks += 1;
+        }
+        self.reclaim();
+        n
+    }
+
+    fn as_any_mut(&mut self) -> &mut dyn std::any::Any {
+        self
+    }
+}
+
+impl Drop for AfXdpPort {
+    fn drop(&mut self) {
+        let _ = bpf::map_clear(&self.attachment.map, self.queue);
+        // The fields then drop in order: rings, socket, UMEM, and the attachment last.
+    }
+}
+
+/// The UMEM mapping, unmapped when dropped (after the socket, by field order).
+struct Umem {
+    ptr: *mut u8,
+    len: usize,
+}
+
+impl Drop for Umem {
+    fn drop(&mut self) {
+        // SAFETY: unmaps exactly the UMEM mapped in `AfXdpPort::open`; the socket that
+        // registered it is already closed.
+        unsafe { libc::munmap(self.ptr.cast(), self.len) };
+    }
+}
