@@ -22,6 +22,7 @@
 
 pub mod craft;
 pub mod fib;
+pub mod local;
 pub mod lpm;
 pub mod pipeline;
 pub mod port;

@@ -2,6 +2,7 @@
 //! egress port its packets in one call, and count everything.
 
 use crate::fib::Fib;
+use crate::local::LocalPath;
 use crate::lpm::Reader;
 use crate::pipeline::batch::{Batch, BATCH};
 use crate::pipeline::drop::DropReason;
@@ -22,6 +23,9 @@ pub struct Worker {
     /// Batch indices per egress port, reused every poll (only the first `tx_len[q]` of each
     /// row are meaningful, so nothing needs clearing).
     tx_idx: Box<[[u8; BATCH]; MAX_PORTS]>,
+    /// The path to the control thread, when there is one; without it frames for the gateway
+    /// itself are counted as `local` and consumed.
+    local: Option<Arc<LocalPath>>,
 }
 
 impl Worker {
@@ -35,7 +39,15 @@ impl Worker {
             burst: burst.clamp(1, BATCH),
             reader: None,
             tx_idx: Box::new([[0u8; BATCH]; MAX_PORTS]),
+            local: None,
         }
+    }
+
+    /// Hands frames for the gateway itself to the control thread through `path`, and sends
+    /// what it queues there.
+    pub fn with_local(mut self, path: Arc<LocalPath>) -> Self {
+        self.local = Some(path);
+        self
     }
 
     /// The worker's counters.
@@ -53,6 +65,9 @@ impl Worker {
     pub fn poll(&mut self, fib: &Fib) -> usize {
         if self.reader.is_none() {
             self.reader = fib.qsbr().register();
+        }
+        if self.local.as_ref().is_some_and(|l| l.has_down()) {
+            self.send_local();
         }
         let mut total = 0;
         for p in 0..self.ports.len().min(MAX_PORTS) {
@@ -86,13 +101,55 @@ impl Worker {
                     tx_idx[q][tx_len[q]] = i as u8;
                     tx_len[q] += 1;
                 }
-                Next::Local => stats.local.add(1),
+                Next::Local => match &self.local {
+                    Some(l) if !l.hand_up(p as u8, self.batch.bufs[i].frame()) => {
+                        stats.drop(DropReason::LocalQueueFull)
+                    }
+                    _ => stats.local.add(1),
+                },
                 Next::Drop(r) => stats.drop(r),
                 Next::Tx(_) | Next::Route => stats.drop(DropReason::NoRoute),
             }
         }
+        self.transmit(&tx_len, p);
+        let stats = &self.stats.ports[p];
+        stats.decap.add(self.pipeline.decapped());
+        for _ in 0..self.pipeline.mtu_errors_sent() {
+            stats.drop(DropReason::MtuExceeded);
+        }
+        n
+    }
+
+    /// Sends the frames the control thread queued, through the ports they name.
+    fn send_local(&mut self) {
+        let Some(local) = &self.local else {
+            return;
+        };
+        let mut tx_len = [0usize; MAX_PORTS];
+        let mut n = 0;
+        while n < BATCH {
+            let Some(f) = local.take_down() else {
+                break;
+            };
+            let q = usize::from(f.port);
+            if q < self.ports.len().min(MAX_PORTS) && self.batch.bufs[n].load(f.bytes(), 0) {
+                self.tx_idx[q][tx_len[q]] = n as u8;
+                tx_len[q] += 1;
+                n += 1;
+            }
+            local.recycle(f);
+        }
+        self.batch.len = n;
+        self.transmit(&tx_len, usize::MAX);
+    }
+
+    /// Sends the first `tx_len[q]` batch indices of `tx_idx[q]` through each port `q`;
+    /// frames a port does not take are counted as `tx_full` on port `charge` (where they came
+    /// in), or on the egress port when `charge` is not a port.
+    #[allow(clippy::needless_range_loop)] // `q` indexes ports, tx_idx and tx_len alike.
+    fn transmit(&mut self, tx_len: &[usize; MAX_PORTS], charge: usize) {
         for q in 0..self.ports.len().min(MAX_PORTS) {
-            let want = &tx_idx[q][..tx_len[q]];
+            let want = &self.tx_idx[q][..tx_len[q]];
             if want.is_empty() {
                 continue;
             }
@@ -105,15 +162,11 @@ impl Worker {
                     .map(|&i| self.batch.bufs[usize::from(i)].len() as u64)
                     .sum(),
             );
+            let lost = self.stats.ports.get(charge).unwrap_or(out);
             for _ in sent..want.len() {
-                stats.drop(DropReason::TxFull);
+                lost.drop(DropReason::TxFull);
             }
         }
-        stats.decap.add(self.pipeline.decapped());
-        for _ in 0..self.pipeline.mtu_errors_sent() {
-            stats.drop(DropReason::MtuExceeded);
-        }
-        n
     }
 
     /// True when no port will receive again.

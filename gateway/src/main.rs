@@ -33,9 +33,23 @@ enum Command {
         /// Also write the counters as JSON to this file.
         #[arg(long)]
         stats_json: Option<PathBuf>,
-        /// With live (af_packet) ports: poll for this many seconds, then print the counters.
+        /// With live (af_xdp, af_packet) ports: stop after this many seconds (otherwise on
+        /// Ctrl-C or SIGTERM), then print the counters.
         #[arg(long)]
         duration: Option<f64>,
+        /// With live ports: print packets per second per port and drops by reason every second.
+        #[arg(long)]
+        watch: bool,
+        /// With live ports: serve the counters as JSON on this Unix socket
+        /// (read them with `gateway stats --socket PATH`).
+        #[arg(long)]
+        control_socket: Option<PathBuf>,
+    },
+    /// Print the counters of a running gateway as JSON, from its control socket.
+    Stats {
+        /// The gateway's --control-socket.
+        #[arg(long)]
+        socket: PathBuf,
     },
     /// Show the gateway at work. As root: build three network namespaces (external host,
     /// gateway, pods), run the gateway on AF_PACKET, send plain, VXLAN (kernel device), GTP-U
@@ -96,6 +110,8 @@ fn run() -> Result<ExitCode> {
             config,
             stats_json,
             duration,
+            watch,
+            control_socket,
         } => {
             let cfg = config::load_file(&config, config::Machine::this())
                 .map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -104,7 +120,12 @@ fn run() -> Result<ExitCode> {
                 Some(d) => bail!("--duration must be a positive number of seconds, not {d}"),
                 None => None,
             };
-            let outcome = tables::run(&cfg, duration)?;
+            let live = gateway::control::LiveOptions {
+                duration,
+                watch,
+                control_socket,
+            };
+            let outcome = tables::run(&cfg, &live)?;
             print!("{}", report::table(&cfg, &outcome.stats));
             for w in &outcome.warnings {
                 eprintln!("warning: {w}");
@@ -135,6 +156,10 @@ fn run() -> Result<ExitCode> {
             } else {
                 demo::namespaces(seconds)?;
             }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Stats { socket } => {
+            print!("{}", gateway::control::query(&socket)?);
             Ok(ExitCode::SUCCESS)
         }
         Command::Replay { interface, pcap } => {

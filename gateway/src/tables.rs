@@ -190,7 +190,7 @@ pub struct Outcome {
 /// Runs one worker over the configured ports until every input is consumed. Offline runs are
 /// single-threaded whatever `[gateway] workers` says: a pcap file is one ordered stream.
 pub fn run_offline(c: &Config) -> Result<Outcome> {
-    run(c, None)
+    run(c, &crate::control::LiveOptions::default())
 }
 
 /// True when a port receives from a live interface rather than a file or memory.
@@ -201,29 +201,21 @@ pub fn has_live_ports(c: &Config) -> bool {
 }
 
 /// Runs one worker over the configured ports: to the end of input when every port is a file
-/// or memory, or for `duration` when a port is live. The worker is pinned to the first core of
-/// `[gateway] workers`; more workers come with the multi-queue ports.
-pub fn run(c: &Config, duration: Option<std::time::Duration>) -> Result<Outcome> {
+/// or memory; when a port is live, with the control thread ([`crate::control`]) until a
+/// signal or `live.duration`. The worker is pinned to the first core of `[gateway] workers`;
+/// more workers come with the multi-queue ports.
+pub fn run(c: &Config, live: &crate::control::LiveOptions) -> Result<Outcome> {
     let fib = build_fib(c)?;
     let stats = Arc::new(Stats::default());
     let mut worker = Worker::new(open_ports(c)?, c.burst, stats.clone());
     if has_live_ports(c) {
-        let Some(duration) = duration else {
-            bail!("live ports need --duration (signal handling comes with the control thread)");
-        };
-        if let Some(&core) = c.workers.first() {
-            core_affinity::set_for_current(core_affinity::CoreId { id: core });
-        }
-        let start = std::time::Instant::now();
-        while start.elapsed() < duration {
-            if worker.poll(&fib) == 0 {
-                std::hint::spin_loop();
-            }
-        }
-        worker.flush().context("flushing ports")?;
-    } else {
-        worker.run_to_end(&fib).context("writing output")?;
+        let snap = crate::control::run_live(c, &fib, worker, &stats, live)?;
+        return Ok(Outcome {
+            stats: snap,
+            warnings: Vec::new(),
+        });
     }
+    worker.run_to_end(&fib).context("writing output")?;
     let mut warnings = Vec::new();
     for (i, p) in c.ports.iter().enumerate() {
         let Some(port) = worker.port_mut(i) else {

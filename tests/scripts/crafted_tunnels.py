@@ -9,7 +9,7 @@ import json
 import sys
 
 from scapy.all import IP, UDP, Ether, IPv6, Raw, Dot1Q, wrpcap, ARP
-from scapy.layers.inet6 import IPv6ExtHdrHopByHop, IPv6ExtHdrDestOpt, IPv6ExtHdrRouting
+from scapy.layers.inet6 import IPv6ExtHdrHopByHop, IPv6ExtHdrDestOpt, IPv6ExtHdrRouting, ICMPv6EchoRequest
 from scapy.layers.vxlan import VXLAN
 from scapy.contrib.gtp import GTP_U_Header, GTPPDUSessionContainer, GTPEchoRequest, IE_Recovery
 
@@ -94,8 +94,11 @@ cases = {
     "ipip_4in6_after_hbh_and_dstopt": (eth() / IPv6(src="fd00:a::30", dst=L6) / IPv6ExtHdrHopByHop() / IPv6ExtHdrDestOpt(nh=4)
                                        / inner(), "forward"),
     "ipip_4in6_after_routing_sl0": (eth() / IPv6(src="fd00:a::30", dst=L6) / IPv6ExtHdrRouting(segleft=0, nh=4) / inner(), "forward"),
-    "ipip_inner_to_gateway_is_local": (eth() / IP(src="192.0.2.30", dst=L4, proto=4)
-                                       / IP(src="10.46.0.7", dst="172.18.0.1") / UDP() / Raw(b"x"), "local"),
+    # No stack runs inside tunnels: inner packets for the gateway or link scope stop, counted.
+    "ipip_inner_to_gateway": (eth() / IP(src="192.0.2.30", dst=L4, proto=4)
+                              / IP(src="10.46.0.7", dst="172.18.0.1") / UDP() / Raw(b"x"), "tunnel_inner_local"),
+    "vxlan_inner_ipv6_multicast": (vx() / Ether(dst="33:33:00:00:00:16") / IPv6(src="fe80::1", dst="ff02::16")
+                                   / ICMPv6EchoRequest(), "tunnel_inner_local"),
 }
 
 manifest = []

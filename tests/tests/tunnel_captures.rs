@@ -51,11 +51,12 @@ teid_in = 1
 teid_out = 1
 "#,
         // Uplink ICMP to 202.11.40.158 is routed; the replies' inner destination is
-        // 192.168.40.178, one of the gateway's own addresses here, so they are local.
+        // 192.168.40.178, one of the gateway's own addresses here: no stack runs inside
+        // tunnels, so they stop as tunnel_inner_local.
         decap: 102,
         tx: 51,
-        local: 51,
-        drops: &[],
+        local: 0,
+        drops: &[("tunnel_inner_local", 51)],
     },
     Case {
         file: "zeek_gtp_ext_header.pcap",
@@ -234,11 +235,11 @@ vni = 11
 peers = ["192.168.1.52"]
 "#,
         // Every reserved bit set: decapsulated all the same (RFC 7348). Half the inner
-        // packets are for 192.168.1.134, one of the gateway's addresses here.
+        // packets are for 192.168.1.134, one of the gateway's addresses here (tunnel_inner_local).
         decap: 10,
         tx: 5,
-        local: 5,
-        drops: &[],
+        local: 0,
+        drops: &[("tunnel_inner_local", 5)],
     },
     Case {
         file: "ndpi_vxlan.pcap",

@@ -79,24 +79,30 @@ peers = ["fd00:a::30"]
 "#;
 
 fn craft(dir: &Path) -> Option<Vec<Value>> {
+    let has_scapy = Command::new("/usr/bin/python3")
+        .args(["-c", "import scapy"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !has_scapy {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "python3-scapy is required under CI"
+        );
+        eprintln!("skipped: needs /usr/bin/python3 with scapy (apt-get install python3-scapy)");
+        return None;
+    }
+    // With scapy present, a failing script is a failing test, never a skip.
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/crafted_tunnels.py");
-    let out = Command::new("/usr/bin/python3")
+    let o = Command::new("/usr/bin/python3")
         .arg(script)
         .arg(dir)
-        .output();
-    match out {
-        Ok(o) if o.status.success() => {}
-        Ok(o) if std::env::var("CI").as_deref() == Ok("true") => {
-            panic!("crafting failed: {}", String::from_utf8_lossy(&o.stderr))
-        }
-        _ if std::env::var("CI").as_deref() == Ok("true") => {
-            panic!("python3-scapy is required under CI")
-        }
-        _ => {
-            eprintln!("skipped: needs /usr/bin/python3 with scapy (apt-get install python3-scapy)");
-            return None;
-        }
-    }
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "crafting failed: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     let manifest = std::fs::read_to_string(dir.join("cases.json")).unwrap();
     Some(serde_json::from_str::<Vec<Value>>(&manifest).unwrap())
 }

@@ -84,6 +84,8 @@ drop_reasons! {
     VxlanInnerNotIp => "vxlan_inner_not_ip", "VXLAN inner frame is not IPv4 or IPv6 (ARP, ...)";
     TunnelUnknownPeer => "tunnel_unknown_peer", "tunnel packet from a source that is not a configured peer";
     GtpuNoSession => "gtpu_no_session", "routed into a GTP-U tunnel but no session covers the destination";
+    TunnelInnerLocal => "tunnel_inner_local", "decapsulated packet for a link-local, multicast or gateway address (no stack runs inside tunnels)";
+    LocalQueueFull => "local_queue_full", "for the gateway itself, but the control thread's queue is full";
 }
 
 impl From<crate::wire::UdpError> for DropReason {

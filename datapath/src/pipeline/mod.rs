@@ -57,6 +57,8 @@ pub struct Meta {
     pub csum_trusted: bool,
     /// A GTP-U Echo Request to a local endpoint: answered by [`reply`].
     pub echo_request: bool,
+    /// Decapsulated: the L3 offset points at the inner packet.
+    pub inner: bool,
     /// The IP MTU the packet exceeded (set with [`DropReason::MtuExceeded`]).
     pub mtu: u16,
 }
@@ -139,9 +141,12 @@ impl Pipeline {
             .zip(&mut self.next[..n])
         {
             meta.echo_request = false;
+            meta.inner = false;
             if *next == Next::Route && meta.decap {
                 meta.csum_trusted = buf.csum_trusted;
+                let outer = meta.l3_off;
                 *next = decap::decap_one(buf.frame(), fib, meta);
+                meta.inner = meta.l3_off != outer;
                 if *next == Next::Route {
                     self.decapped += 1;
                     buf.truncate(usize::from(meta.l3_off) + usize::from(meta.l3_len));
@@ -169,6 +174,14 @@ impl Pipeline {
                 let nh = fib.v6.lookup(self.meta[i].dst6).unwrap_or(NO_ROUTE);
                 self.next[i] =
                     route::resolve_one(fib, nh, batch.bufs[i].frame(), in_port, &mut self.meta[i]);
+            }
+        }
+
+        // Nothing inside a tunnel is for the gateway's own stack (it runs none there): inner
+        // link-local, multicast or gateway-addressed packets stop here, counted.
+        for (meta, next) in self.meta[..n].iter().zip(&mut self.next[..n]) {
+            if meta.inner && *next == Next::Local {
+                *next = Next::Drop(DropReason::TunnelInnerLocal);
             }
         }
 

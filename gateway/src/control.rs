@@ -1,0 +1,205 @@
+//! The control thread of a live gateway: a mio event loop that owns everything slow while the
+//! worker busy-polls on its own core.
+//!
+//! - Frames for the gateway itself come up from the worker and go to the local stack
+//!   ([`crate::local_stack`]); its replies go back down.
+//! - SIGINT and SIGTERM stop the gateway cleanly: the worker finishes its poll, the ports are
+//!   flushed and dropped (the AF_XDP program detaches), the control socket is removed.
+//! - Counters are aggregated every second: printed as a line per second with `--watch`, and
+//!   served as JSON on the control socket (`gateway stats --socket PATH`).
+
+use crate::local_stack::LocalStack;
+use anyhow::{Context, Result};
+use config::Config;
+use datapath::fib::Fib;
+use datapath::local::LocalPath;
+use datapath::pipeline::drop::DropReason;
+use datapath::stats::{snapshot, PortSnapshot, Stats};
+use datapath::worker::Worker;
+use std::fmt::Write as _;
+use std::io::Write as _;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// How a live run is watched and ended.
+#[derive(Debug, Clone, Default)]
+pub struct LiveOptions {
+    /// Stop after this long (else only on a signal).
+    pub duration: Option<Duration>,
+    /// Print a line of rates per second on stdout.
+    pub watch: bool,
+    /// Serve the counters as JSON on this Unix socket.
+    pub control_socket: Option<PathBuf>,
+}
+
+/// Frame buffers between the worker and the control thread.
+const LOCAL_FRAMES: usize = 512;
+const LISTENER: mio::Token = mio::Token(0);
+
+/// Runs `worker` on its core until a signal or the duration ends; the calling thread is the
+/// control thread. Returns the final counters.
+///
+/// # Errors
+/// Signal registration, the control socket, or a port's flush at the end.
+pub fn run_live(
+    c: &Config,
+    fib: &Fib,
+    worker: Worker,
+    stats: &Arc<Stats>,
+    opts: &LiveOptions,
+) -> Result<Vec<PortSnapshot>> {
+    let path = LocalPath::new(LOCAL_FRAMES);
+    let mut worker = worker.with_local(Arc::clone(&path));
+    let stop = Arc::new(AtomicBool::new(false));
+    let signalled = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(sig, Arc::clone(&signalled)).context("signal handler")?;
+    }
+    let mut poll = mio::Poll::new().context("mio")?;
+    let mut listener = match &opts.control_socket {
+        Some(p) => {
+            let _ = std::fs::remove_file(p);
+            let mut l = mio::net::UnixListener::bind(p)
+                .with_context(|| format!("control socket {}", p.display()))?;
+            poll.registry()
+                .register(&mut l, LISTENER, mio::Interest::READABLE)?;
+            Some(l)
+        }
+        None => None,
+    };
+    let mut stack = LocalStack::new(c, &path);
+    let core = c.workers.first().copied();
+    let result = std::thread::scope(|s| -> Result<()> {
+        let w = s.spawn(|| {
+            if let Some(core) = core {
+                core_affinity::set_for_current(core_affinity::CoreId { id: core });
+            }
+            while !stop.load(Ordering::Relaxed) {
+                for _ in 0..64 {
+                    if worker.poll(fib) == 0 {
+                        std::hint::spin_loop();
+                    }
+                }
+            }
+            worker.flush()
+        });
+        let start = Instant::now();
+        let mut events = mio::Events::with_capacity(16);
+        let mut last = snapshot([&**stats], c.ports.len());
+        let mut next_tick = start + Duration::from_secs(1);
+        if opts.watch {
+            println!("{}", watch_header(c));
+        }
+        let outcome = loop {
+            if let Err(e) = poll.poll(&mut events, Some(Duration::from_millis(2))) {
+                if e.kind() != std::io::ErrorKind::Interrupted {
+                    break Err(e.into());
+                }
+            }
+            if events.iter().any(|e| e.token() == LISTENER) {
+                if let Some(l) = &mut listener {
+                    serve(l, c, stats);
+                }
+            }
+            while let Some(f) = path.take_up() {
+                stack.deliver(f, &path);
+            }
+            stack.tick();
+            let now = Instant::now();
+            if now >= next_tick {
+                let cur = snapshot([&**stats], c.ports.len());
+                if opts.watch {
+                    println!(
+                        "{}",
+                        watch_line(c, start.elapsed().as_secs_f64(), &last, &cur)
+                    );
+                }
+                last = cur;
+                next_tick += Duration::from_secs(1);
+            }
+            if signalled.load(Ordering::Relaxed) {
+                break Ok(());
+            }
+            if opts.duration.is_some_and(|d| start.elapsed() >= d) {
+                break Ok(());
+            }
+            if w.is_finished() {
+                break Ok(());
+            }
+        };
+        stop.store(true, Ordering::Relaxed);
+        let flushed = w
+            .join()
+            .map_err(|_| anyhow::anyhow!("the worker thread failed"))?;
+        outcome.and(flushed.context("flushing ports"))
+    });
+    if let Some(p) = &opts.control_socket {
+        let _ = std::fs::remove_file(p);
+    }
+    result?;
+    Ok(snapshot([&**stats], c.ports.len()))
+}
+
+/// Answers every pending control-socket client with the counters as one JSON line.
+fn serve(l: &mut mio::net::UnixListener, c: &Config, stats: &Arc<Stats>) {
+    while let Ok((mut conn, _)) = l.accept() {
+        let snap = snapshot([&**stats], c.ports.len());
+        let body = crate::report::json(c, &snap).to_string() + "\n";
+        let _ = conn.write_all(body.as_bytes());
+    }
+}
+
+fn watch_header(c: &Config) -> String {
+    let mut s = format!("{:>6}", "t(s)");
+    for p in &c.ports {
+        let _ = write!(
+            s,
+            " {:>10} {:>10} {:>9}",
+            format!("{}:rx/s", p.name),
+            format!("{}:tx/s", p.name),
+            "decap/s",
+        );
+    }
+    s + "  drops/s by reason"
+}
+
+fn watch_line(c: &Config, t: f64, last: &[PortSnapshot], cur: &[PortSnapshot]) -> String {
+    let mut s = format!("{t:>6.1}");
+    for (a, b) in last.iter().zip(cur).take(c.ports.len()) {
+        let _ = write!(
+            s,
+            " {:>10} {:>10} {:>9}",
+            b.rx_packets.saturating_sub(a.rx_packets),
+            b.tx_packets.saturating_sub(a.tx_packets),
+            b.decap.saturating_sub(a.decap)
+        );
+    }
+    let mut drops = Vec::new();
+    for r in DropReason::ALL {
+        let n: u64 = last
+            .iter()
+            .zip(cur)
+            .map(|(a, b)| b.drops_of(*r).saturating_sub(a.drops_of(*r)))
+            .sum();
+        if n > 0 {
+            drops.push(format!("{}={n}", r.name()));
+        }
+    }
+    s + "  " + &drops.join(" ")
+}
+
+/// Reads the counters from a running gateway's control socket.
+///
+/// # Errors
+/// Connecting or reading.
+pub fn query(socket: &std::path::Path) -> Result<String> {
+    use std::io::Read;
+    let mut conn = std::os::unix::net::UnixStream::connect(socket)
+        .with_context(|| format!("connecting to {}", socket.display()))?;
+    conn.set_read_timeout(Some(Duration::from_secs(2)))?;
+    let mut out = String::new();
+    conn.read_to_string(&mut out)?;
+    Ok(out)
+}
