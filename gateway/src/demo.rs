@@ -390,6 +390,12 @@ fn say(line: &str) {
 /// then reports.
 pub fn namespaces(seconds: f64) -> Result<()> {
     use std::process::Command;
+    // Ctrl-C reaches the whole process group: the gateway stops cleanly, and the demo must
+    // live on to remove the namespaces.
+    let interrupted = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(sig, std::sync::Arc::clone(&interrupted))?;
+    }
     let exe = std::env::current_exe()?;
     let tag = std::process::id().to_string();
     let dir = std::env::temp_dir().join(format!("gateway-demo-{tag}"));
@@ -398,7 +404,8 @@ pub fn namespaces(seconds: f64) -> Result<()> {
         say("gateway demo: building namespaces (external host, gateway, pods) ...");
         let lab = crate::lab::Lab::build(&tag)?;
         let cfg = dir.join("gateway.toml");
-        std::fs::write(&cfg, crate::lab::CONFIG)?;
+        let config = crate::lab::config_for("af_xdp");
+        std::fs::write(&cfg, &config)?;
         let frames = dir.join("uplink.pcap");
         let mut w = datapath::port::pcap::PcapWriter::create(&frames)?;
         for f in uplink_frames(10) {
@@ -406,16 +413,36 @@ pub fn namespaces(seconds: f64) -> Result<()> {
         }
         w.flush()?;
         say(&format!(
-            "running the gateway on AF_PACKET for {seconds} s and sending traffic ..."
+            "running the gateway on AF_XDP for {seconds} s (Ctrl-C stops it early) and sending \
+             traffic; its counters every second:"
         ));
-        let gw = Command::new("ip")
+        let mut gw = Command::new("ip")
             .args(["netns", "exec", &lab.gw])
             .arg(&exe)
-            .args(["run", "--duration", &seconds.to_string(), "--config"])
+            .args([
+                "run",
+                "--watch",
+                "--duration",
+                &seconds.to_string(),
+                "--config",
+            ])
             .arg(&cfg)
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped())
             .spawn()?;
+        // The gateway's output, shown as it comes (the per-second lines) and kept for the end.
+        let echo = gw.stdout.take().map(|out| {
+            std::thread::spawn(move || {
+                use std::io::BufRead;
+                let mut all = String::new();
+                for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+                    say(&format!("  | {line}"));
+                    all += &line;
+                    all.push('\n');
+                }
+                all
+            })
+        });
         std::thread::sleep(std::time::Duration::from_millis(1200));
         let ping = |args: &[&str]| -> String {
             let out = lab.exec(
@@ -459,16 +486,21 @@ pub fn namespaces(seconds: f64) -> Result<()> {
             Err(e) => format!("  GTP-U and IPIP uplink: failed: {e}\n"),
         };
         let out = gw.wait_with_output()?;
+        let stdout = echo.and_then(|h| h.join().ok()).unwrap_or_default();
         if !out.status.success() {
             bail!(
                 "the gateway failed: {}",
                 String::from_utf8_lossy(&out.stderr)
             );
         }
+        report += &String::from_utf8_lossy(&out.stderr);
         report += "\nwhat the gateway did (decap: tunnel packets stripped; ext tx: replies, \
                    GTP-U re-encapsulated toward the UEs):\n";
-        report += &String::from_utf8_lossy(&out.stdout);
-        report += &format!("\nconfiguration used:{}", crate::lab::CONFIG);
+        // The totals table follows the per-second lines.
+        report += stdout
+            .find("\nport ")
+            .map_or(stdout.as_str(), |i| &stdout[i + 1..]);
+        report += &format!("\nconfiguration used:{config}");
         drop(lab);
         report += "namespaces removed.\n";
         Ok(report)
