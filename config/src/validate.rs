@@ -19,8 +19,20 @@ pub struct Machine {
 impl Machine {
     /// The machine this process runs on.
     pub fn this() -> Self {
+        // The CPUs online, not those this process may use now: the gateway is often started
+        // under `taskset` with exactly its worker cores.
+        let online = std::fs::read_to_string("/sys/devices/system/cpu/online")
+            .ok()
+            .and_then(|s| {
+                s.trim()
+                    .split([',', '-'])
+                    .filter_map(|n| n.parse::<usize>().ok())
+                    .max()
+            })
+            .map(|max| max + 1);
         Machine {
-            cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            cores: online
+                .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
         }
     }
 }

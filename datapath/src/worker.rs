@@ -26,6 +26,8 @@ pub struct Worker {
     /// The path to the control thread, when there is one; without it frames for the gateway
     /// itself are counted as `local` and consumed.
     local: Option<Arc<LocalPath>>,
+    /// Kernel drop totals already counted, per port.
+    kernel_drops: [u64; MAX_PORTS],
 }
 
 impl Worker {
@@ -40,6 +42,7 @@ impl Worker {
             reader: None,
             tx_idx: Box::new([[0u8; BATCH]; MAX_PORTS]),
             local: None,
+            kernel_drops: [0; MAX_PORTS],
         }
     }
 
@@ -118,6 +121,19 @@ impl Worker {
             stats.drop(DropReason::MtuExceeded);
         }
         n
+    }
+
+    /// Counts the frames the kernel dropped on each port since the last call (one syscall per
+    /// port: call it every so often, not per poll).
+    pub fn sync_kernel_drops(&mut self) {
+        for (p, port) in self.ports.iter_mut().enumerate().take(MAX_PORTS) {
+            let total = port.kernel_drops();
+            let new = total.saturating_sub(self.kernel_drops[p]);
+            self.kernel_drops[p] = total;
+            if new > 0 {
+                self.stats.ports[p].drops[DropReason::KernelRxDropped as usize].add(new);
+            }
+        }
     }
 
     /// Sends the frames the control thread queued, through the ports they name.

@@ -76,13 +76,21 @@ pub fn run_live(
             if let Some(core) = core {
                 core_affinity::set_for_current(core_affinity::CoreId { id: core });
             }
-            while !stop.load(Ordering::Relaxed) {
+            // The worker watches the signal flag too: pinned with a real-time priority on the
+            // control thread's only core, it would otherwise starve the thread that stops it.
+            let mut last_sync = Instant::now();
+            while !stop.load(Ordering::Relaxed) && !signalled.load(Ordering::Relaxed) {
                 for _ in 0..64 {
                     if worker.poll(fib) == 0 {
                         std::hint::spin_loop();
                     }
                 }
+                if last_sync.elapsed() >= Duration::from_millis(500) {
+                    worker.sync_kernel_drops();
+                    last_sync = Instant::now();
+                }
             }
+            worker.sync_kernel_drops();
             worker.flush()
         });
         let start = Instant::now();

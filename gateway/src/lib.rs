@@ -2,9 +2,11 @@
 //! and ports, running the datapath offline, and rendering counters. The `gateway` binary is a
 //! thin CLI over this; the end-to-end tests call it directly.
 
+pub mod baseline;
 pub mod control;
 pub mod demo;
 pub mod lab;
 pub mod local_stack;
+pub mod pktgen;
 pub mod report;
 pub mod tables;

@@ -45,6 +45,50 @@ enum Command {
         #[arg(long)]
         control_socket: Option<PathBuf>,
     },
+    /// Generate plain or tunnelled traffic: on an interface through BPF live frames (as root),
+    /// or into a pcap file.
+    Pktgen {
+        #[command(flatten)]
+        spec: gateway::pktgen::Spec,
+        /// Send on this interface.
+        #[arg(long, conflicts_with = "pcap")]
+        interface: Option<String>,
+        /// Write the frames to this pcap file instead (needs --count).
+        #[arg(long)]
+        pcap: Option<PathBuf>,
+        /// Stop after this many seconds.
+        #[arg(long, default_value_t = 5.0)]
+        seconds: f64,
+        /// Stop after this many frames.
+        #[arg(long)]
+        count: Option<u64>,
+        /// Frames per second (default: as fast as the kernel takes them).
+        #[arg(long)]
+        rate: Option<u64>,
+        /// Print the result as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// The benchmark's ceiling: a minimal AF_XDP forwarder (rx, rewrite MACs, tx) with no
+    /// pipeline, until Ctrl-C or SIGTERM.
+    #[command(hide = true)]
+    XdpForward {
+        /// Receive on this interface.
+        #[arg(long)]
+        from: String,
+        /// Transmit on this interface.
+        #[arg(long)]
+        to: String,
+        /// Source MAC written into each frame.
+        #[arg(long)]
+        src_mac: String,
+        /// Destination MAC written into each frame.
+        #[arg(long)]
+        dst_mac: String,
+        /// Core to pin to.
+        #[arg(long, default_value_t = 0)]
+        core: usize,
+    },
     /// Print the counters of a running gateway as JSON, from its control socket.
     Stats {
         /// The gateway's --control-socket.
@@ -156,6 +200,64 @@ fn run() -> Result<ExitCode> {
             } else {
                 demo::namespaces(seconds)?;
             }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Pktgen {
+            spec,
+            interface,
+            pcap,
+            seconds,
+            count,
+            rate,
+            json,
+        } => {
+            if let Some(path) = pcap {
+                let Some(count) = count else {
+                    bail!("--pcap needs --count");
+                };
+                let len = gateway::pktgen::to_pcap(&spec, count, &path)?;
+                println!(
+                    "wrote {count} frames of {len} bytes (+4 FCS) to {}",
+                    path.display()
+                );
+                return Ok(ExitCode::SUCCESS);
+            }
+            let Some(interface) = interface else {
+                bail!("give --interface or --pcap");
+            };
+            let s = gateway::pktgen::send(&spec, &interface, seconds, count, rate)?;
+            let pps = s.frames as f64 / s.elapsed.as_secs_f64().max(1e-9);
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({"frames": s.frames, "seconds": s.elapsed.as_secs_f64(),
+                        "pps": pps, "frame_len": s.frame_len})
+                );
+            } else {
+                println!(
+                    "sent {} frames of {} bytes (+4 FCS) on {interface} in {:.2} s: {:.3} Mpps",
+                    s.frames,
+                    s.frame_len,
+                    s.elapsed.as_secs_f64(),
+                    pps / 1e6
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::XdpForward {
+            from,
+            to,
+            src_mac,
+            dst_mac,
+            core,
+        } => {
+            let mac = |s: &str| -> Result<[u8; 6]> {
+                s.parse::<config::MacAddr>()
+                    .map(|m| m.0)
+                    .map_err(|e| anyhow::anyhow!("{s}: {e}"))
+            };
+            let n = gateway::baseline::forward(&from, &to, mac(&src_mac)?, mac(&dst_mac)?, core)?;
+            println!("forwarded {n} frames");
             Ok(ExitCode::SUCCESS)
         }
         Command::Stats { socket } => {

@@ -85,6 +85,7 @@ drop_reasons! {
     TunnelUnknownPeer => "tunnel_unknown_peer", "tunnel packet from a source that is not a configured peer";
     GtpuNoSession => "gtpu_no_session", "routed into a GTP-U tunnel but no session covers the destination";
     TunnelInnerLocal => "tunnel_inner_local", "decapsulated packet for a link-local, multicast or gateway address (no stack runs inside tunnels)";
+    KernelRxDropped => "kernel_rx_dropped", "dropped by the kernel before the gateway read it (receive ring full, no fill buffer)";
     LocalQueueFull => "local_queue_full", "for the gateway itself, but the control thread's queue is full";
 }
 

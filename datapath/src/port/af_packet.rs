@@ -51,6 +51,8 @@ pub struct AfPacketPort {
     pending: u32,
     next_off: usize,
     tx: Box<TxScratch>,
+    /// Running total of PACKET_STATISTICS drops (the kernel resets them on each read).
+    kernel_dropped: u64,
 }
 
 /// `sendmmsg` arguments, boxed so their addresses stay put: each message is linked to its
@@ -172,6 +174,7 @@ impl AfPacketPort {
             pending: 0,
             next_off: 0,
             tx: TxScratch::new(ifindex),
+            kernel_dropped: 0,
         };
         // SAFETY: zeroed `sockaddr_ll` is a valid value; the fields set are the ones bind needs.
         let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
@@ -292,6 +295,27 @@ impl Port for AfPacketPort {
             sent += r as usize;
         }
         sent
+    }
+
+    fn kernel_drops(&mut self) -> u64 {
+        // struct tpacket_stats_v3: tp_packets, tp_drops, tp_freeze_q_cnt. Reading resets
+        // them, so the total is kept here.
+        let mut st = [0u32; 3];
+        let mut len = std::mem::size_of_val(&st) as libc::socklen_t;
+        // SAFETY: `st` is a live buffer of `len` bytes; the kernel writes at most that much.
+        let r = unsafe {
+            libc::getsockopt(
+                self.fd.as_raw_fd(),
+                libc::SOL_PACKET,
+                libc::PACKET_STATISTICS,
+                st.as_mut_ptr().cast(),
+                &mut len,
+            )
+        };
+        if r == 0 {
+            self.kernel_dropped += u64::from(st[1]);
+        }
+        self.kernel_dropped
     }
 
     fn as_any_mut(&mut self) -> &mut dyn std::any::Any {

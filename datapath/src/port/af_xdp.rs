@@ -19,7 +19,6 @@ use super::Port;
 use crate::pipeline::batch::{Batch, MAX_FRAME};
 use crate::pipeline::drop::DropReason;
 use crate::stats::PortStats;
-use std::ffi::CString;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -54,7 +53,7 @@ impl XdpAttachment {
     /// # Errors
     /// No such interface, no privilege, another XDP program already attached, ...
     pub fn attach(interface: &str, queues: u32, force_skb: bool) -> io::Result<Arc<Self>> {
-        let ifindex = ifindex(interface)?;
+        let ifindex = bpf::ifindex(interface)?;
         let map = bpf::create_xsk_map(queues)?;
         let prog = bpf::load_xdp(&bpf::redirect_program(map.as_raw_fd()), "gw_xsk_redir")?;
         let (link, mode) = bpf::attach_xdp(&prog, ifindex, force_skb)
@@ -72,19 +71,6 @@ impl XdpAttachment {
     pub fn mode(&self) -> XdpMode {
         self.mode
     }
-}
-
-fn ifindex(interface: &str) -> io::Result<u32> {
-    let name = CString::new(interface).map_err(|_| io::Error::other("interface name"))?;
-    // SAFETY: `name` is a valid NUL-terminated string.
-    let i = unsafe { libc::if_nametoindex(name.as_ptr()) };
-    if i == 0 {
-        return Err(io::Error::new(
-            io::ErrorKind::NotFound,
-            format!("no interface {interface}"),
-        ));
-    }
-    Ok(i)
 }
 
 /// One mapped ring: producer and consumer indices, flags and the descriptor array.
@@ -404,10 +390,7 @@ impl AfXdpPort {
         self.attachment.mode
     }
 
-    /// Frames the kernel dropped for this socket (ring full, no fill buffer, invalid
-    /// descriptors), from `XDP_STATISTICS`: (rx_dropped + rx_ring_full + fill_ring_empty,
-    /// tx_invalid).
-    pub fn kernel_drops(&self) -> (u64, u64) {
+    fn xdp_statistics(&self) -> [u64; 6] {
         let mut st = [0u64; 6];
         let mut len = std::mem::size_of_val(&st) as libc::socklen_t;
         // SAFETY: `st` is a live buffer of `len` bytes; the kernel writes at most that much.
@@ -421,11 +404,10 @@ impl AfXdpPort {
             )
         };
         if r < 0 {
-            return (0, 0);
+            [0; 6]
+        } else {
+            st
         }
-        // rx_dropped, rx_invalid_descs, tx_invalid_descs, rx_ring_full,
-        // rx_fill_ring_empty_descs, tx_ring_empty_descs.
-        (st[0] + st[3] + st[4], st[2])
     }
 
     fn frame(&self, addr: u64, len: usize) -> Option<&[u8]> {
@@ -568,6 +550,13 @@ impl Port for AfXdpPort {
         }
         self.reclaim();
         n
+    }
+
+    fn kernel_drops(&mut self) -> u64 {
+        // rx_dropped, rx_invalid_descs, tx_invalid_descs, rx_ring_full,
+        // rx_fill_ring_empty_descs, tx_ring_empty_descs: the first is the total of frames
+        // dropped on receive; ring-full and fill-empty events are its usual causes.
+        self.xdp_statistics()[0]
     }
 
     fn as_any_mut(&mut self) -> &mut dyn std::any::Any {

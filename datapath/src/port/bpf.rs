@@ -21,6 +21,13 @@ const BPF_MAP_CREATE: i64 = 0;
 const BPF_MAP_UPDATE_ELEM: i64 = 2;
 const BPF_MAP_DELETE_ELEM: i64 = 3;
 const BPF_PROG_LOAD: i64 = 5;
+const BPF_PROG_TEST_RUN: i64 = 10;
+/// `BPF_F_TEST_XDP_LIVE_FRAMES`: run the program on real frames that really leave.
+const BPF_F_TEST_XDP_LIVE_FRAMES: u32 = 2;
+const BPF_FUNC_GET_PRANDOM_U32: i32 = 7;
+/// `enum xdp_action`: XDP_DROP and XDP_TX.
+const XDP_DROP: i32 = 1;
+const XDP_TX: i32 = 3;
 const BPF_LINK_CREATE: i64 = 28;
 const BPF_MAP_TYPE_XSKMAP: u32 = 17;
 const BPF_PROG_TYPE_XDP: u32 = 6;
@@ -75,6 +82,46 @@ impl Insn {
         ]
     }
 
+    /// `dst = src` (64-bit register move).
+    pub const fn mov_reg(dst: u8, src: u8) -> Self {
+        Insn::new(0xbf, dst, src, 0, 0)
+    }
+
+    /// `dst += imm`.
+    pub const fn add_imm(dst: u8, imm: i32) -> Self {
+        Insn::new(0x07, dst, 0, 0, imm)
+    }
+
+    /// `dst %= imm` (unsigned).
+    pub const fn mod_imm(dst: u8, imm: i32) -> Self {
+        Insn::new(0x97, dst, 0, 0, imm)
+    }
+
+    /// `dst = htobe16(dst)`.
+    pub const fn to_be16(dst: u8) -> Self {
+        Insn::new(0xdc, dst, 0, 0, 16)
+    }
+
+    /// `if dst > src goto +off` (unsigned).
+    pub const fn jgt_reg(dst: u8, src: u8, off: i16) -> Self {
+        Insn::new(0x2d, dst, src, off, 0)
+    }
+
+    /// `*(u32 *)(dst + off) = imm`.
+    pub const fn st_w(dst: u8, off: i16, imm: i32) -> Self {
+        Insn::new(0x62, dst, 0, off, imm)
+    }
+
+    /// `*(u8 *)(dst + off) = imm`.
+    pub const fn st_b(dst: u8, off: i16, imm: i32) -> Self {
+        Insn::new(0x72, dst, 0, off, imm)
+    }
+
+    /// `*(u16 *)(dst + off) = src`.
+    pub const fn stx_h(dst: u8, src: u8, off: i16) -> Self {
+        Insn::new(0x6b, dst, src, off, 0)
+    }
+
     /// Call a helper by number.
     pub const fn call(helper: i32) -> Self {
         Insn::new(0x85, 0, 0, 0, helper)
@@ -108,6 +155,99 @@ pub fn redirect_program(xsk_map: RawFd) -> Vec<Insn> {
         Insn::call(BPF_FUNC_REDIRECT_MAP),
         Insn::exit(),
     ]
+}
+
+/// A traffic-generator program for [`run_live_frames`]: it writes `template` over the frame
+/// (live frames come back with whatever the receiver left in them, so every run rewrites the
+/// headers), optionally puts a random one of `flows` consecutive ports starting at the
+/// template's value into the big-endian 16-bit field at `vary_at` (a UDP source port, whose
+/// checksum must then be zero), and transmits it (`XDP_TX`).
+///
+/// Returns `None` when the template is longer than the 16-bit offsets of the instruction set
+/// or the field lies outside it.
+pub fn sender_program(template: &[u8], vary_at: Option<(usize, u16)>) -> Option<Vec<Insn>> {
+    let len = i32::try_from(template.len()).ok().filter(|&l| l <= 4096)?;
+    let mut p = vec![
+        Insn::mov_reg(6, 1),
+        Insn::ldx_w(2, 6, 0),
+        Insn::ldx_w(3, 6, 4),
+        Insn::mov_reg(4, 2),
+        Insn::add_imm(4, len),
+    ];
+    let mut body = Vec::new();
+    let words = template.chunks_exact(4);
+    let tail = words.remainder();
+    for (k, w) in words.enumerate() {
+        let v = i32::from_ne_bytes([w[0], w[1], w[2], w[3]]);
+        body.push(Insn::st_w(2, (k * 4) as i16, v));
+    }
+    let base = template.len() - tail.len();
+    for (k, &b) in tail.iter().enumerate() {
+        body.push(Insn::st_b(2, (base + k) as i16, i32::from(b)));
+    }
+    if let Some((at, flows)) = vary_at {
+        let field = template.get(at..at + 2)?;
+        let first = u16::from_be_bytes([field[0], field[1]]);
+        body.extend([
+            Insn::mov_reg(7, 2),
+            Insn::call(BPF_FUNC_GET_PRANDOM_U32),
+            Insn::mod_imm(0, i32::from(flows.max(1))),
+            Insn::add_imm(0, i32::from(first)),
+            Insn::to_be16(0),
+            Insn::stx_h(7, 0, at as i16),
+        ]);
+    }
+    // Too short a frame: drop rather than write past its end.
+    p.push(Insn::jgt_reg(4, 3, (body.len() + 2) as i16));
+    p.extend(body);
+    p.extend([
+        Insn::mov_imm(0, XDP_TX),
+        Insn::exit(),
+        Insn::mov_imm(0, XDP_DROP),
+        Insn::exit(),
+    ]);
+    Some(p)
+}
+
+/// Runs `prog` `repeat` times in live-frames mode on frames initialised from `frame`, as if
+/// received on `ifindex` (of this process's network namespace): each `XDP_TX` really leaves
+/// through that interface. The fastest sender the kernel offers on veth (see IO-NOTES).
+///
+/// # Errors
+/// The kernel's error (EINVAL on kernels without live frames).
+pub fn run_live_frames(prog: &OwnedFd, frame: &[u8], repeat: u32, ifindex: u32) -> io::Result<()> {
+    // struct xdp_md: data, data_end, data_meta, ingress_ifindex, rx_queue_index, egress_ifindex.
+    // The kernel wants data_end equal to the frame's length.
+    let mut ctx = [0u32; 6];
+    ctx[1] = frame.len() as u32;
+    ctx[3] = ifindex;
+    let mut a = Attr::new();
+    a.u32(0, prog.as_raw_fd() as u32)
+        .u32(8, frame.len() as u32)
+        .u64(16, frame.as_ptr() as u64)
+        .u32(32, repeat)
+        .u32(40, std::mem::size_of_val(&ctx) as u32)
+        .u64(48, ctx.as_ptr() as u64)
+        .u32(64, BPF_F_TEST_XDP_LIVE_FRAMES)
+        .u32(72, 64);
+    sys_bpf(BPF_PROG_TEST_RUN, &mut a).map(|_| ())
+}
+
+/// The index of `interface` in this process's network namespace.
+///
+/// # Errors
+/// `NotFound` when there is no such interface.
+pub fn ifindex(interface: &str) -> io::Result<u32> {
+    let name = std::ffi::CString::new(interface).map_err(|_| io::Error::other("interface name"))?;
+    // SAFETY: `name` is a valid NUL-terminated string.
+    let i = unsafe { libc::if_nametoindex(name.as_ptr()) };
+    if i == 0 {
+        return Err(io::Error::new(
+            io::ErrorKind::NotFound,
+            format!("no interface {interface}"),
+        ));
+    }
+    Ok(i)
 }
 
 /// How the XDP program ended up attached.
@@ -282,5 +422,19 @@ mod tests {
         assert_eq!(b.to_bytes(), [0; 8]);
         assert_eq!(Insn::call(51).to_bytes(), [0x85, 0, 0, 0, 51, 0, 0, 0]);
         assert_eq!(redirect_program(3).len(), 6);
+    }
+
+    #[test]
+    fn the_sender_program_writes_the_whole_template_and_guards_its_length() {
+        let t: Vec<u8> = (0..63).collect();
+        let p = sender_program(&t, Some((34, 16))).unwrap();
+        // 15 word stores and 3 byte stores cover the 63 bytes.
+        assert_eq!(p.iter().filter(|i| i.code == 0x62).count(), 15);
+        assert_eq!(p.iter().filter(|i| i.code == 0x72).count(), 3);
+        // The length check jumps exactly over the body to the XDP_DROP exit.
+        let j = p.iter().position(|i| i.code == 0x2d).unwrap();
+        let target = j + 1 + p[j].off as usize;
+        assert_eq!(p[target], Insn::mov_imm(0, XDP_DROP));
+        assert!(sender_program(&t, Some((62, 4))).is_none());
     }
 }

@@ -31,6 +31,12 @@ pub trait Port: Send {
         Ok(())
     }
 
+    /// Frames the kernel dropped for this port before the gateway could see them (a full
+    /// receive ring, no fill buffer), as a running total. A syscall: call it rarely.
+    fn kernel_drops(&mut self) -> u64 {
+        0
+    }
+
     /// True when the port will never receive again (end of a pcap file, an empty memory port).
     fn rx_exhausted(&self) -> bool {
         false

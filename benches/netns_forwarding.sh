@@ -1,0 +1,221 @@
+#!/usr/bin/env bash
+# Forwarding throughput through a middle namespace, the gateway against the kernel, on the
+# same topology and the same traffic, in one run:
+#
+#   [ext] ext-a ==== ext-g [mid] pod-g ==== pod-b [pods]
+#
+# The sender (`gateway pktgen`, BPF live frames) runs in ext pinned to CPU 0; whatever
+# forwards in mid (the gateway's worker, or the kernel's softirq) runs on CPU 1; frames are
+# counted arriving on pod-b (the pods namespace drops them: no forwarding, no listener).
+#
+# Modes:
+#   kernel-forward   ip_forward in mid, plain UDP
+#   kernel-vxlan     a kernel VXLAN device in mid decapsulates, then ip_forward
+#   gateway-plain    the gateway on AF_XDP, plain UDP
+#   gateway-vxlan    the gateway decapsulating VXLAN
+#   gateway-gtpu     the gateway decapsulating GTP-U (PDU Session Container, QFI 9)
+#   gateway-af-packet-plain   the fallback port, plain UDP
+#   xdp-forward-minimal       the ceiling: a minimal AF_XDP forwarder on the gateway's own
+#                             ports (rx, rewrite MACs, tx; no pipeline), plain UDP
+#
+# Usage (root): benches/netns_forwarding.sh [seconds per run] [runs] [--append]
+# Prints medians of the runs; with --append also appends the table to BENCHMARKS.md.
+# Needs: iproute2, ethtool, util-linux (taskset, chrt), and a release build of the gateway
+# (built here if missing).
+set -euo pipefail
+
+SECS=${1:-5}
+RUNS=${2:-3}
+APPEND=${3:-}
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+GW="$ROOT/target/release/gateway"
+TAG="gwb$$"
+EXT="$TAG-ext" MID="$TAG-mid" POD="$TAG-pods"
+GW_EXT_MAC=02:00:00:00:00:01 GW_POD_MAC=02:00:00:00:01:01
+EXT_MAC=02:00:00:00:00:99 POD_MAC=02:00:00:00:02:01 VX_MAC=02:00:00:00:0a:01
+FLOWS=16
+WORK=$(mktemp -d)
+
+[ "$(id -u)" = 0 ] || { echo "needs root (network namespaces, BPF)"; exit 1; }
+[ -x "$GW" ] || (cd "$ROOT" && cargo build --release -p gateway)
+
+nsx() { local ns=$1; shift; ip netns exec "$ns" "$@"; }
+
+teardown() {
+    if [ -s "$WORK/pid" ]; then
+        kill -TERM "$(cat "$WORK/pid")" 2>/dev/null || true
+        # Wait for it: the next run must find the interfaces free.
+        for _ in $(seq 50); do kill -0 "$(cat "$WORK/pid")" 2>/dev/null || break; sleep 0.1; done
+        kill -KILL "$(cat "$WORK/pid")" 2>/dev/null && echo "forwarder ignored SIGTERM: killed" >&2
+        rm -f "$WORK/pid"
+        [ -z "${VERBOSE:-}" ] || cat "$WORK/gw.out" >&2 || true
+        rm -f "$WORK/gw.out"
+    fi
+    for n in "$EXT" "$MID" "$POD"; do ip netns del "$n" 2>/dev/null || true; done
+}
+trap 'teardown; rm -rf "$WORK"' EXIT
+
+topology() {
+    teardown
+    for n in "$EXT" "$MID" "$POD"; do ip netns add "$n"; done
+    ip link add ext-a netns "$EXT" type veth peer name ext-g netns "$MID"
+    ip link add pod-g netns "$MID" type veth peer name pod-b netns "$POD"
+    nsx "$EXT" ip link set ext-a address $EXT_MAC up
+    nsx "$EXT" ip addr add 192.0.2.10/24 dev ext-a
+    nsx "$MID" ip link set ext-g address $GW_EXT_MAC up
+    nsx "$MID" ip link set pod-g address $GW_POD_MAC up
+    nsx "$MID" ip link set lo up
+    # Frames XDP_TX'd by the sender reach ext-g by redirect: without an XDP program there
+    # (the kernel modes) ext-g needs GRO on, or they vanish uncounted (IO-NOTES).
+    nsx "$MID" ethtool -K ext-g gro on >/dev/null
+    nsx "$POD" ip link set pod-b address $POD_MAC up
+    nsx "$POD" ip addr add 172.18.0.2/16 dev pod-b
+}
+
+kernel_mid() {
+    nsx "$MID" ip addr add 192.0.2.1/24 dev ext-g
+    nsx "$MID" ip addr add 172.18.0.1/16 dev pod-g
+    nsx "$MID" sysctl -qw net.ipv4.ip_forward=1
+    nsx "$MID" sysctl -qw net.ipv4.conf.all.rp_filter=0
+    nsx "$MID" ip route add 10.244.0.0/16 via 172.18.0.2
+    nsx "$MID" ip neigh add 172.18.0.2 lladdr $POD_MAC dev pod-g nud permanent
+    nsx "$MID" ip neigh add 192.0.2.10 lladdr $EXT_MAC dev ext-g nud permanent
+    # The kernel forwards in ext-g's NAPI poll: threaded, on CPU 1, at the sender's priority
+    # (otherwise it would run in the sender's softirq on CPU 0).
+    nsx "$MID" sh -c 'echo 1 > /sys/class/net/ext-g/threaded'
+    local pid
+    for pid in $(pgrep -f "napi/ext-g"); do
+        taskset -p -c 1 "$pid" >/dev/null
+        chrt -f -p 5 "$pid"
+    done
+    if [ "$1" = vxlan ]; then
+        nsx "$MID" ip link add vxlan0 type vxlan id 4096 local 192.0.2.1 dstport 4789 nolearning dev ext-g
+        nsx "$MID" ip link set vxlan0 address $VX_MAC up
+        nsx "$MID" ip addr add 10.99.0.254/24 dev vxlan0
+        nsx "$MID" sysctl -qw net.ipv4.conf.vxlan0.rp_filter=0
+    fi
+}
+
+gateway_mid() {
+    local driver=$1
+    cat >"$WORK/gw.toml" <<EOF
+[gateway]
+workers = [1]
+[[port]]
+name = "ext"
+driver = "$driver"
+interface = "ext-g"
+mac = "$GW_EXT_MAC"
+addresses = ["192.0.2.1/24"]
+[[port]]
+name = "pods"
+driver = "$driver"
+interface = "pod-g"
+mac = "$GW_POD_MAC"
+addresses = ["172.18.0.1/16"]
+[[neighbor]]
+address = "172.18.0.2"
+mac = "$POD_MAC"
+port = "pods"
+[[route]]
+prefix = "10.244.0.0/16"
+via = "172.18.0.2"
+[[tunnel]]
+name = "calico"
+kind = "vxlan"
+local = "192.0.2.1"
+vni = 4096
+peers = ["192.0.2.10"]
+[[tunnel]]
+name = "ran"
+kind = "gtpu"
+local = "192.0.2.1"
+peer = "192.0.2.10"
+[[tunnel.session]]
+ue = "10.46.0.0/16"
+teid_in = 0x1001
+teid_out = 0x2001
+qfi = 9
+EOF
+    nsx "$MID" chrt -f 5 "$GW" run --config "$WORK/gw.toml" >"$WORK/gw.out" 2>&1 &
+    echo $! >"$WORK/pid"   # ip netns exec and chrt exec: this is the gateway's pid
+    sleep 1.5
+}
+
+minimal_mid() {
+    nsx "$MID" chrt -f 5 "$GW" xdp-forward --from ext-g --to pod-g --src-mac $GW_POD_MAC \
+        --dst-mac $POD_MAC --core 1 >"$WORK/gw.out" 2>&1 &
+    echo $! >"$WORK/pid"   # ip netns exec and chrt exec: this is the forwarder's pid
+    sleep 1.5
+}
+
+rx_on_pod_b() { nsx "$POD" cat /sys/class/net/pod-b/statistics/rx_packets; }
+
+# One measurement: prints "offered_pps forwarded_pps", both over the sender's own time.
+measure() {
+    local kind=$1; shift
+    local before after out
+    before=$(rx_on_pod_b)
+    out=$(nsx "$EXT" chrt -f 5 taskset -c 0 "$GW" pktgen --interface ext-a --kind "$kind" \
+        --flows $FLOWS --seconds "$SECS" --json "$@")
+    sleep 0.5
+    after=$(rx_on_pod_b)
+    echo "$out" | sed 's/[{}"]//g; s/,/ /g' | awk -v n=$((after - before)) '{
+        for (i = 1; i <= NF; i++) { split($i, kv, ":"); v[kv[1]] = kv[2] }
+        printf "%.0f %.0f\n", v["frames"] / v["seconds"], n / v["seconds"] }'
+}
+
+median() { sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
+
+run_mode() {
+    local mode=$1 kind=$2; shift 2
+    local offs=() fwds=()
+    for _ in $(seq "$RUNS"); do
+        topology
+        case $mode in
+            kernel-forward) kernel_mid plain ;;
+            kernel-vxlan) kernel_mid vxlan ;;
+            gateway-af-packet-*) gateway_mid af_packet ;;
+            xdp-forward-minimal) minimal_mid ;;
+            gateway-*) gateway_mid af_xdp ;;
+        esac
+        read -r o f < <(measure "$kind" "$@")
+        offs+=("$o") fwds+=("$f")
+        teardown
+    done
+    local o f
+    o=$(printf '%s\n' "${offs[@]}" | median)
+    f=$(printf '%s\n' "${fwds[@]}" | median)
+    awk -v m="$mode" -v o="$o" -v f="$f" -v all="${fwds[*]}" \
+        'BEGIN { printf "| %-24s | %8.3f | %9.3f | %6.1f%% | %s |\n", m, o / 1e6, f / 1e6, 100 * (1 - f / o), all }' 
+    echo "$mode $f" >>"$WORK/medians"
+}
+
+HEADER="| mode | offered Mpps | forwarded Mpps | loss | forwarded pps per run |
+|---|---|---|---|---|"
+{
+    echo "### Namespace forwarding, $(date -u +%Y-%m-%d), $(nproc) vCPU $(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -1)"
+    echo
+    echo "\`benches/netns_forwarding.sh $SECS $RUNS\`: 64-byte frames (tunnel kinds: the smallest"
+    echo "that holds their headers), $FLOWS flows, sender on CPU 0 and forwarder on CPU 1, both"
+    echo "\`chrt -f 5\`; medians of $RUNS runs of $SECS s."
+    echo
+    echo "$HEADER"
+    run_mode kernel-forward plain4 --dst-mac $GW_EXT_MAC --dst 10.244.9.9
+    run_mode kernel-vxlan vxlan --inner-mac $VX_MAC --inner-src 10.99.0.1
+    run_mode gateway-plain plain4 --dst 10.244.9.9
+    run_mode gateway-vxlan vxlan --inner-src 10.99.0.1
+    run_mode gateway-gtpu gtpu
+    run_mode gateway-af-packet-plain plain4 --dst 10.244.9.9
+    run_mode xdp-forward-minimal plain4 --dst 10.244.9.9
+    echo
+    awk '{ m[$1] = $2 } END {
+        printf "Ratios of forwarded medians: gateway-plain / kernel-forward = %.2f; gateway-vxlan / kernel-vxlan = %.2f;", m["gateway-plain"] / m["kernel-forward"], m["gateway-vxlan"] / m["kernel-vxlan"]
+        printf " gateway-gtpu / kernel-vxlan = %.2f; gateway-plain / xdp-forward-minimal = %.2f;", m["gateway-gtpu"] / m["kernel-vxlan"], m["gateway-plain"] / m["xdp-forward-minimal"]
+        printf " gateway-vxlan / xdp-forward-minimal = %.2f.\n", m["gateway-vxlan"] / m["xdp-forward-minimal"] }' "$WORK/medians"
+} | tee "$WORK/table"
+
+if [ "$APPEND" = --append ]; then
+    { echo; cat "$WORK/table"; } >>"$ROOT/BENCHMARKS.md"
+    echo "appended to BENCHMARKS.md"
+fi
