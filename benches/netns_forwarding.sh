@@ -137,13 +137,13 @@ teid_in = 0x1001
 teid_out = 0x2001
 qfi = 9
 EOF
-    nsx "$MID" chrt -f 5 "$GW" run --config "$WORK/gw.toml" >"$WORK/gw.out" 2>&1 &
+    ip netns exec "$MID" chrt -f 5 "$GW" run --config "$WORK/gw.toml" >"$WORK/gw.out" 2>&1 &
     echo $! >"$WORK/pid"   # ip netns exec and chrt exec: this is the gateway's pid
     sleep 1.5
 }
 
 minimal_mid() {
-    nsx "$MID" chrt -f 5 "$GW" xdp-forward --from ext-g --to pod-g --src-mac $GW_POD_MAC \
+    ip netns exec "$MID" chrt -f 5 "$GW" xdp-forward --from ext-g --to pod-g --src-mac $GW_POD_MAC \
         --dst-mac $POD_MAC --core 1 >"$WORK/gw.out" 2>&1 &
     echo $! >"$WORK/pid"   # ip netns exec and chrt exec: this is the forwarder's pid
     sleep 1.5

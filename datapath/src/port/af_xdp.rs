@@ -478,7 +478,9 @@ impl Port for AfXdpPort {
         let max = max.min(batch.bufs.len());
         let ready = self.rx.ready().min(max as u32);
         if ready == 0 {
-            if self.fill.needs_wakeup() {
+            // Copy mode receives in the kernel's own receive path: a wakeup there is a
+            // syscall that does nothing, and an idle port would make one every poll.
+            if self.zero_copy && self.fill.needs_wakeup() {
                 // SAFETY: a zero-length non-blocking receive on our own socket: the kernel's
                 // "refill now" wakeup. Only when the RX ring is empty, never per packet.
                 unsafe {
