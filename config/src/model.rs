@@ -171,6 +171,16 @@ pub struct Tunnel {
     pub kind: TunnelKind,
 }
 
+impl Tunnel {
+    /// The tunnel's peer endpoints.
+    pub fn peers(&self) -> Vec<IpAddr> {
+        match &self.kind {
+            TunnelKind::Gtpu { peer, .. } => vec![*peer],
+            TunnelKind::Vxlan { peers, .. } | TunnelKind::Ipip { peers } => peers.clone(),
+        }
+    }
+}
+
 /// The largest burst a worker's fixed batch holds.
 pub const MAX_BURST: usize = 64;
 /// The largest number of ports.

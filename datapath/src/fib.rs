@@ -7,6 +7,7 @@
 //! `Connected` routes, the way a router's own FIB holds them.
 
 use crate::lpm::{self, Lpm4, Lpm4Table, Lpm6, Lpm6Table, Qsbr};
+use crate::neigh::NeighTable;
 use crate::stats::MAX_PORTS;
 use hashbrown::HashMap;
 use std::net::IpAddr;
@@ -28,10 +29,15 @@ pub enum NextHop {
         /// May leave through the input port.
         hairpin: bool,
     },
-    /// Send to a neighbour whose MAC is not known yet (dropped as `neighbor_unresolved`).
+    /// Send to a neighbour with no static MAC: looked up in the dynamic neighbour table
+    /// (ARP/NDP); while unknown, dropped as `neighbor_unresolved` and resolution requested.
     Unresolved {
         /// Egress port.
         port: u8,
+        /// The neighbour's address ([`ip_key`]).
+        addr: u128,
+        /// May leave through the input port.
+        hairpin: bool,
     },
     /// The destination is on a connected subnet of `port`: its own MAC is looked up.
     Connected {
@@ -221,6 +227,7 @@ pub struct FibBuilder {
     routes4: Vec<(u32, u8, u32)>,
     routes6: Vec<(u128, u8, u32)>,
     locals: Vec<(IpAddr, u8, u8)>,
+    neigh: Arc<NeighTable>,
 }
 
 impl FibBuilder {
@@ -404,7 +411,11 @@ impl FibBuilder {
         };
         match mac {
             Some(&mac) => NextHop::Forward { port, mac, hairpin },
-            None => NextHop::Unresolved { port },
+            None => NextHop::Unresolved {
+                port,
+                addr: ip_key(addr),
+                hairpin,
+            },
         }
     }
 
@@ -501,6 +512,7 @@ impl FibBuilder {
             neigh6: self.neigh6,
             ports: self.ports,
             addrs: self.addrs,
+            neigh: self.neigh,
         };
         Ok((fib, RouteWriters { v4, v6, qsbr }))
     }
@@ -539,9 +551,15 @@ pub struct Fib {
     neigh6: HashMap<u128, [u8; 6]>,
     ports: Vec<PortInfo>,
     addrs: Vec<PortAddrs>,
+    neigh: Arc<NeighTable>,
 }
 
 impl Fib {
+    /// The dynamic neighbour table (written by the control thread, read here).
+    pub fn neighbors(&self) -> &Arc<NeighTable> {
+        &self.neigh
+    }
+
     /// The gateway's own addresses on port `id`.
     #[inline]
     pub fn port_addrs(&self, id: u8) -> PortAddrs {

@@ -24,6 +24,7 @@ pub mod craft;
 pub mod fib;
 pub mod local;
 pub mod lpm;
+pub mod neigh;
 pub mod pipeline;
 pub mod port;
 pub mod stats;

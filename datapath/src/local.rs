@@ -18,6 +18,9 @@ pub const FRAME_CAP: usize = 2048;
 pub struct Frame {
     /// The port it came in on or must leave through.
     pub port: u8,
+    /// Not a frame: a request to resolve the neighbour whose address ([`crate::fib::ip_key`])
+    /// is [`Frame::resolve_addr`], on `port`.
+    pub resolve: bool,
     len: u16,
     data: [u8; FRAME_CAP],
 }
@@ -26,6 +29,13 @@ impl Frame {
     /// The frame's bytes.
     pub fn bytes(&self) -> &[u8] {
         &self.data[..usize::from(self.len)]
+    }
+
+    /// The address of a resolve request.
+    pub fn resolve_addr(&self) -> u128 {
+        let mut b = [0u8; 16];
+        b.copy_from_slice(&self.data[..16]);
+        u128::from_be_bytes(b)
     }
 }
 
@@ -48,6 +58,7 @@ impl LocalPath {
         for _ in 0..capacity {
             let _ = path.free.push(Box::new(Frame {
                 port: 0,
+                resolve: false,
                 len: 0,
                 data: [0; FRAME_CAP],
             }));
@@ -65,8 +76,29 @@ impl LocalPath {
             return false;
         };
         f.port = port;
+        f.resolve = false;
         f.len = bytes.len() as u16;
         f.data[..bytes.len()].copy_from_slice(bytes);
+        match self.up.push(f) {
+            Ok(()) => true,
+            Err(f) => {
+                let _ = self.free.push(f);
+                false
+            }
+        }
+    }
+
+    /// Worker side: asks the control thread to resolve `addr` on `port` (a packet toward it
+    /// was just dropped as unresolved). False when no buffer is free; the next packet asks
+    /// again.
+    pub fn request_resolve(&self, port: u8, addr: u128) -> bool {
+        let Some(mut f) = self.free.pop() else {
+            return false;
+        };
+        f.port = port;
+        f.resolve = true;
+        f.len = 16;
+        f.data[..16].copy_from_slice(&addr.to_be_bytes());
         match self.up.push(f) {
             Ok(()) => true,
             Err(f) => {

@@ -94,7 +94,8 @@ impl Worker {
             .rx_bytes
             .add(self.batch.packets().iter().map(|b| b.len() as u64).sum());
 
-        let next = self.pipeline.process(&mut self.batch, fib);
+        let count = self.pipeline.process(&mut self.batch, fib).len();
+        let next = &self.pipeline.verdicts()[..count];
         let tx_idx = &mut self.tx_idx;
         let mut tx_len = [0usize; MAX_PORTS];
         for (i, v) in next.iter().enumerate() {
@@ -110,7 +111,16 @@ impl Worker {
                     }
                     _ => stats.local.add(1),
                 },
-                Next::Drop(r) => stats.drop(r),
+                Next::Drop(r) => {
+                    stats.drop(r);
+                    if r == DropReason::NeighborUnresolved {
+                        if let (Some(l), Some((addr, port))) =
+                            (&self.local, self.pipeline.resolve_request(i))
+                        {
+                            l.request_resolve(port, addr);
+                        }
+                    }
+                }
                 Next::Tx(_) | Next::Route => stats.drop(DropReason::NoRoute),
             }
         }

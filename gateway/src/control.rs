@@ -3,12 +3,15 @@
 //!
 //! - Frames for the gateway itself come up from the worker and go to the local stack
 //!   ([`crate::local_stack`]); its replies go back down.
+//! - Next hops are resolved by ARP and NDP ([`crate::neighbors`]) into the FIB's neighbour
+//!   table, on the workers' request and ahead of time for configured next hops.
 //! - SIGINT and SIGTERM stop the gateway cleanly: the worker finishes its poll, the ports are
 //!   flushed and dropped (the AF_XDP program detaches), the control socket is removed.
 //! - Counters are aggregated every second: printed as a line per second with `--watch`, and
 //!   served as JSON on the control socket (`gateway stats --socket PATH`).
 
 use crate::local_stack::LocalStack;
+use crate::neighbors::Neighbors;
 use anyhow::{Context, Result};
 use config::Config;
 use datapath::fib::Fib;
@@ -70,6 +73,8 @@ pub fn run_live(
         None => None,
     };
     let mut stack = LocalStack::new(c, &path);
+    let mut neighbors = Neighbors::new(c, std::sync::Arc::clone(fib.neighbors()));
+    let mut now_tick = Instant::now() - Duration::from_secs(1);
     let core = c.workers.first().copied();
     let result = std::thread::scope(|s| -> Result<()> {
         let w = s.spawn(|| {
@@ -112,9 +117,19 @@ pub fn run_live(
                 }
             }
             while let Some(f) = path.take_up() {
-                stack.deliver(f, &path);
+                if f.resolve {
+                    neighbors.wanted(f.resolve_addr(), f.port, &path);
+                    path.recycle(f);
+                } else {
+                    neighbors.learn(f.bytes(), f.port);
+                    stack.deliver(f, &path);
+                }
             }
             stack.tick();
+            if now_tick.elapsed() >= Duration::from_millis(100) {
+                neighbors.tick(&path);
+                now_tick = Instant::now();
+            }
             let now = Instant::now();
             if now >= next_tick {
                 let cur = snapshot([&**stats], c.ports.len());

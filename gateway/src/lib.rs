@@ -7,6 +7,7 @@ pub mod control;
 pub mod demo;
 pub mod lab;
 pub mod local_stack;
+pub mod neighbors;
 pub mod pktgen;
 pub mod report;
 pub mod tables;

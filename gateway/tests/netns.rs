@@ -283,3 +283,90 @@ fn af_xdp_gateway_answers_arp_and_ping_serves_counters_and_stops_on_sigterm() {
     assert!(!sock.exists(), "control socket left behind");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// No static neighbours: the gateway resolves the pod host and the external host by ARP (they
+/// are ordinary kernels answering), forwards both ways, and counts a next hop nobody answers
+/// for as `neighbor_unresolved`.
+#[test]
+fn af_xdp_gateway_resolves_next_hops_by_arp_and_counts_the_unresolved() {
+    if !root_or_skip() {
+        return;
+    }
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let id = format!("t{}nd", std::process::id());
+    let lab = Lab::build(&id).unwrap();
+    let dir =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../target/e2e-netns-{id}"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut cfg_text = String::new();
+    for block in config_for("af_xdp").split("\n\n") {
+        if !block.trim_start().starts_with("[[neighbor]]") {
+            cfg_text += block;
+            cfg_text += "\n\n";
+        }
+    }
+    cfg_text += "[[route]]\nprefix = \"10.250.0.0/16\"\nvia = \"172.18.0.99\"   # nobody\n";
+    assert!(!cfg_text.contains("[[neighbor]]"), "{cfg_text}");
+    let cfg = dir.join("gw.toml");
+    std::fs::write(&cfg, &cfg_text).unwrap();
+    let stats = dir.join("stats.json");
+    let gateway = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &lab.gw,
+            env!("CARGO_BIN_EXE_gateway"),
+            "run",
+        ])
+        .args(["--duration", "7", "--config"])
+        .arg(&cfg)
+        .arg("--stats-json")
+        .arg(&stats)
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    let ping = |dst: &str| {
+        let o = Command::new("ip")
+            .args([
+                "netns", "exec", &lab.ext, "ping", "-c", "5", "-i", "0.3", "-W", "1", dst,
+            ])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&o.stdout).to_string()
+    };
+    lab.exec(
+        &lab.ext,
+        &["ip", "route", "add", "10.250.0.0/16", "via", "192.0.2.1"],
+    )
+    .unwrap();
+    let to_pod = ping("10.244.2.6");
+    let to_nobody = ping("10.250.0.1");
+    let pods_neigh = lab
+        .exec(&lab.pods, &["ip", "neigh", "show", "dev", "pod-b"])
+        .unwrap();
+    let pods_neigh = String::from_utf8_lossy(&pods_neigh.stdout).to_string();
+    assert!(gateway.wait_with_output().unwrap().status.success());
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&stats).unwrap()).unwrap();
+    // The pod host was asked ahead of time (a configured next hop); the external host is
+    // asked when its first reply is dropped, so at most that one is lost.
+    let received: u32 = to_pod
+        .split(", ")
+        .find_map(|s| s.strip_suffix(" received").and_then(|n| n.parse().ok()))
+        .unwrap_or(0);
+    assert!(received >= 4, "ping 10.244.2.6:\n{to_pod}\n{json}");
+    assert!(to_nobody.contains(" 0 received"), "{to_nobody}");
+    let unresolved = json["ports"]["ext"]["drops"]["neighbor_unresolved"]
+        .as_u64()
+        .unwrap_or(0);
+    assert!(
+        unresolved >= 5,
+        "five pings toward an unanswered next hop: {json}"
+    );
+    // The pod host learned the gateway from its ARP request, as a kernel does.
+    assert!(
+        pods_neigh.contains("172.18.0.1") && pods_neigh.contains(gateway::lab::GW_PODS_MAC),
+        "{pods_neigh}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

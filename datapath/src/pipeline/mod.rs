@@ -59,6 +59,9 @@ pub struct Meta {
     pub echo_request: bool,
     /// Decapsulated: the L3 offset points at the inner packet.
     pub inner: bool,
+    /// With [`DropReason::NeighborUnresolved`]: the neighbour to resolve ([`crate::fib::ip_key`])
+    /// and the port to ask on.
+    pub resolve: (u128, u8),
     /// The IP MTU the packet exceeded (set with [`DropReason::MtuExceeded`]).
     pub mtu: u16,
 }
@@ -97,6 +100,18 @@ impl Pipeline {
             decapped: 0,
             icmp_sent: 0,
         }
+    }
+
+    /// The verdicts of the last batch (the first `n` of them, as [`Pipeline::process`]
+    /// returned).
+    pub fn verdicts(&self) -> &[Next] {
+        &self.next
+    }
+
+    /// For packet `i` of the last batch dropped as `neighbor_unresolved`: the address to
+    /// resolve and the port to ask on.
+    pub fn resolve_request(&self, i: usize) -> Option<(u128, u8)> {
+        self.meta.get(i).map(|m| m.resolve).filter(|r| r.0 != 0)
     }
 
     /// Packets of the last batch that were decapsulated.

@@ -20,6 +20,8 @@ pub fn resolve_one(fib: &Fib, nh: u32, frame: &[u8], in_port: u8, meta: &mut Met
         hop = fib.ecmp_member(start, len, flow_hash(frame, meta));
     }
     meta.encap = super::NO_ENCAP;
+    meta.resolve = (0, 0);
+    let neigh = fib.neighbors();
     let (port, mac, hairpin) = match hop {
         None => return Next::Drop(DropReason::NoRoute),
         Some(NextHop::NoSession) => return Next::Drop(DropReason::GtpuNoSession),
@@ -38,20 +40,42 @@ pub fn resolve_one(fib: &Fib, nh: u32, frame: &[u8], in_port: u8, meta: &mut Met
             }
             meta.encap = index;
             // Tunnels commonly leave through the port their traffic came in on.
-            (e.port, e.mac, true)
+            let mac = e.mac.or_else(|| neigh.lookup(e.peer));
+            if mac.is_none() {
+                meta.resolve = (e.peer, e.port);
+            }
+            (e.port, mac, true)
         }
         Some(NextHop::Local) => return Next::Local,
         Some(NextHop::Blackhole) => return Next::Drop(DropReason::Blackhole),
-        Some(NextHop::Ecmp { .. }) | Some(NextHop::Unresolved { .. }) => {
-            return Next::Drop(DropReason::NeighborUnresolved)
+        Some(NextHop::Ecmp { .. }) => return Next::Drop(DropReason::NeighborUnresolved),
+        Some(&NextHop::Unresolved {
+            port,
+            addr,
+            hairpin,
+        }) => {
+            let mac = neigh.lookup(addr);
+            if mac.is_none() {
+                meta.resolve = (addr, port);
+            }
+            (port, mac, hairpin)
         }
         Some(&NextHop::Forward { port, mac, hairpin }) => (port, Some(mac), hairpin),
         Some(&NextHop::Connected { port }) => {
+            let key = if meta.ipv6 {
+                meta.dst6
+            } else {
+                crate::fib::v4_key(meta.dst4)
+            };
             let mac = if meta.ipv6 {
                 fib.neighbor6(meta.dst6)
             } else {
                 fib.neighbor4(meta.dst4)
-            };
+            }
+            .or_else(|| neigh.lookup(key));
+            if mac.is_none() {
+                meta.resolve = (key, port);
+            }
             (port, mac, false)
         }
     };
