@@ -467,6 +467,10 @@ pub fn namespaces(seconds: f64) -> Result<()> {
             "  ping via kernel VXLAN (VNI 4096) to 10.244.1.5: {}\n",
             ping(&["-I", "10.99.0.1", "10.244.1.5"])
         );
+        report += &format!(
+            "  plain IPv6 ping to pod fd00:244::6 (NDP):       {}\n",
+            ping(&["fd00:244::6"])
+        );
         let sent = lab.exec(
             &lab.ext,
             &[

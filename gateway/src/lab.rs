@@ -3,7 +3,7 @@
 //! is removed when the [`Lab`] is dropped. Needs root and `ip` (iproute2).
 //!
 //! ```text
-//!  [ext: 192.0.2.10, vx0 10.99.0.1] ext-a ==== ext-g [gw: gateway on AF_PACKET] pod-g ==== pod-b [pods: 172.18.0.2, 10.244.1.5, 10.244.2.6]
+//!  [ext: 192.0.2.10, fd00:a::10, vx0 10.99.0.1] ext-a ==== ext-g [gw: the gateway] pod-g ==== pod-b [pods: 172.18.0.2, 10.244.1.5, 10.244.2.6, fd00:b::2, fd00:244::6]
 //! ```
 
 use anyhow::{bail, Context, Result};
@@ -26,14 +26,14 @@ name = "ext"
 driver = "af_packet"
 interface = "ext-g"
 mac = "02:00:00:00:00:01"
-addresses = ["192.0.2.1/24"]
+addresses = ["192.0.2.1/24", "fd00:a::1/64"]
 
 [[port]]
 name = "pods"
 driver = "af_packet"
 interface = "pod-g"
 mac = "02:00:00:00:01:01"
-addresses = ["172.18.0.1/16"]
+addresses = ["172.18.0.1/16", "fd00:b::1/64"]
 
 [[neighbor]]
 address = "192.0.2.10"
@@ -48,6 +48,10 @@ port = "pods"
 [[route]]
 prefix = "10.244.0.0/16"          # the pods
 via = "172.18.0.2"
+
+[[route]]
+prefix = "fd00:244::/64"          # the pods over IPv6 (neighbours found by NDP)
+via = "fd00:b::2"
 
 [[tunnel]]
 name = "calico"
@@ -198,6 +202,32 @@ impl Lab {
         // ones, which XDP (and so AF_XDP) cannot tell from bad ones. The lab's hosts behave
         // like hosts on a wire.
         lab.exec(ext, &["ethtool", "-K", "ext-a", "tx", "off"])?;
+        // IPv6 with no static neighbours: the gateway is found by NDP.
+        lab.exec(
+            ext,
+            &[
+                "ip",
+                "-6",
+                "addr",
+                "add",
+                "fd00:a::10/64",
+                "dev",
+                "ext-a",
+                "nodad",
+            ],
+        )?;
+        lab.exec(
+            ext,
+            &[
+                "ip",
+                "-6",
+                "route",
+                "add",
+                "fd00:244::/64",
+                "via",
+                "fd00:a::1",
+            ],
+        )?;
         lab.exec(
             ext,
             &[
@@ -282,6 +312,12 @@ impl Lab {
             &["ip", "addr", "add", "172.18.0.2/16", "dev", "pod-b"],
         )?;
         lab.exec(pods, &["ethtool", "-K", "pod-b", "tx", "off"])?;
+        for a in ["fd00:b::2/64", "fd00:244::6/128"] {
+            lab.exec(
+                pods,
+                &["ip", "-6", "addr", "add", a, "dev", "pod-b", "nodad"],
+            )?;
+        }
         lab.exec(
             pods,
             &["ip", "addr", "add", "10.244.1.5/32", "dev", "pod-b"],
@@ -308,6 +344,18 @@ impl Lab {
         for net in ["192.0.2.0/24", "10.99.0.0/24", "10.46.0.0/16"] {
             lab.exec(pods, &["ip", "route", "add", net, "via", "172.18.0.1"])?;
         }
+        lab.exec(
+            pods,
+            &[
+                "ip",
+                "-6",
+                "route",
+                "add",
+                "fd00:a::/64",
+                "via",
+                "fd00:b::1",
+            ],
+        )?;
         Ok(lab)
     }
 }
