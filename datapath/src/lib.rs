@@ -7,7 +7,8 @@
 //! - [`pipeline`]: the stages a worker runs over a fixed batch, run to completion:
 //!   classify → decap → route → rewrite (and encap), then TX grouped by port.
 //! - [`craft`]: frame builders for tests, benches and the demo (never on the packet path).
-//! - [`port`]: the `Port` trait and its backends (in-memory, pcap, AF_PACKET), and the kernel-mapped
+//! - [`port`]: the `Port` trait and its backends (in-memory, pcap, AF_PACKET, AF_XDP with its BPF
+//!   program), and the kernel-mapped
 //!   huge-page memory of `port::hugemem`, the one place outside backends where `unsafe` lives.
 //! - [`worker`]: the per-core loop; [`stats`]: its counters.
 //!
@@ -17,8 +18,8 @@
 //! configuration parsing happen here.
 //!
 //! Not supported yet: ICMP time exceeded, IPv4 fragmentation, outer reassembly of fragmented
-//! tunnel packets, ARP/NDP resolution and the local stack (packets for the gateway's own
-//! addresses are counted as `local` and consumed, GTP-U echo excepted), AF_XDP ports.
+//! tunnel packets, several queues per port. Frames for the gateway's own addresses go to the
+//! control thread through [`local`]; next hops are resolved there into [`neigh`].
 
 pub mod craft;
 pub mod fib;
