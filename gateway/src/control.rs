@@ -41,20 +41,33 @@ pub struct LiveOptions {
 const LOCAL_FRAMES: usize = 512;
 const LISTENER: mio::Token = mio::Token(0);
 
-/// Runs `worker` on its core until a signal or the duration ends; the calling thread is the
-/// control thread. Returns the final counters.
+/// Runs each worker on its core (the `[gateway] workers` in order) until a signal or the
+/// duration ends; the calling thread is the control thread. Returns the final counters, summed
+/// over the workers.
 ///
 /// # Errors
 /// Signal registration, the control socket, or a port's flush at the end.
 pub fn run_live(
     c: &Config,
     fib: &Fib,
-    worker: Worker,
-    stats: &Arc<Stats>,
+    workers: Vec<Worker>,
     opts: &LiveOptions,
 ) -> Result<Vec<PortSnapshot>> {
-    let path = LocalPath::new(LOCAL_FRAMES);
-    let mut worker = worker.with_local(Arc::clone(&path));
+    let paths: Vec<Arc<LocalPath>> = workers
+        .iter()
+        .map(|_| LocalPath::new(LOCAL_FRAMES))
+        .collect();
+    let stats: Vec<Arc<Stats>> = workers.iter().map(|w| Arc::clone(w.stats())).collect();
+    let snap = || snapshot(stats.iter().map(|s| &**s), c.ports.len());
+    let workers: Vec<Worker> = workers
+        .into_iter()
+        .zip(&paths)
+        .map(|(w, p)| w.with_local(Arc::clone(p)))
+        .collect();
+    // Frames the control thread sends leave through the first worker's queues.
+    let Some(down) = paths.first().cloned() else {
+        anyhow::bail!("no worker");
+    };
     let stop = Arc::new(AtomicBool::new(false));
     let signalled = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
@@ -72,35 +85,43 @@ pub fn run_live(
         }
         None => None,
     };
-    let mut stack = LocalStack::new(c, &path);
+    let mut stack = LocalStack::new(c, &down);
     let mut neighbors = Neighbors::new(c, std::sync::Arc::clone(fib.neighbors()));
     let mut now_tick = Instant::now() - Duration::from_secs(1);
-    let core = c.workers.first().copied();
     let result = std::thread::scope(|s| -> Result<()> {
-        let w = s.spawn(|| {
-            if let Some(core) = core {
-                core_affinity::set_for_current(core_affinity::CoreId { id: core });
-            }
-            // The worker watches the signal flag too: pinned with a real-time priority on the
-            // control thread's only core, it would otherwise starve the thread that stops it.
-            let mut last_sync = Instant::now();
-            while !stop.load(Ordering::Relaxed) && !signalled.load(Ordering::Relaxed) {
-                for _ in 0..64 {
-                    if worker.poll(fib) == 0 {
-                        std::hint::spin_loop();
+        let handles: Vec<_> = workers
+            .into_iter()
+            .enumerate()
+            .map(|(i, mut worker)| {
+                let core = c.workers.get(i).copied();
+                let (stop, signalled) = (&stop, &signalled);
+                s.spawn(move || {
+                    if let Some(core) = core {
+                        core_affinity::set_for_current(core_affinity::CoreId { id: core });
                     }
-                }
-                if last_sync.elapsed() >= Duration::from_millis(500) {
+                    // A worker watches the signal flag too: pinned with a real-time priority
+                    // on the control thread's only core, it would otherwise starve the thread
+                    // that stops it.
+                    let mut last_sync = Instant::now();
+                    while !stop.load(Ordering::Relaxed) && !signalled.load(Ordering::Relaxed) {
+                        for _ in 0..64 {
+                            if worker.poll(fib) == 0 {
+                                std::hint::spin_loop();
+                            }
+                        }
+                        if last_sync.elapsed() >= Duration::from_millis(500) {
+                            worker.sync_kernel_drops();
+                            last_sync = Instant::now();
+                        }
+                    }
                     worker.sync_kernel_drops();
-                    last_sync = Instant::now();
-                }
-            }
-            worker.sync_kernel_drops();
-            worker.flush()
-        });
+                    worker.flush()
+                })
+            })
+            .collect();
         let start = Instant::now();
         let mut events = mio::Events::with_capacity(16);
-        let mut last = snapshot([&**stats], c.ports.len());
+        let mut last = snap();
         let mut next_tick = start + Duration::from_secs(1);
         if opts.watch {
             println!("{}", watch_header(c));
@@ -113,26 +134,28 @@ pub fn run_live(
             }
             if events.iter().any(|e| e.token() == LISTENER) {
                 if let Some(l) = &mut listener {
-                    serve(l, c, stats);
+                    serve(l, c, &snap());
                 }
             }
-            while let Some(f) = path.take_up() {
-                if f.resolve {
-                    neighbors.wanted(f.resolve_addr(), f.port, &path);
+            for path in &paths {
+                while let Some(f) = path.take_up() {
+                    if f.resolve {
+                        neighbors.wanted(f.resolve_addr(), f.port, &down);
+                    } else {
+                        neighbors.learn(f.bytes(), f.port);
+                        stack.deliver(&f);
+                    }
                     path.recycle(f);
-                } else {
-                    neighbors.learn(f.bytes(), f.port);
-                    stack.deliver(f, &path);
                 }
             }
             stack.tick();
             if now_tick.elapsed() >= Duration::from_millis(100) {
-                neighbors.tick(&path);
+                neighbors.tick(&down);
                 now_tick = Instant::now();
             }
             let now = Instant::now();
             if now >= next_tick {
-                let cur = snapshot([&**stats], c.ports.len());
+                let cur = snap();
                 if opts.watch {
                     println!(
                         "{}",
@@ -148,28 +171,31 @@ pub fn run_live(
             if opts.duration.is_some_and(|d| start.elapsed() >= d) {
                 break Ok(());
             }
-            if w.is_finished() {
+            if handles.iter().any(|h| h.is_finished()) {
                 break Ok(());
             }
         };
         stop.store(true, Ordering::Relaxed);
-        let flushed = w
-            .join()
-            .map_err(|_| anyhow::anyhow!("the worker thread failed"))?;
+        let mut flushed = Ok(());
+        for h in handles {
+            let r = h
+                .join()
+                .map_err(|_| anyhow::anyhow!("a worker thread failed"))?;
+            flushed = flushed.and(r);
+        }
         outcome.and(flushed.context("flushing ports"))
     });
     if let Some(p) = &opts.control_socket {
         let _ = std::fs::remove_file(p);
     }
     result?;
-    Ok(snapshot([&**stats], c.ports.len()))
+    Ok(snap())
 }
 
 /// Answers every pending control-socket client with the counters as one JSON line.
-fn serve(l: &mut mio::net::UnixListener, c: &Config, stats: &Arc<Stats>) {
+fn serve(l: &mut mio::net::UnixListener, c: &Config, snap: &[PortSnapshot]) {
     while let Ok((mut conn, _)) = l.accept() {
-        let snap = snapshot([&**stats], c.ports.len());
-        let body = crate::report::json(c, &snap).to_string() + "\n";
+        let body = crate::report::json(c, snap).to_string() + "\n";
         let _ = conn.write_all(body.as_bytes());
     }
 }

@@ -150,6 +150,16 @@ impl Lab {
     /// # Errors
     /// Any failing `ip`/`sysctl` step; what was created so far is removed.
     pub fn build(tag: &str) -> Result<Lab> {
+        Self::build_with_queues(tag, 1)
+    }
+
+    /// [`Lab::build`] with `queues` receive and transmit queues on every veth, for as many
+    /// workers (each owns one queue of each port).
+    ///
+    /// # Errors
+    /// As [`Lab::build`].
+    pub fn build_with_queues(tag: &str, queues: u32) -> Result<Lab> {
+        let q = queues.max(1).to_string();
         let lab = Lab {
             ext: format!("gwlab-ext-{tag}"),
             gw: format!("gwlab-gw-{tag}"),
@@ -160,12 +170,50 @@ impl Lab {
         }
         let (ext, gw, pods) = (lab.ext.as_str(), lab.gw.as_str(), lab.pods.as_str());
         run(&[
-            "ip", "link", "add", "ext-a", "netns", ext, "type", "veth", "peer", "name", "ext-g",
-            "netns", gw,
+            "ip",
+            "link",
+            "add",
+            "ext-a",
+            "netns",
+            ext,
+            "numtxqueues",
+            &q,
+            "numrxqueues",
+            &q,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "ext-g",
+            "netns",
+            gw,
+            "numtxqueues",
+            &q,
+            "numrxqueues",
+            &q,
         ])?;
         run(&[
-            "ip", "link", "add", "pod-g", "netns", gw, "type", "veth", "peer", "name", "pod-b",
-            "netns", pods,
+            "ip",
+            "link",
+            "add",
+            "pod-g",
+            "netns",
+            gw,
+            "numtxqueues",
+            &q,
+            "numrxqueues",
+            &q,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "pod-b",
+            "netns",
+            pods,
+            "numtxqueues",
+            &q,
+            "numrxqueues",
+            &q,
         ])?;
         // The gateway's namespace: no addresses, no IPv6, no forwarding: the kernel stays out.
         lab.exec(gw, &["sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1"])?;

@@ -20,20 +20,17 @@ pub const MAX_ADDRS: usize = 8;
 struct Wire {
     port: u8,
     path: Arc<LocalPath>,
-    pending: Option<Box<Frame>>,
+    pending: Option<Vec<u8>>,
     mtu: usize,
 }
 
-struct Rx {
-    frame: Box<Frame>,
-    path: Arc<LocalPath>,
-}
+/// A copy of the frame: the control thread may allocate, and the worker's buffer goes back to
+/// its own pool at once.
+struct Rx(Vec<u8>);
 
 impl RxToken for Rx {
     fn consume<R, F: FnOnce(&[u8]) -> R>(self, f: F) -> R {
-        let r = f(self.frame.bytes());
-        self.path.recycle(self.frame);
-        r
+        f(&self.0)
     }
 }
 
@@ -61,10 +58,7 @@ impl Device for Wire {
     fn receive(&mut self, _: Instant) -> Option<(Rx, Tx<'_>)> {
         let frame = self.pending.take()?;
         Some((
-            Rx {
-                frame,
-                path: Arc::clone(&self.path),
-            },
+            Rx(frame),
             Tx {
                 port: self.port,
                 path: &self.path,
@@ -88,7 +82,8 @@ impl Device for Wire {
     }
 }
 
-/// The local stack: one smoltcp interface per port.
+/// The local stack: one smoltcp interface per port; replies leave through `path` (one
+/// worker's, which owns a transmit queue on every port).
 pub struct LocalStack {
     ifaces: Vec<(Interface, Wire)>,
     sockets: SocketSet<'static>,
@@ -137,17 +132,14 @@ impl LocalStack {
     }
 
     /// Delivers one frame handed up by a worker; replies are queued down.
-    pub fn deliver(&mut self, frame: Box<Frame>, path: &LocalPath) {
+    pub fn deliver(&mut self, frame: &Frame) {
         let now = self.now();
         let Some((iface, wire)) = self.ifaces.get_mut(usize::from(frame.port)) else {
-            path.recycle(frame);
             return;
         };
-        wire.pending = Some(frame);
+        wire.pending = Some(frame.bytes().to_vec());
         iface.poll(now, wire, &mut self.sockets);
-        if let Some(f) = wire.pending.take() {
-            path.recycle(f);
-        }
+        wire.pending = None;
     }
 
     /// Runs the stack's timers (ARP and NDP retries, cache expiry).

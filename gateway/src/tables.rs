@@ -141,10 +141,17 @@ fn add_tunnel_route(b: &mut FibBuilder, c: &Config, prefix: ipnet::IpNet, t: usi
     Ok(())
 }
 
-/// Opens the ports of a configuration for an offline run.
-fn open_ports(c: &Config) -> Result<Vec<Box<dyn Port>>> {
+/// Opens the ports of a configuration for one worker: for an offline run, or worker `w` of
+/// `n` on live interfaces (AF_XDP queue `w` of each interface; one AF_PACKET socket per
+/// worker in a fanout group). `xdp` holds each AF_XDP port's attachment, made on first use.
+fn open_ports(
+    c: &Config,
+    w: usize,
+    n: usize,
+    xdp: &mut [Option<Arc<datapath::port::af_xdp::XdpAttachment>>],
+) -> Result<Vec<Box<dyn Port>>> {
     let mut ports: Vec<Box<dyn Port>> = Vec::new();
-    for p in &c.ports {
+    for (i, p) in c.ports.iter().enumerate() {
         match &p.driver {
             Driver::Pcap { rx, tx } => {
                 let port = PcapPort::open(rx.as_deref(), tx.as_deref(), p.mac.0)
@@ -153,19 +160,30 @@ fn open_ports(c: &Config) -> Result<Vec<Box<dyn Port>>> {
             }
             Driver::Memory => ports.push(Box::new(MemPort::new([]))),
             Driver::AfPacket { interface } => {
-                let port = datapath::port::af_packet::AfPacketPort::open(interface)
+                // One fanout group per port of this process.
+                let group = (n > 1).then(|| ((std::process::id() as u16) << 4) | i as u16);
+                let port = datapath::port::af_packet::AfPacketPort::open_fanout(interface, group)
                     .with_context(|| format!("port {}: AF_PACKET on {interface}", p.name))?;
                 ports.push(Box::new(port));
             }
             Driver::AfXdp { interface } => {
                 use datapath::port::af_xdp::{AfXdpPort, XdpAttachment};
                 let ctx = || format!("port {}: AF_XDP on {interface}", p.name);
-                let xdp = XdpAttachment::attach(interface, 1, false).with_context(ctx)?;
-                let port = AfXdpPort::open(&xdp, 0).with_context(ctx)?;
+                let slot = xdp.get_mut(i).context("port index")?;
+                let att = match slot {
+                    Some(a) => Arc::clone(a),
+                    None => {
+                        let a =
+                            XdpAttachment::attach(interface, n as u32, false).with_context(ctx)?;
+                        *slot = Some(Arc::clone(&a));
+                        a
+                    }
+                };
+                let port = AfXdpPort::open(&att, w as u32).with_context(ctx)?;
                 eprintln!(
-                    "port {}: AF_XDP on {interface} queue 0, {} XDP, {} mode",
+                    "port {}: AF_XDP on {interface} queue {w}, {} XDP, {} mode",
                     p.name,
-                    xdp.mode().name(),
+                    att.mode().name(),
                     if port.zero_copy() {
                         "zero-copy"
                     } else {
@@ -200,21 +218,36 @@ pub fn has_live_ports(c: &Config) -> bool {
         .any(|p| matches!(p.driver, Driver::AfPacket { .. } | Driver::AfXdp { .. }))
 }
 
-/// Runs one worker over the configured ports: to the end of input when every port is a file
-/// or memory; when a port is live, with the control thread ([`crate::control`]) until a
-/// signal or `live.duration`. The worker is pinned to the first core of `[gateway] workers`;
-/// more workers come with the multi-queue ports.
+/// Runs the configured ports: to the end of input on one worker when every port is a file
+/// or memory; when a port is live, one worker per core of `[gateway] workers` (each owning a
+/// queue of every port) with the control thread ([`crate::control`]) until a signal or
+/// `live.duration`.
 pub fn run(c: &Config, live: &crate::control::LiveOptions) -> Result<Outcome> {
     let fib = build_fib(c)?;
-    let stats = Arc::new(Stats::default());
-    let mut worker = Worker::new(open_ports(c)?, c.burst, stats.clone());
+    let mut xdp = vec![None; c.ports.len()];
     if has_live_ports(c) {
-        let snap = crate::control::run_live(c, &fib, worker, &stats, live)?;
+        let n = c.workers.len().max(1);
+        if n > 1
+            && !c
+                .ports
+                .iter()
+                .all(|p| matches!(p.driver, Driver::AfPacket { .. } | Driver::AfXdp { .. }))
+        {
+            bail!("several workers need every port live (af_xdp or af_packet): a pcap or memory port is one stream");
+        }
+        let mut workers = Vec::new();
+        for w in 0..n {
+            let ports = open_ports(c, w, n, &mut xdp)?;
+            workers.push(Worker::new(ports, c.burst, Arc::new(Stats::default())));
+        }
+        let snap = crate::control::run_live(c, &fib, workers, live)?;
         return Ok(Outcome {
             stats: snap,
             warnings: Vec::new(),
         });
     }
+    let stats = Arc::new(Stats::default());
+    let mut worker = Worker::new(open_ports(c, 0, 1, &mut xdp)?, c.burst, stats.clone());
     worker.run_to_end(&fib).context("writing output")?;
     let mut warnings = Vec::new();
     for (i, p) in c.ports.iter().enumerate() {

@@ -53,18 +53,39 @@ fn xdp_attached(lab: &Lab, dev: &str) -> bool {
     String::from_utf8_lossy(&o.stdout).contains("prog/xdp")
 }
 
+/// Two workers, one per core, each owning a queue of each two-queue veth.
+#[test]
+fn two_af_xdp_workers_forward_plain_ipv4_and_decapsulate_kernel_vxlan() {
+    plain_and_vxlan_through_workers("af_xdp", 2);
+}
+
+/// Two workers sharing each interface through a PACKET_FANOUT group.
+#[test]
+fn two_af_packet_workers_forward_plain_ipv4_and_decapsulate_kernel_vxlan() {
+    plain_and_vxlan_through_workers("af_packet", 2);
+}
+
 fn plain_and_vxlan_through(driver: &str) {
+    plain_and_vxlan_through_workers(driver, 1);
+}
+
+fn plain_and_vxlan_through_workers(driver: &str, workers: u32) {
     if !root_or_skip() {
         return;
     }
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let id = format!("t{}{}", std::process::id(), &driver[3..]);
-    let lab = Lab::build(&id).unwrap();
+    let id = format!("t{}{}{workers}", std::process::id(), &driver[3..]);
+    let lab = Lab::build_with_queues(&id, workers).unwrap();
     let dir =
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../target/e2e-netns-{id}"));
     std::fs::create_dir_all(&dir).unwrap();
     let cfg = dir.join("gw.toml");
-    std::fs::write(&cfg, config_for(driver)).unwrap();
+    let cores: Vec<String> = (0..workers).map(|w| w.to_string()).collect();
+    let text = config_for(driver).replace(
+        "workers = [0]",
+        &format!("workers = [{}]", cores.join(", ")),
+    );
+    std::fs::write(&cfg, text).unwrap();
     let stats = dir.join("stats.json");
     let gateway = Command::new("ip")
         .args([

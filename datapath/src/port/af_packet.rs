@@ -98,6 +98,15 @@ impl AfPacketPort {
     /// # Errors
     /// The OS error of any step (no such interface, not permitted, ...).
     pub fn open(interface: &str) -> io::Result<Self> {
+        Self::open_fanout(interface, None)
+    }
+
+    /// Like [`AfPacketPort::open`], and joins fanout group `group` (PACKET_FANOUT_HASH): the
+    /// sockets of the group share the interface's traffic by flow, one per worker.
+    ///
+    /// # Errors
+    /// The OS error of any step.
+    pub fn open_fanout(interface: &str, group: Option<u16>) -> io::Result<Self> {
         let name = CString::new(interface).map_err(|_| io::Error::other("interface name"))?;
         // SAFETY: `name` is a valid NUL-terminated string.
         let ifindex = unsafe { libc::if_nametoindex(name.as_ptr()) } as i32;
@@ -191,6 +200,23 @@ impl AfPacketPort {
         };
         if r < 0 {
             return last_error();
+        }
+        if let Some(g) = group {
+            // PACKET_FANOUT_HASH (0) in the high half, the group id in the low half.
+            let arg = u32::from(g) | (libc::PACKET_FANOUT_HASH << 16);
+            // SAFETY: `arg` is a live u32 for the duration of the call.
+            let r = unsafe {
+                libc::setsockopt(
+                    port.fd.as_raw_fd(),
+                    libc::SOL_PACKET,
+                    libc::PACKET_FANOUT,
+                    (&arg as *const u32).cast(),
+                    4,
+                )
+            };
+            if r < 0 {
+                return last_error();
+            }
         }
         Ok(port)
     }
