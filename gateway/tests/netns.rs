@@ -24,6 +24,14 @@ fn root_or_skip() -> bool {
     false
 }
 
+/// A fresh directory for one test's files, under `target/`.
+fn scratch(id: &str) -> std::path::PathBuf {
+    let dir =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../target/e2e-netns-{id}"));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
 fn lab_namespaces_left(tag: &str) -> usize {
     let out = Command::new("ip").args(["netns", "list"]).output().unwrap();
     String::from_utf8_lossy(&out.stdout)
@@ -76,9 +84,7 @@ fn plain_and_vxlan_through_workers(driver: &str, workers: u32) {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let id = format!("t{}{}{workers}", std::process::id(), &driver[3..]);
     let lab = Lab::build_with_queues(&id, workers).unwrap();
-    let dir =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../target/e2e-netns-{id}"));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = scratch(&id);
     let cfg = dir.join("gw.toml");
     let cores: Vec<String> = (0..workers).map(|w| w.to_string()).collect();
     let text = config_for(driver).replace(
@@ -217,9 +223,7 @@ fn af_xdp_gateway_answers_arp_and_ping_serves_counters_and_stops_on_sigterm() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let id = format!("t{}arp", std::process::id());
     let lab = Lab::build(&id).unwrap();
-    let dir =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../target/e2e-netns-{id}"));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = scratch(&id);
     let cfg = dir.join("gw.toml");
     std::fs::write(&cfg, config_for("af_xdp")).unwrap();
     let sock = dir.join("control.sock");
@@ -338,9 +342,7 @@ fn af_xdp_gateway_resolves_next_hops_by_arp_and_counts_the_unresolved() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let id = format!("t{}nd", std::process::id());
     let lab = Lab::build(&id).unwrap();
-    let dir =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../target/e2e-netns-{id}"));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = scratch(&id);
     let mut cfg_text = String::new();
     for block in config_for("af_xdp").split("\n\n") {
         if !block.trim_start().starts_with("[[neighbor]]") {
