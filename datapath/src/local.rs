@@ -66,20 +66,27 @@ impl LocalPath {
         Arc::new(path)
     }
 
-    /// Worker side: hands `bytes`, received on `port`, to the control thread. False when no
-    /// buffer is free or the frame is too large (the caller counts the drop).
-    pub fn hand_up(&self, port: u8, bytes: &[u8]) -> bool {
-        if bytes.len() > FRAME_CAP {
+    /// Takes a free buffer, fills its first `len` bytes with `fill`, and queues it on `q`.
+    /// False when no buffer is free or `q` is full (the buffer goes back to the pool).
+    fn queue(
+        &self,
+        q: &ArrayQueue<Box<Frame>>,
+        port: u8,
+        resolve: bool,
+        len: usize,
+        fill: impl FnOnce(&mut [u8]),
+    ) -> bool {
+        if len > FRAME_CAP {
             return false;
         }
         let Some(mut f) = self.free.pop() else {
             return false;
         };
         f.port = port;
-        f.resolve = false;
-        f.len = bytes.len() as u16;
-        f.data[..bytes.len()].copy_from_slice(bytes);
-        match self.up.push(f) {
+        f.resolve = resolve;
+        f.len = len as u16;
+        fill(&mut f.data[..len]);
+        match q.push(f) {
             Ok(()) => true,
             Err(f) => {
                 let _ = self.free.push(f);
@@ -88,24 +95,21 @@ impl LocalPath {
         }
     }
 
+    /// Worker side: hands `bytes`, received on `port`, to the control thread. False when no
+    /// buffer is free or the frame is too large (the caller counts the drop).
+    pub fn hand_up(&self, port: u8, bytes: &[u8]) -> bool {
+        self.queue(&self.up, port, false, bytes.len(), |d| {
+            d.copy_from_slice(bytes)
+        })
+    }
+
     /// Worker side: asks the control thread to resolve `addr` on `port` (a packet toward it
     /// was just dropped as unresolved). False when no buffer is free; the next packet asks
     /// again.
     pub fn request_resolve(&self, port: u8, addr: u128) -> bool {
-        let Some(mut f) = self.free.pop() else {
-            return false;
-        };
-        f.port = port;
-        f.resolve = true;
-        f.len = 16;
-        f.data[..16].copy_from_slice(&addr.to_be_bytes());
-        match self.up.push(f) {
-            Ok(()) => true,
-            Err(f) => {
-                let _ = self.free.push(f);
-                false
-            }
-        }
+        self.queue(&self.up, port, true, 16, |d| {
+            d.copy_from_slice(&addr.to_be_bytes())
+        })
     }
 
     /// Control side: the next frame handed up.
@@ -116,22 +120,7 @@ impl LocalPath {
     /// Control side: queues a frame of `len` bytes, written by `fill`, to leave through
     /// `port`. False when no buffer is free (the frame is not sent).
     pub fn send_down(&self, port: u8, len: usize, fill: impl FnOnce(&mut [u8])) -> bool {
-        if len > FRAME_CAP {
-            return false;
-        }
-        let Some(mut f) = self.free.pop() else {
-            return false;
-        };
-        f.port = port;
-        f.len = len as u16;
-        fill(&mut f.data[..len]);
-        match self.down.push(f) {
-            Ok(()) => true,
-            Err(f) => {
-                let _ = self.free.push(f);
-                false
-            }
-        }
+        self.queue(&self.down, port, false, len, fill)
     }
 
     /// Worker side: true when frames wait to be sent (one atomic load).

@@ -71,9 +71,8 @@ impl NeighTable {
         NeighTable { slots, mask: n - 1 }
     }
 
-    /// The MAC of `key`, if it is known and current. Lock-free, no allocation.
-    #[inline]
-    pub fn lookup(&self, key: u128) -> Option<[u8; 6]> {
+    /// The slot holding `key`, and its state word (acquire-loaded: the key is visible).
+    fn find(&self, key: u128) -> Option<(&Slot, u64)> {
         let (hi, lo) = ((key >> 64) as u64, key as u64);
         let mut i = hash(key) & self.mask;
         for _ in 0..MAX_PROBE {
@@ -83,11 +82,18 @@ impl NeighTable {
                 return None;
             }
             if s.hi.load(Ordering::Relaxed) == hi && s.lo.load(Ordering::Relaxed) == lo {
-                return (st & VALID != 0).then(|| bits_mac(st));
+                return Some((s, st));
             }
             i = (i + 1) & self.mask;
         }
         None
+    }
+
+    /// The MAC of `key`, if it is known and current. Lock-free, no allocation.
+    #[inline]
+    pub fn lookup(&self, key: u128) -> Option<[u8; 6]> {
+        self.find(key)
+            .and_then(|(_, st)| (st & VALID != 0).then(|| bits_mac(st)))
     }
 
     fn find_or_claim(&self, key: u128) -> Option<&Slot> {
@@ -123,11 +129,8 @@ impl NeighTable {
 
     /// Writer: `key` is no longer current (it aged out unanswered).
     pub fn invalidate(&self, key: u128) {
-        if self.lookup(key).is_some() {
-            if let Some(s) = self.find_or_claim(key) {
-                let st = s.state.load(Ordering::Relaxed);
-                s.state.store(st & !VALID, Ordering::Release);
-            }
+        if let Some((s, st)) = self.find(key) {
+            s.state.store(st & !VALID, Ordering::Release);
         }
     }
 }

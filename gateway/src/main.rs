@@ -251,11 +251,7 @@ fn run() -> Result<ExitCode> {
             dst_mac,
             core,
         } => {
-            let mac = |s: &str| -> Result<[u8; 6]> {
-                s.parse::<config::MacAddr>()
-                    .map(|m| m.0)
-                    .map_err(|e| anyhow::anyhow!("{s}: {e}"))
-            };
+            let mac = gateway::pktgen::mac;
             let n = gateway::baseline::forward(&from, &to, mac(&src_mac)?, mac(&dst_mac)?, core)?;
             println!("forwarded {n} frames");
             Ok(ExitCode::SUCCESS)

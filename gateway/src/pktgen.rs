@@ -77,7 +77,11 @@ pub struct Spec {
 
 const FIRST_PORT: u16 = 10000;
 
-fn mac(s: &str) -> Result<[u8; 6]> {
+/// A MAC address from its colon-separated text.
+///
+/// # Errors
+/// Not a MAC address.
+pub fn mac(s: &str) -> Result<[u8; 6]> {
     s.parse::<config::MacAddr>()
         .map(|m| m.0)
         .map_err(|e| anyhow::anyhow!("{s}: {e}"))

@@ -192,25 +192,22 @@ impl Pipeline {
             }
         }
 
-        // Nothing inside a tunnel is for the gateway's own stack (it runs none there): inner
-        // link-local, multicast or gateway-addressed packets stop here, counted.
-        for (meta, next) in self.meta[..n].iter().zip(&mut self.next[..n]) {
-            if meta.inner && *next == Next::Local {
-                *next = Next::Drop(DropReason::TunnelInnerLocal);
-            }
-        }
-
-        // Rewrite.
+        // Rewrite. Nothing inside a tunnel is for the gateway's own stack (it runs none
+        // there): inner link-local, multicast or gateway-addressed packets stop here, counted.
         for ((buf, meta), next) in batch.bufs[..n]
             .iter_mut()
             .zip(&self.meta[..n])
             .zip(&mut self.next[..n])
         {
-            if let Next::Tx(p) = *next {
-                let mac = fib.port(p).map(|p| p.mac).unwrap_or_default();
-                if !rewrite::rewrite_one(buf, meta, mac, fib) {
-                    *next = Next::Drop(DropReason::TxFull);
+            match *next {
+                Next::Tx(p) => {
+                    let mac = fib.port(p).map(|p| p.mac).unwrap_or_default();
+                    if !rewrite::rewrite_one(buf, meta, mac, fib) {
+                        *next = Next::Drop(DropReason::TxFull);
+                    }
                 }
+                Next::Local if meta.inner => *next = Next::Drop(DropReason::TunnelInnerLocal),
+                _ => {}
             }
         }
 
