@@ -47,28 +47,7 @@ enum Command {
     },
     /// Generate plain or tunnelled traffic: on an interface through BPF live frames (as root),
     /// or into a pcap file.
-    Pktgen {
-        #[command(flatten)]
-        spec: gateway::pktgen::Spec,
-        /// Send on this interface.
-        #[arg(long, conflicts_with = "pcap")]
-        interface: Option<String>,
-        /// Write the frames to this pcap file instead (needs --count).
-        #[arg(long)]
-        pcap: Option<PathBuf>,
-        /// Stop after this many seconds.
-        #[arg(long, default_value_t = 5.0)]
-        seconds: f64,
-        /// Stop after this many frames.
-        #[arg(long)]
-        count: Option<u64>,
-        /// Frames per second (default: as fast as the kernel takes them).
-        #[arg(long)]
-        rate: Option<u64>,
-        /// Print the result as JSON.
-        #[arg(long)]
-        json: bool,
-    },
+    Pktgen(Box<gateway::pktgen::Args>),
     /// The benchmark's ceiling: a minimal AF_XDP forwarder (rx, rewrite MACs, tx) with no
     /// pipeline, until Ctrl-C or SIGTERM.
     #[command(hide = true)]
@@ -202,46 +181,8 @@ fn run() -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Pktgen {
-            spec,
-            interface,
-            pcap,
-            seconds,
-            count,
-            rate,
-            json,
-        } => {
-            if let Some(path) = pcap {
-                let Some(count) = count else {
-                    bail!("--pcap needs --count");
-                };
-                let len = gateway::pktgen::to_pcap(&spec, count, &path)?;
-                println!(
-                    "wrote {count} frames of {len} bytes (+4 FCS) to {}",
-                    path.display()
-                );
-                return Ok(ExitCode::SUCCESS);
-            }
-            let Some(interface) = interface else {
-                bail!("give --interface or --pcap");
-            };
-            let s = gateway::pktgen::send(&spec, &interface, seconds, count, rate)?;
-            let pps = s.frames as f64 / s.elapsed.as_secs_f64().max(1e-9);
-            if json {
-                println!(
-                    "{}",
-                    serde_json::json!({"frames": s.frames, "seconds": s.elapsed.as_secs_f64(),
-                        "pps": pps, "frame_len": s.frame_len})
-                );
-            } else {
-                println!(
-                    "sent {} frames of {} bytes (+4 FCS) on {interface} in {:.2} s: {:.3} Mpps",
-                    s.frames,
-                    s.frame_len,
-                    s.elapsed.as_secs_f64(),
-                    pps / 1e6
-                );
-            }
+        Command::Pktgen(args) => {
+            gateway::pktgen::main(*args)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::XdpForward {

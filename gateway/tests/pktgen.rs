@@ -51,34 +51,111 @@ fn tshark(file: &Path, fields: &[&str]) -> Option<Vec<Vec<String>>> {
     }
 }
 
+/// tshark's severity of a note ("suspected retransmission": the TCP kind's segments belong
+/// to no connection); anything above it is a warning or an error.
+const TSHARK_NOTE: u64 = 0x40_0000;
+
 #[test]
 fn generated_traffic_is_what_tshark_dissects_with_no_warning() {
     let dir = scratch("kinds");
-    // kind, size, the protocols tshark must see, the inner destination field.
-    let cases = [
-        ("plain4", "64", "eth:ethertype:ip:udp"),
-        ("plain6", "90", "eth:ethertype:ipv6:udp"),
+    let v6 = ["--src", "fd00:a::10", "--dst", "fd00:244::6"];
+    let inner6 = ["--inner-src", "fd00:46::7", "--inner-dst", "fd00:244::9"];
+    // name, arguments, size, the protocols tshark must see.
+    let cases: Vec<(&str, Vec<&str>, usize, &str)> = vec![
+        (
+            "plain4",
+            vec!["--kind", "plain4"],
+            64,
+            "eth:ethertype:ip:udp",
+        ),
+        (
+            "plain6",
+            [&["--kind", "plain6"][..], &v6].concat(),
+            90,
+            "eth:ethertype:ipv6:udp",
+        ),
+        ("tcp4", vec!["--l4", "tcp"], 128, "eth:ethertype:ip:tcp"),
+        (
+            "tcp6",
+            [&["--l4", "tcp"][..], &v6].concat(),
+            128,
+            "eth:ethertype:ipv6:tcp",
+        ),
         (
             "vxlan",
-            "128",
+            vec!["--kind", "vxlan"],
+            128,
             "eth:ethertype:ip:udp:vxlan:eth:ethertype:ip:udp",
         ),
-        ("gtpu", "128", "eth:ethertype:ip:udp:gtp:ip:udp"),
-        ("ipip", "96", "eth:ethertype:ip:ip:udp"),
+        (
+            "vxlan6",
+            [&["--kind", "vxlan"][..], &inner6].concat(),
+            160,
+            "eth:ethertype:ip:udp:vxlan:eth:ethertype:ipv6:udp",
+        ),
+        (
+            "gtpu",
+            vec!["--kind", "gtpu"],
+            128,
+            "eth:ethertype:ip:udp:gtp:ip:udp",
+        ),
+        (
+            "gtpu-nopsc",
+            vec!["--kind", "gtpu", "--no-psc"],
+            128,
+            "eth:ethertype:ip:udp:gtp:ip:udp",
+        ),
+        (
+            "gtpu6",
+            [&["--kind", "gtpu"][..], &inner6].concat(),
+            128,
+            "eth:ethertype:ip:udp:gtp:ipv6:udp",
+        ),
+        (
+            "4in4",
+            vec!["--kind", "ipip"],
+            96,
+            "eth:ethertype:ip:ip:udp",
+        ),
+        (
+            "6in4",
+            [&["--kind", "ipip"][..], &inner6].concat(),
+            128,
+            "eth:ethertype:ip:ipv6:udp",
+        ),
+        (
+            "4in6",
+            [&["--kind", "ipip"][..], &v6].concat(),
+            128,
+            "eth:ethertype:ipv6:ip:udp",
+        ),
+        (
+            "6in6",
+            [&["--kind", "ipip"][..], &v6, &inner6].concat(),
+            128,
+            "eth:ethertype:ipv6:ipv6:udp",
+        ),
     ];
-    for (kind, size, protos) in cases {
-        let pcap = dir.join(format!("{kind}.pcap"));
-        let mut cmd = gateway();
-        cmd.args(["pktgen", "--kind", kind, "--size", size, "--count", "8"]);
-        if kind == "plain6" {
-            cmd.args(["--src", "fd00:a::10", "--dst", "fd00:244::6"]);
-        } else {
-            cmd.args(["--flows", "4"]);
-        }
-        let out = cmd.arg("--pcap").arg(&pcap).output().unwrap();
+    for (name, args, size, protos) in cases {
+        let pcap = dir.join(format!("{name}.pcap"));
+        let out = gateway()
+            .arg("pktgen")
+            .args(&args)
+            .args([
+                "--size",
+                &size.to_string(),
+                "--count",
+                "8",
+                "--flows",
+                "4",
+                "--pcap",
+            ])
+            .arg(&pcap)
+            .output()
+            .unwrap();
         assert!(
             out.status.success(),
-            "{kind}: {}",
+            "{name}: {}",
             String::from_utf8_lossy(&out.stderr)
         );
         let Some(rows) = tshark(
@@ -87,31 +164,70 @@ fn generated_traffic_is_what_tshark_dissects_with_no_warning() {
                 "frame.len",
                 "frame.protocols",
                 "udp.srcport",
+                "tcp.srcport",
                 "_ws.expert.severity",
             ],
         ) else {
             return;
         };
-        assert_eq!(rows.len(), 8, "{kind}");
+        assert_eq!(rows.len(), 8, "{name}");
         let mut ports = std::collections::BTreeSet::new();
         for r in &rows {
             // FCS not captured: a 64-byte frame is 60 bytes here.
-            assert_eq!(
-                r[0].parse::<usize>().unwrap() + 4,
-                size.parse::<usize>().unwrap(),
-                "{kind} {r:?}"
+            assert_eq!(r[0].parse::<usize>().unwrap() + 4, size, "{name} {r:?}");
+            assert!(r[1].starts_with(protos), "{name}: {} is not {protos}", r[1]);
+            let worst = r[4].split(',').filter_map(|v| v.parse::<u64>().ok()).max();
+            assert!(
+                worst.unwrap_or(0) <= TSHARK_NOTE,
+                "{name}: tshark warns: {r:?}"
             );
-            assert!(r[1].starts_with(protos), "{kind}: {} is not {protos}", r[1]);
-            assert!(r[3].is_empty(), "{kind}: tshark warns: {r:?}");
-            ports.insert(r[2].split(',').next().unwrap().to_string());
+            if !name.starts_with("tcp") {
+                assert!(worst.is_none(), "{name}: tshark remarks: {r:?}");
+            }
+            // The innermost source port (the default flow field of all but VXLAN and GTP-U,
+            // whose outer port varies: the last of the listed ports is the innermost).
+            let port = if r[2].is_empty() { &r[3] } else { &r[2] };
+            ports.insert(port.split(',').next_back().unwrap().to_string());
         }
-        let flows = if kind == "plain6" { 1 } else { 4 };
+        let varying = if name.starts_with("vxlan") || name.starts_with("gtpu") {
+            1
+        } else {
+            4
+        };
         assert_eq!(
             ports.len(),
-            flows,
-            "{kind}: flows over source ports {ports:?}"
+            varying,
+            "{name}: flows over source ports {ports:?}"
         );
     }
+}
+
+#[test]
+fn imix_is_seven_four_one_of_64_570_and_1518_byte_frames() {
+    let dir = scratch("imix");
+    let pcap = dir.join("imix.pcap");
+    let out = gateway()
+        .args(["pktgen", "--imix", "--count", "24", "--pcap"])
+        .arg(&pcap)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("IMIX 7x64 : 4x570 : 1x1518"), "{stdout}");
+    let Some(rows) = tshark(&pcap, &["frame.len", "_ws.expert.severity"]) else {
+        return;
+    };
+    let sizes: Vec<usize> = rows
+        .iter()
+        .map(|r| r[0].parse::<usize>().unwrap() + 4)
+        .collect();
+    let count = |n| sizes.iter().filter(|&&s| s == n).count();
+    assert_eq!(
+        (count(64), count(570), count(1518)),
+        (14, 8, 2),
+        "{sizes:?}"
+    );
+    assert!(rows.iter().all(|r| r[1].is_empty()), "{rows:?}");
 }
 
 #[test]
@@ -175,8 +291,100 @@ teid_out = 0x2001
     assert_eq!(json["ports"]["pods"]["tx_packets"], 100, "{json}");
 }
 
-/// As root: pktgen sends on one end of a veth pair in a namespace of its own, and the other
-/// end receives exactly what it reports.
+fn root_or_skip() -> bool {
+    if gateway::lab::is_root() {
+        return true;
+    }
+    assert!(
+        std::env::var("CI").as_deref() != Ok("true"),
+        "this test needs root, and CI runs as root"
+    );
+    eprintln!("skipped: needs root");
+    false
+}
+
+/// As root: the kernel runs each sender program (not live: the frame comes back) and what
+/// it writes is, byte for byte, what `LiveSender::render` says for the same sequence number
+/// and timestamp. That is what makes the pcap output and the receiver's reading of the
+/// stamp trustworthy for live traffic.
+#[test]
+fn the_bpf_sender_writes_exactly_the_frames_render_describes() {
+    if !root_or_skip() {
+        return;
+    }
+    use clap::Parser;
+    use datapath::port::bpf;
+    use std::os::fd::AsRawFd;
+    #[derive(Parser)]
+    struct T {
+        #[command(flatten)]
+        spec: gateway::pktgen::Spec,
+    }
+    let cases: [&[&str]; 5] = [
+        &["--flows", "300", "--vary", "sport,dport,src,dst"],
+        &[
+            "--kind",
+            "gtpu",
+            "--flows",
+            "7",
+            "--vary",
+            "teid,sport,outer-sport",
+        ],
+        &[
+            "--kind",
+            "vxlan",
+            "--flows",
+            "5",
+            "--vary",
+            "vni,src",
+            "--inner-src",
+            "fd01::1",
+            "--inner-dst",
+            "fd01::2",
+        ],
+        &[
+            "--kind", "ipip", "--l4", "tcp", "--flows", "3", "--vary", "dst", "--src", "fd00::1",
+            "--dst", "fd00::2",
+        ],
+        &["--kind", "gtpu", "--no-psc", "--imix"],
+    ];
+    for args in cases {
+        let spec = T::parse_from([&["t"], args].concat()).spec;
+        for (snd, _) in gateway::pktgen::senders(&spec).unwrap() {
+            let map = bpf::create_counter_map().unwrap();
+            let insns = bpf::sender_program(&snd, map.as_raw_fd()).unwrap();
+            let prog = bpf::load_xdp(&insns, "gw_pktgen_test").unwrap();
+            for seq in 0..20u32 {
+                // What a previous frame left in the buffer must not matter.
+                let garbage = vec![0xa5u8; snd.frame.len()];
+                let (verdict, out) = bpf::run_once(&prog, &garbage).unwrap();
+                assert_eq!(verdict, 3, "{args:?}: XDP_TX");
+                let ts_at = snd.ts_at.unwrap();
+                let ts = u64::from_be_bytes(out[ts_at..ts_at + 8].try_into().unwrap());
+                assert!(ts > 0, "{args:?}: no send time");
+                assert_eq!(out, snd.render(seq, ts), "{args:?} seq {seq}");
+            }
+            // A frame shorter than the template is dropped, not written past.
+            let (verdict, _) = bpf::run_once(&prog, &snd.frame[..snd.frame.len() - 1]).unwrap();
+            assert_eq!(verdict, 1, "{args:?}: XDP_DROP");
+        }
+    }
+}
+
+/// The receiver's JSON summary.
+fn receiver_summary(out: std::process::Output) -> serde_json::Value {
+    assert!(
+        out.status.success(),
+        "receiver: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_str(String::from_utf8_lossy(&out.stdout).trim()).unwrap()
+}
+
+/// As root: pktgen sends on one end of a veth pair in a namespace of its own; the other end
+/// counts what the interface received and `pktgen receive` accounts for every frame: each
+/// of the 8 flows complete, nothing lost or reordered, a latency for each frame, and the
+/// interface's own count equal to it.
 #[test]
 fn live_frames_arrive_on_the_peer_in_the_count_reported() {
     if !gateway::lab::is_root() {
@@ -213,6 +421,15 @@ fn live_frames_arrive_on_the_peer_in_the_count_reported() {
     x(&[
         "ip", "link", "add", "pg-a", "type", "veth", "peer", "name", "pg-b",
     ]);
+    // No IPv6 on the pair: its link-up housekeeping (router solicitations, MLD reports) was
+    // the unexplained extra frames an earlier version of this test saw.
+    for dev in ["pg-a", "pg-b"] {
+        x(&[
+            "sysctl",
+            "-qw",
+            &format!("net.ipv6.conf.{dev}.disable_ipv6=1"),
+        ]);
+    }
     x(&["ip", "link", "set", "pg-a", "up"]);
     x(&["ip", "link", "set", "pg-b", "up"]);
     // Frames XDP_TX'd into a veth need the peer ready for them (IO-NOTES): GRO on.
@@ -221,6 +438,15 @@ fn live_frames_arrive_on_the_peer_in_the_count_reported() {
         .trim()
         .parse()
         .unwrap();
+    let receiver = Command::new("ip")
+        .args(["netns", "exec", &ns, env!("CARGO_BIN_EXE_gateway")])
+        .args(["pktgen", "receive", "--interface", "pg-b", "--idle", "1"])
+        .args(["--seconds", "20", "--quiet", "--json"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(500));
     let out = x(&[
         env!("CARGO_BIN_EXE_gateway"),
         "pktgen",
@@ -228,6 +454,8 @@ fn live_frames_arrive_on_the_peer_in_the_count_reported() {
         "pg-a",
         "--kind",
         "vxlan",
+        "--flows",
+        "8",
         "--count",
         "5000",
         "--rate",
@@ -235,15 +463,97 @@ fn live_frames_arrive_on_the_peer_in_the_count_reported() {
         "--json",
     ]);
     let sent: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert_eq!(sent["frames"], 5000);
+    let got = receiver_summary(receiver.wait_with_output().unwrap());
     let after: u64 = x(&["cat", "/sys/class/net/pg-b/statistics/rx_packets"])
         .trim()
         .parse()
         .unwrap();
-    assert_eq!(sent["frames"], 5000);
-    // At a modest rate nothing is lost. The receiving end has counted up to 3 frames more
-    // than were asked for in some runs here (not explained yet; never fewer): the bound says
-    // so rather than hides it.
-    let got = after - before;
-    assert!((5000..=5003).contains(&got), "received {got}: {sent}");
+    assert_eq!(got["stamped"], 5000, "{got}");
+    assert_eq!(got["lost"], 0, "{got}");
+    assert_eq!(got["reordered"], 0, "{got}");
+    assert_eq!(got["kernel_drops"], 0, "{got}");
+    assert_eq!(got["latency_ns"]["samples"], 5000, "{got}");
+    let flows = got["flows"].as_array().unwrap();
+    assert_eq!(flows.len(), 8, "{got}");
+    assert!(flows.iter().all(|f| f["received"] == 625), "{got}");
+    assert_eq!(got["other"], 0, "{got}");
+    assert_eq!(after - before, 5000, "{got}");
+}
+
+/// As root: generator → gateway (AF_XDP) → receiver in the lab's namespaces. For GTP-U,
+/// VXLAN and IPIP, the receiver on the pod host gets every decapsulated frame of every flow,
+/// in order, stamped by the generator on the external host.
+#[test]
+fn the_receiver_behind_the_gateway_gets_every_decapsulated_flow() {
+    if !root_or_skip() {
+        return;
+    }
+    use gateway::lab::{config_for, Lab};
+    let id = format!("pg{}", std::process::id());
+    let lab = Lab::build(&id).unwrap();
+    let dir = scratch("through-gateway");
+    let cfg = dir.join("gw.toml");
+    std::fs::write(&cfg, config_for("af_xdp")).unwrap();
+    let gw = Command::new("ip")
+        .args(["netns", "exec", &lab.gw, env!("CARGO_BIN_EXE_gateway")])
+        .args(["run", "--duration", "14", "--config"])
+        .arg(&cfg)
+        .arg("--stats-json")
+        .arg(dir.join("stats.json"))
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    for kind in ["gtpu", "vxlan", "ipip"] {
+        let receiver = Command::new("ip")
+            .args(["netns", "exec", &lab.pods, env!("CARGO_BIN_EXE_gateway")])
+            .args(["pktgen", "receive", "--interface", "pod-b", "--idle", "1"])
+            .args(["--seconds", "5", "--quiet", "--json"])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        let send = lab
+            .exec(
+                &lab.ext,
+                &[
+                    env!("CARGO_BIN_EXE_gateway"),
+                    "pktgen",
+                    "--interface",
+                    "ext-a",
+                    "--kind",
+                    kind,
+                    "--src",
+                    "192.0.2.10",
+                    "--dst",
+                    "192.0.2.1",
+                    "--inner-dst",
+                    "10.244.1.5",
+                    "--flows",
+                    "4",
+                    "--vary",
+                    "sport",
+                    "--count",
+                    "2000",
+                    "--rate",
+                    "20000",
+                ],
+            )
+            .unwrap();
+        assert!(send.status.success());
+        let got = receiver_summary(receiver.wait_with_output().unwrap());
+        assert_eq!(got["stamped"], 2000, "{kind}: {got}");
+        assert_eq!(got["lost"], 0, "{kind}: {got}");
+        let flows = got["flows"].as_array().unwrap();
+        assert!(
+            flows.len() == 4 && flows.iter().all(|f| f["received"] == 500),
+            "{kind}: {got}"
+        );
+    }
+    assert!(gw.wait_with_output().unwrap().status.success());
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("stats.json")).unwrap()).unwrap();
+    assert_eq!(json["ports"]["ext"]["decap"], 6000, "{json}");
 }

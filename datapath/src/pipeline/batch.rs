@@ -12,7 +12,8 @@ pub struct Buf {
     data: Box<[u8]>,
     off: usize,
     len: usize,
-    /// Capture or receive timestamp in nanoseconds (pcap replay keeps the original).
+    /// Capture or receive timestamp in nanoseconds of CLOCK_REALTIME (pcap replay keeps the
+    /// original; AF_PACKET gives the kernel's; zero when unknown).
     pub ts_ns: u64,
     /// The receiving port vouches for the L4 checksum: the kernel marked it not yet computed
     /// (locally generated on veth, checksum offload) or already verified.

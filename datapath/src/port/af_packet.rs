@@ -33,6 +33,9 @@ const BLOCK_FIRST_PKT: usize = 16;
 /// `struct tpacket3_hdr`: tp_next_offset (0), tp_sec, tp_nsec, tp_snaplen (12), tp_len,
 /// tp_status, tp_mac (24, u16).
 const PKT_NEXT: usize = 0;
+/// tp_sec and tp_nsec: when the kernel put the frame in the ring (CLOCK_REALTIME).
+const PKT_SEC: usize = 4;
+const PKT_NSEC: usize = 8;
 const PKT_SNAPLEN: usize = 12;
 const PKT_STATUS: usize = 20;
 /// `TP_STATUS_CSUMNOTREADY`: checksum left to offload (locally generated, e.g. on veth).
@@ -269,7 +272,9 @@ impl Port for AfPacketPort {
             if off + mac + snaplen <= BLOCK_SIZE as usize && snaplen <= MAX_FRAME {
                 // SAFETY: the frame lies inside the block (checked just above).
                 let frame = unsafe { std::slice::from_raw_parts(hdr.add(mac), snaplen) };
-                if batch.bufs[n].load(frame, 0) {
+                let ts_ns = u64::from(Self::read_u32(hdr, PKT_SEC)) * 1_000_000_000
+                    + u64::from(Self::read_u32(hdr, PKT_NSEC));
+                if batch.bufs[n].load(frame, ts_ns) {
                     let status = Self::read_u32(hdr, PKT_STATUS);
                     batch.bufs[n].csum_trusted =
                         status & (TP_STATUS_CSUMNOTREADY | TP_STATUS_CSUM_VALID) != 0;
