@@ -381,7 +381,8 @@ fn receiver_summary(out: std::process::Output) -> serde_json::Value {
     serde_json::from_str(String::from_utf8_lossy(&out.stdout).trim()).unwrap()
 }
 
-/// As root: pktgen sends on one end of a veth pair in a namespace of its own; the other end
+/// As root: pktgen sends on one end of a veth pair in a namespace of its own (through each
+/// output: live frames, AF_XDP, AF_PACKET); the other end
 /// counts what the interface received and `pktgen receive` accounts for every frame: each
 /// of the 8 flows complete, nothing lost or reordered, a latency for each frame, and the
 /// interface's own count equal to it.
@@ -434,51 +435,58 @@ fn live_frames_arrive_on_the_peer_in_the_count_reported() {
     x(&["ip", "link", "set", "pg-b", "up"]);
     // Frames XDP_TX'd into a veth need the peer ready for them (IO-NOTES): GRO on.
     x(&["ethtool", "-K", "pg-b", "gro", "on"]);
-    let before: u64 = x(&["cat", "/sys/class/net/pg-b/statistics/rx_packets"])
-        .trim()
-        .parse()
-        .unwrap();
-    let receiver = Command::new("ip")
-        .args(["netns", "exec", &ns, env!("CARGO_BIN_EXE_gateway")])
-        .args(["pktgen", "receive", "--interface", "pg-b", "--idle", "1"])
-        .args(["--seconds", "20", "--quiet", "--json"])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(500));
-    let out = x(&[
-        env!("CARGO_BIN_EXE_gateway"),
-        "pktgen",
-        "--interface",
-        "pg-a",
-        "--kind",
-        "vxlan",
-        "--flows",
-        "8",
-        "--count",
-        "5000",
-        "--rate",
-        "50000",
-        "--json",
-    ]);
-    let sent: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
-    assert_eq!(sent["frames"], 5000);
-    let got = receiver_summary(receiver.wait_with_output().unwrap());
-    let after: u64 = x(&["cat", "/sys/class/net/pg-b/statistics/rx_packets"])
-        .trim()
-        .parse()
-        .unwrap();
-    assert_eq!(got["stamped"], 5000, "{got}");
-    assert_eq!(got["lost"], 0, "{got}");
-    assert_eq!(got["reordered"], 0, "{got}");
-    assert_eq!(got["kernel_drops"], 0, "{got}");
-    assert_eq!(got["latency_ns"]["samples"], 5000, "{got}");
-    let flows = got["flows"].as_array().unwrap();
-    assert_eq!(flows.len(), 8, "{got}");
-    assert!(flows.iter().all(|f| f["received"] == 625), "{got}");
-    assert_eq!(got["other"], 0, "{got}");
-    assert_eq!(after - before, 5000, "{got}");
+    for output in ["live", "af-xdp", "af-packet"] {
+        let before: u64 = x(&["cat", "/sys/class/net/pg-b/statistics/rx_packets"])
+            .trim()
+            .parse()
+            .unwrap();
+        let receiver = Command::new("ip")
+            .args(["netns", "exec", &ns, env!("CARGO_BIN_EXE_gateway")])
+            .args(["pktgen", "receive", "--interface", "pg-b", "--idle", "1"])
+            .args(["--seconds", "20", "--quiet", "--json"])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(500));
+        let out = x(&[
+            env!("CARGO_BIN_EXE_gateway"),
+            "pktgen",
+            "--interface",
+            "pg-a",
+            "--output",
+            output,
+            "--kind",
+            "vxlan",
+            "--flows",
+            "8",
+            "--count",
+            "5000",
+            "--rate",
+            "50000",
+            "--json",
+        ]);
+        let sent: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+        assert_eq!(sent["frames"], 5000, "{output}");
+        let got = receiver_summary(receiver.wait_with_output().unwrap());
+        let after: u64 = x(&["cat", "/sys/class/net/pg-b/statistics/rx_packets"])
+            .trim()
+            .parse()
+            .unwrap();
+        assert_eq!(got["stamped"], 5000, "{output}: {got}");
+        assert_eq!(got["lost"], 0, "{output}: {got}");
+        assert_eq!(got["reordered"], 0, "{output}: {got}");
+        assert_eq!(got["kernel_drops"], 0, "{output}: {got}");
+        assert_eq!(got["latency_ns"]["samples"], 5000, "{output}: {got}");
+        let flows = got["flows"].as_array().unwrap();
+        assert_eq!(flows.len(), 8, "{output}: {got}");
+        assert!(
+            flows.iter().all(|f| f["received"] == 625),
+            "{output}: {got}"
+        );
+        assert_eq!(got["other"], 0, "{output}: {got}");
+        assert_eq!(after - before, 5000, "{output}: {got}");
+    }
 }
 
 /// As root: generator → gateway (AF_XDP) → receiver in the lab's namespaces. For GTP-U,

@@ -293,7 +293,16 @@ impl LiveSender {
     /// Frame `seq` as the program writes it with timestamp `ts_ns`: the reference the
     /// program is tested against, and the generator's pcap output.
     pub fn render(&self, seq: u32, ts_ns: u64) -> Vec<u8> {
-        let mut out = self.frame.clone();
+        let mut out = vec![0u8; self.frame.len()];
+        self.render_into(&mut out, seq, ts_ns);
+        out
+    }
+
+    /// [`LiveSender::render`] into `out` (the frame's length; a shorter buffer gets what
+    /// fits), without allocating: for senders that write frames themselves.
+    pub fn render_into(&self, out: &mut [u8], seq: u32, ts_ns: u64) {
+        let n = out.len().min(self.frame.len());
+        out[..n].copy_from_slice(&self.frame[..n]);
         let flow = seq % u32::from(self.flows.max(1));
         let mut put = |at: usize, b: &[u8]| {
             if let Some(d) = out.get_mut(at..at + b.len()) {
@@ -336,7 +345,6 @@ impl LiveSender {
             }
             put(c.at, &v.to_be_bytes());
         }
-        out
     }
 }
 

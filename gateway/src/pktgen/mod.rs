@@ -352,15 +352,72 @@ fn link_bps(interface: &str, gbps: Option<f64>) -> Option<f64> {
     })
 }
 
-/// Sends on `interface` (in this process's namespace) for `run.seconds` or `run.count`
-/// frames, whichever ends first, at most at `run.rate` (in bursts: see the code). IMIX sizes
-/// go in runs of each size in the 7:4:1 proportion (a live-frames call sends one size).
+/// How frames leave.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Output {
+    /// BPF live frames: an XDP program writes and transmits each frame in the kernel (the
+    /// fastest on veth; see IO-NOTES).
+    Live,
+    /// An AF_XDP socket (the program builds each frame in user space).
+    AfXdp,
+    /// An AF_PACKET socket (`sendmmsg`).
+    AfPacket,
+}
+
+/// Keeps `run`'s rate, count and duration: `burst(n)` sends about `n` frames and returns
+/// how many frames and wire bytes it sent. A set rate is kept in bursts of what is due
+/// 20 ms ahead (a live-frames call has a fixed cost of milliseconds here: it sets up and
+/// tears down a page pool); free-running bursts are `free_burst` frames.
+fn pace(
+    run: &Run,
+    rate: Option<u64>,
+    free_burst: u64,
+    mut burst: impl FnMut(u64) -> Result<(u64, u64)>,
+) -> Result<Sent> {
+    let limit = run.count.unwrap_or(u64::MAX);
+    let deadline = Duration::from_secs_f64(run.seconds.max(0.0));
+    let tick = Duration::from_millis(20);
+    let start = Instant::now();
+    let (mut sent, mut bytes) = (0u64, 0u64);
+    while sent < limit && start.elapsed() < deadline {
+        let want = match rate {
+            Some(r) => {
+                let horizon = (start.elapsed() + tick).min(deadline);
+                ((horizon.as_secs_f64() * r as f64) as u64).saturating_sub(sent)
+            }
+            None => free_burst,
+        };
+        let want = want.min(limit - sent);
+        if want == 0 {
+            std::thread::sleep(Duration::from_millis(1));
+            continue;
+        }
+        let (n, b) = burst(want)?;
+        sent += n;
+        bytes += b;
+        if let Some(r) = rate {
+            // Ahead of the rate: wait until the next burst is due.
+            let due = Duration::from_secs_f64(sent as f64 / r as f64);
+            if let Some(wait) = due.checked_sub(start.elapsed() + tick) {
+                std::thread::sleep(wait);
+            }
+        }
+    }
+    Ok(Sent {
+        frames: sent,
+        wire_bytes: bytes,
+        elapsed: start.elapsed(),
+    })
+}
+
+/// Sends on `interface` (in this process's namespace) through `output` for `run.seconds`
+/// or `run.count` frames, whichever ends first, at most at `run.rate` (in bursts: see
+/// [`pace`]). IMIX sizes go in runs of each size in the 7:4:1 proportion with live frames
+/// (a live-frames call sends one size), frame by frame otherwise.
 ///
 /// # Errors
 /// No such interface, no privilege, a kernel without live frames.
-pub fn send(s: &Spec, interface: &str, run: &Run) -> Result<(Sent, String)> {
-    use datapath::port::bpf;
-    use std::os::fd::AsRawFd;
+pub fn send(s: &Spec, interface: &str, run: &Run, output: Output) -> Result<(Sent, String)> {
     let senders = senders(s)?;
     let weight: u64 = senders.iter().map(|(_, w)| w).sum();
     let avg_wire = senders
@@ -373,60 +430,99 @@ pub fn send(s: &Spec, interface: &str, run: &Run) -> Result<(Sent, String)> {
         .as_deref()
         .map(|r| parse_rate(r, link_bps(interface, run.link_gbps), avg_wire))
         .transpose()?;
+    let sent = match output {
+        Output::Live => send_live(&senders, weight, interface, run, rate)?,
+        Output::AfXdp | Output::AfPacket => send_port(&senders, interface, run, rate, output)?,
+    };
+    Ok((sent, describe_sizes(&senders)))
+}
+
+fn send_live(
+    senders: &[(LiveSender, u64)],
+    weight: u64,
+    interface: &str,
+    run: &Run,
+    rate: Option<u64>,
+) -> Result<Sent> {
+    use datapath::port::bpf;
+    use std::os::fd::AsRawFd;
     let counter = bpf::create_counter_map().context("BPF counter map (needs root)")?;
     let mut progs = Vec::new();
-    for (snd, w) in &senders {
+    for (snd, w) in senders {
         let insns = bpf::sender_program(snd, counter.as_raw_fd())
             .context("frame too large for the sender")?;
         progs.push((bpf::load_xdp(&insns, "gw_pktgen")?, &snd.frame, *w));
     }
     let ifindex = bpf::ifindex(interface)?;
-    let limit = run.count.unwrap_or(u64::MAX);
-    let deadline = Duration::from_secs_f64(run.seconds.max(0.0));
-    // A live-frames call has a fixed cost of milliseconds here (it sets up and tears down a
-    // page pool), so a set rate is kept in bursts: each call sends what is due 20 ms ahead.
-    // Free-running calls send 200 000 frames each, so the run stays responsive.
-    let tick = Duration::from_millis(20);
-    let start = Instant::now();
-    let (mut sent, mut bytes) = (0u64, 0u64);
-    'run: while sent < limit && start.elapsed() < deadline {
-        let want = match rate {
-            Some(r) => {
-                let horizon = (start.elapsed() + tick).min(deadline);
-                let due = (horizon.as_secs_f64() * r as f64) as u64;
-                due.saturating_sub(sent)
-            }
-            None => 200_000,
-        };
-        if want == 0 {
-            std::thread::sleep(Duration::from_millis(1));
-            continue;
-        }
+    pace(run, rate, 200_000, |want| {
         // Split between the sizes by weight (IMIX), at least one frame of each.
         let unit = want.div_ceil(weight).max(1);
+        let (mut n, mut bytes) = (0u64, 0u64);
         for (prog, f, w) in &progs {
-            let n = (unit * w).min(limit - sent).min(u64::from(u32::MAX)) as u32;
-            if n == 0 {
-                break 'run;
-            }
-            bpf::run_live_frames(prog, f, n, ifindex).context("BPF live-frames run")?;
-            sent += u64::from(n);
-            bytes += u64::from(n) * (f.len() as u64 + 4);
+            let k = (unit * w).min(u64::from(u32::MAX)) as u32;
+            bpf::run_live_frames(prog, f, k, ifindex).context("BPF live-frames run")?;
+            n += u64::from(k);
+            bytes += u64::from(k) * (f.len() as u64 + 4);
         }
-        if let Some(r) = rate {
-            // Ahead of the rate: wait until the next burst is due.
-            let due = Duration::from_secs_f64(sent as f64 / r as f64);
-            if let Some(wait) = due.checked_sub(start.elapsed() + tick) {
-                std::thread::sleep(wait);
-            }
+        Ok((n, bytes))
+    })
+}
+
+fn send_port(
+    senders: &[(LiveSender, u64)],
+    interface: &str,
+    run: &Run,
+    rate: Option<u64>,
+    output: Output,
+) -> Result<Sent> {
+    use datapath::pipeline::batch::{Batch, BATCH};
+    use datapath::port::Port;
+    let mut port: Box<dyn Port> = match output {
+        Output::AfXdp => {
+            use datapath::port::af_xdp::{AfXdpPort, XdpAttachment};
+            let att = XdpAttachment::attach(interface, 1, false)
+                .with_context(|| format!("XDP on {interface}"))?;
+            Box::new(AfXdpPort::open(&att, 0).with_context(|| format!("AF_XDP on {interface}"))?)
         }
-    }
-    let sent = Sent {
-        frames: sent,
-        wire_bytes: bytes,
-        elapsed: start.elapsed(),
+        _ => Box::new(
+            datapath::port::af_packet::AfPacketPort::open(interface)
+                .with_context(|| format!("AF_PACKET on {interface}"))?,
+        ),
     };
-    Ok((sent, describe_sizes(&senders)))
+    let cycle: Vec<&LiveSender> = senders
+        .iter()
+        .flat_map(|(snd, w)| std::iter::repeat_n(snd, *w as usize))
+        .collect();
+    let mut batch = Batch::new();
+    let idx: Vec<u8> = (0..BATCH as u8).collect();
+    let mut seq = 0u32;
+    pace(run, rate, 4096, |want| {
+        let (mut n, mut bytes) = (0u64, 0u64);
+        while n < want {
+            let k = (want - n).min(BATCH as u64) as usize;
+            let now = datapath::port::bpf::tai_ns();
+            for (j, b) in batch.bufs[..k].iter_mut().enumerate() {
+                let s = seq.wrapping_add(j as u32);
+                let snd = cycle[s as usize % cycle.len()];
+                b.load(&snd.frame, 0);
+                snd.render_into(b.frame_mut(), s, now);
+                bytes += snd.frame.len() as u64 + 4;
+            }
+            batch.len = k;
+            let mut taken = 0;
+            let stuck = Instant::now();
+            while taken < k {
+                taken += port.tx(&batch, &idx[taken..k]);
+                port.flush().context("transmit")?;
+                if taken < k && stuck.elapsed() > Duration::from_secs(1) {
+                    bail!("{interface}: the transmit ring has not drained for 1 s");
+                }
+            }
+            seq = seq.wrapping_add(k as u32);
+            n += k as u64;
+        }
+        Ok((n, bytes))
+    })
 }
 
 /// `gateway pktgen`'s arguments.
@@ -449,6 +545,9 @@ pub struct Args {
     /// Send on this interface.
     #[arg(long, conflicts_with = "pcap")]
     pub interface: Option<String>,
+    /// How frames leave the interface.
+    #[arg(long, value_enum, default_value = "live")]
+    pub output: Output,
     /// Write the frames to this pcap file instead (needs --count).
     #[arg(long)]
     pub pcap: Option<PathBuf>,
@@ -491,7 +590,7 @@ pub fn main(a: Args) -> Result<()> {
     let Some(interface) = a.interface else {
         bail!("give --interface or --pcap");
     };
-    let (s, sizes) = send(&spec, &interface, &run)?;
+    let (s, sizes) = send(&spec, &interface, &run, a.output)?;
     let secs = s.elapsed.as_secs_f64().max(1e-9);
     let pps = s.frames as f64 / secs;
     if a.json {
