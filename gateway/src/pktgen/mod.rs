@@ -366,17 +366,18 @@ pub enum Output {
 
 /// Keeps `run`'s rate, count and duration: `burst(n)` sends about `n` frames and returns
 /// how many frames and wire bytes it sent. A set rate is kept in bursts of what is due
-/// 20 ms ahead (a live-frames call has a fixed cost of milliseconds here: it sets up and
-/// tears down a page pool); free-running bursts are `free_burst` frames.
+/// `tick` ahead: 20 ms for live frames (a live-frames call has a fixed cost of
+/// milliseconds here: it sets up and tears down a page pool), 1 ms through a socket, so
+/// latency measured at a set rate is not a burst's queueing; free-running bursts are
+/// `free_burst` frames.
 fn pace(
     run: &Run,
     rate: Option<u64>,
-    free_burst: u64,
+    (free_burst, tick): (u64, Duration),
     mut burst: impl FnMut(u64) -> Result<(u64, u64)>,
 ) -> Result<Sent> {
     let limit = run.count.unwrap_or(u64::MAX);
     let deadline = Duration::from_secs_f64(run.seconds.max(0.0));
-    let tick = Duration::from_millis(20);
     let start = Instant::now();
     let (mut sent, mut bytes) = (0u64, 0u64);
     while sent < limit && start.elapsed() < deadline {
@@ -389,7 +390,7 @@ fn pace(
         };
         let want = want.min(limit - sent);
         if want == 0 {
-            std::thread::sleep(Duration::from_millis(1));
+            std::thread::sleep(tick / 4);
             continue;
         }
         let (n, b) = burst(want)?;
@@ -454,7 +455,7 @@ fn send_live(
         progs.push((bpf::load_xdp(&insns, "gw_pktgen")?, &snd.frame, *w));
     }
     let ifindex = bpf::ifindex(interface)?;
-    pace(run, rate, 200_000, |want| {
+    pace(run, rate, (200_000, Duration::from_millis(20)), |want| {
         // Split between the sizes by weight (IMIX), at least one frame of each.
         let unit = want.div_ceil(weight).max(1);
         let (mut n, mut bytes) = (0u64, 0u64);
@@ -496,7 +497,7 @@ fn send_port(
     let mut batch = Batch::new();
     let idx: Vec<u8> = (0..BATCH as u8).collect();
     let mut seq = 0u32;
-    pace(run, rate, 4096, |want| {
+    pace(run, rate, (4096, Duration::from_millis(1)), |want| {
         let (mut n, mut bytes) = (0u64, 0u64);
         while n < want {
             let k = (want - n).min(BATCH as u64) as usize;
