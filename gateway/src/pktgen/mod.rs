@@ -671,6 +671,68 @@ mod tests {
         }
     }
 
+    /// The innermost IPv4/UDP of `ip`: header checksum, UDP checksum, and the stamp.
+    fn check_inner_v4(ip: &[u8], seq: u32, flows: u16) {
+        let ip = Ipv4Packet::new_checked(ip).unwrap();
+        assert!(ip.verify_checksum());
+        let udp = UdpPacket::new_checked(ip.payload()).unwrap();
+        let pseudo = datapath::wire::udp::pseudo_header_v4(ip.src(), ip.dst(), 17, udp.len());
+        assert!(udp.verify_checksum(pseudo), "seq {seq}");
+        assert_eq!(frame::read_stamp(udp.payload()).unwrap().0, flows);
+    }
+
+    #[test]
+    fn tunnelled_frames_parse_back_through_the_projects_wire_types() {
+        use datapath::wire::{GtpuPacket, GtpuRepr, VxlanPacket};
+        let gtpu = sender(
+            &spec(&["--kind", "gtpu", "--flows", "5", "--vary", "teid,src"]),
+            128,
+        )
+        .unwrap();
+        let vxlan = sender(
+            &spec(&["--kind", "vxlan", "--flows", "5", "--vary", "vni"]),
+            128,
+        )
+        .unwrap();
+        let ipip = sender(
+            &spec(&["--kind", "ipip", "--flows", "5", "--vary", "dst"]),
+            128,
+        )
+        .unwrap();
+        for seq in 0..12u32 {
+            let flow = seq % 5;
+            let f = gtpu.render(seq, 1);
+            let eth = EthernetFrame::new_checked(&f[..]).unwrap();
+            let outer = Ipv4Packet::new_checked(eth.payload()).unwrap();
+            assert!(outer.verify_checksum());
+            let udp = UdpPacket::new_checked(outer.payload()).unwrap();
+            assert_eq!((udp.dst_port(), udp.checksum()), (2152, 0));
+            let g = GtpuPacket::new_checked(udp.payload()).unwrap();
+            let repr = GtpuRepr::parse(&g).unwrap();
+            assert_eq!(repr.teid, 0x1001 + flow);
+            assert_eq!(repr.psc, Some((1, 9)));
+            check_inner_v4(&udp.payload()[repr.buffer_len()..], seq, 5);
+
+            let f = vxlan.render(seq, 1);
+            let eth = EthernetFrame::new_checked(&f[..]).unwrap();
+            let outer = Ipv4Packet::new_checked(eth.payload()).unwrap();
+            let udp = UdpPacket::new_checked(outer.payload()).unwrap();
+            let v = VxlanPacket::new_checked(udp.payload()).unwrap();
+            assert_eq!(v.vni(), 4096 + flow);
+            let inner = EthernetFrame::new_checked(v.payload()).unwrap();
+            check_inner_v4(inner.payload(), seq, 5);
+
+            let f = ipip.render(seq, 1);
+            let eth = EthernetFrame::new_checked(&f[..]).unwrap();
+            let outer = Ipv4Packet::new_checked(eth.payload()).unwrap();
+            assert!(outer.verify_checksum());
+            assert_eq!(outer.protocol(), 4);
+            let inner = Ipv4Packet::new_checked(outer.payload()).unwrap();
+            assert_eq!(inner.dst(), 0x0af4_0909 + flow);
+            check_inner_v4(outer.payload(), seq, 5);
+        }
+    }
+
     #[test]
     fn ranges_that_overflow_their_field_or_do_not_exist_are_refused() {
         let s = spec(&["--flows", "2", "--sport", "65535"]);

@@ -509,6 +509,65 @@ pub fn main(a: &Args) -> Result<()> {
 mod tests {
     use super::*;
 
+    fn frames() -> Vec<Vec<u8>> {
+        use clap::Parser;
+        #[derive(Parser)]
+        struct T {
+            #[command(flatten)]
+            spec: crate::pktgen::Spec,
+        }
+        let cases: [&[&str]; 5] = [
+            &[],
+            &["--l4", "tcp", "--dst", "fd00::2", "--src", "fd00::1"],
+            &["--kind", "vxlan"],
+            &[
+                "--kind",
+                "gtpu",
+                "--inner-src",
+                "fd00::1",
+                "--inner-dst",
+                "fd00::2",
+            ],
+            &["--kind", "ipip", "--src", "fd00::1", "--dst", "fd00::2"],
+        ];
+        cases
+            .iter()
+            .map(|a| {
+                let spec = T::parse_from([&["t"], *a].concat()).spec;
+                crate::pktgen::sender(&spec, 128).unwrap().render(7, 9)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_stamp_is_found_under_every_kind_of_header() {
+        for f in frames() {
+            let stamp = find_stamp(&f).unwrap();
+            assert_eq!(read_stamp(stamp), Some((1, 7, 9)));
+        }
+    }
+
+    #[test]
+    fn truncated_or_mangled_frames_never_panic_the_walker() {
+        let mut x = 0x2545_f491_4f6c_dd1du64;
+        for f in frames() {
+            for n in 0..f.len() {
+                let _ = find_stamp(&f[..n]);
+            }
+            for _ in 0..2000 {
+                let mut g = f.clone();
+                for _ in 0..4 {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    let at = (x as usize) % g.len();
+                    g[at] = (x >> 32) as u8;
+                }
+                let _ = find_stamp(&g);
+            }
+        }
+    }
+
     #[test]
     fn histogram_quantiles_are_within_a_sixteenth() {
         let mut h = Histogram::default();
