@@ -489,9 +489,10 @@ fn live_frames_arrive_on_the_peer_in_the_count_reported() {
     }
 }
 
-/// As root: generator → gateway (AF_XDP) → receiver in the lab's namespaces. For GTP-U,
-/// VXLAN and IPIP, the receiver on the pod host gets every decapsulated frame of every flow,
-/// in order, stamped by the generator on the external host.
+/// As root: generator → gateway (AF_XDP) → receiver in the lab's namespaces. Uplink: for
+/// GTP-U, VXLAN and IPIP, the receiver on the pod host gets every decapsulated frame of
+/// every flow, stamped by the generator on the external host. Downlink: frames from the pod
+/// host to a UE and to the VXLAN side arrive at the external host encapsulated, all of them.
 #[test]
 fn the_receiver_behind_the_gateway_gets_every_decapsulated_flow() {
     if !root_or_skip() {
@@ -505,7 +506,7 @@ fn the_receiver_behind_the_gateway_gets_every_decapsulated_flow() {
     std::fs::write(&cfg, config_for("af_xdp")).unwrap();
     let gw = Command::new("ip")
         .args(["netns", "exec", &lab.gw, env!("CARGO_BIN_EXE_gateway")])
-        .args(["run", "--duration", "14", "--config"])
+        .args(["run", "--duration", "22", "--config"])
         .arg(&cfg)
         .arg("--stats-json")
         .arg(dir.join("stats.json"))
@@ -560,8 +561,94 @@ fn the_receiver_behind_the_gateway_gets_every_decapsulated_flow() {
             "{kind}: {got}"
         );
     }
+    // Downlink: the pod host sends to a UE and to the external host's VXLAN side; the
+    // gateway encapsulates (GTP-U with the session's outgoing TEID, VXLAN with the VNI) toward
+    // the external host, where the receiver finds every stamp inside the tunnel and tshark
+    // reads the tunnel headers from a capture.
+    for (kind, dst, filter, field, want) in [
+        (
+            "gtpu",
+            "10.46.0.7",
+            "udp dst port 2152 and dst host 192.0.2.10",
+            "gtp.teid",
+            "0x00002001",
+        ),
+        (
+            "vxlan",
+            "10.99.0.1",
+            "udp dst port 4789 and dst host 192.0.2.10",
+            "vxlan.vni",
+            "4096",
+        ),
+    ] {
+        let pcap = dir.join(format!("down-{kind}.pcap"));
+        let capture = Command::new("ip")
+            .args([
+                "netns", "exec", &lab.ext, "timeout", "5", "tcpdump", "-U", "-q",
+            ])
+            .args(["-i", "ext-a", "-c", "100", "-w"])
+            .arg(&pcap)
+            .arg(filter)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let receiver = Command::new("ip")
+            .args(["netns", "exec", &lab.ext, env!("CARGO_BIN_EXE_gateway")])
+            .args(["pktgen", "receive", "--interface", "ext-a", "--idle", "1"])
+            .args(["--seconds", "5", "--quiet", "--json"])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(500));
+        let send = lab
+            .exec(
+                &lab.pods,
+                &[
+                    env!("CARGO_BIN_EXE_gateway"),
+                    "pktgen",
+                    "--interface",
+                    "pod-b",
+                    "--src-mac",
+                    "02:00:00:00:02:01",
+                    "--dst-mac",
+                    gateway::lab::GW_PODS_MAC,
+                    "--src",
+                    "10.244.1.5",
+                    "--dst",
+                    dst,
+                    "--flows",
+                    "4",
+                    "--count",
+                    "2000",
+                    "--rate",
+                    "20000",
+                ],
+            )
+            .unwrap();
+        assert!(send.status.success());
+        let got = receiver_summary(receiver.wait_with_output().unwrap());
+        assert_eq!(got["stamped"], 2000, "downlink {kind}: {got}");
+        assert_eq!(got["lost"], 0, "downlink {kind}: {got}");
+        let _ = capture.wait_with_output();
+        if let Some(rows) = tshark(&pcap, &[field, "ip.dst"]) {
+            assert_eq!(rows.len(), 100, "downlink {kind}: {rows:?}");
+            for r in &rows {
+                assert_eq!(r[0], want, "downlink {kind}: {r:?}");
+                assert_eq!(r[1], format!("192.0.2.10,{dst}"), "downlink {kind}: {r:?}");
+            }
+        }
+    }
     assert!(gw.wait_with_output().unwrap().status.success());
     let json: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(dir.join("stats.json")).unwrap()).unwrap();
-    assert_eq!(json["ports"]["ext"]["decap"], 6000, "{json}");
+    // 6000 frames up; the external host's VXLAN device may send a few ICMP errors back up
+    // its tunnel for the downlink frames (no listener on their port), rate-limited.
+    let decap = json["ports"]["ext"]["decap"].as_u64().unwrap();
+    assert!((6000..6100).contains(&decap), "{json}");
+    assert!(
+        json["ports"]["ext"]["tx_packets"].as_u64().unwrap() >= 4000,
+        "{json}"
+    );
 }

@@ -412,9 +412,10 @@ fn pace(
 }
 
 /// Sends on `interface` (in this process's namespace) through `output` for `run.seconds`
-/// or `run.count` frames, whichever ends first, at most at `run.rate` (in bursts: see
-/// [`pace`]). IMIX sizes go in runs of each size in the 7:4:1 proportion with live frames
-/// (a live-frames call sends one size), frame by frame otherwise.
+/// or `run.count` frames, whichever ends first, at most at `run.rate` (in bursts of what is
+/// due 20 ms ahead through live frames, 1 ms through a socket). IMIX sizes go in runs of
+/// each size in the 7:4:1 proportion with live frames (a live-frames call sends one size),
+/// frame by frame otherwise.
 ///
 /// # Errors
 /// No such interface, no privilege, a kernel without live frames.
