@@ -1,6 +1,8 @@
-//! AF_PACKET port: a TPACKET_V3 receive ring mapped into the process, and transmit by one
-//! `sendmmsg` per batch (no syscall per packet). Works on any Linux interface, veth included;
-//! it is the fallback to AF_XDP.
+//! AF_PACKET port: a TPACKET_V3 receive ring and a transmit ring, both mapped into the
+//! process. A transmit copies each frame into a free slot of the TX ring, marks it for
+//! sending and makes one `send` call per batch to have the kernel send what is marked (no
+//! syscall per packet). Works on any Linux interface, veth included; it is the fallback to
+//! AF_XDP.
 //!
 //! AF_PACKET taps the interface, it does not take frames away from the kernel: the host
 //! running the gateway must not also route them (leave `ip_forward` off and configure no
@@ -22,6 +24,20 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 const BLOCK_SIZE: u32 = 1 << 20;
 const BLOCK_NR: u32 = 16;
 const FRAME_SIZE: u32 = 2048;
+/// The TX ring: frames of `TX_FRAME_SIZE` (a header, then up to a 9 KiB frame), in blocks.
+const TX_FRAME_SIZE: u32 = 16 * 1024;
+const TX_BLOCK_SIZE: u32 = 1 << 20;
+const TX_BLOCK_NR: u32 = 4;
+const TX_FRAMES: u32 = TX_BLOCK_SIZE / TX_FRAME_SIZE * TX_BLOCK_NR;
+/// Where a TX slot's frame starts: `TPACKET_ALIGN(sizeof(struct tpacket3_hdr))` (the
+/// kernel's `tp_hdrlen - sizeof(struct sockaddr_ll)` for TPACKET_V3).
+const TX_DATA_OFF: usize = 48;
+/// TX slot status (`tp_status`): free, marked for sending, being sent, refused.
+const TP_STATUS_AVAILABLE: u32 = 0;
+const TP_STATUS_SEND_REQUEST: u32 = 1;
+const TP_STATUS_WRONG_FORMAT: u32 = 4;
+/// `tp_len` in `struct tpacket3_hdr`.
+const PKT_LEN: usize = 16;
 /// Linux `TP_STATUS_USER` in a block descriptor: the block belongs to user space.
 const TP_STATUS_USER: u32 = 1;
 const TP_STATUS_KERNEL: u32 = 0;
@@ -53,42 +69,15 @@ pub struct AfPacketPort {
     /// Packets of the current block not yet read, and the offset of the next one.
     pending: u32,
     next_off: usize,
-    tx: Box<TxScratch>,
+    /// The TX ring (mapped right after the RX ring) and the next slot to fill.
+    tx_ring: *mut u8,
+    tx_next: u32,
     /// Running total of PACKET_STATISTICS drops (the kernel resets them on each read).
     kernel_dropped: u64,
 }
 
-/// `sendmmsg` arguments, boxed so their addresses stay put: each message is linked to its
-/// iovec and to the destination once, at open; a transmit only sets buffer pointers.
-struct TxScratch {
-    iov: [libc::iovec; crate::pipeline::batch::BATCH],
-    msgs: [libc::mmsghdr; crate::pipeline::batch::BATCH],
-    sll: libc::sockaddr_ll,
-}
-
-impl TxScratch {
-    fn new(ifindex: i32) -> Box<Self> {
-        // SAFETY: all-zero iovec, mmsghdr and sockaddr_ll values are valid (null pointers,
-        // zero lengths); the fields that matter are set just below.
-        let mut t: Box<Self> = Box::new(unsafe { std::mem::zeroed() });
-        t.sll.sll_family = libc::AF_PACKET as u16;
-        t.sll.sll_ifindex = ifindex;
-        let sll: *mut libc::sockaddr_ll = &mut t.sll;
-        let iov: *mut libc::iovec = t.iov.as_mut_ptr();
-        for (k, m) in t.msgs.iter_mut().enumerate() {
-            // SAFETY: `k < BATCH`, inside the iovec array of the same box.
-            m.msg_hdr.msg_iov = unsafe { iov.add(k) };
-            m.msg_hdr.msg_iovlen = 1;
-            m.msg_hdr.msg_name = sll.cast();
-            m.msg_hdr.msg_namelen = std::mem::size_of::<libc::sockaddr_ll>() as u32;
-        }
-        t
-    }
-}
-
-// SAFETY: the ring mapping is owned by this port alone (no other handle to it exists), the
-// socket is an owned descriptor, and the TX scratch's pointers only point inside its own box;
-// moving the port to the worker thread moves all three.
+// SAFETY: the rings' mapping is owned by this port alone (no other handle to it exists) and
+// the socket is an owned descriptor; moving the port to the worker thread moves both.
 unsafe impl Send for AfPacketPort {}
 
 fn last_error<T>() -> io::Result<T> {
@@ -163,7 +152,26 @@ impl AfPacketPort {
             )
         };
         set(libc::PACKET_RX_RING, req_bytes)?;
-        let ring_len = (BLOCK_SIZE * BLOCK_NR) as usize;
+        let tx_req = libc::tpacket_req3 {
+            tp_block_size: TX_BLOCK_SIZE,
+            tp_block_nr: TX_BLOCK_NR,
+            tp_frame_size: TX_FRAME_SIZE,
+            tp_frame_nr: TX_FRAMES,
+            tp_retire_blk_tov: 0,
+            tp_sizeof_priv: 0,
+            tp_feature_req_word: 0,
+        };
+        // SAFETY: as for the RX request above.
+        let tx_bytes = unsafe {
+            std::slice::from_raw_parts(
+                (&tx_req as *const libc::tpacket_req3).cast::<u8>(),
+                std::mem::size_of::<libc::tpacket_req3>(),
+            )
+        };
+        set(libc::PACKET_TX_RING, tx_bytes)?;
+        // One mapping holds both rings, RX first (packet_mmap(7)).
+        let rx_len = (BLOCK_SIZE * BLOCK_NR) as usize;
+        let ring_len = rx_len + (TX_BLOCK_SIZE * TX_BLOCK_NR) as usize;
         // SAFETY: maps the ring the kernel just set up on this socket; checked for failure.
         let ring = unsafe {
             libc::mmap(
@@ -178,14 +186,17 @@ impl AfPacketPort {
         if ring == libc::MAP_FAILED {
             return last_error();
         }
+        let ring: *mut u8 = ring.cast();
         let port = AfPacketPort {
             fd,
-            ring: ring.cast(),
+            ring,
             ring_len,
             block: 0,
             pending: 0,
             next_off: 0,
-            tx: TxScratch::new(ifindex),
+            // SAFETY: `rx_len` is inside the mapping of `ring_len` bytes.
+            tx_ring: unsafe { ring.add(rx_len) },
+            tx_next: 0,
             kernel_dropped: 0,
         };
         // SAFETY: zeroed `sockaddr_ll` is a valid value; the fields set are the ones bind needs.
@@ -230,6 +241,20 @@ impl AfPacketPort {
             self.ring
                 .add((block % BLOCK_NR) as usize * BLOCK_SIZE as usize)
         }
+    }
+
+    fn tx_slot(&self, k: u32) -> *mut u8 {
+        // SAFETY: `k % TX_FRAMES` frames of `TX_FRAME_SIZE` lie inside the TX ring mapping.
+        unsafe {
+            self.tx_ring
+                .add((k % TX_FRAMES) as usize * TX_FRAME_SIZE as usize)
+        }
+    }
+
+    fn write_u32(p: *mut u8, off: usize, v: u32) {
+        // SAFETY: callers pass offsets inside a TX slot header they own (status AVAILABLE);
+        // volatile because the kernel reads it.
+        unsafe { std::ptr::write_volatile(p.add(off).cast::<[u8; 4]>(), v.to_ne_bytes()) }
     }
 
     fn read_u32(p: *const u8, off: usize) -> u32 {
@@ -296,36 +321,44 @@ impl Port for AfPacketPort {
     }
 
     fn tx(&mut self, batch: &Batch, idx: &[u8]) -> usize {
-        let tx = &mut *self.tx;
-        let n = idx.len().min(tx.iov.len());
-        for (k, &i) in idx[..n].iter().enumerate() {
-            // An index outside the batch sends nothing rather than a stale buffer.
-            let f = batch
-                .bufs
-                .get(usize::from(i))
-                .map_or(&[][..], |b| b.frame());
-            tx.iov[k].iov_base = f.as_ptr() as *mut libc::c_void;
-            tx.iov[k].iov_len = f.len();
-        }
-        let msgs = &mut tx.msgs;
-        let mut sent = 0usize;
-        while sent < n {
-            // SAFETY: the first `n` iovecs point into frames of `batch`, alive for the call;
-            // `msgs` link to them and to `sll` inside the boxed scratch, which outlives it.
-            let r = unsafe {
-                libc::sendmmsg(
-                    self.fd.as_raw_fd(),
-                    msgs[sent..].as_mut_ptr(),
-                    (n - sent) as u32,
-                    0,
-                )
-            };
-            if r <= 0 {
+        let room = TX_FRAME_SIZE as usize - TX_DATA_OFF;
+        let mut queued = 0;
+        for &i in idx {
+            let slot = self.tx_slot(self.tx_next);
+            let status = Self::read_u32(slot, PKT_STATUS);
+            if status == TP_STATUS_WRONG_FORMAT {
+                // The kernel refused what was there (cannot happen for frames that fit); the
+                // slot is free again.
+                Self::write_u32(slot, PKT_STATUS, TP_STATUS_AVAILABLE);
+            } else if status != TP_STATUS_AVAILABLE {
+                // Ring full: the kernel has not sent this slot yet.
                 break;
             }
-            sent += r as usize;
+            // An index outside the batch, or a frame too large for a slot, is consumed and
+            // not sent rather than sending a stale buffer.
+            if let Some(f) = batch
+                .bufs
+                .get(usize::from(i))
+                .map(|b| b.frame())
+                .filter(|f| f.len() <= room)
+            {
+                // SAFETY: the slot is ours (status AVAILABLE) and `TX_DATA_OFF + f.len()` is
+                // within its `TX_FRAME_SIZE` bytes (checked by the filter above).
+                unsafe {
+                    std::ptr::copy_nonoverlapping(f.as_ptr(), slot.add(TX_DATA_OFF), f.len());
+                }
+                Self::write_u32(slot, PKT_LEN, f.len() as u32);
+                std::sync::atomic::fence(std::sync::atomic::Ordering::Release);
+                Self::write_u32(slot, PKT_STATUS, TP_STATUS_SEND_REQUEST);
+                self.tx_next = (self.tx_next + 1) % TX_FRAMES;
+            }
+            queued += 1;
         }
-        sent
+        if queued > 0 {
+            // SAFETY: a zero-length send on our own socket: "send what the TX ring holds".
+            unsafe { libc::send(self.fd.as_raw_fd(), std::ptr::null(), 0, libc::MSG_DONTWAIT) };
+        }
+        queued
     }
 
     fn kernel_drops(&mut self) -> u64 {
