@@ -56,6 +56,9 @@ pub struct Port {
     pub mtu: u16,
     /// Accept unicast frames for any destination MAC.
     pub promiscuous: bool,
+    /// af_xdp: frames whose destination (or ARP/NS target) is not the gateway's and matches
+    /// no route go to the kernel instead of the gateway.
+    pub pass_to_kernel: bool,
 }
 
 /// A static neighbour entry.

@@ -95,6 +95,9 @@ pub struct RawPort {
     /// Accept unicast frames whatever their destination MAC (replaying foreign captures).
     #[serde(default)]
     pub promiscuous: bool,
+    /// af_xdp: pass the traffic the gateway does not own to the kernel.
+    #[serde(default)]
+    pub pass_to_kernel: bool,
 }
 
 /// `[[neighbor]]`: a static neighbour entry.

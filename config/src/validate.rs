@@ -557,6 +557,7 @@ impl Validator<'_> {
                 addresses,
                 mtu: u16::try_from(rp.mtu.min(9216)).unwrap_or(1500),
                 promiscuous: rp.promiscuous,
+                pass_to_kernel: rp.pass_to_kernel,
             });
         }
         ports
@@ -569,6 +570,12 @@ impl Validator<'_> {
             self.err(
                 pp.k("interface"),
                 "only af_xdp and af_packet ports take an interface",
+            );
+        }
+        if rp.pass_to_kernel && rp.driver != RawDriver::AfXdp {
+            self.err(
+                pp.k("pass_to_kernel"),
+                "only af_xdp ports take frames from the kernel (af_packet leaves it every frame)",
             );
         }
         if rp.driver != RawDriver::Pcap {

@@ -498,3 +498,26 @@ fn defaults_have_their_documented_values() {
     assert_eq!(config::schema::default_workers(), vec![0]);
     assert_eq!(config::schema::default_name(), "gateway");
 }
+
+#[test]
+fn pass_to_kernel_is_refused_on_ports_that_do_not_take_frames_from_the_kernel() {
+    let src = HEAD.replacen(
+        "driver = \"memory\"\n",
+        "driver = \"memory\"\npass_to_kernel = true\n",
+        1,
+    );
+    assert_problem(
+        &src,
+        "port[0].pass_to_kernel",
+        line_of(&src, "pass_to_kernel"),
+        "only af_xdp ports",
+    );
+    // On an af_xdp port it is accepted and reaches the model.
+    let src = HEAD.replacen(
+        "driver = \"memory\"\n",
+        "driver = \"af_xdp\"\ninterface = \"ext-g\"\npass_to_kernel = true\n",
+        1,
+    );
+    let c = check(&src).unwrap();
+    assert!(c.ports[0].pass_to_kernel && !c.ports[1].pass_to_kernel);
+}

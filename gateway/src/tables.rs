@@ -173,8 +173,14 @@ fn open_ports(
                 let att = match slot {
                     Some(a) => Arc::clone(a),
                     None => {
-                        let a =
-                            XdpAttachment::attach(interface, n as u32, false).with_context(ctx)?;
+                        let owned = p.pass_to_kernel.then(|| owned_prefixes(c));
+                        let a = XdpAttachment::attach_owning(
+                            interface,
+                            n as u32,
+                            false,
+                            owned.as_deref(),
+                        )
+                        .with_context(ctx)?;
                         *slot = Some(Arc::clone(&a));
                         a
                     }
@@ -195,6 +201,27 @@ fn open_ports(
         }
     }
     Ok(ports)
+}
+
+/// What the gateway owns, for a port that passes the rest to the kernel: every route's
+/// prefix, every port's connected subnet and address, and every tunnel endpoint.
+pub fn owned_prefixes(c: &config::Config) -> Vec<(std::net::IpAddr, u8)> {
+    let mut v: Vec<(std::net::IpAddr, u8)> = Vec::new();
+    for r in &c.routes {
+        v.push((r.prefix.network(), r.prefix.prefix_len()));
+    }
+    for p in &c.ports {
+        for a in &p.addresses {
+            v.push((a.network(), a.prefix_len()));
+            v.push((a.addr(), a.max_prefix_len()));
+        }
+    }
+    for t in &c.tunnels {
+        v.push((t.local, if t.local.is_ipv4() { 32 } else { 128 }));
+    }
+    v.sort();
+    v.dedup();
+    v
 }
 
 /// What an offline run produced.

@@ -370,6 +370,13 @@ fn af_xdp_gateway_resolves_next_hops_by_arp_and_counts_the_unresolved() {
         .spawn()
         .unwrap();
     std::thread::sleep(Duration::from_millis(1500));
+    // The external host finds the gateway by ARP too (the lab gives it a static entry): the
+    // request's target decides where it goes.
+    lab.exec(
+        &lab.ext,
+        &["ip", "neigh", "del", "192.0.2.1", "dev", "ext-a"],
+    )
+    .unwrap();
     let ping = |dst: &str| {
         let o = Command::new("ip")
             .args([
@@ -414,4 +421,90 @@ fn af_xdp_gateway_resolves_next_hops_by_arp_and_counts_the_unresolved() {
         "{pods_neigh}"
     );
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `pass_to_kernel` on the external AF_XDP port: the gateway's host keeps an address of its
+/// own (192.0.2.5 and fd00:a::5, inside the subnet the gateway shares) that its kernel
+/// answers, ARP and NDP included, while the gateway still answers for its own addresses and
+/// forwards to the pods on the same interface. Either way of getting the XDP program wrong
+/// (everything to the gateway, or everything to the kernel) fails one of the pings.
+#[test]
+fn af_xdp_port_passes_traffic_it_does_not_own_to_the_kernel() {
+    if !root_or_skip() {
+        return;
+    }
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let id = format!("t{}pass", std::process::id());
+    let lab = Lab::build(&id).unwrap();
+    // The lab keeps the gateway host's kernel off IPv6; this host wants it on ext-g.
+    for a in [
+        &["sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=0"][..],
+        &["sysctl", "-qw", "net.ipv6.conf.ext-g.disable_ipv6=0"],
+        &["ip", "addr", "add", "192.0.2.5/24", "dev", "ext-g"],
+        &[
+            "ip",
+            "-6",
+            "addr",
+            "add",
+            "fd00:a::5/64",
+            "dev",
+            "ext-g",
+            "nodad",
+        ],
+    ] {
+        lab.exec(&lab.gw, a).unwrap();
+    }
+    let dir = scratch(&id);
+    let cfg = dir.join("gw.toml");
+    let text = config_for("af_xdp").replacen(
+        "interface = \"ext-g\"",
+        "interface = \"ext-g\"\npass_to_kernel = true",
+        1,
+    );
+    assert!(text.contains("pass_to_kernel = true"));
+    std::fs::write(&cfg, text).unwrap();
+    let gateway = Command::new("ip")
+        .args(["netns", "exec", &lab.gw, env!("CARGO_BIN_EXE_gateway")])
+        .args(["run", "--duration", "9", "--config"])
+        .arg(&cfg)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    // The external host finds the gateway by ARP too (the lab gives it a static entry): the
+    // request's target decides where it goes.
+    lab.exec(
+        &lab.ext,
+        &["ip", "neigh", "del", "192.0.2.1", "dev", "ext-a"],
+    )
+    .unwrap();
+    let ping = |dst: &str| {
+        let o = Command::new("ip")
+            .args([
+                "netns", "exec", &lab.ext, "ping", "-c", "3", "-i", "0.2", "-W", "1", dst,
+            ])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&o.stdout).to_string()
+    };
+    let results: Vec<(&str, String)> = [
+        "192.0.2.5",
+        "192.0.2.1",
+        "10.244.2.6",
+        "fd00:a::5",
+        "fd00:a::1",
+        "fd00:244::6",
+    ]
+    .into_iter()
+    .map(|d| (d, ping(d)))
+    .collect();
+    let out = gateway.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    for (dst, r) in &results {
+        // The first IPv6 forwarded echo may wait for the gateway's own solicitation.
+        let ok = r.contains("3 received") || (*dst == "fd00:244::6" && r.contains("2 received"));
+        assert!(ok, "ping {dst}:\n{r}\n{stdout}");
+    }
 }

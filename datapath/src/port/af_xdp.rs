@@ -40,6 +40,8 @@ fn last_error<T>() -> io::Result<T> {
 /// sockets of that interface's queues.
 pub struct XdpAttachment {
     map: OwnedFd,
+    /// The owned-prefix tries, when unowned traffic goes to the kernel.
+    _owned: Option<(OwnedFd, OwnedFd)>,
     _prog: OwnedFd,
     _link: OwnedFd,
     ifindex: u32,
@@ -53,13 +55,58 @@ impl XdpAttachment {
     /// # Errors
     /// No such interface, no privilege, another XDP program already attached, ...
     pub fn attach(interface: &str, queues: u32, force_skb: bool) -> io::Result<Arc<Self>> {
+        Self::attach_owning(interface, queues, force_skb, None)
+    }
+
+    /// [`XdpAttachment::attach`], and when `owned` is given, only the traffic the gateway owns
+    /// goes to its sockets; the rest is passed to the kernel (see [`bpf::owner_program`]).
+    /// `owned` lists the prefixes (address, length) the gateway answers for or routes; the
+    /// kernel's own
+    /// addresses on the interface (read now) are carved out of them, so the host keeps its
+    /// address inside a subnet the gateway shares.
+    ///
+    /// # Errors
+    /// As [`XdpAttachment::attach`], and a trie the kernel refuses.
+    pub fn attach_owning(
+        interface: &str,
+        queues: u32,
+        force_skb: bool,
+        owned: Option<&[(std::net::IpAddr, u8)]>,
+    ) -> io::Result<Arc<Self>> {
         let ifindex = bpf::ifindex(interface)?;
         let map = bpf::create_xsk_map(queues)?;
-        let prog = bpf::load_xdp(&bpf::redirect_program(map.as_raw_fd()), "gw_xsk_redir")?;
+        let (prog, tries) = match owned {
+            None => (
+                bpf::load_xdp(&bpf::redirect_program(map.as_raw_fd()), "gw_xsk_redir")?,
+                None,
+            ),
+            Some(prefixes) => {
+                let kernel = bpf::interface_addresses(ifindex)?;
+                let n = (prefixes.len() + kernel.len()) as u32;
+                let lpm4 = bpf::create_lpm_trie(4, n)?;
+                let lpm6 = bpf::create_lpm_trie(16, n)?;
+                for &(addr, len) in prefixes {
+                    match addr {
+                        std::net::IpAddr::V4(a) => bpf::lpm_set(&lpm4, &a.octets(), len, 1)?,
+                        std::net::IpAddr::V6(a) => bpf::lpm_set(&lpm6, &a.octets(), len, 1)?,
+                    }
+                }
+                for a in kernel {
+                    match a {
+                        std::net::IpAddr::V4(a) => bpf::lpm_set(&lpm4, &a.octets(), 32, 0)?,
+                        std::net::IpAddr::V6(a) => bpf::lpm_set(&lpm6, &a.octets(), 128, 0)?,
+                    }
+                }
+                let insns = bpf::owner_program(map.as_raw_fd(), lpm4.as_raw_fd(), lpm6.as_raw_fd())
+                    .ok_or_else(|| io::Error::other("owner program"))?;
+                (bpf::load_xdp(&insns, "gw_xsk_owned")?, Some((lpm4, lpm6)))
+            }
+        };
         let (link, mode) = bpf::attach_xdp(&prog, ifindex, force_skb)
             .map_err(|e| io::Error::new(e.kind(), format!("attaching XDP to {interface}: {e}")))?;
         Ok(Arc::new(XdpAttachment {
             map,
+            _owned: tries,
             _prog: prog,
             _link: link,
             ifindex,

@@ -28,6 +28,10 @@ const BPF_F_TEST_XDP_LIVE_FRAMES: u32 = 2;
 /// CLOCK_REALTIME receive timestamps.
 const BPF_FUNC_KTIME_GET_TAI_NS: i32 = 208;
 const BPF_MAP_TYPE_ARRAY: u32 = 2;
+const BPF_MAP_TYPE_LPM_TRIE: u32 = 11;
+/// `BPF_F_NO_PREALLOC`: required for LPM tries.
+const BPF_F_NO_PREALLOC: u32 = 1;
+const BPF_FUNC_MAP_LOOKUP_ELEM: i32 = 1;
 /// `enum xdp_action`: XDP_DROP and XDP_TX.
 const XDP_DROP: i32 = 1;
 const XDP_TX: i32 = 3;
@@ -71,6 +75,16 @@ impl Insn {
     /// `dst = *(u32 *)(src + off)`.
     pub const fn ldx_w(dst: u8, src: u8, off: i16) -> Self {
         Insn::new(0x61, dst, src, off, 0)
+    }
+
+    /// `dst = *(u16 *)(src + off)`.
+    pub const fn ldx_h(dst: u8, src: u8, off: i16) -> Self {
+        Insn::new(0x69, dst, src, off, 0)
+    }
+
+    /// `dst = *(u8 *)(src + off)`.
+    pub const fn ldx_b(dst: u8, src: u8, off: i16) -> Self {
+        Insn::new(0x71, dst, src, off, 0)
     }
 
     /// `dst = imm` (64-bit move of a sign-extended immediate).
@@ -380,6 +394,208 @@ pub fn create_counter_map() -> io::Result<OwnedFd> {
         .u32(12, 1)
         .bytes(28, b"gw_pktgen_seq");
     fd_result(sys_bpf(BPF_MAP_CREATE, &mut a)?)
+}
+
+/// A straight-line program with forward jumps to named labels, resolved by [`Asm::finish`].
+#[derive(Default)]
+struct Asm {
+    insns: Vec<Insn>,
+    labels: Vec<(&'static str, usize)>,
+    /// (instruction index, label) of each jump to patch.
+    jumps: Vec<(usize, &'static str)>,
+}
+
+impl Asm {
+    fn op(&mut self, i: Insn) -> &mut Self {
+        self.insns.push(i);
+        self
+    }
+    fn ops(&mut self, is: &[Insn]) -> &mut Self {
+        self.insns.extend_from_slice(is);
+        self
+    }
+    /// A jump (its offset patched later) to `label`.
+    fn jump(&mut self, i: Insn, label: &'static str) -> &mut Self {
+        self.jumps.push((self.insns.len(), label));
+        self.insns.push(i);
+        self
+    }
+    fn label(&mut self, name: &'static str) -> &mut Self {
+        self.labels.push((name, self.insns.len()));
+        self
+    }
+    /// The program, or `None` for a jump to a missing or earlier label.
+    fn finish(mut self) -> Option<Vec<Insn>> {
+        for &(at, name) in &self.jumps {
+            let (_, to) = self.labels.iter().find(|(n, _)| *n == name)?;
+            let off = i16::try_from(to.checked_sub(at + 1)?).ok()?;
+            self.insns.get_mut(at)?.off = off;
+        }
+        Some(self.insns)
+    }
+}
+
+/// The gateway's XDP program when unowned traffic goes to the kernel: frames the gateway owns
+/// are redirected into the queue's socket, the rest are passed (`XDP_PASS`) to the kernel.
+/// Ownership is looked up in two LPM tries (see [`create_lpm_trie`]; value non-zero: owned)
+/// by the IPv4 destination, the target of an ARP packet, the IPv6 destination, or the target
+/// of an IPv6 Neighbour Solicitation (whose destination is a solicited-node group). VLAN-tagged
+/// frames and frames too short to read go to the gateway (it counts what it cannot use); other
+/// EtherTypes (LLDP, ...) to the kernel.
+pub fn owner_program(xsk_map: RawFd, lpm4: RawFd, lpm6: RawFd) -> Option<Vec<Insn>> {
+    let mut a = Asm::default();
+    // r6 = ctx, r7 = data, r8 = data_end.
+    a.ops(&[
+        Insn::mov_reg(6, 1),
+        Insn::ldx_w(7, 6, 0),
+        Insn::ldx_w(8, 6, 4),
+        Insn::mov_reg(1, 7),
+        Insn::add_imm(1, 14),
+    ])
+    .jump(Insn::jgt_reg(1, 8, 0), "redirect")
+    // The EtherType as loaded little-endian: 08 00 reads 0x0008.
+    .op(Insn::ldx_h(1, 7, 12))
+    .jump(Insn::jeq_imm(1, 0x0008, 0), "ipv4")
+    .jump(Insn::jeq_imm(1, 0x0608, 0), "arp")
+    .jump(Insn::jeq_imm(1, 0xdd86, 0), "ipv6")
+    .jump(Insn::jeq_imm(1, 0x0081, 0), "redirect")
+    .jump(Insn::jeq_imm(1, 0xa888, 0), "redirect")
+    .jump(Insn::ja(0), "pass");
+    // IPv4 destination (14 + 16) or ARP target protocol address (14 + 24): r1.
+    for (label, end, at) in [("ipv4", 34, 30), ("arp", 42, 38)] {
+        a.label(label)
+            .ops(&[Insn::mov_reg(1, 7), Insn::add_imm(1, end)])
+            .jump(Insn::jgt_reg(1, 8, 0), "redirect")
+            .op(Insn::ldx_w(1, 7, at))
+            .jump(Insn::ja(0), "lookup4");
+    }
+    let [m0, m1] = Insn::ld_map_fd(1, lpm4);
+    a.label("lookup4")
+        .ops(&[
+            Insn::st_w(10, -8, 32),
+            Insn::stx_w(10, 1, -4),
+            Insn::mov_reg(2, 10),
+            Insn::add_imm(2, -8),
+            m0,
+            m1,
+        ])
+        .jump(Insn::ja(0), "lookup");
+    // IPv6: the destination (14 + 24), or an NS's target (14 + 40 + 8).
+    a.label("ipv6")
+        .ops(&[Insn::mov_reg(1, 7), Insn::add_imm(1, 54)])
+        .jump(Insn::jgt_reg(1, 8, 0), "redirect")
+        .op(Insn::ldx_b(1, 7, 20))
+        .jump(Insn::jne_imm(1, 58, 0), "dst6")
+        .ops(&[Insn::mov_reg(1, 7), Insn::add_imm(1, 78)])
+        .jump(Insn::jgt_reg(1, 8, 0), "dst6")
+        .op(Insn::ldx_b(1, 7, 54))
+        .jump(Insn::jne_imm(1, 135, 0), "dst6");
+    for (label, at) in [("target6", 62i16), ("dst6", 38)] {
+        a.label(label).op(Insn::st_w(10, -20, 128));
+        for k in 0..4 {
+            a.ops(&[
+                Insn::ldx_w(1, 7, at + 4 * k),
+                Insn::stx_w(10, 1, -16 + 4 * k),
+            ]);
+        }
+        let [m0, m1] = Insn::ld_map_fd(1, lpm6);
+        a.ops(&[Insn::mov_reg(2, 10), Insn::add_imm(2, -20), m0, m1])
+            .jump(Insn::ja(0), "lookup");
+    }
+    let [x0, x1] = Insn::ld_map_fd(1, xsk_map);
+    a.label("lookup")
+        .op(Insn::call(BPF_FUNC_MAP_LOOKUP_ELEM))
+        .jump(Insn::jeq_imm(0, 0, 0), "pass")
+        .op(Insn::ldx_w(1, 0, 0))
+        .jump(Insn::jeq_imm(1, 0, 0), "pass")
+        .label("redirect")
+        .ops(&[
+            Insn::ldx_w(2, 6, 16),
+            x0,
+            x1,
+            Insn::mov_imm(3, XDP_PASS),
+            Insn::call(BPF_FUNC_REDIRECT_MAP),
+            Insn::exit(),
+        ])
+        .label("pass")
+        .ops(&[Insn::mov_imm(0, XDP_PASS), Insn::exit()]);
+    a.finish()
+}
+
+/// Creates an LPM trie for IPv4 (`addr_len` 4) or IPv6 (16) prefixes with u32 values.
+///
+/// # Errors
+/// The kernel's error.
+pub fn create_lpm_trie(addr_len: u32, entries: u32) -> io::Result<OwnedFd> {
+    let mut a = Attr::new();
+    a.u32(0, BPF_MAP_TYPE_LPM_TRIE)
+        .u32(4, 4 + addr_len)
+        .u32(8, 4)
+        .u32(12, entries.max(1))
+        .u32(16, BPF_F_NO_PREALLOC)
+        .bytes(28, b"gw_owned");
+    fd_result(sys_bpf(BPF_MAP_CREATE, &mut a)?)
+}
+
+/// Sets `prefix` (network-order bytes of `len` bits) to `value` in an LPM trie.
+///
+/// # Errors
+/// The kernel's error (E2BIG when the trie is full).
+pub fn lpm_set(map: &OwnedFd, prefix: &[u8], len: u8, value: u32) -> io::Result<()> {
+    let mut k = u32::from(len).to_ne_bytes().to_vec();
+    k.extend_from_slice(prefix);
+    let v = value.to_ne_bytes();
+    let mut a = Attr::new();
+    a.u32(0, map.as_raw_fd() as u32)
+        .u64(8, k.as_ptr() as u64)
+        .u64(16, v.as_ptr() as u64);
+    sys_bpf(BPF_MAP_UPDATE_ELEM, &mut a).map(|_| ())
+}
+
+/// The kernel's own IPv4 and IPv6 addresses on the interface `ifindex`.
+///
+/// # Errors
+/// `getifaddrs` failed.
+pub fn interface_addresses(ifindex: u32) -> io::Result<Vec<std::net::IpAddr>> {
+    let mut head: *mut libc::ifaddrs = std::ptr::null_mut();
+    // SAFETY: getifaddrs writes a list head we free below with freeifaddrs.
+    if unsafe { libc::getifaddrs(&mut head) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let mut out = Vec::new();
+    let mut p = head;
+    while !p.is_null() {
+        // SAFETY: `p` is a live node of the list getifaddrs returned.
+        let ifa = unsafe { &*p };
+        p = ifa.ifa_next;
+        if ifa.ifa_addr.is_null() || ifa.ifa_name.is_null() {
+            continue;
+        }
+        // SAFETY: `ifa_name` is a NUL-terminated interface name.
+        let idx = unsafe { libc::if_nametoindex(ifa.ifa_name) };
+        if idx != ifindex {
+            continue;
+        }
+        // SAFETY: `ifa_addr` is non-null and its family says which sockaddr it is.
+        match i32::from(unsafe { (*ifa.ifa_addr).sa_family }) {
+            libc::AF_INET => {
+                // SAFETY: an AF_INET address is a sockaddr_in.
+                let sin = unsafe { &*ifa.ifa_addr.cast::<libc::sockaddr_in>() };
+                out.push(std::net::IpAddr::from(
+                    u32::from_be(sin.sin_addr.s_addr).to_be_bytes(),
+                ));
+            }
+            libc::AF_INET6 => {
+                // SAFETY: an AF_INET6 address is a sockaddr_in6.
+                let sin6 = unsafe { &*ifa.ifa_addr.cast::<libc::sockaddr_in6>() };
+                out.push(std::net::IpAddr::from(sin6.sin6_addr.s6_addr));
+            }
+            _ => {}
+        }
+    }
+    // SAFETY: `head` came from getifaddrs and is freed once.
+    unsafe { libc::freeifaddrs(head) };
+    Ok(out)
 }
 
 /// A traffic-generator program for [`run_live_frames`]: it takes the next sequence number

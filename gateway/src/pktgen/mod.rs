@@ -773,7 +773,7 @@ mod tests {
         assert_eq!(p.traffic.teid, 0x1001);
         assert_eq!(p.run.seconds, 5.0);
         let example =
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/examples/pktgen-gtpu-imix.toml");
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../benches/profiles/gtpu-imix.toml");
         let p = Profile::load(&example).unwrap();
         assert!(p.traffic.imix && p.traffic.flows == 64);
         assert_eq!(senders(&p.traffic).unwrap().len(), 3);
