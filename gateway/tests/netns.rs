@@ -41,7 +41,8 @@ fn lab_namespaces_left(tag: &str) -> usize {
 }
 
 /// Plain IPv4 both ways, and a kernel VXLAN device's packets decapsulated (their partial
-/// checksums, which veth leaves to offload, accepted as the kernel accepts them).
+/// checksums, which veth leaves to offload, accepted as the kernel accepts them): ping, and
+/// UDP between a socket behind the VXLAN device and one on the pod host, both ways.
 #[test]
 fn af_packet_gateway_forwards_plain_ipv4_and_decapsulates_kernel_vxlan() {
     plain_and_vxlan_through("af_packet");
@@ -128,6 +129,30 @@ fn plain_and_vxlan_through_workers(driver: &str, workers: u32) {
     };
     let plain = ping(&["10.244.2.6"]);
     let vxlan = ping(&["-I", "10.99.0.1", "10.244.1.5"]);
+    // UDP between sockets: the external host's through its kernel VXLAN device, decapsulated
+    // by the gateway to a socket on the pod host, whose answer (the datagram reversed) the
+    // gateway encapsulates back to the VXLAN device.
+    let server = Command::new("ip")
+        .args(["netns", "exec", &lab.pods, "python3", "-c"])
+        .arg(
+            "import socket; s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); \
+             s.bind(('10.244.1.5', 7777)); s.settimeout(5); d, a = s.recvfrom(100); \
+             s.sendto(d[::-1], a)",
+        )
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let client = Command::new("ip")
+        .args(["netns", "exec", &lab.ext, "python3", "-c"])
+        .arg(
+            "import socket; s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); \
+             s.bind(('10.99.0.1', 0)); s.settimeout(3); \
+             s.sendto(b'udp-through-vxlan', ('10.244.1.5', 7777)); print(s.recv(100).decode())",
+        )
+        .output()
+        .unwrap();
+    let _ = server.wait_with_output();
+    let udp = String::from_utf8_lossy(&client.stdout).to_string();
     assert!(
         gateway.wait_with_output().unwrap().status.success(),
         "gateway failed"
@@ -142,11 +167,17 @@ fn plain_and_vxlan_through_workers(driver: &str, workers: u32) {
         vxlan.contains("3 received"),
         "ping through kernel VXLAN and the gateway:\n{vxlan}\n{json}"
     );
-    assert_eq!(json["ports"]["ext"]["decap"], 3, "{json}");
-    // Six forwarded, plus the gateway's one neighbour solicitation for its IPv6 next hop.
+    assert_eq!(
+        udp.trim(),
+        "nalxv-hguorht-pdu",
+        "UDP through kernel VXLAN and the gateway, both ways: {}\n{json}",
+        String::from_utf8_lossy(&client.stderr)
+    );
+    assert_eq!(json["ports"]["ext"]["decap"], 4, "{json}");
+    // Seven forwarded, plus the gateway's one neighbour solicitation for its IPv6 next hop.
     let pods_tx = json["ports"]["pods"]["tx_packets"].as_u64().unwrap();
-    assert!((6..=7).contains(&pods_tx), "{json}");
-    assert_eq!(json["ports"]["ext"]["tx_packets"], 6, "{json}");
+    assert!((7..=8).contains(&pods_tx), "{json}");
+    assert_eq!(json["ports"]["ext"]["tx_packets"], 7, "{json}");
     // The only drops: the kernel VXLAN device's own IPv6 housekeeping (MLD reports, router
     // solicitations to ff02::) inside the tunnel, which no stack on the gateway answers.
     let drops = json["drops"].as_object().unwrap();
