@@ -20,6 +20,8 @@
 #   gateway-af-packet-plain   the fallback port, plain UDP
 #   xdp-forward-minimal       the ceiling: a minimal AF_XDP forwarder on the gateway's own
 #                             ports (rx, rewrite MACs, tx; no pipeline), plain UDP
+#   xdp-forward-minimal-vxlan / -gtpu   the same forwarder fed the tunnel traffic (it
+#                             forwards each frame whole): the ceiling for the same input
 #
 # Each run measures twice: throughput with the sender free-running (forwarded = frames
 # counted on pod-b), then latency at a rate every mode forwards without loss (LAT_RATE,
@@ -202,7 +204,7 @@ run_mode() {
             kernel-forward) kernel_mid plain ;;
             kernel-vxlan) kernel_mid vxlan ;;
             gateway-af-packet-*) gateway_mid af_packet ;;
-            xdp-forward-minimal) minimal_mid ;;
+            xdp-forward-minimal*) minimal_mid ;;
             gateway-*) gateway_mid af_xdp ;;
         esac
         read -r o f < <(measure "$kind" "$@")
@@ -243,11 +245,15 @@ HEADER="| mode | offered Mpps | forwarded Mpps | loss | latency p50 us | latency
     run_mode gateway-gtpu gtpu
     run_mode gateway-af-packet-plain plain4 --dst 10.244.9.9
     run_mode xdp-forward-minimal plain4 --dst 10.244.9.9
+    run_mode xdp-forward-minimal-vxlan vxlan --inner-src 10.99.0.1
+    run_mode xdp-forward-minimal-gtpu gtpu
     echo
     awk '{ m[$1] = $2 } END {
         printf "Ratios of forwarded medians: gateway-plain / kernel-forward = %.2f; gateway-vxlan / kernel-vxlan = %.2f;", m["gateway-plain"] / m["kernel-forward"], m["gateway-vxlan"] / m["kernel-vxlan"]
         printf " gateway-gtpu / kernel-vxlan = %.2f; gateway-plain / xdp-forward-minimal = %.2f;", m["gateway-gtpu"] / m["kernel-vxlan"], m["gateway-plain"] / m["xdp-forward-minimal"]
-        printf " gateway-vxlan / xdp-forward-minimal = %.2f.\n", m["gateway-vxlan"] / m["xdp-forward-minimal"] }' "$WORK/medians"
+        printf " gateway-vxlan / xdp-forward-minimal = %.2f;", m["gateway-vxlan"] / m["xdp-forward-minimal"]
+        printf " gateway-vxlan / xdp-forward-minimal-vxlan = %.2f;", m["gateway-vxlan"] / m["xdp-forward-minimal-vxlan"]
+        printf " gateway-gtpu / xdp-forward-minimal-gtpu = %.2f.\n", m["gateway-gtpu"] / m["xdp-forward-minimal-gtpu"] }' "$WORK/medians"
 } | tee "$WORK/table"
 
 if [ "$APPEND" = --append ]; then

@@ -1005,6 +1005,30 @@ mod tests {
     }
 
     #[test]
+    fn the_owner_program_resolves_every_jump_forward_to_an_instruction() {
+        let p = owner_program(3, 4, 5).unwrap();
+        for (k, i) in p.iter().enumerate() {
+            // Conditional and unconditional jumps (class 0x05, not call 0x85 or exit 0x95).
+            if i.code & 0x07 == 0x05 && i.code != 0x85 && i.code != 0x95 {
+                let to = k + 1 + i.off as usize;
+                assert!(i.off >= 0 && to < p.len(), "jump at {k} to {to}");
+            }
+        }
+        // Three map loads: the XSK map and both tries.
+        let fds: Vec<i32> = p
+            .iter()
+            .filter(|i| i.code == 0x18 && i.regs >> 4 == BPF_PSEUDO_MAP_FD)
+            .map(|i| i.imm)
+            .collect();
+        assert_eq!(fds.len(), 4, "two IPv6 lookups, one IPv4, one redirect");
+        assert!(fds.contains(&3) && fds.contains(&4) && fds.contains(&5));
+        assert_eq!(p.last(), Some(&Insn::exit()));
+        let mut a = Asm::default();
+        a.jump(Insn::ja(0), "nowhere");
+        assert!(a.finish().is_none());
+    }
+
+    #[test]
     fn render_sets_flow_fields_stamp_and_a_checksum_that_verifies() {
         let s = sender(64);
         let f = s.render(17, 0x0102_0304_0506_0708);
