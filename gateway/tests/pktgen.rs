@@ -371,6 +371,19 @@ fn the_bpf_sender_writes_exactly_the_frames_render_describes() {
     }
 }
 
+/// `pktgen receive --json` on `interface` in namespace `ns`, stopping 1 s after the last
+/// stamped frame or after `seconds`.
+fn start_receiver(ns: &str, interface: &str, seconds: &str) -> std::process::Child {
+    Command::new("ip")
+        .args(["netns", "exec", ns, env!("CARGO_BIN_EXE_gateway")])
+        .args(["pktgen", "receive", "--interface", interface, "--idle", "1"])
+        .args(["--seconds", seconds, "--quiet", "--json"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
 /// The receiver's JSON summary.
 fn receiver_summary(out: std::process::Output) -> serde_json::Value {
     assert!(
@@ -440,14 +453,7 @@ fn live_frames_arrive_on_the_peer_in_the_count_reported() {
             .trim()
             .parse()
             .unwrap();
-        let receiver = Command::new("ip")
-            .args(["netns", "exec", &ns, env!("CARGO_BIN_EXE_gateway")])
-            .args(["pktgen", "receive", "--interface", "pg-b", "--idle", "1"])
-            .args(["--seconds", "20", "--quiet", "--json"])
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
+        let receiver = start_receiver(&ns, "pg-b", "20");
         std::thread::sleep(std::time::Duration::from_millis(500));
         let out = x(&[
             env!("CARGO_BIN_EXE_gateway"),
@@ -535,14 +541,7 @@ fn through_gateway(driver: &str) {
         .unwrap();
     std::thread::sleep(std::time::Duration::from_millis(1500));
     for kind in ["gtpu", "vxlan", "ipip"] {
-        let receiver = Command::new("ip")
-            .args(["netns", "exec", &lab.pods, env!("CARGO_BIN_EXE_gateway")])
-            .args(["pktgen", "receive", "--interface", "pod-b", "--idle", "1"])
-            .args(["--seconds", "5", "--quiet", "--json"])
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
+        let receiver = start_receiver(&lab.pods, "pod-b", "5");
         std::thread::sleep(std::time::Duration::from_millis(300));
         let send = lab
             .exec(
@@ -615,14 +614,7 @@ fn through_gateway(driver: &str) {
             .stderr(std::process::Stdio::null())
             .spawn()
             .unwrap();
-        let receiver = Command::new("ip")
-            .args(["netns", "exec", &lab.ext, env!("CARGO_BIN_EXE_gateway")])
-            .args(["pktgen", "receive", "--interface", "ext-a", "--idle", "1"])
-            .args(["--seconds", "5", "--quiet", "--json"])
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
+        let receiver = start_receiver(&lab.ext, "ext-a", "5");
         std::thread::sleep(std::time::Duration::from_millis(500));
         let send = lab
             .exec(

@@ -135,40 +135,41 @@ impl AfPacketPort {
             &(libc::tpacket_versions::TPACKET_V3 as i32).to_ne_bytes(),
         )?;
         set(libc::PACKET_IGNORE_OUTGOING, &1i32.to_ne_bytes())?;
-        let req = libc::tpacket_req3 {
-            tp_block_size: BLOCK_SIZE,
-            tp_block_nr: BLOCK_NR,
-            tp_frame_size: FRAME_SIZE,
-            tp_frame_nr: BLOCK_SIZE / FRAME_SIZE * BLOCK_NR,
-            tp_retire_blk_tov: 1,
-            tp_sizeof_priv: 0,
-            tp_feature_req_word: 0,
+        // The RX ring retires a block after 1 ms at most; the TX ring is frame by frame.
+        let ring = |opt: i32, (block, nr, frame, frames, tov): (u32, u32, u32, u32, u32)| {
+            let req = libc::tpacket_req3 {
+                tp_block_size: block,
+                tp_block_nr: nr,
+                tp_frame_size: frame,
+                tp_frame_nr: frames,
+                tp_retire_blk_tov: tov,
+                tp_sizeof_priv: 0,
+                tp_feature_req_word: 0,
+            };
+            // SAFETY: `tpacket_req3` is plain old data; viewing it as bytes for setsockopt is
+            // sound.
+            let bytes = unsafe {
+                std::slice::from_raw_parts(
+                    (&req as *const libc::tpacket_req3).cast::<u8>(),
+                    std::mem::size_of::<libc::tpacket_req3>(),
+                )
+            };
+            set(opt, bytes)
         };
-        // SAFETY: `tpacket_req3` is plain old data; viewing it as bytes for setsockopt is sound.
-        let req_bytes = unsafe {
-            std::slice::from_raw_parts(
-                (&req as *const libc::tpacket_req3).cast::<u8>(),
-                std::mem::size_of::<libc::tpacket_req3>(),
-            )
-        };
-        set(libc::PACKET_RX_RING, req_bytes)?;
-        let tx_req = libc::tpacket_req3 {
-            tp_block_size: TX_BLOCK_SIZE,
-            tp_block_nr: TX_BLOCK_NR,
-            tp_frame_size: TX_FRAME_SIZE,
-            tp_frame_nr: TX_FRAMES,
-            tp_retire_blk_tov: 0,
-            tp_sizeof_priv: 0,
-            tp_feature_req_word: 0,
-        };
-        // SAFETY: as for the RX request above.
-        let tx_bytes = unsafe {
-            std::slice::from_raw_parts(
-                (&tx_req as *const libc::tpacket_req3).cast::<u8>(),
-                std::mem::size_of::<libc::tpacket_req3>(),
-            )
-        };
-        set(libc::PACKET_TX_RING, tx_bytes)?;
+        ring(
+            libc::PACKET_RX_RING,
+            (
+                BLOCK_SIZE,
+                BLOCK_NR,
+                FRAME_SIZE,
+                BLOCK_SIZE / FRAME_SIZE * BLOCK_NR,
+                1,
+            ),
+        )?;
+        ring(
+            libc::PACKET_TX_RING,
+            (TX_BLOCK_SIZE, TX_BLOCK_NR, TX_FRAME_SIZE, TX_FRAMES, 0),
+        )?;
         // One mapping holds both rings, RX first (packet_mmap(7)).
         let rx_len = (BLOCK_SIZE * BLOCK_NR) as usize;
         let ring_len = rx_len + (TX_BLOCK_SIZE * TX_BLOCK_NR) as usize;

@@ -352,6 +352,27 @@ fn link_bps(interface: &str, gbps: Option<f64>) -> Option<f64> {
     })
 }
 
+/// A socket on `interface` for the generator's outputs and the receiver: AF_XDP (with the
+/// gateway's XDP program attached for one queue) or AF_PACKET.
+///
+/// # Errors
+/// No such interface, no privilege, another XDP program attached.
+pub fn open_port(interface: &str, xdp: bool) -> Result<Box<dyn datapath::port::Port>> {
+    use datapath::port::af_xdp::{AfXdpPort, XdpAttachment};
+    if xdp {
+        let att = XdpAttachment::attach(interface, 1, false)
+            .with_context(|| format!("XDP on {interface}"))?;
+        Ok(Box::new(
+            AfXdpPort::open(&att, 0).with_context(|| format!("AF_XDP on {interface}"))?,
+        ))
+    } else {
+        Ok(Box::new(
+            datapath::port::af_packet::AfPacketPort::open(interface)
+                .with_context(|| format!("AF_PACKET on {interface}"))?,
+        ))
+    }
+}
+
 /// How frames leave.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Output {
@@ -478,19 +499,7 @@ fn send_port(
     output: Output,
 ) -> Result<Sent> {
     use datapath::pipeline::batch::{Batch, BATCH};
-    use datapath::port::Port;
-    let mut port: Box<dyn Port> = match output {
-        Output::AfXdp => {
-            use datapath::port::af_xdp::{AfXdpPort, XdpAttachment};
-            let att = XdpAttachment::attach(interface, 1, false)
-                .with_context(|| format!("XDP on {interface}"))?;
-            Box::new(AfXdpPort::open(&att, 0).with_context(|| format!("AF_XDP on {interface}"))?)
-        }
-        _ => Box::new(
-            datapath::port::af_packet::AfPacketPort::open(interface)
-                .with_context(|| format!("AF_PACKET on {interface}"))?,
-        ),
-    };
+    let mut port = open_port(interface, output == Output::AfXdp)?;
     let cycle: Vec<&LiveSender> = senders
         .iter()
         .flat_map(|(snd, w)| std::iter::repeat_n(snd, *w as usize))
@@ -506,8 +515,9 @@ fn send_port(
             for (j, b) in batch.bufs[..k].iter_mut().enumerate() {
                 let s = seq.wrapping_add(j as u32);
                 let snd = cycle[s as usize % cycle.len()];
-                b.load(&snd.frame, 0);
-                snd.render_into(b.frame_mut(), s, now);
+                let len = snd.frame.len();
+                snd.render_into(&mut b.rx_area()[..len], s, now);
+                b.set_received(len, 0);
                 bytes += snd.frame.len() as u64 + 4;
             }
             batch.len = k;

@@ -16,10 +16,9 @@
 //!   (16 buckets per power of two: within 6 %), so memory stays fixed however long it runs.
 
 use super::frame::read_stamp;
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use datapath::pipeline::batch::{Batch, BATCH};
 use datapath::port::bpf::tai_ns;
-use datapath::port::Port;
 use datapath::stats::PortStats;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -385,20 +384,7 @@ pub fn receive(a: &Args, mut line: impl FnMut(&str)) -> Result<(Tally, f64)> {
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(sig, Arc::clone(&stop))?;
     }
-    let mut port: Box<dyn Port> = match a.driver {
-        Driver::AfPacket => Box::new(
-            datapath::port::af_packet::AfPacketPort::open(&a.interface)
-                .with_context(|| format!("AF_PACKET on {}", a.interface))?,
-        ),
-        Driver::AfXdp => {
-            use datapath::port::af_xdp::{AfXdpPort, XdpAttachment};
-            let att = XdpAttachment::attach(&a.interface, 1, false)
-                .with_context(|| format!("XDP on {}", a.interface))?;
-            Box::new(
-                AfXdpPort::open(&att, 0).with_context(|| format!("AF_XDP on {}", a.interface))?,
-            )
-        }
-    };
+    let mut port = super::open_port(&a.interface, a.driver == Driver::AfXdp)?;
     // TAI minus REALTIME, to put the kernel's receive timestamps on the sender's clock.
     let realtime = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
