@@ -331,7 +331,7 @@ impl Lpm4 {
         self.w.count == 0
     }
 
-    /// Bytes of entries allocated (level 0 plus group chunks).
+    /// Bytes of entries allocated (level 0 plus the huge pages of groups used).
     pub fn memory_bytes(&self) -> usize {
         self.w.trie.memory_bytes()
     }

@@ -21,8 +21,7 @@
 
 use super::NO_ROUTE;
 use crate::port::hugemem::HugeAtomics;
-use std::sync::atomic::Ordering;
-use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 
 /// Bits of the index field.
 pub const INDEX_BITS: u32 = 21;
@@ -39,9 +38,8 @@ const _: () = assert!(DEPTH_SHIFT + 8 <= 32, "an entry must fit a u32");
 pub const TBL24_LEN: usize = 1 << 24;
 /// Entries in a group.
 pub const GROUP_LEN: usize = 256;
-const CHUNK_SHIFT: usize = 12;
-/// Groups per lazily allocated chunk (4 MiB of entries).
-pub const CHUNK_GROUPS: usize = 1 << CHUNK_SHIFT;
+/// Entries per huge page, the unit in which group memory is committed.
+const PAGE_ENTRIES: usize = (2 << 20) / 4;
 /// Levels below level 0 an IPv6 lookup may walk: (128 - 24) / 8.
 pub const MAX_LEVELS: usize = 13;
 
@@ -70,10 +68,16 @@ pub const fn index_of(e: u32) -> u32 {
 }
 
 /// The shared trie. Lookups go through [`Lpm4Table`] and [`Lpm6Table`].
+///
+/// All groups live in one mapping reserved for `max_groups` at creation: the kernel commits its
+/// pages only as the writer first fills them, and a reader reaches any group with one index,
+/// with no chunk table or allocation state to load on the way.
 pub struct Trie {
     tbl24: HugeAtomics,
-    chunks: Box<[OnceLock<Option<HugeAtomics>>]>,
+    groups: HugeAtomics,
     max_groups: usize,
+    /// One past the highest group the writer has used (for [`Trie::memory_bytes`]).
+    used: AtomicUsize,
 }
 
 impl Trie {
@@ -81,11 +85,11 @@ impl Trie {
     /// cannot map the first level.
     pub fn new(max_groups: usize) -> Option<Self> {
         let max_groups = max_groups.clamp(1, 1 << INDEX_BITS);
-        let nchunks = max_groups.div_ceil(CHUNK_GROUPS);
         Some(Trie {
             tbl24: HugeAtomics::zeroed(TBL24_LEN)?,
-            chunks: (0..nchunks).map(|_| OnceLock::new()).collect(),
+            groups: HugeAtomics::zeroed(max_groups * GROUP_LEN)?,
             max_groups,
+            used: AtomicUsize::new(0),
         })
     }
 
@@ -94,14 +98,17 @@ impl Trie {
         self.max_groups
     }
 
-    /// Bytes of entries allocated.
+    /// Bytes of entries in memory: level 0 and the huge pages of groups the writer has used.
     pub fn memory_bytes(&self) -> usize {
-        let chunks = self
-            .chunks
-            .iter()
-            .filter(|c| matches!(c.get(), Some(Some(_))))
-            .count();
-        (TBL24_LEN + chunks * CHUNK_GROUPS * GROUP_LEN) * 4
+        let group_entries = self.used.load(Ordering::Relaxed) * GROUP_LEN;
+        (TBL24_LEN + group_entries.next_multiple_of(PAGE_ENTRIES)) * 4
+    }
+
+    /// Level 0 as a fixed-size array, so that an index taken from 24 address bits needs no
+    /// bounds check.
+    #[inline]
+    fn level0(&self) -> Option<&[AtomicU32; TBL24_LEN]> {
+        self.tbl24.as_slice().try_into().ok()
     }
 
     /// Loads a level-0 entry.
@@ -113,18 +120,12 @@ impl Trie {
             .map_or(0, |e| e.load(Ordering::Acquire))
     }
 
-    /// Loads entry `i` of `group` (0 if the group's chunk was never allocated).
+    /// Loads entry `i` of `group` (0 past the groups the trie holds).
     #[inline]
     pub fn group_entry(&self, group: u32, i: usize) -> u32 {
-        let g = group as usize;
-        self.chunks
-            .get(g >> CHUNK_SHIFT)
-            .and_then(OnceLock::get)
-            .and_then(Option::as_ref)
-            .and_then(|c| {
-                c.as_slice()
-                    .get(((g & (CHUNK_GROUPS - 1)) << 8) | (i & 0xff))
-            })
+        self.groups
+            .as_slice()
+            .get(((group as usize) << 8) | (i & 0xff))
             .map_or(0, |a| a.load(Ordering::Acquire))
     }
 
@@ -135,28 +136,23 @@ impl Trie {
     }
 
     pub(crate) fn store_group(&self, group: u32, i: usize, v: u32) {
-        let g = group as usize;
         if let Some(a) = self
-            .chunks
-            .get(g >> CHUNK_SHIFT)
-            .and_then(OnceLock::get)
-            .and_then(Option::as_ref)
-            .and_then(|c| {
-                c.as_slice()
-                    .get(((g & (CHUNK_GROUPS - 1)) << 8) | (i & 0xff))
-            })
+            .groups
+            .as_slice()
+            .get(((group as usize) << 8) | (i & 0xff))
         {
             a.store(v, Ordering::Release);
         }
     }
 
-    /// Makes sure the chunk holding `group` exists; false when `group` is out of range.
+    /// Notes that the writer is about to use `group`; false when it is out of range.
     pub(crate) fn ensure_group(&self, group: u32) -> bool {
-        let Some(c) = self.chunks.get(group as usize >> CHUNK_SHIFT) else {
+        let g = group as usize;
+        if g >= self.max_groups {
             return false;
-        };
-        c.get_or_init(|| HugeAtomics::zeroed(CHUNK_GROUPS * GROUP_LEN))
-            .is_some()
+        }
+        self.used.fetch_max(g + 1, Ordering::Relaxed);
+        true
     }
 
     #[inline]
@@ -171,7 +167,10 @@ impl Trie {
     /// IPv4 lookup: at most two loads.
     #[inline]
     pub fn lookup4(&self, a: u32) -> u32 {
-        let mut e = self.top((a >> 8) as usize);
+        let Some(l0) = self.level0() else {
+            return NO_ROUTE;
+        };
+        let mut e = l0[(a >> 8) as usize].load(Ordering::Acquire);
         if e & EXT != 0 {
             e = self.group_entry(index_of(e), (a & 0xff) as usize);
         }
@@ -181,7 +180,10 @@ impl Trie {
     /// IPv6 lookup: level 0, then one group per further 8 bits while entries are extended.
     #[inline]
     pub fn lookup6(&self, a: u128) -> u32 {
-        let mut e = self.top((a >> 104) as usize);
+        let Some(l0) = self.level0() else {
+            return NO_ROUTE;
+        };
+        let mut e = l0[(a >> 104) as usize].load(Ordering::Acquire);
         let mut shift = 96u32;
         for _ in 0..MAX_LEVELS {
             if e & EXT == 0 {
@@ -213,8 +215,12 @@ impl Lpm4Table {
     pub fn lookup_bulk(&self, addrs: &[u32], out: &mut [u32]) {
         let n = addrs.len().min(out.len());
         let (addrs, out) = (&addrs[..n], &mut out[..n]);
+        let Some(l0) = self.0.level0() else {
+            out.fill(NO_ROUTE);
+            return;
+        };
         for (o, &a) in out.iter_mut().zip(addrs) {
-            *o = self.0.top((a >> 8) as usize);
+            *o = l0[(a >> 8) as usize].load(Ordering::Acquire);
         }
         for (o, &a) in out.iter_mut().zip(addrs) {
             let mut e = *o;
@@ -245,9 +251,13 @@ impl Lpm6Table {
     pub fn lookup_bulk(&self, addrs: &[u128], out: &mut [u32]) {
         let n = addrs.len().min(out.len());
         let (addrs, out) = (&addrs[..n], &mut out[..n]);
+        let Some(l0) = self.0.level0() else {
+            out.fill(NO_ROUTE);
+            return;
+        };
         let mut pending = false;
         for (o, &a) in out.iter_mut().zip(addrs) {
-            *o = self.0.top((a >> 104) as usize);
+            *o = l0[(a >> 104) as usize].load(Ordering::Acquire);
             pending |= *o & EXT != 0;
         }
         let mut shift = 96u32;
