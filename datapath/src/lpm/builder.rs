@@ -497,6 +497,13 @@ mod tests {
         assert_eq!(t.lookup(p | 5), Some(3));
         assert_eq!(t.lookup(p | 6), Some(2));
         assert_eq!(t.lookup(!p), Some(1));
+        let mut out = [0; 3];
+        t.reader().lookup_bulk(&[p | 6, p | 5, !p], &mut out);
+        assert_eq!(
+            out,
+            [2, 3, 1],
+            "the bulk walk goes as deep as the deepest address"
+        );
         assert_eq!(t.groups_in_use(), 13);
         t.remove(p | 5, 128);
         assert_eq!(t.lookup(p | 5), Some(2));
@@ -601,6 +608,19 @@ mod tests {
                     let want = rules.iter().filter(|((l, k), _)| mask(p, *l) == *k).max_by_key(|((l, _), _)| *l).map(|(_, &n)| n);
                     prop_assert_eq!(t.lookup(p), want, "addr {:#x}", p);
                 }
+            }
+            // The bulk walk (level by level, with prefetches) agrees with the oracle on the
+            // probes and on every address an operation used, at every depth they reach.
+            let all: Vec<u128> = probes
+                .iter()
+                .copied()
+                .chain(ops.iter().map(|&(base, x, ..)| base ^ (u128::from(x) << 40) ^ u128::from(x)))
+                .collect();
+            let mut out = vec![0; all.len()];
+            t.reader().lookup_bulk(&all, &mut out);
+            for (&p, &o) in all.iter().zip(&out) {
+                let want = rules.iter().filter(|((l, k), _)| mask(p, *l) == *k).max_by_key(|((l, _), _)| *l).map_or(super::super::NO_ROUTE, |(_, &n)| n);
+                prop_assert_eq!(o, want, "bulk addr {:#x}", p);
             }
         }
     }
