@@ -94,6 +94,14 @@ cases = {
     "ipip_4in6_after_hbh_and_dstopt": (eth() / IPv6(src="fd00:a::30", dst=L6) / IPv6ExtHdrHopByHop() / IPv6ExtHdrDestOpt(nh=4)
                                        / inner(), "forward"),
     "ipip_4in6_after_routing_sl0": (eth() / IPv6(src="fd00:a::30", dst=L6) / IPv6ExtHdrRouting(segleft=0, nh=4) / inner(), "forward"),
+    # Segments left: the gateway is only a waypoint (RFC 8200 4.4), never the tunnel endpoint.
+    "ipip_4in6_routing_segments_left": (eth() / IPv6(src="fd00:a::30", dst=L6)
+                                        / IPv6ExtHdrRouting(segleft=1, addresses=["fd00:b::9"], nh=4) / inner(),
+                                        "ipv6_segments_left"),
+    "gtpu6_routing_segments_left": (eth() / IPv6(src="fd00:a::10", dst=L6)
+                                    / IPv6ExtHdrRouting(segleft=1, addresses=["fd00:b::9"]) / UDP(sport=2152, dport=2152)
+                                    / GTP_U_Header(teid=0x3001, gtp_type=255) / inner(),
+                                    "ipv6_segments_left"),
     # No stack runs inside tunnels: inner packets for the gateway or link scope stop, counted.
     "ipip_inner_to_gateway": (eth() / IP(src="192.0.2.30", dst=L4, proto=4)
                               / IP(src="10.46.0.7", dst="172.18.0.1") / UDP() / Raw(b"x"), "tunnel_inner_local"),

@@ -110,6 +110,7 @@ pub fn classify_ip(
             meta.l3_len = ip.total_len();
             meta.proto = ip.protocol();
             meta.fragment = ip.is_fragment();
+            meta.segments_left = false;
             meta.l4_off = if ip.is_fragment() && ip.frag_offset() != 0 {
                 0
             } else {
@@ -147,6 +148,7 @@ pub fn classify_ip(
             meta.l3_len = ip.total_len() as u16;
             meta.proto = ul.protocol;
             meta.fragment = ul.fragment;
+            meta.segments_left = ul.segments_left != 0;
             meta.l4_off = if ul.later_fragment {
                 0
             } else {

@@ -13,6 +13,9 @@
 //! - IPIP: IPv4 outer with protocol 4 or 41, IPv6 outer with next header 4 or 41 after the
 //!   extension headers classify walked; from a configured peer.
 //!
+//! An IPv6 outer packet whose Routing header still has segments left is not for this endpoint
+//! yet (RFC 8200 section 4.4) and is dropped as `ipv6_segments_left`, whatever it carries.
+//!
 //! Outer fragments are counted (`outer_fragment`), not reassembled. The UDP checksum is
 //! verified unless the port vouches for it (AF_PACKET: the kernel marked it not yet computed,
 //! as veth leaves locally generated packets, or already verified); a zero checksum is accepted
@@ -58,6 +61,11 @@ fn outer(frame: &[u8], meta: &Meta) -> Option<(u128, u128, u32)> {
 fn decap_inner(frame: &[u8], fib: &Fib, meta: &mut Meta) -> Result<Next, DropReason> {
     if meta.fragment {
         return Err(DropReason::OuterFragment);
+    }
+    if meta.segments_left {
+        // RFC 8200 section 4.4: the packet is on its way to further segments; taking it as
+        // the endpoint would skip them, and the gateway implements no routing type.
+        return Err(DropReason::Ipv6SegmentsLeft);
     }
     let end = usize::from(meta.l3_off) + usize::from(meta.l3_len);
     let l4 = usize::from(meta.l4_off);

@@ -82,6 +82,7 @@ drop_reasons! {
     VxlanUnknownVni => "vxlan_unknown_vni", "VXLAN VNI of no configured tunnel";
     VxlanInnerTooShort => "vxlan_inner_too_short", "VXLAN payload shorter than an Ethernet header";
     VxlanInnerNotIp => "vxlan_inner_not_ip", "VXLAN inner frame is not IPv4 or IPv6 (ARP, ...)";
+    Ipv6SegmentsLeft => "ipv6_segments_left", "tunnel packet for a local endpoint with a Routing header that has segments left (the gateway is no segment endpoint)";
     TunnelUnknownPeer => "tunnel_unknown_peer", "tunnel packet from a source that is not a configured peer";
     GtpuNoSession => "gtpu_no_session", "routed into a GTP-U tunnel but no session covers the destination";
     TunnelInnerLocal => "tunnel_inner_local", "decapsulated packet for a link-local, multicast or gateway address (no stack runs inside tunnels)";

@@ -49,6 +49,9 @@ pub struct Meta {
     pub dst_mac: [u8; 6],
     /// Any fragment (first or later) of the IP datagram.
     pub fragment: bool,
+    /// IPv6: a Routing header with segments left, so the destination is only the current
+    /// segment ([`crate::wire::ipv6::UpperLayer::segments_left`]).
+    pub segments_left: bool,
     /// Addressed to a local tunnel endpoint: the decap stage looks at it.
     pub decap: bool,
     /// Encapsulate with this index of [`Fib::encap`] ([`NO_ENCAP`] for none).

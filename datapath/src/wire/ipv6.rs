@@ -91,6 +91,10 @@ pub struct UpperLayer {
     pub later_fragment: bool,
     /// A Fragment header was present.
     pub fragment: bool,
+    /// Segments Left of the first Routing header that has segments left, else 0. Such a packet
+    /// is addressed to the current segment, not to its final destination: a router forwards it
+    /// unchanged (RFC 8200 section 4.4), but a tunnel endpoint must not take it as its own.
+    pub segments_left: u8,
 }
 
 impl<T: AsRef<[u8]>> Packet<T> {
@@ -196,6 +200,7 @@ impl<T: AsRef<[u8]>> Packet<T> {
         let mut offset = HEADER_LEN;
         let mut fragment = false;
         let mut later_fragment = false;
+        let mut segments_left = 0u8;
         for _ in 0..=MAX_EXT_HEADERS {
             let len = match kind {
                 ip_proto::HOPOPT | ip_proto::IPV6_ROUTE | ip_proto::IPV6_OPTS => {
@@ -226,11 +231,17 @@ impl<T: AsRef<[u8]>> Packet<T> {
                         offset,
                         later_fragment,
                         fragment,
+                        segments_left,
                     })
                 }
             };
             if offset + len > end {
                 return Err(Error::ExtHeaderTruncated { offset, kind });
+            }
+            if kind == ip_proto::IPV6_ROUTE && segments_left == 0 {
+                // Routing header: Next Header, Hdr Ext Len, Routing Type, Segments Left. Its
+                // length is at least 8, checked just above.
+                segments_left = b[offset + 3];
             }
             kind = b[offset];
             offset += len;
@@ -240,6 +251,7 @@ impl<T: AsRef<[u8]>> Packet<T> {
                     offset,
                     later_fragment,
                     fragment,
+                    segments_left,
                 });
             }
         }
@@ -389,9 +401,32 @@ mod tests {
                 protocol: 17,
                 offset: 64,
                 later_fragment: false,
-                fragment: true
+                fragment: true,
+                segments_left: 0,
             }
         );
+    }
+
+    #[test]
+    fn walk_reports_the_segments_left_of_a_routing_header() {
+        // A type 4 (segment routing) header with one more segment, then UDP.
+        let mut buf = IPV6_UDP[..40].to_vec();
+        buf[6] = ip_proto::IPV6_ROUTE;
+        buf.extend_from_slice(&[ip_proto::UDP, 2, 4, 1, 0, 0, 0, 0]);
+        buf.extend_from_slice(&[0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 9]);
+        buf.extend_from_slice(&IPV6_UDP[40..]);
+        buf[5] = (buf.len() - 40) as u8;
+        let ul = Packet::new_checked(&buf[..])
+            .unwrap()
+            .upper_layer()
+            .unwrap();
+        assert_eq!((ul.protocol, ul.offset, ul.segments_left), (17, 64, 1));
+        buf[43] = 0;
+        let ul = Packet::new_checked(&buf[..])
+            .unwrap()
+            .upper_layer()
+            .unwrap();
+        assert_eq!(ul.segments_left, 0);
     }
 
     #[test]
