@@ -87,6 +87,10 @@ pub enum EncapKind {
     },
 }
 
+/// The longest outer header an encapsulation writes: Ethernet, IPv6, UDP, VXLAN and the inner
+/// Ethernet header (84 bytes; GTP-U with a PDU Session Container over IPv6 is 78).
+pub const ENCAP_HEADER_MAX: usize = 14 + 40 + 8 + 8 + 14;
+
 /// An encapsulation: outer addresses, the outer next hop, and the kind.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Encap {
@@ -102,9 +106,37 @@ pub struct Encap {
     pub port: u8,
     /// The peer's MAC, if known.
     pub mac: Option<[u8; 6]>,
+    /// The outer headers as written for an empty IPv4 inner packet (the first
+    /// [`Encap::overhead`] bytes; MACs zero): the rewrite stage copies them and patches only
+    /// the MACs, lengths, checksums and what depends on the inner packet
+    /// ([`crate::pipeline::rewrite`]).
+    pub template: [u8; ENCAP_HEADER_MAX],
 }
 
 impl Encap {
+    /// An encapsulation with its header template written.
+    pub fn new(
+        kind: EncapKind,
+        (local, peer): (u128, u128),
+        ipv6: bool,
+        port: u8,
+        mac: Option<[u8; 6]>,
+    ) -> Encap {
+        let mut e = Encap {
+            kind,
+            local,
+            peer,
+            ipv6,
+            port,
+            mac,
+            template: [0; ENCAP_HEADER_MAX],
+        };
+        let mut t = [0; ENCAP_HEADER_MAX];
+        crate::pipeline::rewrite::write_outer(&mut t, &e, [[0; 6]; 2], 0, false, 0);
+        e.template = t;
+        e
+    }
+
     /// Bytes the outer headers add in front of the inner IP packet (Ethernet included).
     pub fn overhead(&self) -> usize {
         let ip = if self.ipv6 { 40 } else { 20 };
@@ -361,14 +393,13 @@ impl FibBuilder {
             IpAddr::V4(a) => self.neigh4.get(&u32::from(a)).copied(),
             IpAddr::V6(a) => self.neigh6.get(&u128::from(a)).copied(),
         };
-        self.encap.push(Encap {
+        self.encap.push(Encap::new(
             kind,
-            local: ip_key(local),
-            peer: ip_key(peer),
-            ipv6: peer.is_ipv6(),
+            (ip_key(local), ip_key(peer)),
+            peer.is_ipv6(),
             port,
             mac,
-        });
+        ));
         let nh = self.push_nexthop(NextHop::Encap {
             index: (self.encap.len() - 1) as u32,
         });
