@@ -88,8 +88,15 @@ pub enum RouteTarget {
     Via(Vec<NextHop>),
     /// Drop and count as `blackhole`.
     Drop,
-    /// Encapsulate into the tunnel with this index in [`Config::tunnels`].
-    Tunnel(usize),
+    /// Encapsulate into a tunnel.
+    Tunnel {
+        /// Index in [`Config::tunnels`].
+        tunnel: usize,
+        /// IPIP and VXLAN: the peers to encapsulate toward, by inner flow hash when several
+        /// (the route's `via`, each one of the tunnel's peers); empty for all of the tunnel's
+        /// peers. Always empty for GTP-U, whose sessions name the peer.
+        via: Vec<IpAddr>,
+    },
 }
 
 /// A validated route. The prefix has no host bits set.

@@ -694,13 +694,17 @@ impl Validator<'_> {
             let action = rr.action.unwrap_or(RawAction::Forward);
             let target = match (action, &rr.via) {
                 _ if rr.tunnel.is_some() => {
-                    if rr.via.is_some() || rr.action.is_some() {
-                        self.err(
-                            rp.clone(),
-                            "a route into a tunnel takes no `via` or `action`",
-                        );
+                    if rr.action.is_some() {
+                        self.err(rp.k("action"), "a route into a tunnel takes no `action`");
                     }
-                    RouteTarget::Tunnel(tunnel.unwrap_or(0))
+                    let via = match (&rr.via, tunnel.and_then(|i| tunnels.get(i))) {
+                        (Some(via), Some(t)) => self.tunnel_vias(&rp, via, t),
+                        _ => Vec::new(),
+                    };
+                    RouteTarget::Tunnel {
+                        tunnel: tunnel.unwrap_or(0),
+                        via,
+                    }
                 }
                 (RawAction::Drop, Some(_)) => {
                     self.err(rp.k("via"), "a route with action = \"drop\" takes no `via`");
@@ -724,6 +728,54 @@ impl Validator<'_> {
                     target,
                     hairpin: rr.hairpin,
                 });
+            }
+        }
+        out
+    }
+
+    /// The `via` of a route into tunnel `t`: peers of an IPIP or VXLAN tunnel, each once.
+    fn tunnel_vias(&mut self, rp: &TomlPath, via: &OneOrMany, t: &RawTunnel) -> Vec<IpAddr> {
+        if t.kind == RawTunnelKind::Gtpu {
+            self.err(
+                rp.k("via"),
+                format!(
+                    "a route into gtpu tunnel `{}` takes no `via`: its sessions go to the tunnel's `peer`",
+                    t.name
+                ),
+            );
+            return Vec::new();
+        }
+        let list = via.as_slice();
+        let vp = |i: usize| match via {
+            OneOrMany::One(_) => rp.k("via"),
+            OneOrMany::Many(_) => rp.k("via").i(i),
+        };
+        if list.is_empty() {
+            self.err(rp.k("via"), "`via` lists no peer");
+        }
+        if list.len() > MAX_ECMP {
+            self.err(rp.k("via"), format!("at most {MAX_ECMP} peers per route"));
+        }
+        let peers: Vec<IpAddr> = t
+            .peers
+            .iter()
+            .flatten()
+            .filter_map(|p| p.parse().ok())
+            .collect();
+        let mut out: Vec<IpAddr> = Vec::new();
+        for (i, s) in list.iter().enumerate() {
+            let Some(addr) = self.ip(vp(i), s) else {
+                continue;
+            };
+            if !peers.contains(&addr) {
+                self.err(
+                    vp(i),
+                    format!("{addr} is not one of the `peers` of tunnel `{}`", t.name),
+                );
+            } else if out.contains(&addr) {
+                self.err(vp(i), format!("{addr} is listed twice"));
+            } else {
+                out.push(addr);
             }
         }
         out

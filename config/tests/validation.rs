@@ -359,7 +359,13 @@ fn tunnels_of_every_kind_validate() {
     );
     let c = check(&src).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(c.tunnels.len(), 3);
-    assert_eq!(c.routes[0].target, config::RouteTarget::Tunnel(0));
+    assert_eq!(
+        c.routes[0].target,
+        config::RouteTarget::Tunnel {
+            tunnel: 0,
+            via: vec![]
+        }
+    );
     match &c.tunnels[1].kind {
         config::TunnelKind::Vxlan { udp_port, vni, .. } => {
             assert_eq!((*udp_port, *vni), (4789, 4096))
@@ -444,6 +450,59 @@ fn route_into_a_vxlan_tunnel_without_peer_mac_is_rejected() {
         "route[0].tunnel",
         line_of(&src, "tunnel = \"v\""),
         "peer_mac",
+    );
+}
+
+const IPIP2: &str = "\n[[tunnel]]\nname = \"kr\"\nkind = \"ipip\"\nlocal = \"192.0.2.1\"\npeers = [\"192.0.2.30\", \"192.0.2.31\"]\n";
+
+#[test]
+fn route_into_an_ipip_tunnel_may_pick_its_peers_with_via() {
+    let src = format!(
+        "{HEAD}{IPIP2}\n[[route]]\nprefix = \"10.50.0.0/16\"\ntunnel = \"kr\"\nvia = \"192.0.2.31\"\n\n[[route]]\nprefix = \"10.51.0.0/16\"\ntunnel = \"kr\"\n"
+    );
+    let c = check(&src).unwrap_or_else(|e| panic!("{e}"));
+    let via = |i: usize| match &c.routes[i].target {
+        config::RouteTarget::Tunnel { via, .. } => via.clone(),
+        t => panic!("{t:?}"),
+    };
+    assert_eq!(
+        via(0),
+        vec!["192.0.2.31".parse::<std::net::IpAddr>().unwrap()]
+    );
+    assert!(via(1).is_empty(), "no via: every peer");
+}
+
+#[test]
+fn route_into_a_tunnel_via_an_address_that_is_not_a_peer_is_rejected() {
+    let src = format!(
+        "{HEAD}{IPIP2}\n[[route]]\nprefix = \"10.50.0.0/16\"\ntunnel = \"kr\"\nvia = [\"192.0.2.30\", \"192.0.2.99\", \"192.0.2.30\"]\n"
+    );
+    let line = line_of(&src, "192.0.2.99\", ");
+    assert_problem(
+        &src,
+        "route[0].via[1]",
+        line,
+        "not one of the `peers` of tunnel `kr`",
+    );
+    assert_problem(&src, "route[0].via[2]", line, "listed twice");
+}
+
+#[test]
+fn route_into_a_gtpu_tunnel_takes_no_via() {
+    let src = format!(
+        "{HEAD}{GTPU}\n[[route]]\nprefix = \"10.46.0.0/16\"\ntunnel = \"ran\"\nvia = \"192.0.2.10\"\naction = \"drop\"\n"
+    );
+    assert_problem(
+        &src,
+        "route[0].via",
+        line_of(&src, "via = "),
+        "takes no `via`",
+    );
+    assert_problem(
+        &src,
+        "route[0].action",
+        line_of(&src, "action = "),
+        "no `action`",
     );
 }
 

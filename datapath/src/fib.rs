@@ -386,25 +386,65 @@ impl FibBuilder {
         local: IpAddr,
         peer: IpAddr,
     ) -> Result<(), FibError> {
-        let port = self
-            .connected_port(peer)
-            .ok_or(FibError::PeerNotConnected(peer))?;
-        let mac = match peer {
-            IpAddr::V4(a) => self.neigh4.get(&u32::from(a)).copied(),
-            IpAddr::V6(a) => self.neigh6.get(&u128::from(a)).copied(),
-        };
-        self.encap.push(Encap::new(
-            kind,
-            (ip_key(local), ip_key(peer)),
-            peer.is_ipv6(),
-            port,
-            mac,
-        ));
-        let nh = self.push_nexthop(NextHop::Encap {
-            index: (self.encap.len() - 1) as u32,
-        });
+        self.add_encap_ecmp_route(prefix, len, local, &[(kind, peer)])
+    }
+
+    /// Adds a route whose packets are encapsulated from `local` toward one of `members` (an
+    /// encapsulation and its peer), chosen by the inner flow's hash when there are several,
+    /// so that each flow keeps one peer (the same ECMP as [`RouteAction::Via`]).
+    ///
+    /// # Errors
+    /// [`FibError::EmptyVia`] for no member; [`FibError::PeerNotConnected`] when a peer is in
+    /// no connected subnet.
+    pub fn add_encap_ecmp_route(
+        &mut self,
+        prefix: IpAddr,
+        len: u8,
+        local: IpAddr,
+        members: &[(EncapKind, IpAddr)],
+    ) -> Result<(), FibError> {
+        let mut hops = Vec::with_capacity(members.len());
+        for &(kind, peer) in members {
+            let port = self
+                .connected_port(peer)
+                .ok_or(FibError::PeerNotConnected(peer))?;
+            let mac = match peer {
+                IpAddr::V4(a) => self.neigh4.get(&u32::from(a)).copied(),
+                IpAddr::V6(a) => self.neigh6.get(&u128::from(a)).copied(),
+            };
+            self.encap.push(Encap::new(
+                kind,
+                (ip_key(local), ip_key(peer)),
+                peer.is_ipv6(),
+                port,
+                mac,
+            ));
+            hops.push(NextHop::Encap {
+                index: (self.encap.len() - 1) as u32,
+            });
+        }
+        let nh = self.push_group(&hops)?;
         self.add(prefix, len, nh);
         Ok(())
+    }
+
+    /// The next-hop index of one hop, or of an ECMP group over several.
+    fn push_group(&mut self, hops: &[NextHop]) -> Result<u32, FibError> {
+        Ok(match hops {
+            [] => return Err(FibError::EmptyVia),
+            [one] => self.push_nexthop(*one),
+            many => {
+                let start = self.ecmp.len() as u32;
+                for m in many {
+                    let i = self.push_nexthop(*m);
+                    self.ecmp.push(i);
+                }
+                self.push_nexthop(NextHop::Ecmp {
+                    start,
+                    len: many.len() as u32,
+                })
+            }
+        })
     }
 
     /// Adds a route into a GTP-U tunnel: addresses no session covers are dropped as
@@ -481,21 +521,7 @@ impl FibBuilder {
                         }
                     })
                     .collect::<Result<_, _>>()?;
-                match members.as_slice() {
-                    [] => return Err(FibError::EmptyVia),
-                    [one] => self.push_nexthop(*one),
-                    many => {
-                        let start = self.ecmp.len() as u32;
-                        for m in many {
-                            let i = self.push_nexthop(*m);
-                            self.ecmp.push(i);
-                        }
-                        self.push_nexthop(NextHop::Ecmp {
-                            start,
-                            len: many.len() as u32,
-                        })
-                    }
-                }
+                self.push_group(&members)?
             }
         };
         self.add(prefix, len, nh);

@@ -51,8 +51,8 @@ pub fn build_fib(c: &Config) -> Result<Fib> {
     for r in &c.routes {
         let action = match &r.target {
             RouteTarget::Drop => RouteAction::Drop,
-            RouteTarget::Tunnel(t) => {
-                add_tunnel_route(&mut b, c, r.prefix, *t)?;
+            RouteTarget::Tunnel { tunnel, via } => {
+                add_tunnel_route(&mut b, c, r.prefix, *tunnel, via)?;
                 continue;
             }
             RouteTarget::Via(hops) => {
@@ -73,13 +73,27 @@ pub fn build_fib(c: &Config) -> Result<Fib> {
 
 /// A `[[route]]` into a tunnel. GTP-U: each session whose UE range lies inside the prefix is
 /// encapsulated toward the peer with its downlink TEID (and QFI); the prefix's other addresses
-/// are dropped as `gtpu_no_session`. IPIP and VXLAN: encapsulated toward the tunnel's first
-/// peer (VXLAN: to its `peer_mac`).
-fn add_tunnel_route(b: &mut FibBuilder, c: &Config, prefix: ipnet::IpNet, t: usize) -> Result<()> {
+/// are dropped as `gtpu_no_session`. IPIP and VXLAN: encapsulated toward the route's `via`
+/// peers, or all of the tunnel's peers without one, by inner flow hash when there are several
+/// (VXLAN: to its `peer_mac`, from the MAC of the port toward each peer).
+fn add_tunnel_route(
+    b: &mut FibBuilder,
+    c: &Config,
+    prefix: ipnet::IpNet,
+    t: usize,
+    via: &[std::net::IpAddr],
+) -> Result<()> {
     let Some(tunnel) = c.tunnels.get(t) else {
         bail!("route {prefix}: unknown tunnel")
     };
-    match &tunnel.kind {
+    let chosen = |peers: &[std::net::IpAddr]| -> Vec<std::net::IpAddr> {
+        if via.is_empty() {
+            peers.to_vec()
+        } else {
+            via.to_vec()
+        }
+    };
+    let members: Vec<(EncapKind, std::net::IpAddr)> = match &tunnel.kind {
         TunnelKind::Gtpu { peer, sessions } => {
             b.add_no_session_route(prefix.network(), prefix.prefix_len());
             for s in sessions.iter().filter(|s| prefix.contains(&s.ue)) {
@@ -90,55 +104,54 @@ fn add_tunnel_route(b: &mut FibBuilder, c: &Config, prefix: ipnet::IpNet, t: usi
                 b.add_encap_route(s.ue.network(), s.ue.prefix_len(), kind, tunnel.local, *peer)
                     .map_err(|e| anyhow::anyhow!("tunnel {} session {}: {e}", tunnel.name, s.ue))?;
             }
+            return Ok(());
         }
-        TunnelKind::Ipip { peers } => {
-            let Some(&peer) = peers.first() else {
-                bail!("tunnel {}: no peer", tunnel.name)
-            };
-            b.add_encap_route(
-                prefix.network(),
-                prefix.prefix_len(),
-                EncapKind::Ipip,
-                tunnel.local,
-                peer,
-            )
-            .map_err(|e| anyhow::anyhow!("route {prefix} into tunnel {}: {e}", tunnel.name))?;
-        }
+        TunnelKind::Ipip { peers } => chosen(peers)
+            .into_iter()
+            .map(|p| (EncapKind::Ipip, p))
+            .collect(),
         TunnelKind::Vxlan {
             udp_port,
             vni,
             peers,
             peer_mac,
         } => {
-            let (Some(&peer), Some(peer_mac)) = (peers.first(), peer_mac) else {
+            let Some(peer_mac) = peer_mac else {
                 bail!(
-                    "route {prefix}: vxlan tunnel `{}` needs peers and peer_mac",
+                    "route {prefix}: vxlan tunnel `{}` needs peer_mac",
                     tunnel.name
                 )
             };
-            // The inner source MAC: the gateway's port toward the peer.
-            let inner_src = c
-                .ports
-                .iter()
-                .find(|p| p.addresses.iter().any(|a| a.contains(&peer)))
-                .map_or([0x02, 0, 0, 0, 0, 0], |p| p.mac.0);
-            let kind = EncapKind::Vxlan {
-                vni: *vni,
-                udp_port: *udp_port,
-                inner_dst: peer_mac.0,
-                inner_src,
-            };
-            b.add_encap_route(
-                prefix.network(),
-                prefix.prefix_len(),
-                kind,
-                tunnel.local,
-                peer,
-            )
-            .map_err(|e| anyhow::anyhow!("route {prefix} into tunnel {}: {e}", tunnel.name))?;
+            chosen(peers)
+                .into_iter()
+                .map(|peer| {
+                    // The inner source MAC: the gateway's port toward the peer.
+                    let inner_src = c
+                        .ports
+                        .iter()
+                        .find(|p| p.addresses.iter().any(|a| a.contains(&peer)))
+                        .map_or([0x02, 0, 0, 0, 0, 0], |p| p.mac.0);
+                    let kind = EncapKind::Vxlan {
+                        vni: *vni,
+                        udp_port: *udp_port,
+                        inner_dst: peer_mac.0,
+                        inner_src,
+                    };
+                    (kind, peer)
+                })
+                .collect()
         }
+    };
+    if members.is_empty() {
+        bail!("tunnel {}: no peer", tunnel.name)
     }
-    Ok(())
+    b.add_encap_ecmp_route(
+        prefix.network(),
+        prefix.prefix_len(),
+        tunnel.local,
+        &members,
+    )
+    .map_err(|e| anyhow::anyhow!("route {prefix} into tunnel {}: {e}", tunnel.name))
 }
 
 /// Opens the ports of a configuration for one worker: for an offline run, or worker `w` of

@@ -327,3 +327,126 @@ fn gtpu_and_ipip_encapsulation_dissects_cleanly_and_round_trips_through_a_peer()
         );
     }
 }
+
+const SPREAD: &str = r#"
+[gateway]
+workers = [0]
+[[port]]
+name = "ext"
+driver = "pcap"
+tx = "{d}/ext-out.pcap"
+mac = "02:00:00:00:00:01"
+addresses = ["192.0.2.1/24"]
+[[port]]
+name = "pods"
+driver = "pcap"
+rx = "{d}/in.pcap"
+tx = "{d}/pods-out.pcap"
+mac = "02:00:00:00:01:01"
+addresses = ["172.18.0.1/16"]
+[[neighbor]]
+address = "192.0.2.30"
+mac = "02:00:00:00:0c:1e"
+port = "ext"
+[[neighbor]]
+address = "192.0.2.31"
+mac = "02:00:00:00:0c:1f"
+port = "ext"
+[[tunnel]]
+name = "kr"
+kind = "ipip"
+local = "192.0.2.1"
+peers = ["192.0.2.30", "192.0.2.31"]
+[[tunnel]]
+name = "calico"
+kind = "vxlan"
+local = "192.0.2.1"
+vni = 4096
+peers = ["192.0.2.30", "192.0.2.31"]
+peer_mac = "02:00:00:00:0b:09"
+[[route]]
+prefix = "10.50.0.0/16"
+tunnel = "kr"
+[[route]]
+prefix = "10.51.0.0/16"
+tunnel = "calico"
+via = ["192.0.2.31", "192.0.2.30"]
+[[route]]
+prefix = "10.52.0.0/16"
+tunnel = "kr"
+via = "192.0.2.31"
+"#;
+
+/// A UDP packet from a pod to `dst` from source port `sport`.
+fn flow_packet(dst: [u8; 4], sport: u16) -> Vec<u8> {
+    let mut out = Vec::new();
+    PacketBuilder::ethernet2(POD_MAC, PODS_MAC)
+        .ipv4([10, 244, 1, 5], dst, 64)
+        .udp(sport, 50001)
+        .write(&mut out, b"flow")
+        .unwrap();
+    out
+}
+
+#[test]
+fn tunnel_routes_spread_flows_over_the_peers_and_via_picks_them() {
+    let dir = scratch("encap-spread");
+    // 32 flows to each route, every flow sent twice.
+    let mut input = Vec::new();
+    for dst in [[10, 50, 0, 1], [10, 51, 0, 1], [10, 52, 0, 1]] {
+        for _round in 0..2 {
+            for sport in 40000..40032u16 {
+                input.push((dst, sport, flow_packet(dst, sport)));
+            }
+        }
+    }
+    let frames: Vec<Vec<u8>> = input.iter().map(|(.., f)| f.clone()).collect();
+    write_pcap(&dir.join("in.pcap"), &frames);
+    let s = run(SPREAD, &dir, "spread.toml");
+    assert_eq!(s["ports"]["pods"]["drops"], serde_json::json!({}), "{s}");
+    let out = read_pcap(&dir.join("ext-out.pcap"));
+    assert_eq!(out.len(), input.len(), "{s}");
+
+    // Which peer each (route, flow) went to; the outer MAC must be that peer's.
+    let mut peer_of = std::collections::HashMap::new();
+    let mut per_route: std::collections::HashMap<[u8; 4], std::collections::BTreeSet<u8>> =
+        Default::default();
+    for ((dst, sport, _), frame) in input.iter().zip(&out) {
+        let p = SlicedPacket::from_ethernet(frame).unwrap();
+        let Some(NetSlice::Ipv4(outer)) = p.net else {
+            panic!("not IPv4")
+        };
+        let peer = outer.header().destination();
+        assert_eq!(&peer[..3], &[192, 0, 2], "{peer:?}");
+        assert_eq!(
+            &frame[..6],
+            &[2, 0, 0, 0, 0x0c, peer[3]],
+            "outer MAC of {peer:?}"
+        );
+        let proto = outer.header().protocol().0;
+        assert_eq!(proto, if dst[1] == 51 { 17 } else { 4 }, "{dst:?}");
+        let first = *peer_of.entry((*dst, *sport)).or_insert(peer[3]);
+        assert_eq!(first, peer[3], "flow {dst:?}:{sport} changed peer");
+        per_route.entry(*dst).or_default().insert(peer[3]);
+    }
+    assert_eq!(
+        per_route[&[10, 50, 0, 1]],
+        [30, 31].into(),
+        "no via: flows over all peers"
+    );
+    assert_eq!(per_route[&[10, 51, 0, 1]], [30, 31].into(), "via both");
+    assert_eq!(per_route[&[10, 52, 0, 1]], [31].into(), "via one peer");
+    if let Some(warnings) = tshark(
+        &dir.join("ext-out.pcap"),
+        &[
+            "-o",
+            "ip.check_checksum:TRUE",
+            "-o",
+            "udp.check_checksum:TRUE",
+            "-Y",
+            "_ws.expert.severity >= warning",
+        ],
+    ) {
+        assert!(warnings.trim().is_empty(), "tshark warns:\n{warnings}");
+    }
+}
