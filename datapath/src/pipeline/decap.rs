@@ -32,11 +32,50 @@ use crate::wire::{
     Ipv6Packet, UdpPacket, VxlanPacket,
 };
 
+/// The last tunnel a packet of the batch was accepted from: GTP-U (local endpoint, TEID) or
+/// VXLAN (local endpoint, UDP port, VNI), with the outer source that passed the peer check.
+/// Packets of one batch mostly come from one tunnel, so the next one with the same key skips
+/// the tunnel table's hash lookup and the peer check. Emptied at every batch (as VPP's
+/// `last_tunnel_cache4`), so it never outlives the forwarding snapshot it was filled from.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LastTunnel {
+    key: Option<(u128, u128, u64)>,
+}
+
+/// Tags that keep GTP-U and VXLAN keys apart in [`LastTunnel`].
+const GTPU_KEY: u64 = 1 << 62;
+const VXLAN_KEY: u64 = 2 << 62;
+
+impl LastTunnel {
+    /// Forgets the last tunnel.
+    #[inline]
+    pub fn clear(&mut self) {
+        self.key = None;
+    }
+
+    /// Whether `key` is the last accepted tunnel; otherwise runs `check` and remembers `key`
+    /// when it passes.
+    #[inline]
+    fn accept(
+        &mut self,
+        key: (u128, u128, u64),
+        check: impl FnOnce() -> Result<(), DropReason>,
+    ) -> Result<(), DropReason> {
+        if self.key == Some(key) {
+            return Ok(());
+        }
+        check()?;
+        self.key = Some(key);
+        Ok(())
+    }
+}
+
 /// Decapsulates one packet classify marked, updating `meta` to describe the inner packet.
-/// Returns [`Next::Route`] for a decapsulated packet, or the local or drop verdict.
+/// Returns [`Next::Route`] for a decapsulated packet, or the local or drop verdict. `last` is
+/// the batch's [`LastTunnel`].
 #[inline]
-pub fn decap_one(frame: &[u8], fib: &Fib, meta: &mut Meta) -> Next {
-    match decap_inner(frame, fib, meta) {
+pub fn decap_one(frame: &[u8], fib: &Fib, meta: &mut Meta, last: &mut LastTunnel) -> Next {
+    match decap_inner(frame, fib, meta, last) {
         Ok(next) => next,
         Err(reason) => Next::Drop(reason),
     }
@@ -58,7 +97,12 @@ fn outer(frame: &[u8], meta: &Meta) -> Option<(u128, u128, u32)> {
     }
 }
 
-fn decap_inner(frame: &[u8], fib: &Fib, meta: &mut Meta) -> Result<Next, DropReason> {
+fn decap_inner(
+    frame: &[u8],
+    fib: &Fib,
+    meta: &mut Meta,
+    last: &mut LastTunnel,
+) -> Result<Next, DropReason> {
     if meta.fragment {
         return Err(DropReason::OuterFragment);
     }
@@ -91,9 +135,16 @@ fn decap_inner(frame: &[u8], fib: &Fib, meta: &mut Meta) -> Result<Next, DropRea
             let payload = l4 + udp::HEADER_LEN;
             let payload_end = l4 + usize::from(u.len());
             if is_gtpu {
-                decap_gtpu(frame, fib, meta, dst, src, payload, payload_end)
+                decap_gtpu(frame, fib, meta, (dst, src), (payload, payload_end), last)
             } else {
-                decap_vxlan(frame, fib, meta, (dst, port, src), payload, payload_end)
+                decap_vxlan(
+                    frame,
+                    fib,
+                    meta,
+                    (dst, port, src),
+                    (payload, payload_end),
+                    last,
+                )
             }
         }
         ip_proto::IPIP | ip_proto::IPV6 => {
@@ -119,10 +170,9 @@ fn decap_gtpu(
     frame: &[u8],
     fib: &Fib,
     meta: &mut Meta,
-    local: u128,
-    src: u128,
-    off: usize,
-    end: usize,
+    (local, src): (u128, u128),
+    (off, end): (usize, usize),
+    last: &mut LastTunnel,
 ) -> Result<Next, DropReason> {
     let g = GtpuPacket::new_checked(frame.get(off..end).unwrap_or_default())?;
     match g.msg_type() {
@@ -142,12 +192,12 @@ fn decap_gtpu(
     if teid == 0 {
         return Err(DropReason::GtpuTeidZero);
     }
-    let tunnel = fib
-        .gtpu_tunnel(local, teid)
-        .ok_or(DropReason::GtpuUnknownTeid)?;
-    if !fib.is_tunnel_peer(tunnel, src) {
-        return Err(DropReason::TunnelUnknownPeer);
-    }
+    last.accept((local, src, GTPU_KEY | u64::from(teid)), || {
+        let tunnel = fib
+            .gtpu_tunnel(local, teid)
+            .ok_or(DropReason::GtpuUnknownTeid)?;
+        peer_check(fib, tunnel, src)
+    })?;
     let w = g.walk()?;
     let inner = off + w.payload_off;
     let inner_end = off + w.payload_end;
@@ -164,16 +214,18 @@ fn decap_vxlan(
     fib: &Fib,
     meta: &mut Meta,
     (local, port, src): (u128, u16, u128),
-    off: usize,
-    end: usize,
+    (off, end): (usize, usize),
+    last: &mut LastTunnel,
 ) -> Result<Next, DropReason> {
     let v = VxlanPacket::new_checked(frame.get(off..end).unwrap_or_default())?;
-    let tunnel = fib
-        .vxlan_tunnel(local, port, v.vni())
-        .ok_or(DropReason::VxlanUnknownVni)?;
-    if !fib.is_tunnel_peer(tunnel, src) {
-        return Err(DropReason::TunnelUnknownPeer);
-    }
+    let vni = v.vni();
+    let id = VXLAN_KEY | (u64::from(port) << 32) | u64::from(vni);
+    last.accept((local, src, id), || {
+        let tunnel = fib
+            .vxlan_tunnel(local, port, vni)
+            .ok_or(DropReason::VxlanUnknownVni)?;
+        peer_check(fib, tunnel, src)
+    })?;
     let eth_off = off + vxlan::HEADER_LEN;
     let inner_frame = frame.get(eth_off..end).unwrap_or_default();
     let eth =
@@ -183,4 +235,129 @@ fn decap_vxlan(
         return Err(DropReason::VxlanInnerNotIp);
     }
     classify_ip(frame, l3, end, ethertype, None, meta)
+}
+
+/// `tunnel_unknown_peer` unless `src` is a configured peer of `tunnel`.
+#[inline]
+fn peer_check(fib: &Fib, tunnel: u16, src: u128) -> Result<(), DropReason> {
+    if fib.is_tunnel_peer(tunnel, src) {
+        Ok(())
+    } else {
+        Err(DropReason::TunnelUnknownPeer)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::batch::Batch;
+    use super::super::Pipeline;
+    use super::*;
+    use crate::craft::{gtpu_payload, ipv4_udp_frame, udp_frame, vxlan_payload, UdpSpec};
+    use crate::fib::{FibBuilder, PortInfo, RouteAction};
+    use std::net::IpAddr;
+
+    const GW: [u8; 6] = [2, 0, 0, 0, 0, 1];
+    const PEER: [u8; 6] = [2, 0, 0, 0, 0, 9];
+
+    fn fib() -> Fib {
+        let mut b = FibBuilder::new();
+        for mac in [GW, [2, 0, 0, 0, 1, 1]] {
+            b.add_port(PortInfo {
+                mac,
+                mtu: 1500,
+                promiscuous: false,
+            })
+            .unwrap();
+        }
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        b.add_address(0, ip("192.0.2.1"), 24);
+        b.add_address(1, ip("172.18.0.1"), 16);
+        b.add_neighbor(ip("172.18.0.2"), [2, 0, 0, 0, 2, 1]);
+        let via = RouteAction::Via(vec![(ip("172.18.0.2"), 1)]);
+        b.add_route(ip("10.244.0.0"), 16, &via, false).unwrap();
+        b.add_gtpu_tunnel("ran", ip("192.0.2.1"), ip("192.0.2.10"), &[0x1001, 0x1002]);
+        b.add_vxlan_tunnel("calico", ip("192.0.2.1"), 4789, 4096, &[ip("192.0.2.20")]);
+        b.build().unwrap()
+    }
+
+    fn inner() -> Vec<u8> {
+        // An IPv4/UDP packet to a pod, without its Ethernet header.
+        udp_frame(&UdpSpec {
+            src_mac: PEER,
+            dst_mac: GW,
+            src: "10.46.0.7".parse().unwrap(),
+            dst: "10.244.1.5".parse().unwrap(),
+            src_port: 1000,
+            dst_port: 53,
+            ttl: 64,
+            payload_len: 18,
+        })[14..]
+            .to_vec()
+    }
+
+    fn gtpu(src: [u8; 4], teid: u32) -> Vec<u8> {
+        let p = gtpu_payload(teid, None, &inner());
+        ipv4_udp_frame(
+            PEER,
+            GW,
+            (u32::from_be_bytes(src), 2152),
+            (0xc000_0201, 2152),
+            &p,
+        )
+    }
+
+    fn vxlan(src: [u8; 4], vni: u32) -> Vec<u8> {
+        let mut eth = vec![2, 0, 0, 0, 0, 1, 2, 0, 0, 0, 0, 0x98, 0x08, 0];
+        eth.extend_from_slice(&inner());
+        let p = vxlan_payload(vni, &eth);
+        ipv4_udp_frame(
+            PEER,
+            GW,
+            (u32::from_be_bytes(src), 40000),
+            (0xc000_0201, 4789),
+            &p,
+        )
+    }
+
+    #[test]
+    fn the_last_tunnel_cache_never_lets_a_packet_through_that_a_lookup_would_drop() {
+        // Each packet follows one that was accepted and differs from it in one key field.
+        let frames = [
+            gtpu([192, 0, 2, 10], 0x1001),
+            gtpu([192, 0, 2, 10], 0x1001),
+            gtpu([192, 0, 2, 77], 0x1001),
+            gtpu([192, 0, 2, 10], 0x1001),
+            gtpu([192, 0, 2, 10], 0x1003),
+            gtpu([192, 0, 2, 10], 0x1002),
+            vxlan([192, 0, 2, 20], 4096),
+            vxlan([192, 0, 2, 10], 4096),
+            vxlan([192, 0, 2, 20], 4097),
+            vxlan([192, 0, 2, 20], 4096),
+        ];
+        let want = [
+            Next::Tx(1),
+            Next::Tx(1),
+            Next::Drop(DropReason::TunnelUnknownPeer),
+            Next::Tx(1),
+            Next::Drop(DropReason::GtpuUnknownTeid),
+            Next::Tx(1),
+            Next::Tx(1),
+            Next::Drop(DropReason::TunnelUnknownPeer),
+            Next::Drop(DropReason::VxlanUnknownVni),
+            Next::Tx(1),
+        ];
+        let fib = fib();
+        let mut batch = Batch::new();
+        for (buf, f) in batch.bufs.iter_mut().zip(&frames) {
+            assert!(buf.load(f, 0));
+        }
+        batch.len = frames.len();
+        let mut pipe = Pipeline::new();
+        assert_eq!(pipe.process(&mut batch, &fib), &want[..]);
+        // Across batches too: the cache is emptied, nothing changes.
+        for (buf, f) in batch.bufs.iter_mut().zip(&frames) {
+            assert!(buf.load(f, 0));
+        }
+        assert_eq!(pipe.process(&mut batch, &fib), &want[..]);
+    }
 }

@@ -79,10 +79,12 @@ pub struct Pipeline {
     /// Bulk-lookup keys, their packet indices and results: kept here so no batch pays for
     /// zeroing them.
     keys: [u32; BATCH],
+    keys6: [u128; BATCH],
     which: [u8; BATCH],
     found: [u32; BATCH],
     decapped: u64,
     icmp_sent: u64,
+    last_tunnel: decap::LastTunnel,
 }
 
 impl Default for Pipeline {
@@ -98,10 +100,12 @@ impl Pipeline {
             meta: [Meta::default(); BATCH],
             next: [Next::Route; BATCH],
             keys: [0; BATCH],
+            keys6: [0; BATCH],
             which: [0; BATCH],
             found: [NO_ROUTE; BATCH],
             decapped: 0,
             icmp_sent: 0,
+            last_tunnel: decap::LastTunnel::default(),
         }
     }
 
@@ -153,6 +157,7 @@ impl Pipeline {
         // Decap: packets for a local tunnel endpoint lose their outer headers (by moving the
         // L3 offset; nothing is copied) and continue as their inner packet.
         self.decapped = 0;
+        self.last_tunnel.clear();
         for ((buf, meta), next) in batch.bufs[..n]
             .iter_mut()
             .zip(&mut self.meta[..n])
@@ -163,7 +168,7 @@ impl Pipeline {
             if *next == Next::Route && meta.decap {
                 meta.csum_trusted = buf.csum_trusted;
                 let outer = meta.l3_off;
-                *next = decap::decap_one(buf.frame(), fib, meta);
+                *next = decap::decap_one(buf.frame(), fib, meta, &mut self.last_tunnel);
                 meta.inner = meta.l3_off != outer;
                 if *next == Next::Route {
                     self.decapped += 1;
@@ -172,24 +177,28 @@ impl Pipeline {
             }
         }
 
-        // Route: gather IPv4 keys for one bulk lookup, IPv6 one at a time.
-        let mut k = 0;
-        for i in 0..n {
-            if self.next[i] == Next::Route && !self.meta[i].ipv6 {
-                self.keys[k] = self.meta[i].dst4;
-                self.which[k] = i as u8;
-                k += 1;
+        // Route: gather the keys of each family for one bulk lookup each, so the batch's
+        // cache misses in the tables overlap.
+        for ipv6 in [false, true] {
+            let mut k = 0;
+            for i in 0..n {
+                if self.next[i] == Next::Route && self.meta[i].ipv6 == ipv6 {
+                    self.keys[k] = self.meta[i].dst4;
+                    self.keys6[k] = self.meta[i].dst6;
+                    self.which[k] = i as u8;
+                    k += 1;
+                }
             }
-        }
-        fib.v4.lookup_bulk(&self.keys[..k], &mut self.found[..k]);
-        for (&i, &nh) in self.which[..k].iter().zip(&self.found[..k]) {
-            let i = usize::from(i);
-            self.next[i] =
-                route::resolve_one(fib, nh, batch.bufs[i].frame(), in_port, &mut self.meta[i]);
-        }
-        for i in 0..n {
-            if self.next[i] == Next::Route {
-                let nh = fib.v6.lookup(self.meta[i].dst6).unwrap_or(NO_ROUTE);
+            if k == 0 {
+                continue;
+            }
+            if ipv6 {
+                fib.v6.lookup_bulk(&self.keys6[..k], &mut self.found[..k]);
+            } else {
+                fib.v4.lookup_bulk(&self.keys[..k], &mut self.found[..k]);
+            }
+            for (&i, &nh) in self.which[..k].iter().zip(&self.found[..k]) {
+                let i = usize::from(i);
                 self.next[i] =
                     route::resolve_one(fib, nh, batch.bufs[i].frame(), in_port, &mut self.meta[i]);
             }
