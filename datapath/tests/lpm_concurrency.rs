@@ -156,14 +156,18 @@ fn ipv6_readers_only_ever_see_the_table_before_or_after_an_update() {
     let s2 = stop.clone();
     let reader = std::thread::spawn(move || {
         let mut n = 0u64;
+        let addrs: Vec<u128> = (0..16u128).map(|i| base | (i << 80) | 5).collect();
+        let mut walked = [0u32; 16];
         while !s2.load(Ordering::Relaxed) {
-            for i in 0..16u128 {
-                let a = base | (i << 80) | 5;
+            // The level-by-level bulk walk too: it reads each level in a separate pass.
+            table.lookup_bulk_levelwise(&addrs, &mut walked);
+            for (i, (&a, &w)) in addrs.iter().zip(&walked).enumerate() {
                 let got = table.lookup(a);
                 assert!(
                     got == Some(1) || got == Some(100 + i as u32),
                     "{a:#x}: {got:?}"
                 );
+                assert!(w == 1 || w == 100 + i as u32, "bulk {a:#x}: {w}");
                 n += 1;
             }
             reg.quiescent();

@@ -498,7 +498,8 @@ mod tests {
         assert_eq!(t.lookup(p | 6), Some(2));
         assert_eq!(t.lookup(!p), Some(1));
         let mut out = [0; 3];
-        t.reader().lookup_bulk(&[p | 6, p | 5, !p], &mut out);
+        t.reader()
+            .lookup_bulk_levelwise(&[p | 6, p | 5, !p], &mut out);
         assert_eq!(
             out,
             [2, 3, 1],
@@ -616,11 +617,13 @@ mod tests {
                 .copied()
                 .chain(ops.iter().map(|&(base, x, ..)| base ^ (u128::from(x) << 40) ^ u128::from(x)))
                 .collect();
-            let mut out = vec![0; all.len()];
+            let (mut out, mut walked) = (vec![0; all.len()], vec![0; all.len()]);
             t.reader().lookup_bulk(&all, &mut out);
-            for (&p, &o) in all.iter().zip(&out) {
+            t.reader().lookup_bulk_levelwise(&all, &mut walked);
+            for ((&p, &o), &w) in all.iter().zip(&out).zip(&walked) {
                 let want = rules.iter().filter(|((l, k), _)| mask(p, *l) == *k).max_by_key(|((l, _), _)| *l).map_or(super::super::NO_ROUTE, |(_, &n)| n);
                 prop_assert_eq!(o, want, "bulk addr {:#x}", p);
+                prop_assert_eq!(w, want, "level-by-level walk, addr {:#x}", p);
             }
         }
     }

@@ -40,6 +40,9 @@ pub const TBL24_LEN: usize = 1 << 24;
 pub const GROUP_LEN: usize = 256;
 /// Entries per huge page, the unit in which group memory is committed.
 const PAGE_ENTRIES: usize = (2 << 20) / 4;
+/// Groups (of 1 KiB) below which [`Lpm6Table::lookup_bulk`] takes the table to be cache
+/// resident: 1 MiB, the L2 cache of one core on the development machines.
+pub const SMALL_TABLE_GROUPS: usize = 1024;
 /// Levels below level 0 an IPv6 lookup may walk: (128 - 24) / 8.
 pub const MAX_LEVELS: usize = 13;
 
@@ -278,8 +281,29 @@ impl Lpm6Table {
     /// one level overlap instead of forming one dependent chain per address, and no load of
     /// the next pass waits in the reorder window (about 2.5 times the in-table lookups a
     /// second of the same walk without the prefetches, BENCHMARKS.md).
+    ///
+    /// A table whose groups fit in the L2 cache (fewer than [`SMALL_TABLE_GROUPS`]) is
+    /// walked one address at a time instead: its loads hit, so the level passes and
+    /// prefetches are overhead (the pipeline bench's 11-level walk to a /108 took 3.6-3.8 µs a
+    /// batch of 32 level by level against 2.3 µs one at a time, BENCHMARKS.md).
     #[inline]
     pub fn lookup_bulk(&self, addrs: &[u128], out: &mut [u32]) {
+        let n = addrs.len().min(out.len());
+        let (addrs, out) = (&addrs[..n], &mut out[..n]);
+        if self.0.used.load(Ordering::Relaxed) < SMALL_TABLE_GROUPS {
+            for (o, &a) in out.iter_mut().zip(addrs) {
+                *o = self.0.lookup6(a);
+            }
+        } else {
+            self.lookup_bulk_levelwise(addrs, out);
+        }
+    }
+
+    /// The level-by-level walk of [`Lpm6Table::lookup_bulk`] for tables too large for the
+    /// cache, whatever the table's size (public so that tests and benches can run it on small
+    /// tables too).
+    #[inline]
+    pub fn lookup_bulk_levelwise(&self, addrs: &[u128], out: &mut [u32]) {
         let n = addrs.len().min(out.len());
         let (addrs, out) = (&addrs[..n], &mut out[..n]);
         let Some(l0) = self.0.level0() else {
