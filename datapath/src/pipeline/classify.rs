@@ -82,7 +82,7 @@ pub fn skip_vlan_tags(
 /// returns [`Next::Route`] or the local or drop verdict. With `fib`, a packet addressed to a
 /// local tunnel endpoint is marked for the decap stage; inner packets are validated without it,
 /// so a tunnel inside a tunnel is routed, not decapsulated twice.
-#[inline]
+#[inline(always)]
 pub fn classify_ip(
     frame: &[u8],
     off: usize,

@@ -67,6 +67,29 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        #[test]
+        fn sum_equals_the_rfc1071_sum_of_sixteen_bit_words(
+            data in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..300),
+            initial in 0u32..0x1_0000,
+        ) {
+            let mut acc = u64::from(initial);
+            for c in data.chunks(2) {
+                acc += u64::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)]));
+            }
+            proptest::prop_assert_eq!(sum(&data, initial), fold(acc));
+        }
+    }
+
+    #[test]
+    fn all_ones_words_carry_out_of_every_position() {
+        // All-ones words carry at every add; their folded sum is 0xffff, never 0.
+        for len in [8usize, 16, 24, 64, 1024] {
+            let data = vec![0xffu8; len];
+            assert_eq!(sum(&data, 0), 0xffff, "len {len}");
+        }
+    }
+
     #[test]
     fn incremental_update_matches_full_recompute() {
         let mut hdr = [
