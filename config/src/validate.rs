@@ -733,6 +733,35 @@ impl Validator<'_> {
         out
     }
 
+    /// The addresses of a route's `via` (one, or a list), each with its TOML path. Reports an
+    /// empty list, more than [`MAX_ECMP`] entries and entries that are no address; `what`
+    /// names the entries in those messages.
+    fn via_addresses(
+        &mut self,
+        rp: &TomlPath,
+        via: &OneOrMany,
+        what: &str,
+    ) -> Vec<(TomlPath, IpAddr)> {
+        let list = via.as_slice();
+        if list.is_empty() {
+            self.err(rp.k("via"), format!("`via` lists no {what}"));
+        }
+        if list.len() > MAX_ECMP {
+            self.err(rp.k("via"), format!("at most {MAX_ECMP} {what} per route"));
+        }
+        let mut out = Vec::new();
+        for (i, s) in list.iter().enumerate() {
+            let path = match via {
+                OneOrMany::One(_) => rp.k("via"),
+                OneOrMany::Many(_) => rp.k("via").i(i),
+            };
+            if let Some(addr) = self.ip(path.clone(), s) {
+                out.push((path, addr));
+            }
+        }
+        out
+    }
+
     /// The `via` of a route into tunnel `t`: peers of an IPIP or VXLAN tunnel, each once.
     fn tunnel_vias(&mut self, rp: &TomlPath, via: &OneOrMany, t: &RawTunnel) -> Vec<IpAddr> {
         if t.kind == RawTunnelKind::Gtpu {
@@ -745,17 +774,6 @@ impl Validator<'_> {
             );
             return Vec::new();
         }
-        let list = via.as_slice();
-        let vp = |i: usize| match via {
-            OneOrMany::One(_) => rp.k("via"),
-            OneOrMany::Many(_) => rp.k("via").i(i),
-        };
-        if list.is_empty() {
-            self.err(rp.k("via"), "`via` lists no peer");
-        }
-        if list.len() > MAX_ECMP {
-            self.err(rp.k("via"), format!("at most {MAX_ECMP} peers per route"));
-        }
         let peers: Vec<IpAddr> = t
             .peers
             .iter()
@@ -763,17 +781,14 @@ impl Validator<'_> {
             .filter_map(|p| p.parse().ok())
             .collect();
         let mut out: Vec<IpAddr> = Vec::new();
-        for (i, s) in list.iter().enumerate() {
-            let Some(addr) = self.ip(vp(i), s) else {
-                continue;
-            };
+        for (path, addr) in self.via_addresses(rp, via, "peers") {
             if !peers.contains(&addr) {
                 self.err(
-                    vp(i),
+                    path.clone(),
                     format!("{addr} is not one of the `peers` of tunnel `{}`", t.name),
                 );
             } else if out.contains(&addr) {
-                self.err(vp(i), format!("{addr} is listed twice"));
+                self.err(path.clone(), format!("{addr} is listed twice"));
             } else {
                 out.push(addr);
             }
@@ -789,29 +804,12 @@ impl Validator<'_> {
         prefix: Option<IpNet>,
         ports: &[Port],
     ) -> Vec<NextHop> {
-        let list = via.as_slice();
-        let vp = |i: usize| match via {
-            OneOrMany::One(_) => rp.k("via"),
-            OneOrMany::Many(_) => rp.k("via").i(i),
-        };
-        if list.is_empty() {
-            self.err(rp.k("via"), "`via` lists no next hop");
-        }
-        if list.len() > MAX_ECMP {
-            self.err(
-                rp.k("via"),
-                format!("at most {MAX_ECMP} next hops per route"),
-            );
-        }
         let mut hops: Vec<NextHop> = Vec::new();
-        for (i, s) in list.iter().enumerate() {
-            let Some(addr) = self.ip(vp(i), s) else {
-                continue;
-            };
+        for (path, addr) in self.via_addresses(rp, via, "next hops") {
             if let Some(first) = hops.first() {
                 if first.address.is_ipv4() != addr.is_ipv4() {
                     self.err(
-                        vp(i),
+                        path.clone(),
                         format!("ECMP next hops mix families: {} and {addr}", first.address),
                     );
                     continue;
@@ -820,14 +818,14 @@ impl Validator<'_> {
             if let Some(p) = prefix {
                 if p.addr().is_ipv4() != addr.is_ipv4() {
                     self.err(
-                        vp(i),
+                        path.clone(),
                         format!("next hop {addr} is not of the same family as {p}"),
                     );
                     continue;
                 }
             }
             if hops.iter().any(|h| h.address == addr) {
-                self.err(vp(i), format!("next hop {addr} is listed twice"));
+                self.err(path.clone(), format!("next hop {addr} is listed twice"));
                 continue;
             }
             if ports
@@ -835,7 +833,7 @@ impl Validator<'_> {
                 .any(|p| p.addresses.iter().any(|a| a.addr() == addr))
             {
                 self.err(
-                    vp(i),
+                    path.clone(),
                     format!("next hop {addr} is one of the gateway's own addresses"),
                 );
                 continue;
@@ -856,7 +854,7 @@ impl Validator<'_> {
                         .collect();
                     let pfx = prefix.map_or_else(|| "?".to_string(), |p| p.to_string());
                     self.err(
-                        vp(i),
+                        path.clone(),
                         format!(
                             "route[{ri}] ({pfx}): next hop {addr} lies in no connected subnet of any port (connected: {})",
                             if connected.is_empty() { "none".to_string() } else { connected.join(", ") }
