@@ -401,13 +401,12 @@ fn af_xdp_gateway_resolves_next_hops_by_arp_and_counts_the_unresolved() {
         .spawn()
         .unwrap();
     std::thread::sleep(Duration::from_millis(1500));
-    let ping = |dst: &str| {
-        let o = Command::new("ip")
-            .args([
-                "netns", "exec", &lab.ext, "ping", "-c", "5", "-i", "0.3", "-W", "1", dst,
-            ])
-            .output()
-            .unwrap();
+    let ping = |args: &[&str]| {
+        let mut v = vec![
+            "netns", "exec", &lab.ext, "ping", "-c", "5", "-i", "0.3", "-W", "1",
+        ];
+        v.extend_from_slice(args);
+        let o = Command::new("ip").args(&v).output().unwrap();
         String::from_utf8_lossy(&o.stdout).to_string()
     };
     lab.exec(
@@ -415,8 +414,11 @@ fn af_xdp_gateway_resolves_next_hops_by_arp_and_counts_the_unresolved() {
         &["ip", "route", "add", "10.250.0.0/16", "via", "192.0.2.1"],
     )
     .unwrap();
-    let to_pod = ping("10.244.2.6");
-    let to_nobody = ping("10.250.0.1");
+    let to_pod = ping(&["10.244.2.6"]);
+    let to_nobody = ping(&["10.250.0.1"]);
+    // Through the external host's kernel VXLAN device: the replies are encapsulated toward
+    // it, a tunnel peer whose MAC the gateway only knows from ARP.
+    let via_vxlan = ping(&["-I", "10.99.0.1", "10.244.1.5"]);
     let pods_neigh = lab
         .exec(&lab.pods, &["ip", "neigh", "show", "dev", "pod-b"])
         .unwrap();
@@ -431,6 +433,14 @@ fn af_xdp_gateway_resolves_next_hops_by_arp_and_counts_the_unresolved() {
         .find_map(|s| s.strip_suffix(" received").and_then(|n| n.parse().ok()))
         .unwrap_or(0);
     assert!(received >= 4, "ping 10.244.2.6:\n{to_pod}\n{json}");
+    let received: u32 = via_vxlan
+        .split(", ")
+        .find_map(|s| s.strip_suffix(" received").and_then(|n| n.parse().ok()))
+        .unwrap_or(0);
+    assert!(
+        received >= 4,
+        "ping over VXLAN, replies encapsulated toward a peer resolved by ARP:\n{via_vxlan}\n{json}"
+    );
     assert!(to_nobody.contains(" 0 received"), "{to_nobody}");
     let unresolved = json["ports"]["ext"]["drops"]["neighbor_unresolved"]
         .as_u64()
