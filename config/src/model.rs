@@ -160,8 +160,9 @@ pub enum TunnelKind {
         vni: u32,
         /// Peer VTEPs.
         peers: Vec<IpAddr>,
-        /// MAC of the peer's VXLAN device, for encapsulation.
-        peer_mac: Option<MacAddr>,
+        /// MAC of each peer's VXLAN device, parallel to `peers` (the inner destination when
+        /// encapsulating toward it); empty when the file gives none.
+        peer_macs: Vec<MacAddr>,
     },
     /// IP in IP.
     Ipip {

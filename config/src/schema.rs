@@ -189,9 +189,10 @@ pub struct RawTunnel {
     pub udp_port: Option<u16>,
     /// VXLAN: the VNI (24 bits).
     pub vni: Option<u32>,
-    /// VXLAN: MAC of the peer's VXLAN device (the inner Ethernet destination when
-    /// encapsulating); required by routes into the tunnel.
-    pub peer_mac: Option<String>,
+    /// VXLAN: MAC of the peers' VXLAN device (the inner Ethernet destination when
+    /// encapsulating): one for every peer, or a list parallel to `peers`; required by routes
+    /// into the tunnel.
+    pub peer_mac: Option<OneOrMany>,
     /// GTP-U: sessions.
     #[serde(default, rename = "session")]
     pub sessions: Vec<RawSession>,

@@ -458,12 +458,33 @@ impl Validator<'_> {
                             self.err(tp.k("vni"), format!("VNI {vni} on UDP {udp_port} is already used by tunnel[{other}]"));
                         }
                         vnis.push((local, udp_port, vni, ti));
-                        let peer_mac = rt.peer_mac.as_ref().map(|m| self.mac(tp.k("peer_mac"), m));
+                        let peer_macs = match &rt.peer_mac {
+                            None => Vec::new(),
+                            Some(OneOrMany::One(m)) => {
+                                vec![self.mac(tp.k("peer_mac"), m); peers.len()]
+                            }
+                            Some(OneOrMany::Many(list)) => {
+                                let given = rt.peers.as_ref().map_or(0, Vec::len);
+                                if list.len() != given {
+                                    self.err(
+                                        tp.k("peer_mac"),
+                                        format!(
+                                            "{} MACs for {given} peers: give one MAC for all, or one per peer in the order of `peers`",
+                                            list.len()
+                                        ),
+                                    );
+                                }
+                                list.iter()
+                                    .enumerate()
+                                    .map(|(i, m)| self.mac(tp.k("peer_mac").i(i), m))
+                                    .collect()
+                            }
+                        };
                         TunnelKind::Vxlan {
                             udp_port,
                             vni,
                             peers,
-                            peer_mac,
+                            peer_macs,
                         }
                     } else {
                         not_for(self, "udp_port", rt.udp_port.is_some(), name);

@@ -507,6 +507,38 @@ fn route_into_a_gtpu_tunnel_takes_no_via() {
 }
 
 #[test]
+fn vxlan_peer_macs_are_one_for_all_or_one_per_peer() {
+    let tunnel = |macs: &str| {
+        format!("{HEAD}\n[[tunnel]]\nname = \"v\"\nkind = \"vxlan\"\nlocal = \"192.0.2.1\"\nvni = 1\npeers = [\"192.0.2.20\", \"192.0.2.21\"]\npeer_mac = {macs}\n")
+    };
+    let c = check(&tunnel(r#"["02:00:00:00:00:20", "02:00:00:00:00:21"]"#))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let config::TunnelKind::Vxlan { peer_macs, .. } = &c.tunnels[0].kind else {
+        panic!("{:?}", c.tunnels[0].kind)
+    };
+    assert_eq!(peer_macs[1].0, [2, 0, 0, 0, 0, 0x21]);
+    let c = check(&tunnel(r#""02:00:00:00:00:20""#)).unwrap_or_else(|e| panic!("{e}"));
+    let config::TunnelKind::Vxlan { peer_macs, .. } = &c.tunnels[0].kind else {
+        panic!("{:?}", c.tunnels[0].kind)
+    };
+    assert_eq!(peer_macs.len(), 2, "one MAC serves every peer");
+    let src = tunnel(r#"["02:00:00:00:00:20"]"#);
+    assert_problem(
+        &src,
+        "tunnel[0].peer_mac",
+        line_of(&src, "peer_mac ="),
+        "1 MACs for 2 peers",
+    );
+    let src = tunnel(r#"["02:00:00:00:00:20", "01:00:5e:00:00:01"]"#);
+    assert_problem(
+        &src,
+        "tunnel[0].peer_mac[1]",
+        line_of(&src, "peer_mac ="),
+        "multicast",
+    );
+}
+
+#[test]
 fn route_into_an_unknown_tunnel_is_rejected() {
     let src = format!("{HEAD}\n[[route]]\nprefix = \"10.46.0.0/16\"\ntunnel = \"nope\"\n");
     assert_problem(

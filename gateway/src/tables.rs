@@ -75,7 +75,7 @@ pub fn build_fib(c: &Config) -> Result<Fib> {
 /// encapsulated toward the peer with its downlink TEID (and QFI); the prefix's other addresses
 /// are dropped as `gtpu_no_session`. IPIP and VXLAN: encapsulated toward the route's `via`
 /// peers, or all of the tunnel's peers without one, by inner flow hash when there are several
-/// (VXLAN: to its `peer_mac`, from the MAC of the port toward each peer).
+/// (VXLAN: to each peer's `peer_mac`, from the MAC of the port toward it).
 fn add_tunnel_route(
     b: &mut FibBuilder,
     c: &Config,
@@ -114,32 +114,35 @@ fn add_tunnel_route(
             udp_port,
             vni,
             peers,
-            peer_mac,
+            peer_macs,
         } => {
-            let Some(peer_mac) = peer_mac else {
-                bail!(
-                    "route {prefix}: vxlan tunnel `{}` needs peer_mac",
-                    tunnel.name
-                )
-            };
-            chosen(peers)
-                .into_iter()
-                .map(|peer| {
-                    // The inner source MAC: the gateway's port toward the peer.
-                    let inner_src = c
-                        .ports
-                        .iter()
-                        .find(|p| p.addresses.iter().any(|a| a.contains(&peer)))
-                        .map_or([0x02, 0, 0, 0, 0, 0], |p| p.mac.0);
-                    let kind = EncapKind::Vxlan {
-                        vni: *vni,
-                        udp_port: *udp_port,
-                        inner_dst: peer_mac.0,
-                        inner_src,
-                    };
-                    (kind, peer)
-                })
-                .collect()
+            let mut members = Vec::new();
+            for peer in chosen(peers) {
+                let Some(peer_mac) = peers
+                    .iter()
+                    .position(|p| *p == peer)
+                    .and_then(|i| peer_macs.get(i))
+                else {
+                    bail!(
+                        "route {prefix}: vxlan tunnel `{}` has no peer_mac for {peer}",
+                        tunnel.name
+                    )
+                };
+                // The inner source MAC: the gateway's port toward the peer.
+                let inner_src = c
+                    .ports
+                    .iter()
+                    .find(|p| p.addresses.iter().any(|a| a.contains(&peer)))
+                    .map_or([0x02, 0, 0, 0, 0, 0], |p| p.mac.0);
+                let kind = EncapKind::Vxlan {
+                    vni: *vni,
+                    udp_port: *udp_port,
+                    inner_dst: peer_mac.0,
+                    inner_src,
+                };
+                members.push((kind, peer));
+            }
+            members
         }
     };
     if members.is_empty() {

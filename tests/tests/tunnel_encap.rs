@@ -363,7 +363,7 @@ kind = "vxlan"
 local = "192.0.2.1"
 vni = 4096
 peers = ["192.0.2.30", "192.0.2.31"]
-peer_mac = "02:00:00:00:0b:09"
+peer_mac = ["02:00:00:00:0b:1e", "02:00:00:00:0b:1f"]
 [[route]]
 prefix = "10.50.0.0/16"
 tunnel = "kr"
@@ -425,6 +425,10 @@ fn tunnel_routes_spread_flows_over_the_peers_and_via_picks_them() {
         );
         let proto = outer.header().protocol().0;
         assert_eq!(proto, if dst[1] == 51 { 17 } else { 4 }, "{dst:?}");
+        if proto == 17 {
+            // VXLAN: the inner frame goes to that peer's VXLAN device MAC.
+            assert_eq!(&frame[50..56], &[2, 0, 0, 0, 0x0b, peer[3]], "inner MAC");
+        }
         let first = *peer_of.entry((*dst, *sport)).or_insert(peer[3]);
         assert_eq!(first, peer[3], "flow {dst:?}:{sport} changed peer");
         per_route.entry(*dst).or_default().insert(peer[3]);
