@@ -13,7 +13,7 @@ use crate::wire::{
 /// Rewrites one packet routed out of a port with MAC `src_mac`, encapsulating it when the
 /// route said so. Returns false when the frame cannot be rewritten (it was validated by
 /// classify, so this does not happen in practice).
-#[inline]
+#[inline(always)]
 pub fn rewrite_one(buf: &mut Buf, meta: &Meta, src_mac: [u8; 6], fib: &Fib) -> bool {
     let l3 = usize::from(meta.l3_off);
     let l3_len = usize::from(meta.l3_len);
@@ -105,6 +105,9 @@ pub(crate) fn write_ip_header(
 /// patched: the MACs (the neighbour the route stage chose), the length fields (each grows by
 /// the inner length), the IPv4 header checksum, IPIP's protocol and VXLAN's inner EtherType
 /// by the inner family, VXLAN's entropy source port, and the UDP checksum over IPv6.
+///
+/// Kept out of line so that the plain path of [`rewrite_one`] stays small enough to inline.
+#[inline(never)]
 fn encap_one(buf: &mut Buf, meta: &Meta, e: &Encap, src_mac: [u8; 6]) -> bool {
     let l3 = usize::from(meta.l3_off);
     let inner_len = usize::from(meta.l3_len);

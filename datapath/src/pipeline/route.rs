@@ -10,7 +10,7 @@ use crate::lpm::NO_ROUTE;
 
 /// Resolves the next hop `nh` for a packet that arrived on `in_port`; on success writes the
 /// neighbour MAC into `meta.dst_mac` and returns the egress.
-#[inline]
+#[inline(always)]
 pub fn resolve_one(fib: &Fib, nh: u32, frame: &[u8], in_port: u8, meta: &mut Meta) -> Next {
     if nh == NO_ROUTE {
         return Next::Drop(DropReason::NoRoute);
