@@ -581,6 +581,12 @@ impl FibBuilder {
         let nh = self.resolve(addr, port, hairpin);
         self.push_nexthop(nh)
     }
+
+    /// Index of the blackhole next hop (dropped as `blackhole`), for routes added through
+    /// [`RouteWriters`] after the build.
+    pub fn blackhole_index(&mut self) -> u32 {
+        self.push_nexthop(NextHop::Blackhole)
+    }
 }
 
 /// The single writers of a FIB's route tables, and the reclamation domain its workers join.

@@ -9,9 +9,12 @@
 //!   flushed and dropped (the AF_XDP program detaches), the control socket is removed.
 //! - Counters are aggregated every second: printed as a line per second with `--watch`, and
 //!   served as JSON on the control socket (`gateway stats --socket PATH`).
+//! - Routes are added and removed on the control socket (`gateway route --socket PATH add|del`,
+//!   [`crate::routes`]), through the route tables' single writer, while the workers forward.
 
 use crate::local_stack::LocalStack;
 use crate::neighbors::Neighbors;
+use crate::routes::RouteControl;
 use anyhow::{Context, Result};
 use config::Config;
 use datapath::fib::Fib;
@@ -52,6 +55,7 @@ pub fn run_live(
     fib: &Fib,
     workers: Vec<Worker>,
     opts: &LiveOptions,
+    mut routes: Option<RouteControl>,
 ) -> Result<Vec<PortSnapshot>> {
     let paths: Vec<Arc<LocalPath>> = workers
         .iter()
@@ -134,7 +138,7 @@ pub fn run_live(
             }
             if events.iter().any(|e| e.token() == LISTENER) {
                 if let Some(l) = &mut listener {
-                    serve(l, c, &snap());
+                    serve(l, c, &snap(), &mut routes);
                 }
             }
             for path in &paths {
@@ -192,10 +196,26 @@ pub fn run_live(
     Ok(snap())
 }
 
-/// Answers every pending control-socket client with the counters as one JSON line.
-fn serve(l: &mut mio::net::UnixListener, c: &Config, snap: &[PortSnapshot]) {
+/// Answers every pending control-socket client: `stats` (or nothing within
+/// [`REQUEST_WAIT`]) with the counters as one JSON line, `route ...` with the outcome of the
+/// route change ([`crate::routes`]).
+fn serve(
+    l: &mut mio::net::UnixListener,
+    c: &Config,
+    snap: &[PortSnapshot],
+    routes: &mut Option<RouteControl>,
+) {
     while let Ok((mut conn, _)) = l.accept() {
-        let body = crate::report::json(c, snap).to_string() + "\n";
+        let request = read_request(&mut conn);
+        let body = if request.is_empty() || request == "stats" {
+            crate::report::json(c, snap).to_string() + "\n"
+        } else if let Some(r) = routes.as_mut().filter(|_| request.starts_with("route")) {
+            r.handle(&request)
+        } else if request.starts_with("route") {
+            "error: this gateway takes no route changes\n".to_string()
+        } else {
+            format!("error: unknown request {request:?}: expected `stats` or `route ...`\n")
+        };
         let _ = conn.write_all(body.as_bytes());
     }
 }
@@ -239,15 +259,51 @@ fn watch_line(c: &Config, t: f64, last: &[PortSnapshot], cur: &[PortSnapshot]) -
     s + "  " + &drops.join(" ")
 }
 
+/// How long the control thread waits for a client's request line.
+const REQUEST_WAIT: Duration = Duration::from_millis(50);
+/// The longest request line read.
+const REQUEST_MAX: usize = 1024;
+
+/// A client's request line, trimmed: what it sent up to a newline, the end of its stream,
+/// [`REQUEST_MAX`] bytes or [`REQUEST_WAIT`], whichever comes first (so a client that sends
+/// nothing still gets the counters, and none can hold the control thread).
+fn read_request(conn: &mut mio::net::UnixStream) -> String {
+    use std::io::Read;
+    let deadline = Instant::now() + REQUEST_WAIT;
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 256];
+    while buf.len() < REQUEST_MAX && !buf.contains(&b'\n') && Instant::now() < deadline {
+        match conn.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            Err(_) => break,
+        }
+    }
+    let line = buf.split(|&b| b == b'\n').next().unwrap_or_default();
+    String::from_utf8_lossy(line).trim().to_string()
+}
+
 /// Reads the counters from a running gateway's control socket.
 ///
 /// # Errors
 /// Connecting or reading.
 pub fn query(socket: &std::path::Path) -> Result<String> {
+    request(socket, "stats")
+}
+
+/// Sends one request line to a running gateway's control socket and returns its answer.
+///
+/// # Errors
+/// Connecting, writing or reading.
+pub fn request(socket: &std::path::Path, line: &str) -> Result<String> {
     use std::io::Read;
     let mut conn = std::os::unix::net::UnixStream::connect(socket)
         .with_context(|| format!("connecting to {}", socket.display()))?;
     conn.set_read_timeout(Some(Duration::from_secs(2)))?;
+    conn.write_all(format!("{line}\n").as_bytes())?;
     let mut out = String::new();
     conn.read_to_string(&mut out)?;
     Ok(out)

@@ -10,4 +10,5 @@ pub mod local_stack;
 pub mod neighbors;
 pub mod pktgen;
 pub mod report;
+pub mod routes;
 pub mod tables;

@@ -68,6 +68,16 @@ enum Command {
         #[arg(long, default_value_t = 0)]
         core: usize,
     },
+    /// Add or remove a route on a running gateway, through its control socket: applied by the
+    /// route tables' single writer while the workers forward. Next hops are those the gateway
+    /// was started with (a [[neighbor]] or a route's via), or drop.
+    Route {
+        /// The gateway's --control-socket.
+        #[arg(long)]
+        socket: PathBuf,
+        #[command(subcommand)]
+        change: RouteChange,
+    },
     /// Print the counters of a running gateway as JSON, from its control socket.
     Stats {
         /// The gateway's --control-socket.
@@ -99,6 +109,24 @@ enum Command {
         /// Frames to send.
         #[arg(long)]
         pcap: PathBuf,
+    },
+}
+
+/// A route change sent by `gateway route`.
+#[derive(Subcommand)]
+enum RouteChange {
+    /// Add or replace a route: `add 10.9.0.0/16 via 172.18.0.2` or `add 10.9.0.0/16 drop`.
+    Add {
+        /// Destination prefix.
+        prefix: String,
+        /// `via ADDRESS` or `drop`.
+        #[arg(num_args = 1..=2, required = true)]
+        target: Vec<String>,
+    },
+    /// Remove a route.
+    Del {
+        /// Destination prefix.
+        prefix: String,
     },
 }
 
@@ -196,6 +224,21 @@ fn run() -> Result<ExitCode> {
             let n = gateway::baseline::forward(&from, &to, mac(&src_mac)?, mac(&dst_mac)?, core)?;
             println!("forwarded {n} frames");
             Ok(ExitCode::SUCCESS)
+        }
+        Command::Route { socket, change } => {
+            let line = match change {
+                RouteChange::Add { prefix, target } => {
+                    format!("route add {prefix} {}", target.join(" "))
+                }
+                RouteChange::Del { prefix } => format!("route del {prefix}"),
+            };
+            let answer = gateway::control::request(&socket, &line)?;
+            print!("{answer}");
+            Ok(if answer.starts_with("ok") {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
         }
         Command::Stats { socket } => {
             print!("{}", gateway::control::query(&socket)?);

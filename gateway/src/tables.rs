@@ -10,8 +10,17 @@ use datapath::stats::{snapshot, PortSnapshot, Stats};
 use datapath::worker::Worker;
 use std::sync::Arc;
 
+use crate::routes::RouteControl;
+
 /// Builds the forwarding snapshot of a configuration.
 pub fn build_fib(c: &Config) -> Result<Fib> {
+    build_fib_with_routes(c).map(|(fib, _)| fib)
+}
+
+/// Builds the forwarding snapshot and keeps its route tables' writers, for routes changed at
+/// run time ([`RouteControl`]): the next hops they may use are the configured neighbours and
+/// route vias, and `drop`.
+pub fn build_fib_with_routes(c: &Config) -> Result<(Fib, RouteControl)> {
     let mut b = FibBuilder::new();
     for p in &c.ports {
         b.add_port(PortInfo {
@@ -67,8 +76,34 @@ pub fn build_fib(c: &Config) -> Result<Fib> {
         )
         .map_err(|e| anyhow::anyhow!("route {}: {e}", r.prefix))?;
     }
-    b.build()
-        .map_err(|e| anyhow::anyhow!("building the route tables: {e}"))
+    let mut vias: Vec<(std::net::IpAddr, u32)> = Vec::new();
+    let hops = c
+        .neighbors
+        .iter()
+        .map(|n| (n.address, n.port))
+        .chain(c.routes.iter().flat_map(|r| match &r.target {
+            RouteTarget::Via(hops) => hops.iter().map(|h| (h.address, h.port)).collect(),
+            _ => Vec::new(),
+        }));
+    for (addr, port) in hops {
+        if !vias.iter().any(|(a, _)| *a == addr) {
+            vias.push((addr, b.next_hop_index(addr, port as u8, false)));
+        }
+    }
+    let blackhole = b.blackhole_index();
+    let fixed = c
+        .ports
+        .iter()
+        .flat_map(|p| &p.addresses)
+        .flat_map(|a| {
+            let host = ipnet::IpNet::new(a.addr(), a.max_prefix_len()).unwrap_or(*a);
+            [a.trunc(), host]
+        })
+        .collect();
+    let (fib, writers) = b
+        .build_with_writers()
+        .map_err(|e| anyhow::anyhow!("building the route tables: {e}"))?;
+    Ok((fib, RouteControl::new(writers, vias, blackhole, fixed)))
 }
 
 /// A `[[route]]` into a tunnel. GTP-U: each session whose UE range lies inside the prefix is
@@ -266,7 +301,7 @@ pub fn has_live_ports(c: &Config) -> bool {
 /// queue of every port) with the control thread ([`crate::control`]) until a signal or
 /// `live.duration`.
 pub fn run(c: &Config, live: &crate::control::LiveOptions) -> Result<Outcome> {
-    let fib = build_fib(c)?;
+    let (fib, routes) = build_fib_with_routes(c)?;
     let mut xdp = vec![None; c.ports.len()];
     if has_live_ports(c) {
         let n = c.workers.len().max(1);
@@ -283,7 +318,7 @@ pub fn run(c: &Config, live: &crate::control::LiveOptions) -> Result<Outcome> {
             let ports = open_ports(c, w, n, &mut xdp)?;
             workers.push(Worker::new(ports, c.burst, Arc::new(Stats::default())));
         }
-        let snap = crate::control::run_live(c, &fib, workers, live)?;
+        let snap = crate::control::run_live(c, &fib, workers, live, Some(routes))?;
         return Ok(Outcome {
             stats: snap,
             warnings: Vec::new(),

@@ -542,3 +542,112 @@ fn af_xdp_port_passes_traffic_it_does_not_own_to_the_kernel() {
         assert!(ok, "ping {dst}:\n{r}\n{stdout}");
     }
 }
+
+/// Routes changed at run time: `gateway route add` on the control socket makes a prefix the
+/// gateway had no route for reachable (ping through it succeeds, where before it was dropped
+/// as `no_route`), `gateway route del` takes it away again, and a route through a next hop
+/// the gateway was not started with is refused with the reason and exit status 1. All while
+/// the AF_XDP worker forwards; nothing restarts.
+#[test]
+fn af_xdp_gateway_adds_and_removes_routes_at_run_time_through_the_control_socket() {
+    if !root_or_skip() {
+        return;
+    }
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let id = format!("t{}rt", std::process::id());
+    let lab = Lab::build(&id).unwrap();
+    let dir = scratch(&id);
+    let cfg = dir.join("gw.toml");
+    std::fs::write(&cfg, config_for("af_xdp")).unwrap();
+    let sock = dir.join("control.sock");
+    let stats = dir.join("stats.json");
+    let gateway = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &lab.gw,
+            env!("CARGO_BIN_EXE_gateway"),
+            "run",
+        ])
+        .args(["--duration", "9", "--config"])
+        .arg(&cfg)
+        .arg("--control-socket")
+        .arg(&sock)
+        .arg("--stats-json")
+        .arg(&stats)
+        .spawn()
+        .unwrap();
+    // A pod address outside every configured route, and the external host's way to it.
+    lab.exec(
+        &lab.pods,
+        &["ip", "addr", "add", "10.77.0.5/32", "dev", "lo"],
+    )
+    .unwrap();
+    lab.exec(
+        &lab.ext,
+        &["ip", "route", "add", "10.77.0.0/16", "via", "192.0.2.1"],
+    )
+    .unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    let ping = || {
+        let o = Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &lab.ext,
+                "ping",
+                "-c",
+                "3",
+                "-i",
+                "0.2",
+                "-W",
+                "1",
+                "10.77.0.5",
+            ])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&o.stdout).to_string()
+    };
+    let route = |args: &[&str]| {
+        let o = Command::new(env!("CARGO_BIN_EXE_gateway"))
+            .arg("route")
+            .arg("--socket")
+            .arg(&sock)
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            o.status.success(),
+            String::from_utf8_lossy(&o.stdout).to_string(),
+        )
+    };
+    let before = ping();
+    let added = route(&["add", "10.77.0.0/16", "via", "172.18.0.2"]);
+    let with_route = ping();
+    let refused = route(&["add", "10.78.0.0/16", "via", "172.18.0.99"]);
+    let removed = route(&["del", "10.77.0.0/16"]);
+    let after = ping();
+    assert!(gateway.wait_with_output().unwrap().status.success());
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&stats).unwrap()).unwrap();
+    assert!(before.contains(" 0 received"), "no route yet:\n{before}");
+    assert_eq!(added, (true, "ok: added 10.77.0.0/16\n".to_string()));
+    assert!(
+        with_route.contains("3 received"),
+        "after route add:\n{with_route}\n{json}"
+    );
+    assert!(
+        !refused.0 && refused.1.contains("172.18.0.99 is not a next hop"),
+        "{refused:?}"
+    );
+    assert_eq!(removed, (true, "ok: removed 10.77.0.0/16\n".to_string()));
+    assert!(after.contains(" 0 received"), "after route del:\n{after}");
+    let no_route = json["ports"]["ext"]["drops"]["no_route"]
+        .as_u64()
+        .unwrap_or(0);
+    assert!(
+        no_route >= 6,
+        "three pings before the route and three after it, dropped as no_route: {json}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
