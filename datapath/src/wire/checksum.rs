@@ -3,7 +3,8 @@
 /// One's-complement sum of `data` folded into 16 bits, added to `initial` (not complemented).
 ///
 /// Sums 32-bit big-endian words into a 64-bit accumulator: since 2^16 ≡ 1 (mod 2^16 - 1), the
-/// folded result equals the RFC 1071 sum of 16-bit words, at half the additions.
+/// folded result equals the RFC 1071 sum of 16-bit words, at half the additions. For IP
+/// headers; whole UDP datagrams go through [`sum_wide`].
 #[inline]
 pub fn sum(data: &[u8], initial: u32) -> u32 {
     let mut acc = u64::from(initial);
@@ -18,6 +19,40 @@ pub fn sum(data: &[u8], initial: u32) -> u32 {
         _ => {}
     }
     fold(acc)
+}
+
+/// [`sum`] over 64-bit words in the machine's byte order, a quarter of the additions of 16-bit
+/// words and no byte swaps: the one's-complement sum does not depend on byte order (RFC 1071
+/// section 2(B)), so the native-order sum, folded to 16 bits, is the big-endian sum with its
+/// two bytes swapped. The words are added into a `u128`, whose high half collects the carries
+/// (an add and an add-with-carry a word), folded back in at the end.
+#[inline]
+pub fn sum_wide(data: &[u8], initial: u32) -> u32 {
+    let mut acc = 0u128;
+    let mut words = data.chunks_exact(8);
+    for w in &mut words {
+        acc += u128::from(u64::from_ne_bytes([
+            w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7],
+        ]));
+    }
+    let mut rest = words.remainder();
+    if let [a, b, c, d, tail @ ..] = rest {
+        acc += u128::from(u32::from_ne_bytes([*a, *b, *c, *d]));
+        rest = tail;
+    }
+    if let [a, b, tail @ ..] = rest {
+        acc += u128::from(u16::from_ne_bytes([*a, *b]));
+        rest = tail;
+    }
+    if let [a] = rest {
+        // A last odd byte is the high byte of its big-endian 16-bit word.
+        acc += u128::from(u16::from_ne_bytes([*a, 0]));
+    }
+    // End-around carry of the two halves, then to 16 bits (all congruent mod 2^16 - 1).
+    let (lo, carry) = (acc as u64).overflowing_add((acc >> 64) as u64);
+    let native = fold((lo >> 32) + u64::from(lo as u32) + u64::from(carry));
+    let big_endian = u32::from((native as u16).to_be());
+    fold(u64::from(big_endian) + u64::from(initial))
 }
 
 /// Folds a wide one's-complement accumulator into 16 bits.
@@ -65,6 +100,34 @@ mod tests {
             }
             assert_eq!(sum(&data[..len], 0), fold(acc), "len {len}");
         }
+    }
+
+    #[test]
+    fn the_wide_sum_agrees_with_the_narrow_one_where_they_meet_and_on_carries() {
+        let data: Vec<u8> = (0..=255u8).cycle().take(200).collect();
+        for len in 0..data.len() {
+            for initial in [0, 1, 0xfffe, 0xffff, 0x1_fffe] {
+                let narrow = {
+                    let mut acc = u64::from(initial);
+                    for c in data[..len].chunks(2) {
+                        acc += u64::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)]));
+                    }
+                    fold(acc)
+                };
+                assert_eq!(
+                    sum_wide(&data[..len], initial),
+                    narrow,
+                    "len {len}, initial {initial:#x}"
+                );
+            }
+        }
+        // Enough all-ones words to carry out of the low 64 bits many times.
+        assert_eq!(sum_wide(&[0xff; 4096], 0), 0xffff);
+        assert_eq!(
+            sum_wide(&[0; 64], 0),
+            0,
+            "zero data sums to zero, as the narrow sum does"
+        );
     }
 
     proptest::proptest! {

@@ -121,7 +121,7 @@ impl<T: AsRef<[u8]>> Packet<T> {
         if cfg!(fuzzing) || self.checksum() == 0 {
             return true;
         }
-        checksum::sum(&self.buffer.as_ref()[..usize::from(self.len())], pseudo) == 0xffff
+        checksum::sum_wide(&self.buffer.as_ref()[..usize::from(self.len())], pseudo) == 0xffff
     }
     #[inline(always)]
     fn read_u16(&self, at: usize) -> u16 {
