@@ -28,8 +28,8 @@ use super::drop::DropReason;
 use super::{Meta, Next};
 use crate::fib::{v4_key, Fib};
 use crate::wire::{
-    ethernet, gtpu, ip_proto, udp, vxlan, EtherType, EthernetFrame, GtpuPacket, Ipv4Packet,
-    Ipv6Packet, UdpPacket, VxlanPacket,
+    ethernet, gtpu, ip_proto, ipv4, ipv6, udp, vxlan, EtherType, EthernetFrame, GtpuPacket,
+    UdpPacket, VxlanPacket,
 };
 
 /// The last tunnel a packet of the batch was accepted from: GTP-U (local endpoint, TEID) or
@@ -81,19 +81,30 @@ pub fn decap_one(frame: &[u8], fib: &Fib, meta: &mut Meta, last: &mut LastTunnel
     }
 }
 
-/// Outer source and destination as tunnel keys, and the UDP pseudo-header sum.
-fn outer(frame: &[u8], meta: &Meta) -> Option<(u128, u128, u32)> {
-    let l3 = frame.get(usize::from(meta.l3_off)..)?;
-    let l4_len = usize::from(meta.l3_len).checked_sub(usize::from(meta.l4_off - meta.l3_off))?;
-    let l4_len = u16::try_from(l4_len).ok()?;
+/// The outer source and destination as tunnel keys. Classify validated the outer header
+/// (version, lengths, checksum) and kept its destination, so only the source is read, from its
+/// field, without parsing the header again.
+#[inline]
+fn outer(frame: &[u8], meta: &Meta) -> Option<(u128, u128)> {
+    let l3 = usize::from(meta.l3_off);
     if meta.ipv6 {
-        let ip = Ipv6Packet::new_checked(l3).ok()?;
-        let pseudo = udp::pseudo_header_v6(ip.src(), ip.dst(), ip_proto::UDP, u32::from(l4_len));
-        Some((ip.src(), ip.dst(), pseudo))
+        let r = ipv6::field::SRC;
+        let src = frame.get(l3 + r.start..l3 + r.end)?.try_into().ok()?;
+        Some((u128::from_be_bytes(src), meta.dst6))
     } else {
-        let ip = Ipv4Packet::new_checked(l3).ok()?;
-        let pseudo = udp::pseudo_header_v4(ip.src(), ip.dst(), ip_proto::UDP, l4_len);
-        Some((v4_key(ip.src()), v4_key(ip.dst()), pseudo))
+        let r = ipv4::field::SRC;
+        let src = frame.get(l3 + r.start..l3 + r.end)?.try_into().ok()?;
+        Some((v4_key(u32::from_be_bytes(src)), v4_key(meta.dst4)))
+    }
+}
+
+/// The UDP pseudo-header sum of the outer packet, for a datagram of `l4_len` bytes.
+#[inline]
+fn pseudo_header(meta: &Meta, src: u128, l4_len: usize) -> u32 {
+    if meta.ipv6 {
+        udp::pseudo_header_v6(src, meta.dst6, ip_proto::UDP, l4_len as u32)
+    } else {
+        udp::pseudo_header_v4(src as u32, meta.dst4, ip_proto::UDP, l4_len as u16)
     }
 }
 
@@ -113,7 +124,7 @@ fn decap_inner(
     }
     let end = usize::from(meta.l3_off) + usize::from(meta.l3_len);
     let l4 = usize::from(meta.l4_off);
-    let Some((src, dst, pseudo)) = outer(frame, meta) else {
+    let Some((src, dst)) = outer(frame, meta) else {
         return Ok(Next::Local);
     };
     match meta.proto {
@@ -129,7 +140,7 @@ fn decap_inner(
             if u.checksum() == 0 && meta.ipv6 {
                 return Err(DropReason::UdpZeroChecksumV6);
             }
-            if !meta.csum_trusted && !u.verify_checksum(pseudo) {
+            if !meta.csum_trusted && !u.verify_checksum(pseudo_header(meta, src, seg.len())) {
                 return Err(DropReason::UdpBadChecksum);
             }
             let payload = l4 + udp::HEADER_LEN;

@@ -167,22 +167,25 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
 
 /// The one's-complement sum of the IPv4 pseudo-header (RFC 768).
 pub fn pseudo_header_v4(src: u32, dst: u32, protocol: u8, len: u16) -> u32 {
-    let mut b = [0u8; 12];
-    b[0..4].copy_from_slice(&src.to_be_bytes());
-    b[4..8].copy_from_slice(&dst.to_be_bytes());
-    b[9] = protocol;
-    b[10..12].copy_from_slice(&len.to_be_bytes());
-    checksum::sum(&b, 0)
+    // Its 16-bit words, added directly: the halves of each address, the protocol (behind a
+    // zero byte) and the length.
+    let words = [src >> 16, src & 0xffff, dst >> 16, dst & 0xffff];
+    let acc =
+        words.iter().map(|&w| u64::from(w)).sum::<u64>() + u64::from(protocol) + u64::from(len);
+    checksum::fold(acc)
 }
 
 /// The one's-complement sum of the IPv6 pseudo-header (RFC 8200 section 8.1).
 pub fn pseudo_header_v6(src: u128, dst: u128, protocol: u8, len: u32) -> u32 {
-    let mut b = [0u8; 40];
-    b[0..16].copy_from_slice(&src.to_be_bytes());
-    b[16..32].copy_from_slice(&dst.to_be_bytes());
-    b[32..36].copy_from_slice(&len.to_be_bytes());
-    b[39] = protocol;
-    checksum::sum(&b, 0)
+    // The 32-bit words of both addresses (2^16 ≡ 1 mod 2^16 - 1, so a 32-bit word counts as
+    // its two halves), the length and the protocol.
+    let words = |a: u128| {
+        u64::from(a as u32)
+            + u64::from((a >> 32) as u32)
+            + u64::from((a >> 64) as u32)
+            + u64::from((a >> 96) as u32)
+    };
+    checksum::fold(words(src) + words(dst) + u64::from(len) + u64::from(protocol))
 }
 
 /// A parsed UDP header.
@@ -234,6 +237,28 @@ mod tests {
     }
     const SRC4: u32 = 0xc000_020a;
     const DST4: u32 = 0xac12_0002;
+
+    proptest! {
+        /// The pseudo-header sums equal the RFC 1071 sum of the pseudo-header's bytes as
+        /// RFC 768 and RFC 8200 section 8.1 lay them out.
+        #[test]
+        fn pseudo_headers_sum_like_their_bytes(
+            s4: u32, d4: u32, s6: u128, d6: u128, proto: u8, len: u16, len6: u32,
+        ) {
+            let mut b = [0u8; 12];
+            b[0..4].copy_from_slice(&s4.to_be_bytes());
+            b[4..8].copy_from_slice(&d4.to_be_bytes());
+            b[9] = proto;
+            b[10..12].copy_from_slice(&len.to_be_bytes());
+            prop_assert_eq!(pseudo_header_v4(s4, d4, proto, len), checksum::sum(&b, 0));
+            let mut b = [0u8; 40];
+            b[0..16].copy_from_slice(&s6.to_be_bytes());
+            b[16..32].copy_from_slice(&d6.to_be_bytes());
+            b[32..36].copy_from_slice(&len6.to_be_bytes());
+            b[39] = proto;
+            prop_assert_eq!(pseudo_header_v6(s6, d6, proto, len6), checksum::sum(&b, 0));
+        }
+    }
 
     #[test]
     fn deconstruct_reads_fixture_fields() {
