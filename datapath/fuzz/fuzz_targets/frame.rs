@@ -14,7 +14,12 @@ fn fib() -> &'static Fib {
     FIB.get_or_init(|| {
         let mut b = FibBuilder::new();
         for mac in [[2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 1, 1]] {
-            b.add_port(PortInfo { mac, mtu: 1500, promiscuous: true }).expect("port");
+            b.add_port(PortInfo {
+                mac,
+                mtu: 1500,
+                promiscuous: true,
+            })
+            .expect("port");
         }
         b.add_address(0, "192.0.2.1".parse().expect("ip"), 24);
         b.add_address(1, "172.18.0.1".parse().expect("ip"), 16);
@@ -24,10 +29,18 @@ fn fib() -> &'static Fib {
             ("172.18.0.2".parse().expect("ip"), 1),
             ("172.18.0.3".parse().expect("ip"), 1),
         ]);
-        b.add_route("0.0.0.0".parse().expect("ip"), 1, &via, false).expect("route");
-        b.add_route("10.0.0.0".parse().expect("ip"), 8, &RouteAction::Drop, false).expect("route");
+        b.add_route("0.0.0.0".parse().expect("ip"), 1, &via, false)
+            .expect("route");
+        b.add_route(
+            "10.0.0.0".parse().expect("ip"),
+            8,
+            &RouteAction::Drop,
+            false,
+        )
+        .expect("route");
         let v6 = RouteAction::Via(vec![("fd00::2".parse().expect("ip"), 1)]);
-        b.add_route("::".parse().expect("ip"), 0, &v6, true).expect("route");
+        b.add_route("::".parse().expect("ip"), 0, &v6, true)
+            .expect("route");
         b.build().expect("fib")
     })
 }

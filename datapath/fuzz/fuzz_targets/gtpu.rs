@@ -6,7 +6,9 @@ use datapath::wire::{GtpuPacket, GtpuRepr};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(p) = GtpuPacket::new_checked(data) else { return };
+    let Ok(p) = GtpuPacket::new_checked(data) else {
+        return;
+    };
     let Ok(w) = p.walk() else { return };
     assert!(w.payload_off <= w.payload_end && w.payload_end <= data.len());
     if let Ok(r) = GtpuRepr::parse(&p) {
