@@ -227,7 +227,13 @@ impl<T: AsRef<[u8]>> Packet<T> {
         if cfg!(fuzzing) {
             return true;
         }
-        checksum::sum(&self.buffer.as_ref()[..self.header_len()], 0) == 0xffff
+        let b = self.buffer.as_ref();
+        if let Some(h) = b.first_chunk::<HEADER_LEN>() {
+            if self.header_len() == HEADER_LEN {
+                return checksum::sum_header(h) == 0xffff;
+            }
+        }
+        checksum::sum(&b[..self.header_len()], 0) == 0xffff
     }
     /// The payload, bounded by Total Length.
     #[inline]
