@@ -505,7 +505,7 @@ impl Validator<'_> {
 
     fn ports(&mut self, raw: &[RawPort]) -> Vec<Port> {
         if raw.is_empty() {
-            self.err(TomlPath::default(), "at least one [[port]] is required");
+            self.err(TomlPath::key("port"), "at least one [[port]] is required");
         }
         if raw.len() > MAX_PORTS {
             self.err(
