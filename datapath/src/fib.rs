@@ -260,12 +260,25 @@ pub struct FibBuilder {
     routes6: Vec<(u128, u8, u32)>,
     locals: Vec<(IpAddr, u8, u8)>,
     neigh: Arc<NeighTable>,
+    qsbr: Option<Arc<Qsbr>>,
 }
 
 impl FibBuilder {
     /// An empty builder.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// An empty builder for the successor of `running` (a configuration reload, published
+    /// through [`crate::slot::FibSlot`]): the new snapshot shares its dynamic neighbour table,
+    /// so MACs learned by ARP and NDP carry over, and its reclamation domain, so the workers'
+    /// registrations stay valid.
+    pub fn succeeding(running: &Fib) -> Self {
+        FibBuilder {
+            neigh: Arc::clone(&running.neigh),
+            qsbr: Some(Arc::clone(&running.qsbr)),
+            ..Self::default()
+        }
     }
 
     /// Adds a port; returns its id.
@@ -554,7 +567,7 @@ impl FibBuilder {
             let host = if addr.is_ipv4() { 32 } else { 128 };
             self.add(addr, host, local);
         }
-        let qsbr = Qsbr::new();
+        let qsbr = self.qsbr.take().unwrap_or_default();
         let v4 = Lpm4::build(&self.routes4, qsbr.clone()).map_err(FibError::Lpm)?;
         let v6 = Lpm6::build(&self.routes6, qsbr.clone()).map_err(FibError::Lpm)?;
         let fib = Fib {

@@ -3,7 +3,8 @@
 //! Layers, bottom up:
 //! - [`wire`]: zero-copy views and validated representations of each header format.
 //! - [`lpm`]: lock-free longest-prefix-match tables (DIR-24-8 for IPv4 and IPv6), one writer.
-//! - [`fib`]: the forwarding snapshot: route tables, next hops, neighbours, local addresses.
+//! - [`fib`]: the forwarding snapshot: route tables, next hops, neighbours, local addresses;
+//!   [`slot`]: the snapshot in force, replaced whole on a configuration reload.
 //! - [`pipeline`]: the stages a worker runs over a fixed batch, run to completion:
 //!   classify → decap → route → rewrite (and encap), then TX grouped by port.
 //! - [`craft`]: frame builders for tests, benches and the demo (never on the packet path).
@@ -28,6 +29,7 @@ pub mod lpm;
 pub mod neigh;
 pub mod pipeline;
 pub mod port;
+pub mod slot;
 pub mod stats;
 pub mod wire;
 pub mod worker;

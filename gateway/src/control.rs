@@ -11,15 +11,20 @@
 //!   served as JSON on the control socket (`gateway stats --socket PATH`).
 //! - Routes are added and removed on the control socket (`gateway route --socket PATH add|del`,
 //!   [`crate::routes`]), through the route tables' single writer, while the workers forward.
+//! - The configuration is reloaded on the control socket (`gateway reload --socket PATH`) or
+//!   on SIGHUP ([`crate::reload`]): a new forwarding snapshot the workers take at their next
+//!   poll, or the file's problems and the last good configuration kept.
 
 use crate::local_stack::LocalStack;
 use crate::neighbors::Neighbors;
+use crate::reload::Reloader;
 use crate::routes::RouteControl;
 use anyhow::{Context, Result};
 use config::Config;
 use datapath::fib::Fib;
 use datapath::local::LocalPath;
 use datapath::pipeline::drop::DropReason;
+use datapath::slot::{FibSlot, FibView};
 use datapath::stats::{snapshot, PortSnapshot, Stats};
 use datapath::worker::Worker;
 use std::fmt::Write as _;
@@ -38,11 +43,55 @@ pub struct LiveOptions {
     pub watch: bool,
     /// Serve the counters as JSON on this Unix socket.
     pub control_socket: Option<PathBuf>,
+    /// The configuration file, reloaded on `gateway reload` and SIGHUP (none: no reload).
+    pub config_file: Option<PathBuf>,
 }
 
 /// Frame buffers between the worker and the control thread.
 const LOCAL_FRAMES: usize = 512;
 const LISTENER: mio::Token = mio::Token(0);
+
+/// What the control thread changes while the workers forward: the snapshot in force, the route
+/// tables' writer of that snapshot, and the file to reload.
+pub struct Changes {
+    /// The snapshot the workers read.
+    pub slot: Arc<FibSlot>,
+    /// Route changes one at a time (`gateway route`).
+    pub routes: Option<RouteControl>,
+    /// Configuration reloads (`gateway reload`, SIGHUP).
+    pub reload: Option<Reloader>,
+    /// Replaced snapshots a worker may still hold, freed here once none does.
+    retired: Vec<Arc<Fib>>,
+}
+
+impl Changes {
+    /// Changes to the snapshot in `slot`.
+    pub fn new(slot: Arc<FibSlot>, routes: Option<RouteControl>, reload: Option<Reloader>) -> Self {
+        Changes {
+            slot,
+            routes,
+            reload,
+            retired: Vec::new(),
+        }
+    }
+
+    /// Reloads the configuration file; the answer line(s) for the client.
+    fn reload(&mut self, neighbors: &mut Neighbors) -> String {
+        let Some(r) = self.reload.as_mut() else {
+            return "error: this gateway has no configuration file to reload\n".to_string();
+        };
+        let current = self.slot.current();
+        match r.load(&current) {
+            Ok(new) => {
+                neighbors.reconfigure(&new.config);
+                self.retired.push(self.slot.replace(Arc::new(new.fib)));
+                self.routes = Some(new.routes);
+                r.accept(new.config)
+            }
+            Err(e) => format!("error: {e}\nstill running the last good configuration\n"),
+        }
+    }
+}
 
 /// Runs each worker on its core (the `[gateway] workers` in order) until a signal or the
 /// duration ends; the calling thread is the control thread. Returns the final counters, summed
@@ -52,10 +101,9 @@ const LISTENER: mio::Token = mio::Token(0);
 /// Signal registration, the control socket, or a port's flush at the end.
 pub fn run_live(
     c: &Config,
-    fib: &Fib,
     workers: Vec<Worker>,
     opts: &LiveOptions,
-    mut routes: Option<RouteControl>,
+    mut changes: Changes,
 ) -> Result<Vec<PortSnapshot>> {
     let paths: Vec<Arc<LocalPath>> = workers
         .iter()
@@ -77,6 +125,9 @@ pub fn run_live(
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(sig, Arc::clone(&signalled)).context("signal handler")?;
     }
+    let hangup = Arc::new(AtomicBool::new(false));
+    signal_hook::flag::register(signal_hook::consts::SIGHUP, Arc::clone(&hangup))
+        .context("signal handler")?;
     let mut poll = mio::Poll::new().context("mio")?;
     let mut listener = match &opts.control_socket {
         Some(p) => {
@@ -90,7 +141,10 @@ pub fn run_live(
         None => None,
     };
     let mut stack = LocalStack::new(c, &down);
-    let mut neighbors = Neighbors::new(c, std::sync::Arc::clone(fib.neighbors()));
+    let mut neighbors = Neighbors::new(
+        changes.reload.as_ref().map_or(c, Reloader::running),
+        Arc::clone(changes.slot.current().neighbors()),
+    );
     let mut now_tick = Instant::now() - Duration::from_secs(1);
     let result = std::thread::scope(|s| -> Result<()> {
         let handles: Vec<_> = workers
@@ -99,6 +153,7 @@ pub fn run_live(
             .map(|(i, mut worker)| {
                 let core = c.workers.get(i).copied();
                 let (stop, signalled) = (&stop, &signalled);
+                let mut view = FibView::new(&changes.slot);
                 s.spawn(move || {
                     if let Some(core) = core {
                         core_affinity::set_for_current(core_affinity::CoreId { id: core });
@@ -109,7 +164,8 @@ pub fn run_live(
                     let mut last_sync = Instant::now();
                     while !stop.load(Ordering::Relaxed) && !signalled.load(Ordering::Relaxed) {
                         for _ in 0..64 {
-                            if worker.poll(fib) == 0 {
+                            // The snapshot in force, checked once a poll (one atomic load).
+                            if worker.poll(view.get()) == 0 {
                                 std::hint::spin_loop();
                             }
                         }
@@ -138,9 +194,13 @@ pub fn run_live(
             }
             if events.iter().any(|e| e.token() == LISTENER) {
                 if let Some(l) = &mut listener {
-                    serve(l, c, &snap(), &mut routes);
+                    serve(l, c, &snap(), &mut changes, &mut neighbors);
                 }
             }
+            if hangup.swap(false, Ordering::Relaxed) {
+                eprint!("SIGHUP: {}", changes.reload(&mut neighbors));
+            }
+            datapath::slot::retire(&mut changes.retired);
             for path in &paths {
                 while let Some(f) = path.take_up() {
                     if f.resolve {
@@ -198,23 +258,33 @@ pub fn run_live(
 
 /// Answers every pending control-socket client: `stats` (or nothing within
 /// [`REQUEST_WAIT`]) with the counters as one JSON line, `route ...` with the outcome of the
-/// route change ([`crate::routes`]).
+/// route change ([`crate::routes`]), `reload` with the outcome of the reload
+/// ([`crate::reload`]).
 fn serve(
     l: &mut mio::net::UnixListener,
     c: &Config,
     snap: &[PortSnapshot],
-    routes: &mut Option<RouteControl>,
+    changes: &mut Changes,
+    neighbors: &mut Neighbors,
 ) {
     while let Ok((mut conn, _)) = l.accept() {
         let request = read_request(&mut conn);
         let body = if request.is_empty() || request == "stats" {
             crate::report::json(c, snap).to_string() + "\n"
-        } else if let Some(r) = routes.as_mut().filter(|_| request.starts_with("route")) {
+        } else if request == "reload" {
+            changes.reload(neighbors)
+        } else if let Some(r) = changes
+            .routes
+            .as_mut()
+            .filter(|_| request.starts_with("route"))
+        {
             r.handle(&request)
         } else if request.starts_with("route") {
             "error: this gateway takes no route changes\n".to_string()
         } else {
-            format!("error: unknown request {request:?}: expected `stats` or `route ...`\n")
+            format!(
+                "error: unknown request {request:?}: expected `stats`, `route ...` or `reload`\n"
+            )
         };
         let _ = conn.write_all(body.as_bytes());
     }
@@ -302,7 +372,7 @@ pub fn request(socket: &std::path::Path, line: &str) -> Result<String> {
     use std::io::Read;
     let mut conn = std::os::unix::net::UnixStream::connect(socket)
         .with_context(|| format!("connecting to {}", socket.display()))?;
-    conn.set_read_timeout(Some(Duration::from_secs(2)))?;
+    conn.set_read_timeout(Some(Duration::from_secs(30)))?;
     conn.write_all(format!("{line}\n").as_bytes())?;
     let mut out = String::new();
     conn.read_to_string(&mut out)?;

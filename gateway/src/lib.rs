@@ -9,6 +9,7 @@ pub mod lab;
 pub mod local_stack;
 pub mod neighbors;
 pub mod pktgen;
+pub mod reload;
 pub mod report;
 pub mod routes;
 pub mod tables;

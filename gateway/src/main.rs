@@ -78,6 +78,15 @@ enum Command {
         #[command(subcommand)]
         change: RouteChange,
     },
+    /// Reload a running gateway's configuration file, through its control socket: routes,
+    /// tunnels and neighbours change while the workers forward; a file with problems changes
+    /// nothing (they are listed) and port or worker changes need a restart. SIGHUP does the
+    /// same, with the outcome on the gateway's stderr.
+    Reload {
+        /// The gateway's --control-socket.
+        #[arg(long)]
+        socket: PathBuf,
+    },
     /// Print the counters of a running gateway as JSON, from its control socket.
     Stats {
         /// The gateway's --control-socket.
@@ -175,6 +184,7 @@ fn run() -> Result<ExitCode> {
                 duration,
                 watch,
                 control_socket,
+                config_file: Some(config.clone()),
             };
             let outcome = tables::run(&cfg, &live)?;
             print!("{}", report::table(&cfg, &outcome.stats));
@@ -233,6 +243,15 @@ fn run() -> Result<ExitCode> {
                 RouteChange::Del { prefix } => format!("route del {prefix}"),
             };
             let answer = gateway::control::request(&socket, &line)?;
+            print!("{answer}");
+            Ok(if answer.starts_with("ok") {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
+        Command::Reload { socket } => {
+            let answer = gateway::control::request(&socket, "reload")?;
             print!("{answer}");
             Ok(if answer.starts_with("ok") {
                 ExitCode::SUCCESS

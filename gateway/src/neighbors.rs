@@ -70,13 +70,22 @@ impl Neighbors {
                 nets: p.addresses.clone(),
             })
             .collect();
-        let statics = c.neighbors.iter().map(|n| ip_key(n.address)).collect();
         let mut me = Neighbors {
             table,
             ports,
-            statics,
+            statics: HashSet::new(),
             entries: HashMap::new(),
         };
+        me.reconfigure(c);
+        me
+    }
+
+    /// Takes a reloaded configuration (same ports): its static neighbours are no longer asked
+    /// for, and its next hops and tunnel peers are queued. What was learned stays.
+    pub fn reconfigure(&mut self, c: &Config) {
+        let statics: HashSet<u128> = c.neighbors.iter().map(|n| ip_key(n.address)).collect();
+        self.entries.retain(|k, _| !statics.contains(k));
+        self.statics = statics;
         let mut wanted: Vec<IpAddr> = Vec::new();
         for r in &c.routes {
             if let RouteTarget::Via(hops) = &r.target {
@@ -87,11 +96,10 @@ impl Neighbors {
             wanted.extend(t.peers());
         }
         for a in wanted {
-            if let Some(port) = me.port_for(a) {
-                me.track(ip_key(a), port);
+            if let Some(port) = self.port_for(a) {
+                self.track(ip_key(a), port);
             }
         }
-        me
     }
 
     /// The port with a subnet holding `a`.

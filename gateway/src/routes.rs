@@ -226,7 +226,7 @@ via = "172.18.0.3"
             config::Machine { cores: 2 },
         )
         .unwrap();
-        let (fib, mut routes) = crate::tables::build_fib_with_routes(&c).unwrap();
+        let (fib, mut routes) = crate::tables::build_fib_with_routes(&c, None).unwrap();
         let a = u32::from(std::net::Ipv4Addr::new(10, 9, 1, 1));
         assert_eq!(fib.v4.lookup(a), None);
         assert_eq!(

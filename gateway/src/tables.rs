@@ -14,14 +14,16 @@ use crate::routes::RouteControl;
 
 /// Builds the forwarding snapshot of a configuration.
 pub fn build_fib(c: &Config) -> Result<Fib> {
-    build_fib_with_routes(c).map(|(fib, _)| fib)
+    build_fib_with_routes(c, None).map(|(fib, _)| fib)
 }
 
 /// Builds the forwarding snapshot and keeps its route tables' writers, for routes changed at
 /// run time ([`RouteControl`]): the next hops they may use are the configured neighbours and
-/// route vias, and `drop`.
-pub fn build_fib_with_routes(c: &Config) -> Result<(Fib, RouteControl)> {
-    let mut b = FibBuilder::new();
+/// route vias, and `drop`. With `after`, the snapshot is the running one's successor (a
+/// reload): it keeps the learned neighbours and the workers' reclamation domain
+/// ([`FibBuilder::succeeding`]).
+pub fn build_fib_with_routes(c: &Config, after: Option<&Fib>) -> Result<(Fib, RouteControl)> {
+    let mut b = after.map_or_else(FibBuilder::new, FibBuilder::succeeding);
     for p in &c.ports {
         b.add_port(PortInfo {
             mac: p.mac.0,
@@ -301,7 +303,7 @@ pub fn has_live_ports(c: &Config) -> bool {
 /// queue of every port) with the control thread ([`crate::control`]) until a signal or
 /// `live.duration`.
 pub fn run(c: &Config, live: &crate::control::LiveOptions) -> Result<Outcome> {
-    let (fib, routes) = build_fib_with_routes(c)?;
+    let (fib, routes) = build_fib_with_routes(c, None)?;
     let mut xdp = vec![None; c.ports.len()];
     if has_live_ports(c) {
         let n = c.workers.len().max(1);
@@ -318,7 +320,13 @@ pub fn run(c: &Config, live: &crate::control::LiveOptions) -> Result<Outcome> {
             let ports = open_ports(c, w, n, &mut xdp)?;
             workers.push(Worker::new(ports, c.burst, Arc::new(Stats::default())));
         }
-        let snap = crate::control::run_live(c, &fib, workers, live, Some(routes))?;
+        let slot = datapath::slot::FibSlot::new(Arc::new(fib));
+        let reload = live
+            .config_file
+            .clone()
+            .map(|path| crate::reload::Reloader::new(path, c.clone()));
+        let changes = crate::control::Changes::new(slot, Some(routes), reload);
+        let snap = crate::control::run_live(c, workers, live, changes)?;
         return Ok(Outcome {
             stats: snap,
             warnings: Vec::new(),

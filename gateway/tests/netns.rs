@@ -651,3 +651,152 @@ fn af_xdp_gateway_adds_and_removes_routes_at_run_time_through_the_control_socket
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `gateway reload` while an AF_XDP worker forwards a steady ping stream: a file with a
+/// problem is refused with its line and changes nothing, a good one adds a route that
+/// forwards at once, a port change is refused as needing a restart, SIGHUP reloads too, and
+/// the stream loses no packet across all of it.
+#[test]
+fn af_xdp_gateway_reloads_its_configuration_without_losing_packets() {
+    if !root_or_skip() {
+        return;
+    }
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let id = format!("t{}rl", std::process::id());
+    let lab = Lab::build(&id).unwrap();
+    let dir = scratch(&id);
+    let cfg = dir.join("gw.toml");
+    let base = config_for("af_xdp");
+    let added = format!("{base}\n[[route]]\nprefix = \"10.77.0.0/16\"\nvia = \"172.18.0.2\"\n");
+    let bad = format!("{base}\n[[route]]\nprefix = \"10.77.0.0/33\"\nvia = \"172.18.0.2\"\n");
+    let bad_line = bad.lines().position(|l| l.contains("/33")).unwrap() + 1;
+    std::fs::write(&cfg, &base).unwrap();
+    let sock = dir.join("control.sock");
+    let stats = dir.join("stats.json");
+    let gateway = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &lab.gw,
+            env!("CARGO_BIN_EXE_gateway"),
+            "run",
+        ])
+        .args(["--duration", "12", "--config"])
+        .arg(&cfg)
+        .arg("--control-socket")
+        .arg(&sock)
+        .arg("--stats-json")
+        .arg(&stats)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    lab.exec(
+        &lab.pods,
+        &["ip", "addr", "add", "10.77.0.5/32", "dev", "lo"],
+    )
+    .unwrap();
+    lab.exec(
+        &lab.ext,
+        &["ip", "route", "add", "10.77.0.0/16", "via", "192.0.2.1"],
+    )
+    .unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    let ping = |count: &str, interval: &str, dst: &str| {
+        Command::new("ip")
+            .args([
+                "netns", "exec", &lab.ext, "ping", "-q", "-c", count, "-i", interval,
+            ])
+            .args(["-W", "1", dst])
+            .output()
+            .unwrap()
+    };
+    let text = |o: &std::process::Output| String::from_utf8_lossy(&o.stdout).to_string();
+    let reload = || {
+        let o = Command::new(env!("CARGO_BIN_EXE_gateway"))
+            .args(["reload", "--socket"])
+            .arg(&sock)
+            .output()
+            .unwrap();
+        (o.status.success(), text(&o))
+    };
+    let before = text(&ping("3", "0.2", "10.77.0.5"));
+    // A steady stream to the pods for the whole sequence of reloads (about 3 s).
+    let stream = Command::new("ip")
+        .args([
+            "netns", "exec", &lab.ext, "ping", "-q", "-c", "300", "-i", "0.01",
+        ])
+        .args(["-W", "1", "10.244.1.5"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    std::fs::write(&cfg, &bad).unwrap();
+    let refused = reload();
+    std::fs::write(&cfg, &added).unwrap();
+    let reloaded = reload();
+    let again = reload();
+    let ext_addresses = "addresses = [\"192.0.2.1/24\", \"fd00:a::1/64\"]";
+    assert!(added.contains(ext_addresses));
+    let mtu = format!("{ext_addresses}\nmtu = 1400");
+    std::fs::write(&cfg, added.replace(ext_addresses, &mtu)).unwrap();
+    let port_change = reload();
+    std::fs::write(&cfg, &added).unwrap();
+    let with_route = text(&ping("3", "0.2", "10.77.0.5"));
+    let stream = stream.wait_with_output().unwrap();
+    // SIGHUP: back to the file without the route.
+    std::fs::write(&cfg, &base).unwrap();
+    let pid = gateway.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-HUP", &pid])
+        .status()
+        .unwrap()
+        .success());
+    std::thread::sleep(Duration::from_millis(300));
+    let after_hup = text(&ping("3", "0.2", "10.77.0.5"));
+    let out = gateway.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(out.status.success(), "{stderr}");
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&stats).unwrap()).unwrap();
+
+    assert!(before.contains(" 0 received"), "no route yet:\n{before}");
+    assert!(!refused.0, "{refused:?}");
+    assert!(
+        refused.1.contains(&format!("gw.toml:{bad_line}:"))
+            && refused
+                .1
+                .contains("still running the last good configuration"),
+        "the bad file's line and the last good configuration kept: {refused:?}"
+    );
+    assert!(
+        reloaded.0 && reloaded.1.starts_with("ok: reloaded"),
+        "{reloaded:?}"
+    );
+    assert!(again.0, "{again:?}");
+    assert!(
+        !port_change.0 && port_change.1.contains("port[0] (ext) changed: restart"),
+        "{port_change:?}"
+    );
+    assert!(
+        with_route.contains("3 received"),
+        "after the reload:\n{with_route}\n{json}"
+    );
+    let stream = text(&stream);
+    assert!(
+        stream.contains("300 received"),
+        "the stream across four reloads lost packets:\n{stream}\n{json}"
+    );
+    assert!(stderr.contains("SIGHUP: ok: reloaded"), "{stderr}");
+    assert!(
+        after_hup.contains(" 0 received"),
+        "route gone after SIGHUP:\n{after_hup}"
+    );
+    let no_route = json["ports"]["ext"]["drops"]["no_route"]
+        .as_u64()
+        .unwrap_or(0);
+    assert!(
+        no_route >= 6,
+        "pings without the route dropped as no_route: {json}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
