@@ -8,7 +8,9 @@
 //!   line and TOML path, and the gateway keeps forwarding with its last good configuration.
 //! - Routes, tunnels and static neighbours are reloaded. The ports, the workers, the burst
 //!   and the gateway's name are fixed at start: a file that changes them is refused, naming
-//!   what changed, and needs a restart.
+//!   what changed, and needs a restart. So are the prefixes a `pass_to_kernel` port owns
+//!   (its XDP program was given them at start): with such a port, a reload may change
+//!   next hops, neighbours and tunnel sessions, not which prefixes exist.
 //! - The file is the truth: routes added or removed at run time (`gateway route`) are
 //!   replaced by the file's. MACs learned by ARP and NDP are kept.
 //! - Building the snapshot runs on the control thread, during which the gateway's own ARP,
@@ -105,6 +107,12 @@ pub fn restart_only_changes(old: &Config, new: &Config) -> Vec<String> {
                 v.push(format!("port[{i}] ({})", a.name));
             }
         }
+    }
+    // A pass_to_kernel port's XDP program was given the gateway's prefixes at start.
+    if old.ports.iter().any(|p| p.pass_to_kernel)
+        && crate::tables::owned_prefixes(old) != crate::tables::owned_prefixes(new)
+    {
+        v.push("the prefixes a pass_to_kernel port owns (routes and tunnel endpoints)".to_string());
     }
     v
 }
@@ -218,5 +226,28 @@ via = "172.18.0.2"
         std::fs::write(&path, BASE.replace("workers = [0]", "workers = [1]")).unwrap();
         let err = r.load(&fib).err().expect("refused");
         assert!(err.contains("gateway.workers changed"), "{err}");
+    }
+
+    #[test]
+    fn a_pass_to_kernel_port_keeps_its_owned_prefixes_until_a_restart() {
+        let d = dir("owned");
+        let path = d.join("gw.toml");
+        let passing = BASE.replace(
+            "driver = \"memory\"\nmac = \"02:00:00:00:00:01\"",
+            "driver = \"af_xdp\"\ninterface = \"ext0\"\nmac = \"02:00:00:00:00:01\"\npass_to_kernel = true",
+        );
+        assert_ne!(passing, BASE);
+        let running = parse(&passing);
+        let (fib, _) = crate::tables::build_fib_with_routes(&running, None).unwrap();
+        let r = Reloader::new(path.clone(), running);
+        let route = "\n[[route]]\nprefix = \"10.77.0.0/16\"\nvia = \"172.18.0.2\"\n";
+        std::fs::write(&path, format!("{passing}{route}")).unwrap();
+        let err = r.load(&fib).err().expect("refused");
+        assert!(err.contains("pass_to_kernel port owns"), "{err}");
+        // The same prefixes through another next hop: reloaded.
+        let moved = passing.replace("via = \"172.18.0.2\"", "via = \"172.18.0.3\"");
+        assert_ne!(moved, passing);
+        std::fs::write(&path, moved).unwrap();
+        assert!(r.load(&fib).is_ok());
     }
 }
