@@ -32,6 +32,32 @@ fn scratch(id: &str) -> std::path::PathBuf {
     dir
 }
 
+/// Starts `gateway run --config CFG ARGS...` in the lab's gateway namespace; with `piped`, its
+/// stdout and stderr are kept for the test to read.
+fn start_gateway(
+    lab: &Lab,
+    cfg: &std::path::Path,
+    args: &[&std::ffi::OsStr],
+    piped: bool,
+) -> std::process::Child {
+    let mut c = Command::new("ip");
+    c.args([
+        "netns",
+        "exec",
+        &lab.gw,
+        env!("CARGO_BIN_EXE_gateway"),
+        "run",
+        "--config",
+    ])
+    .arg(cfg)
+    .args(args);
+    if piped {
+        c.stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+    }
+    c.spawn().unwrap()
+}
+
 fn lab_namespaces_left(tag: &str) -> usize {
     let out = Command::new("ip").args(["netns", "list"]).output().unwrap();
     String::from_utf8_lossy(&out.stdout)
@@ -94,22 +120,17 @@ fn plain_and_vxlan_through_workers(driver: &str, workers: u32) {
     );
     std::fs::write(&cfg, text).unwrap();
     let stats = dir.join("stats.json");
-    let gateway = Command::new("ip")
-        .args([
-            "netns",
-            "exec",
-            &lab.gw,
-            env!("CARGO_BIN_EXE_gateway"),
-            "run",
-            "--duration",
-            "6",
-            "--config",
-        ])
-        .arg(&cfg)
-        .arg("--stats-json")
-        .arg(&stats)
-        .spawn()
-        .unwrap();
+    let gateway = start_gateway(
+        &lab,
+        &cfg,
+        &[
+            "--duration".as_ref(),
+            "6".as_ref(),
+            "--stats-json".as_ref(),
+            stats.as_os_str(),
+        ],
+        false,
+    );
     std::thread::sleep(Duration::from_millis(1500));
     if driver == "af_xdp" {
         assert!(xdp_attached(&lab, "ext-g"), "no XDP program on ext-g");
@@ -258,22 +279,12 @@ fn af_xdp_gateway_answers_arp_and_ping_serves_counters_and_stops_on_sigterm() {
     let cfg = dir.join("gw.toml");
     std::fs::write(&cfg, config_for("af_xdp")).unwrap();
     let sock = dir.join("control.sock");
-    let gateway = Command::new("ip")
-        .args([
-            "netns",
-            "exec",
-            &lab.gw,
-            env!("CARGO_BIN_EXE_gateway"),
-            "run",
-            "--config",
-        ])
-        .arg(&cfg)
-        .arg("--control-socket")
-        .arg(&sock)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let gateway = start_gateway(
+        &lab,
+        &cfg,
+        &["--control-socket".as_ref(), sock.as_os_str()],
+        true,
+    );
     std::thread::sleep(Duration::from_millis(1500));
     lab.exec(
         &lab.ext,
@@ -386,20 +397,17 @@ fn af_xdp_gateway_resolves_next_hops_by_arp_and_counts_the_unresolved() {
     let cfg = dir.join("gw.toml");
     std::fs::write(&cfg, &cfg_text).unwrap();
     let stats = dir.join("stats.json");
-    let gateway = Command::new("ip")
-        .args([
-            "netns",
-            "exec",
-            &lab.gw,
-            env!("CARGO_BIN_EXE_gateway"),
-            "run",
-        ])
-        .args(["--duration", "7", "--config"])
-        .arg(&cfg)
-        .arg("--stats-json")
-        .arg(&stats)
-        .spawn()
-        .unwrap();
+    let gateway = start_gateway(
+        &lab,
+        &cfg,
+        &[
+            "--duration".as_ref(),
+            "7".as_ref(),
+            "--stats-json".as_ref(),
+            stats.as_os_str(),
+        ],
+        false,
+    );
     std::thread::sleep(Duration::from_millis(1500));
     let ping = |args: &[&str]| {
         let mut v = vec![
@@ -497,14 +505,7 @@ fn af_xdp_port_passes_traffic_it_does_not_own_to_the_kernel() {
     );
     assert!(text.contains("pass_to_kernel = true"));
     std::fs::write(&cfg, text).unwrap();
-    let gateway = Command::new("ip")
-        .args(["netns", "exec", &lab.gw, env!("CARGO_BIN_EXE_gateway")])
-        .args(["run", "--duration", "9", "--config"])
-        .arg(&cfg)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let gateway = start_gateway(&lab, &cfg, &["--duration".as_ref(), "9".as_ref()], true);
     std::thread::sleep(Duration::from_millis(1500));
     // The external host finds the gateway by ARP too (the lab gives it a static entry): the
     // request's target decides where it goes.
@@ -561,22 +562,19 @@ fn af_xdp_gateway_adds_and_removes_routes_at_run_time_through_the_control_socket
     std::fs::write(&cfg, config_for("af_xdp")).unwrap();
     let sock = dir.join("control.sock");
     let stats = dir.join("stats.json");
-    let gateway = Command::new("ip")
-        .args([
-            "netns",
-            "exec",
-            &lab.gw,
-            env!("CARGO_BIN_EXE_gateway"),
-            "run",
-        ])
-        .args(["--duration", "9", "--config"])
-        .arg(&cfg)
-        .arg("--control-socket")
-        .arg(&sock)
-        .arg("--stats-json")
-        .arg(&stats)
-        .spawn()
-        .unwrap();
+    let gateway = start_gateway(
+        &lab,
+        &cfg,
+        &[
+            "--duration".as_ref(),
+            "9".as_ref(),
+            "--control-socket".as_ref(),
+            sock.as_os_str(),
+            "--stats-json".as_ref(),
+            stats.as_os_str(),
+        ],
+        false,
+    );
     // A pod address outside every configured route, and the external host's way to it.
     lab.exec(
         &lab.pods,
@@ -673,23 +671,19 @@ fn af_xdp_gateway_reloads_its_configuration_without_losing_packets() {
     std::fs::write(&cfg, &base).unwrap();
     let sock = dir.join("control.sock");
     let stats = dir.join("stats.json");
-    let gateway = Command::new("ip")
-        .args([
-            "netns",
-            "exec",
-            &lab.gw,
-            env!("CARGO_BIN_EXE_gateway"),
-            "run",
-        ])
-        .args(["--duration", "12", "--config"])
-        .arg(&cfg)
-        .arg("--control-socket")
-        .arg(&sock)
-        .arg("--stats-json")
-        .arg(&stats)
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let gateway = start_gateway(
+        &lab,
+        &cfg,
+        &[
+            "--duration".as_ref(),
+            "12".as_ref(),
+            "--control-socket".as_ref(),
+            sock.as_os_str(),
+            "--stats-json".as_ref(),
+            stats.as_os_str(),
+        ],
+        true,
+    );
     lab.exec(
         &lab.pods,
         &["ip", "addr", "add", "10.77.0.5/32", "dev", "lo"],

@@ -44,3 +44,31 @@ pub fn read_pcap(path: &Path) -> Vec<Vec<u8>> {
         }
     }
 }
+
+/// A small IPv4/UDP frame from the external host 192.0.2.10 to `dst`, sent to the MAC
+/// `dst_mac` (a gateway port's).
+pub fn udp_to(dst_mac: [u8; 6], dst: [u8; 4]) -> Vec<u8> {
+    datapath::craft::udp_frame(&datapath::craft::UdpSpec {
+        src_mac: [2, 0, 0, 0, 0, 0x99],
+        dst_mac,
+        src: std::net::IpAddr::from([192, 0, 2, 10]),
+        dst: std::net::IpAddr::from(dst),
+        src_port: 1,
+        dst_port: 2,
+        ttl: 64,
+        payload_len: 10,
+    })
+}
+
+/// A worker's in-memory port `port`.
+pub fn mem_port(
+    w: &mut datapath::worker::Worker,
+    port: usize,
+) -> &mut datapath::port::mem::MemPort {
+    w.port_mut(port)
+        .and_then(|p| {
+            p.as_any_mut()
+                .downcast_mut::<datapath::port::mem::MemPort>()
+        })
+        .expect("an in-memory port")
+}

@@ -5,15 +5,13 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use datapath::craft::{udp_frame, UdpSpec};
 use datapath::port::mem::MemPort;
 use datapath::port::Port;
 use datapath::slot::{retire, FibSlot, FibView};
 use datapath::stats::Stats;
 use datapath::worker::Worker;
 use gateway::reload::Reloader;
-use gateway_tests::scratch;
-use std::net::IpAddr;
+use gateway_tests::{mem_port, scratch, udp_to};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
@@ -49,24 +47,7 @@ const ADDED: &str = "\n[[route]]\nprefix = \"10.77.0.0/16\"\nvia = \"172.18.0.2\
 const BAD: &str = "\n[[route]]\nprefix = \"10.77.0.0/16\"\nvia = \"172.18.0.299\"\n";
 
 fn frame(dst: [u8; 4]) -> Vec<u8> {
-    udp_frame(&UdpSpec {
-        src_mac: [2, 0, 0, 0, 0, 0x99],
-        dst_mac: EXT,
-        src: IpAddr::from([192, 0, 2, 10]),
-        dst: IpAddr::from(dst),
-        src_port: 1,
-        dst_port: 2,
-        ttl: 64,
-        payload_len: 10,
-    })
-}
-
-fn mem(w: &mut Worker, port: usize) -> &mut MemPort {
-    w.port_mut(port)
-        .unwrap()
-        .as_any_mut()
-        .downcast_mut::<MemPort>()
-        .unwrap()
+    udp_to(EXT, dst)
 }
 
 #[test]
@@ -90,11 +71,11 @@ fn reloading_while_a_worker_forwards_loses_no_packet_and_a_bad_file_changes_noth
             let (mut sent, mut polls) = (0u64, 0u64);
             while !stop.load(Ordering::Relaxed) || polls < 1000 {
                 for i in 0..8u8 {
-                    mem(&mut w, 0).push_rx(frame([10, 244, i, 1]));
+                    mem_port(&mut w, 0).push_rx(frame([10, 244, i, 1]));
                 }
                 sent += 8;
                 w.poll(view.get());
-                mem(&mut w, 1).tx.clear();
+                mem_port(&mut w, 1).tx.clear();
                 polls += 1;
             }
             sent
@@ -145,7 +126,7 @@ fn reloading_while_a_worker_forwards_loses_no_packet_and_a_bad_file_changes_noth
     let stats = Arc::new(Stats::default());
     let mut w = Worker::new(ports, 32, Arc::clone(&stats));
     let mut view = FibView::new(&slot);
-    mem(&mut w, 0).push_rx(frame([10, 77, 0, 5]));
+    mem_port(&mut w, 0).push_rx(frame([10, 77, 0, 5]));
     w.poll(view.get());
     assert_eq!(
         stats.ports[1].tx_packets.get(),

@@ -3,37 +3,19 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use datapath::craft::{udp_frame, UdpSpec};
 use datapath::fib::{FibBuilder, PortInfo, RouteAction};
 use datapath::pipeline::drop::DropReason;
 use datapath::port::mem::MemPort;
 use datapath::port::Port;
 use datapath::stats::Stats;
 use datapath::worker::Worker;
-use std::net::IpAddr;
+use gateway_tests::{mem_port, udp_to};
 use std::sync::Arc;
 
 const EXT: [u8; 6] = [2, 0, 0, 0, 0, 1];
 
 fn frame(dst: [u8; 4]) -> Vec<u8> {
-    udp_frame(&UdpSpec {
-        src_mac: [2, 0, 0, 0, 0, 0x99],
-        dst_mac: EXT,
-        src: IpAddr::from([192, 0, 2, 10]),
-        dst: IpAddr::from(dst),
-        src_port: 1,
-        dst_port: 2,
-        ttl: 64,
-        payload_len: 10,
-    })
-}
-
-fn mem(w: &mut Worker, port: usize) -> &mut MemPort {
-    w.port_mut(port)
-        .unwrap()
-        .as_any_mut()
-        .downcast_mut::<MemPort>()
-        .unwrap()
+    udp_to(EXT, dst)
 }
 
 #[test]
@@ -68,7 +50,7 @@ fn a_route_added_and_removed_at_run_time_takes_effect_on_the_next_poll() {
     let ports: Vec<Box<dyn Port>> = vec![Box::new(MemPort::new([])), Box::new(MemPort::new([]))];
     let mut w = Worker::new(ports, 32, stats.clone());
     let send = |w: &mut Worker, dst: [u8; 4]| {
-        mem(w, 0).push_rx(frame(dst));
+        mem_port(w, 0).push_rx(frame(dst));
         w.poll(&fib);
     };
     let drops = |r| stats.ports[0].drops[r as usize].get();
@@ -95,5 +77,5 @@ fn a_route_added_and_removed_at_run_time_takes_effect_on_the_next_poll() {
     writers.v4.remove(u32::from_be_bytes([10, 50, 0, 0]), 16);
     send(&mut w, [10, 50, 0, 1]);
     assert_eq!(drops(DropReason::NoRoute), 2, "removed again");
-    assert_eq!(mem(&mut w, 1).tx.len(), 2);
+    assert_eq!(mem_port(&mut w, 1).tx.len(), 2);
 }
