@@ -58,6 +58,33 @@ fn start_gateway(
     c.spawn().unwrap()
 }
 
+/// A pod address, 10.77.0.5, outside every route of the lab's configuration, and the external
+/// host's route to it through the gateway.
+fn add_unrouted_pod(lab: &Lab) {
+    lab.exec(
+        &lab.pods,
+        &["ip", "addr", "add", "10.77.0.5/32", "dev", "lo"],
+    )
+    .unwrap();
+    lab.exec(
+        &lab.ext,
+        &["ip", "route", "add", "10.77.0.0/16", "via", "192.0.2.1"],
+    )
+    .unwrap();
+}
+
+/// `ping -c COUNT -i INTERVAL DST` from the external host; its output.
+fn ping_from_ext(lab: &Lab, count: &str, interval: &str, dst: &str) -> String {
+    let o = Command::new("ip")
+        .args([
+            "netns", "exec", &lab.ext, "ping", "-q", "-c", count, "-i", interval,
+        ])
+        .args(["-W", "1", dst])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&o.stdout).to_string()
+}
+
 fn lab_namespaces_left(tag: &str) -> usize {
     let out = Command::new("ip").args(["netns", "list"]).output().unwrap();
     String::from_utf8_lossy(&out.stdout)
@@ -575,37 +602,9 @@ fn af_xdp_gateway_adds_and_removes_routes_at_run_time_through_the_control_socket
         ],
         false,
     );
-    // A pod address outside every configured route, and the external host's way to it.
-    lab.exec(
-        &lab.pods,
-        &["ip", "addr", "add", "10.77.0.5/32", "dev", "lo"],
-    )
-    .unwrap();
-    lab.exec(
-        &lab.ext,
-        &["ip", "route", "add", "10.77.0.0/16", "via", "192.0.2.1"],
-    )
-    .unwrap();
+    add_unrouted_pod(&lab);
     std::thread::sleep(Duration::from_millis(1500));
-    let ping = || {
-        let o = Command::new("ip")
-            .args([
-                "netns",
-                "exec",
-                &lab.ext,
-                "ping",
-                "-c",
-                "3",
-                "-i",
-                "0.2",
-                "-W",
-                "1",
-                "10.77.0.5",
-            ])
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&o.stdout).to_string()
-    };
+    let ping = || ping_from_ext(&lab, "3", "0.2", "10.77.0.5");
     let route = |args: &[&str]| {
         let o = Command::new(env!("CARGO_BIN_EXE_gateway"))
             .arg("route")
@@ -684,26 +683,8 @@ fn af_xdp_gateway_reloads_its_configuration_without_losing_packets() {
         ],
         true,
     );
-    lab.exec(
-        &lab.pods,
-        &["ip", "addr", "add", "10.77.0.5/32", "dev", "lo"],
-    )
-    .unwrap();
-    lab.exec(
-        &lab.ext,
-        &["ip", "route", "add", "10.77.0.0/16", "via", "192.0.2.1"],
-    )
-    .unwrap();
+    add_unrouted_pod(&lab);
     std::thread::sleep(Duration::from_millis(1500));
-    let ping = |count: &str, interval: &str, dst: &str| {
-        Command::new("ip")
-            .args([
-                "netns", "exec", &lab.ext, "ping", "-q", "-c", count, "-i", interval,
-            ])
-            .args(["-W", "1", dst])
-            .output()
-            .unwrap()
-    };
     let text = |o: &std::process::Output| String::from_utf8_lossy(&o.stdout).to_string();
     let reload = || {
         let o = Command::new(env!("CARGO_BIN_EXE_gateway"))
@@ -713,7 +694,7 @@ fn af_xdp_gateway_reloads_its_configuration_without_losing_packets() {
             .unwrap();
         (o.status.success(), text(&o))
     };
-    let before = text(&ping("3", "0.2", "10.77.0.5"));
+    let before = ping_from_ext(&lab, "3", "0.2", "10.77.0.5");
     // A steady stream to the pods for the whole sequence of reloads (about 3 s).
     let stream = Command::new("ip")
         .args([
@@ -735,7 +716,7 @@ fn af_xdp_gateway_reloads_its_configuration_without_losing_packets() {
     std::fs::write(&cfg, added.replace(ext_addresses, &mtu)).unwrap();
     let port_change = reload();
     std::fs::write(&cfg, &added).unwrap();
-    let with_route = text(&ping("3", "0.2", "10.77.0.5"));
+    let with_route = ping_from_ext(&lab, "3", "0.2", "10.77.0.5");
     let stream = stream.wait_with_output().unwrap();
     // SIGHUP: back to the file without the route.
     std::fs::write(&cfg, &base).unwrap();
@@ -746,7 +727,7 @@ fn af_xdp_gateway_reloads_its_configuration_without_losing_packets() {
         .unwrap()
         .success());
     std::thread::sleep(Duration::from_millis(300));
-    let after_hup = text(&ping("3", "0.2", "10.77.0.5"));
+    let after_hup = ping_from_ext(&lab, "3", "0.2", "10.77.0.5");
     let out = gateway.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr).to_string();
     assert!(out.status.success(), "{stderr}");
