@@ -107,6 +107,7 @@ impl<T: AsRef<[u8]>> Packet<T> {
     ///
     /// # Errors
     /// See [`Packet::check_len`].
+    #[inline(always)]
     pub fn new_checked(buffer: T) -> Result<Self, Error> {
         let p = Self::new_unchecked(buffer);
         p.check_len()?;
@@ -117,6 +118,7 @@ impl<T: AsRef<[u8]>> Packet<T> {
     ///
     /// # Errors
     /// [`Error::TooShort`], [`Error::BadVersion`], [`Error::BadIhl`], [`Error::BadTotalLength`].
+    #[inline(always)]
     pub fn check_len(&self) -> Result<(), Error> {
         let len = self.buffer.as_ref().len();
         if len < HEADER_LEN {
