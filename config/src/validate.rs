@@ -148,13 +148,17 @@ pub fn parse_and_validate(
             },
         }
     };
-    let doc = toml_edit::Document::parse(src.to_string())
-        .map_err(|e| syntax(TomlPath::default(), e.span(), e.message().to_string()))?;
+    // The span-keeping document is parsed only to locate problems: a large valid file is
+    // parsed once.
+    let doc = || toml_edit::Document::parse(src.to_string()).ok();
     let de = toml::Deserializer::parse(src)
         .map_err(|e| syntax(TomlPath::default(), e.span(), e.message().to_string()))?;
     let raw: RawConfig = serde_path_to_error::deserialize(de).map_err(|e| {
         let path = path_from_serde(e.path());
-        let span = e.inner().span().or_else(|| span_of(&doc, &path));
+        let span = e
+            .inner()
+            .span()
+            .or_else(|| doc().and_then(|d| span_of(&d, &path)));
         syntax(path, span, e.inner().message().to_string())
     })?;
     let mut v = Validator {
@@ -166,11 +170,15 @@ pub fn parse_and_validate(
     if v.problems.is_empty() {
         Ok(config)
     } else {
+        let doc = doc();
         let problems = v
             .problems
             .into_iter()
             .map(|(path, message)| Problem {
-                location: span_of(&doc, &path).map(|s| line_col(src, s.start)),
+                location: doc
+                    .as_ref()
+                    .and_then(|d| span_of(d, &path))
+                    .map(|s| line_col(src, s.start)),
                 path,
                 message,
             })
@@ -670,6 +678,9 @@ impl Validator<'_> {
 
     fn routes(&mut self, raw: &[RawRoute], ports: &[Port], tunnels: &[RawTunnel]) -> Vec<Route> {
         let mut out: Vec<Route> = Vec::new();
+        // Every prefix that parsed, for the duplicate check: a set, so a table of a million
+        // routes validates in linear time.
+        let mut seen: std::collections::HashSet<IpNet> = std::collections::HashSet::new();
         for (ri, rr) in raw.iter().enumerate() {
             let rp = TomlPath::entry("route", ri);
             let tunnel = rr.tunnel.as_ref().and_then(|t| {
@@ -684,7 +695,9 @@ impl Validator<'_> {
                 }
                 i
             });
-            let prefix = match rr.prefix.parse::<IpNet>() {
+            let parsed = rr.prefix.parse::<IpNet>();
+            let duplicate = parsed.as_ref().is_ok_and(|p| !seen.insert(*p));
+            let prefix = match parsed {
                 Ok(p) if p != p.trunc() => {
                     self.err(
                         rp.k("prefix"),
@@ -704,13 +717,8 @@ impl Validator<'_> {
                     None
                 }
             };
-            if let Some(p) = prefix {
-                if raw[..ri]
-                    .iter()
-                    .any(|o| o.prefix.parse::<IpNet>().ok() == Some(p))
-                {
-                    self.err(rp.k("prefix"), format!("duplicate route for {p}"));
-                }
+            if let Some(p) = prefix.filter(|_| duplicate) {
+                self.err(rp.k("prefix"), format!("duplicate route for {p}"));
             }
             let action = rr.action.unwrap_or(RawAction::Forward);
             let target = match (action, &rr.via) {
