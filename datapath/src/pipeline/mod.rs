@@ -158,6 +158,7 @@ impl Pipeline {
         // L3 offset; nothing is copied) and continue as their inner packet.
         self.decapped = 0;
         self.last_tunnel.clear();
+        let mut echo_requests = false;
         for ((buf, meta), next) in batch.bufs[..n]
             .iter_mut()
             .zip(&mut self.meta[..n])
@@ -170,6 +171,7 @@ impl Pipeline {
                 let outer = meta.l3_off;
                 *next = decap::decap_one(buf.frame(), fib, meta, &mut self.last_tunnel);
                 meta.inner = meta.l3_off != outer;
+                echo_requests |= meta.echo_request;
                 if *next == Next::Route {
                     self.decapped += 1;
                     buf.truncate(usize::from(meta.l3_off) + usize::from(meta.l3_len));
@@ -179,6 +181,7 @@ impl Pipeline {
 
         // Route: gather the keys of each family for one bulk lookup each, so the batch's
         // cache misses in the tables overlap.
+        let mut too_big = false;
         for ipv6 in [false, true] {
             let mut k = 0;
             for i in 0..n {
@@ -199,8 +202,10 @@ impl Pipeline {
             }
             for (&i, &nh) in self.which[..k].iter().zip(&self.found[..k]) {
                 let i = usize::from(i);
-                self.next[i] =
+                let v =
                     route::resolve_one(fib, nh, batch.bufs[i].frame(), in_port, &mut self.meta[i]);
+                too_big |= v == Next::Drop(DropReason::MtuExceeded);
+                self.next[i] = v;
             }
         }
 
@@ -224,11 +229,13 @@ impl Pipeline {
         }
 
         // Reply: GTP-U Echo Requests become Echo Responses in their own buffer, sent back out
-        // of the port they came in on.
-        for ((buf, meta), next) in batch.bufs[..n]
+        // of the port they came in on. (The next two passes run only for a batch that needs
+        // them.)
+        let replies = if echo_requests { n } else { 0 };
+        for ((buf, meta), next) in batch.bufs[..replies]
             .iter_mut()
-            .zip(&self.meta[..n])
-            .zip(&mut self.next[..n])
+            .zip(&self.meta[..replies])
+            .zip(&mut self.next[..replies])
         {
             if meta.echo_request
                 && *next == Next::Local
@@ -242,7 +249,7 @@ impl Pipeline {
         // (and encapsulated, when the source is behind a tunnel) like any packet. The drop is
         // still counted ([`Pipeline::mtu_errors_sent`]).
         self.icmp_sent = 0;
-        for i in 0..n {
+        for i in 0..if too_big { n } else { 0 } {
             if self.next[i] != Next::Drop(DropReason::MtuExceeded) {
                 continue;
             }
