@@ -13,3 +13,5 @@ pub mod reload;
 pub mod report;
 pub mod routes;
 pub mod tables;
+#[cfg(test)]
+mod testing;

@@ -125,36 +125,7 @@ mod tests {
     use super::*;
     use std::path::Path;
 
-    const BASE: &str = r#"
-[gateway]
-workers = [0]
-
-[[port]]
-name = "ext"
-driver = "memory"
-mac = "02:00:00:00:00:01"
-addresses = ["192.0.2.1/24"]
-
-[[port]]
-name = "pods"
-driver = "memory"
-mac = "02:00:00:00:01:01"
-addresses = ["172.18.0.1/16"]
-
-[[neighbor]]
-address = "172.18.0.2"
-mac = "02:00:00:00:02:01"
-port = "pods"
-
-[[route]]
-prefix = "10.244.0.0/16"
-via = "172.18.0.2"
-"#;
-
-    fn parse(src: &str) -> Config {
-        config::parse_and_validate(src, "t.toml", Path::new("."), config::Machine { cores: 2 })
-            .unwrap()
-    }
+    use crate::testing::{parse, TWO_PORTS as BASE};
 
     fn dir(name: &str) -> PathBuf {
         let d = Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -224,7 +195,11 @@ via = "172.18.0.2"
         std::fs::write(&path, BASE.replace("172.18.0.1/16", "172.18.0.1/24")).unwrap();
         let err = r.load(&fib).err().expect("refused");
         assert!(err.contains("port[1] (pods) changed: restart"), "{err}");
-        std::fs::write(&path, BASE.replace("workers = [0]", "workers = [1]")).unwrap();
+        std::fs::write(
+            &path,
+            BASE.replace("name = \"t\"", "name = \"t\"\nworkers = [1]"),
+        )
+        .unwrap();
         let err = r.load(&fib).err().expect("refused");
         assert!(err.contains("gateway.workers changed"), "{err}");
     }
@@ -246,7 +221,7 @@ via = "172.18.0.2"
         let err = r.load(&fib).err().expect("refused");
         assert!(err.contains("pass_to_kernel port owns"), "{err}");
         // The same prefixes through another next hop: reloaded.
-        let moved = passing.replace("via = \"172.18.0.2\"", "via = \"172.18.0.3\"");
+        let moved = passing.replace("via = \"172.18.0.3\"", "via = \"172.18.0.2\"");
         assert_ne!(moved, passing);
         std::fs::write(&path, moved).unwrap();
         assert!(r.load(&fib).is_ok());

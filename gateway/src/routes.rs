@@ -191,41 +191,9 @@ mod tests {
     use super::*;
     use datapath::fib::NextHop;
 
-    const CONFIG: &str = r#"
-[gateway]
-name = "t"
-
-[[port]]
-name = "ext"
-driver = "memory"
-mac = "02:00:00:00:00:01"
-addresses = ["192.0.2.1/24", "fd00:a::1/64"]
-
-[[port]]
-name = "pods"
-driver = "memory"
-mac = "02:00:00:00:01:01"
-addresses = ["172.18.0.1/16"]
-
-[[neighbor]]
-address = "172.18.0.2"
-mac = "02:00:00:00:02:01"
-port = "pods"
-
-[[route]]
-prefix = "10.244.0.0/16"
-via = "172.18.0.3"
-"#;
-
     #[test]
     fn route_changes_reach_the_workers_view_and_bad_ones_change_nothing() {
-        let c = config::parse_and_validate(
-            CONFIG,
-            "t.toml",
-            std::path::Path::new("."),
-            config::Machine { cores: 2 },
-        )
-        .unwrap();
+        let c = crate::testing::parse(crate::testing::TWO_PORTS);
         let (fib, mut routes) = crate::tables::build_fib_with_routes(&c, None).unwrap();
         let a = u32::from(std::net::Ipv4Addr::new(10, 9, 1, 1));
         assert_eq!(fib.v4.lookup(a), None);
