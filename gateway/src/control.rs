@@ -141,10 +141,7 @@ pub fn run_live(
         None => None,
     };
     let mut stack = LocalStack::new(c, &down);
-    let mut neighbors = Neighbors::new(
-        changes.reload.as_ref().map_or(c, Reloader::running),
-        Arc::clone(changes.slot.current().neighbors()),
-    );
+    let mut neighbors = Neighbors::new(c, Arc::clone(changes.slot.current().neighbors()));
     let mut now_tick = Instant::now() - Duration::from_secs(1);
     let result = std::thread::scope(|s| -> Result<()> {
         let handles: Vec<_> = workers
