@@ -8,6 +8,7 @@
 
 use crate::lpm::{self, Lpm4, Lpm4Table, Lpm6, Lpm6Table, Qsbr};
 use crate::neigh::NeighTable;
+use crate::ratelimit::Limit;
 use crate::stats::MAX_PORTS;
 use hashbrown::HashMap;
 use std::net::IpAddr;
@@ -261,6 +262,7 @@ pub struct FibBuilder {
     locals: Vec<(IpAddr, u8, u8)>,
     neigh: Arc<NeighTable>,
     qsbr: Option<Arc<Qsbr>>,
+    reply_limit: Option<Limit>,
 }
 
 impl FibBuilder {
@@ -279,6 +281,13 @@ impl FibBuilder {
             qsbr: Some(Arc::clone(&running.qsbr)),
             ..Self::default()
         }
+    }
+
+    /// Sets the rate limit of the replies a stranger can cause, per worker: ICMP errors,
+    /// GTP-U Echo Responses, and frames for the gateway other than ARP and NDP (pings)
+    /// handed to the control thread. Default [`Limit::ICMP`].
+    pub fn set_reply_limit(&mut self, limit: Limit) {
+        self.reply_limit = Some(limit);
     }
 
     /// Adds a port; returns its id.
@@ -583,6 +592,7 @@ impl FibBuilder {
             ports: self.ports,
             addrs: self.addrs,
             neigh: self.neigh,
+            reply_limit: self.reply_limit.unwrap_or(Limit::ICMP),
         };
         Ok((fib, RouteWriters { v4, v6, qsbr }))
     }
@@ -628,9 +638,16 @@ pub struct Fib {
     ports: Vec<PortInfo>,
     addrs: Vec<PortAddrs>,
     neigh: Arc<NeighTable>,
+    reply_limit: Limit,
 }
 
 impl Fib {
+    /// The per-worker rate limit of replies ([`FibBuilder::set_reply_limit`]).
+    #[inline]
+    pub fn reply_limit(&self) -> Limit {
+        self.reply_limit
+    }
+
     /// The dynamic neighbour table (written by the control thread, read here).
     pub fn neighbors(&self) -> &Arc<NeighTable> {
         &self.neigh

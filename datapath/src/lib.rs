@@ -29,6 +29,7 @@ pub mod lpm;
 pub mod neigh;
 pub mod pipeline;
 pub mod port;
+pub mod ratelimit;
 pub mod slot;
 pub mod stats;
 pub mod wire;

@@ -1,25 +1,41 @@
 //! The dynamic neighbour table: IP address → MAC, learned by ARP and NDP on the control
 //! thread (its single writer) and read by every worker on the packet path without locks.
 //!
-//! Open addressing over a fixed array of atomic slots, made once. A slot's key is written once
-//! and never changes afterwards (entries that age out keep their key with the valid bit
-//! cleared), so probe chains never break and a reader needs no retry loop: it loads the state
-//! word with acquire ordering, and the key written before it with release ordering is then
-//! visible. Keys are [`crate::fib::ip_key`] values (IPv4 mapped into IPv6).
+//! Open addressing over a fixed array of atomic slots, made once, so it never grows. A slot
+//! that is no longer current (aged out, evicted) keeps its key with the valid bit cleared: a
+//! tombstone. Probe chains stop only at a never-used slot, so tombstones never break them, and
+//! the writer reuses a tombstone for a new key: the table reclaims itself, whatever churn it
+//! sees (a slot once used is never lost).
+//!
+//! Because a slot's key can change, a reader validates what it read as a seqlock does: the
+//! state word carries a version that the writer bumps (with the valid bit clear) before it
+//! rewrites the key, and the reader compares the state before and after reading the key. Keys
+//! are [`crate::fib::ip_key`] values (IPv4 mapped into IPv6).
+//!
+//! Each slot also has a `used` flag that a lookup sets (only when it is clear, so a busy entry
+//! costs one load, not a store per packet). The writer takes and clears it to tell entries in
+//! use from entries nobody has forwarded to since the last look ([`NeighTable::take_used`]).
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{fence, AtomicBool, AtomicU64, Ordering};
 
 const VALID: u64 = 1 << 63;
 const USED: u64 = 1 << 62;
+const VERSION_SHIFT: u32 = 48;
+const VERSION_MASK: u64 = ((1 << 14) - 1) << VERSION_SHIFT;
 const MAC_MASK: u64 = (1 << 48) - 1;
 /// Longest probe sequence tried before a lookup gives up (the table is kept under half full).
 const MAX_PROBE: usize = 32;
+/// Reads of a slot retried while the writer is rewriting it, before the lookup says "unknown"
+/// (the packet is then dropped as unresolved, as for any entry being replaced).
+const READ_RETRIES: usize = 4;
 
 struct Slot {
     hi: AtomicU64,
     lo: AtomicU64,
-    /// 0: never used. Otherwise USED, VALID when the MAC is current, and the MAC.
+    /// 0: never used. Otherwise USED, a version, VALID when the MAC is current, and the MAC.
     state: AtomicU64,
+    /// Set by lookups, cleared by the writer.
+    used: AtomicBool,
 }
 
 /// The table. Share it as `Arc<NeighTable>`; only one thread may call the writer methods.
@@ -66,72 +82,136 @@ impl NeighTable {
                 hi: AtomicU64::new(0),
                 lo: AtomicU64::new(0),
                 state: AtomicU64::new(0),
+                used: AtomicBool::new(false),
             })
             .collect();
         NeighTable { slots, mask: n - 1 }
     }
 
-    /// The slot holding `key`, and its state word (acquire-loaded: the key is visible).
-    fn find(&self, key: u128) -> Option<(&Slot, u64)> {
-        let (hi, lo) = ((key >> 64) as u64, key as u64);
-        let mut i = hash(key) & self.mask;
-        for _ in 0..MAX_PROBE {
-            let s = &self.slots[i];
+    /// How many neighbours the table is sized for: the resolver keeps at most this many
+    /// current, so probe chains stay short.
+    pub fn capacity(&self) -> usize {
+        self.slots.len() / 2
+    }
+
+    /// Reader: the state of `s` if its key is `(hi, lo)`, read consistently; `None` when the
+    /// slot holds another key. `Err(())` when the writer kept rewriting it.
+    #[inline]
+    fn read_slot(s: &Slot, hi: u64, lo: u64) -> Result<Option<u64>, ()> {
+        for _ in 0..READ_RETRIES {
             let st = s.state.load(Ordering::Acquire);
             if st == 0 {
-                return None;
+                return Ok(Some(0));
             }
-            if s.hi.load(Ordering::Relaxed) == hi && s.lo.load(Ordering::Relaxed) == lo {
-                return Some((s, st));
+            let same = s.hi.load(Ordering::Relaxed) == hi && s.lo.load(Ordering::Relaxed) == lo;
+            fence(Ordering::Acquire);
+            if s.state.load(Ordering::Relaxed) == st {
+                return Ok(same.then_some(st));
             }
-            i = (i + 1) & self.mask;
         }
-        None
+        Err(())
     }
 
-    /// The MAC of `key`, if it is known and current. Lock-free, no allocation.
+    /// The MAC of `key`, if it is known and current. Lock-free, no allocation; marks the entry
+    /// used.
     #[inline]
     pub fn lookup(&self, key: u128) -> Option<[u8; 6]> {
-        self.find(key)
-            .and_then(|(_, st)| (st & VALID != 0).then(|| bits_mac(st)))
-    }
-
-    fn find_or_claim(&self, key: u128) -> Option<&Slot> {
         let (hi, lo) = ((key >> 64) as u64, key as u64);
         let mut i = hash(key) & self.mask;
         for _ in 0..MAX_PROBE {
             let s = &self.slots[i];
-            let st = s.state.load(Ordering::Relaxed);
-            if st == 0 {
-                s.hi.store(hi, Ordering::Relaxed);
-                s.lo.store(lo, Ordering::Relaxed);
-                return Some(s);
-            }
-            if s.hi.load(Ordering::Relaxed) == hi && s.lo.load(Ordering::Relaxed) == lo {
-                return Some(s);
+            match Self::read_slot(s, hi, lo) {
+                Ok(Some(0)) | Err(()) => return None,
+                Ok(Some(st)) => {
+                    if st & VALID == 0 {
+                        return None;
+                    }
+                    if !s.used.load(Ordering::Relaxed) {
+                        s.used.store(true, Ordering::Relaxed);
+                    }
+                    return Some(bits_mac(st));
+                }
+                Ok(None) => {}
             }
             i = (i + 1) & self.mask;
         }
         None
     }
 
-    /// Writer: `key` is at `mac`. False when the table is full.
-    pub fn set(&self, key: u128, mac: [u8; 6]) -> bool {
-        match self.find_or_claim(key) {
-            Some(s) => {
-                s.state
-                    .store(USED | VALID | mac_bits(mac), Ordering::Release);
-                true
+    /// Writer: the slot holding `key` (current or a tombstone), else the first reusable slot
+    /// of its probe chain (never used, or a tombstone of another key) with `false`.
+    fn find_for_write(&self, key: u128) -> Option<(&Slot, bool)> {
+        let (hi, lo) = ((key >> 64) as u64, key as u64);
+        let mut i = hash(key) & self.mask;
+        let mut free = None;
+        for _ in 0..MAX_PROBE {
+            let s = &self.slots[i];
+            // The writer is the only thread that changes keys: plain loads suffice.
+            let st = s.state.load(Ordering::Relaxed);
+            if st == 0 {
+                return Some(free.unwrap_or((s, false)));
             }
-            None => false,
+            if s.hi.load(Ordering::Relaxed) == hi && s.lo.load(Ordering::Relaxed) == lo {
+                return Some((s, true));
+            }
+            if st & VALID == 0 && free.is_none() {
+                free = Some((s, false));
+            }
+            i = (i + 1) & self.mask;
+        }
+        free
+    }
+
+    /// Writer: `key` is at `mac`. False when every slot of its probe chain holds a current
+    /// entry (the caller evicts one and tries again, or counts the refusal).
+    pub fn set(&self, key: u128, mac: [u8; 6]) -> bool {
+        let Some((s, same_key)) = self.find_for_write(key) else {
+            return false;
+        };
+        let st = s.state.load(Ordering::Relaxed);
+        let mut version = st & VERSION_MASK;
+        if !same_key {
+            // Readers that began before this must not pair the old state with the new key:
+            // bump the version, invalid, before the key changes (the seqlock's odd phase).
+            version = (version + (1 << VERSION_SHIFT)) & VERSION_MASK;
+            s.state.store(USED | version, Ordering::Relaxed);
+            fence(Ordering::Release);
+            s.hi.store((key >> 64) as u64, Ordering::Relaxed);
+            s.lo.store(key as u64, Ordering::Relaxed);
+            s.used.store(false, Ordering::Relaxed);
+        }
+        s.state
+            .store(USED | version | VALID | mac_bits(mac), Ordering::Release);
+        true
+    }
+
+    /// Writer: `key` is no longer current (aged out or evicted); its slot becomes reusable.
+    pub fn invalidate(&self, key: u128) {
+        if let Some((s, true)) = self.find_for_write(key) {
+            let st = s.state.load(Ordering::Relaxed);
+            s.state.store(st & !VALID, Ordering::Release);
         }
     }
 
-    /// Writer: `key` is no longer current (it aged out unanswered).
-    pub fn invalidate(&self, key: u128) {
-        if let Some((s, st)) = self.find(key) {
-            s.state.store(st & !VALID, Ordering::Release);
+    /// Writer: whether a lookup found `key` since the last call, clearing the mark.
+    pub fn take_used(&self, key: u128) -> bool {
+        match self.find_for_write(key) {
+            Some((s, true)) => s.used.swap(false, Ordering::Relaxed),
+            _ => false,
         }
+    }
+
+    /// Current entries (a scan: for counters, not the packet path).
+    pub fn len(&self) -> usize {
+        self.slots
+            .iter()
+            .filter(|s| s.state.load(Ordering::Relaxed) & VALID != 0)
+            .count()
+    }
+
+    /// True when no entry is current.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 }
 
@@ -159,6 +239,67 @@ mod tests {
         }
         assert!(stored < 16);
         assert_eq!(t.lookup(5), Some([7; 6]));
+    }
+
+    #[test]
+    fn churn_never_fills_the_table_when_entries_are_invalidated() {
+        // 100k distinct neighbours pass through a table of 64, at most 32 current at once:
+        // every insert must find a slot (tombstones are reused), and old keys stay gone.
+        let t = NeighTable::new(32);
+        let mut live = std::collections::VecDeque::new();
+        for k in 1..100_000u128 {
+            let key = (0xfd00u128 << 112) | k.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+            assert!(t.set(key, [k as u8; 6]), "insert {k} refused");
+            live.push_back(key);
+            if live.len() > 32 {
+                let old = live.pop_front().unwrap();
+                t.invalidate(old);
+                assert_eq!(t.lookup(old), None);
+            }
+            assert_eq!(t.lookup(key), Some([k as u8; 6]));
+        }
+        assert_eq!(t.len(), 32);
+    }
+
+    #[test]
+    fn lookups_mark_entries_used_and_the_writer_takes_the_mark() {
+        let t = NeighTable::new(8);
+        assert!(t.set(7, [1; 6]));
+        assert!(!t.take_used(7));
+        assert_eq!(t.lookup(7), Some([1; 6]));
+        assert!(t.take_used(7));
+        assert!(!t.take_used(7));
+        assert!(!t.take_used(8));
+    }
+
+    #[test]
+    fn readers_never_pair_a_key_with_another_keys_mac_while_slots_are_reused() {
+        // A table of 16 slots under constant reuse: the MAC a reader gets is always the one
+        // written for the key it asked about (each key's MAC bytes encode the key).
+        let t = Arc::new(NeighTable::new(8));
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let r = {
+            let (t, stop) = (t.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let mut hits = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    for k in 1..=40u128 {
+                        if let Some(m) = t.lookup(k) {
+                            assert_eq!(m, [k as u8; 6], "key {k}");
+                            hits += 1;
+                        }
+                    }
+                }
+                hits
+            })
+        };
+        for round in 0..200_000u128 {
+            let k = round % 40 + 1;
+            t.set(k, [k as u8; 6]);
+            t.invalidate((round + 20) % 40 + 1);
+        }
+        stop.store(true, Ordering::Relaxed);
+        assert!(r.join().unwrap() > 0);
     }
 
     #[test]

@@ -41,6 +41,10 @@ pub struct PortStats {
     pub local: Counter,
     /// Tunnel packets received on this port and decapsulated.
     pub decap: Counter,
+    /// Replies (ICMP errors, GTP-U Echo Responses) that packets received on this port would
+    /// have caused, not sent because of the reply rate limit (the packets themselves are
+    /// counted under their own reason).
+    pub replies_limited: Counter,
     /// Drops of packets received on this port, by reason.
     pub drops: [Counter; DropReason::COUNT],
 }
@@ -54,6 +58,7 @@ impl Default for PortStats {
             tx_bytes: Counter::default(),
             local: Counter::default(),
             decap: Counter::default(),
+            replies_limited: Counter::default(),
             drops: std::array::from_fn(|_| Counter::default()),
         }
     }
@@ -89,6 +94,8 @@ pub struct PortSnapshot {
     pub local: u64,
     /// Tunnel packets decapsulated.
     pub decap: u64,
+    /// Replies not sent because of the rate limit.
+    pub replies_limited: u64,
     /// Drops by reason, indexed like [`DropReason::ALL`].
     pub drops: Vec<u64>,
 }
@@ -124,6 +131,7 @@ pub fn snapshot<'a>(
             o.tx_bytes += p.tx_bytes.get();
             o.local += p.local.get();
             o.decap += p.decap.get();
+            o.replies_limited += p.replies_limited.get();
             for (d, c) in o.drops.iter_mut().zip(&p.drops) {
                 *d += c.get();
             }

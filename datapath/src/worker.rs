@@ -2,13 +2,36 @@
 //! egress port its packets in one call, and count everything.
 
 use crate::fib::Fib;
-use crate::local::LocalPath;
+use crate::local::{local_kind, LocalKind, LocalPath};
 use crate::lpm::Reader;
 use crate::pipeline::batch::{Batch, BATCH};
 use crate::pipeline::drop::DropReason;
 use crate::pipeline::{Next, Pipeline};
 use crate::port::Port;
+use crate::ratelimit::{Limit, TokenBucket};
 use crate::stats::{Stats, MAX_PORTS};
+
+/// ARP and NDP handed up per second (and burst) per worker: far more than any neighbour
+/// discovery needs, and far less than the control thread can serve.
+pub const NEIGHBOR_UP_LIMIT: Limit = Limit {
+    rate: 20_000,
+    burst: 1024,
+};
+/// Resolve requests per second (and burst) per worker. With the resolver's bounded tracker
+/// ([`crate::neigh`]) this sets how long a flood of absent addresses lets an unresolved
+/// address wait its turn.
+pub const RESOLVE_LIMIT: Limit = Limit {
+    rate: 1000,
+    burst: 256,
+};
+
+/// A worker's token buckets for the control path.
+#[derive(Default)]
+struct UpLimits {
+    neighbor: TokenBucket,
+    other: TokenBucket,
+    resolve: TokenBucket,
+}
 use std::sync::Arc;
 
 /// One worker: its ports, batch, pipeline state and counters.
@@ -28,6 +51,7 @@ pub struct Worker {
     local: Option<Arc<LocalPath>>,
     /// Kernel drop totals already counted, per port.
     kernel_drops: [u64; MAX_PORTS],
+    up_limits: UpLimits,
 }
 
 impl Worker {
@@ -43,6 +67,7 @@ impl Worker {
             tx_idx: Box::new([[0u8; BATCH]; MAX_PORTS]),
             local: None,
             kernel_drops: [0; MAX_PORTS],
+            up_limits: UpLimits::default(),
         }
     }
 
@@ -106,10 +131,26 @@ impl Worker {
                     tx_len[q] += 1;
                 }
                 Next::Local => match &self.local {
-                    Some(l) if !l.hand_up(p as u8, self.batch.bufs[i].frame()) => {
-                        stats.drop(DropReason::LocalQueueFull)
+                    Some(l) => {
+                        // Rate-limited per kind, so a flood at the gateway's addresses sheds
+                        // here, counted, and never crowds out ARP and NDP.
+                        let frame = self.batch.bufs[i].frame();
+                        let kind = local_kind(frame);
+                        let (bucket, limit) = match kind {
+                            LocalKind::Neighbor => {
+                                (&mut self.up_limits.neighbor, NEIGHBOR_UP_LIMIT)
+                            }
+                            LocalKind::Other => (&mut self.up_limits.other, fib.reply_limit()),
+                        };
+                        if !bucket.allow(limit) {
+                            stats.drop(DropReason::LocalRateLimited)
+                        } else if l.hand_up_as(kind, p as u8, frame) {
+                            stats.local.add(1)
+                        } else {
+                            stats.drop(DropReason::LocalQueueFull)
+                        }
                     }
-                    _ => stats.local.add(1),
+                    None => stats.local.add(1),
                 },
                 Next::Drop(r) => {
                     stats.drop(r);
@@ -117,7 +158,11 @@ impl Worker {
                         if let (Some(l), Some((addr, port))) =
                             (&self.local, self.pipeline.resolve_request(i))
                         {
-                            l.request_resolve(port, addr);
+                            if self.up_limits.resolve.allow(RESOLVE_LIMIT) {
+                                l.request_resolve(port, addr);
+                            } else {
+                                l.shed_resolve();
+                            }
                         }
                     }
                 }

@@ -47,8 +47,11 @@ pub struct LiveOptions {
     pub config_file: Option<PathBuf>,
 }
 
-/// Frame buffers between the worker and the control thread.
+/// Frame buffers of each lane between a worker and the control thread.
 const LOCAL_FRAMES: usize = 512;
+/// Resolve requests, and frames other than ARP and NDP, taken from each worker per turn of
+/// the event loop (a turn is at most a few milliseconds).
+const PER_TURN: usize = 64;
 const LISTENER: mio::Token = mio::Token(0);
 
 /// What the control thread changes while the workers forward: the snapshot in force, the route
@@ -191,7 +194,8 @@ pub fn run_live(
             }
             if events.iter().any(|e| e.token() == LISTENER) {
                 if let Some(l) = &mut listener {
-                    serve(l, c, &snap(), &mut changes, &mut neighbors);
+                    let shed: u64 = paths.iter().map(|p| p.resolve_shed()).sum();
+                    serve(l, c, &snap(), &mut changes, &mut neighbors, shed);
                 }
             }
             if hangup.swap(false, Ordering::Relaxed) {
@@ -199,13 +203,25 @@ pub fn run_live(
             }
             datapath::slot::retire(&mut changes.retired);
             for path in &paths {
-                while let Some(f) = path.take_up() {
-                    if f.resolve {
-                        neighbors.wanted(f.resolve_addr(), f.port, &down);
-                    } else {
-                        neighbors.learn(f.bytes(), f.port);
-                        stack.deliver(&f);
-                    }
+                // ARP and NDP first, all of them (their lane is bounded): they keep next
+                // hops resolved. Then a bounded share of the rest, so that a flood cannot
+                // keep this loop from the control socket, signals and timers.
+                while let Some(f) = path.take_up_neighbor() {
+                    neighbors.learn(f.bytes(), f.port);
+                    stack.deliver(&f);
+                    path.recycle(f);
+                }
+                for _ in 0..PER_TURN {
+                    let Some((addr, port)) = path.take_resolve() else {
+                        break;
+                    };
+                    neighbors.wanted(addr, port, &down);
+                }
+                for _ in 0..PER_TURN {
+                    let Some(f) = path.take_up_other() else {
+                        break;
+                    };
+                    stack.deliver(&f);
                     path.recycle(f);
                 }
             }
@@ -263,11 +279,14 @@ fn serve(
     snap: &[PortSnapshot],
     changes: &mut Changes,
     neighbors: &mut Neighbors,
+    resolve_shed: u64,
 ) {
     while let Ok((mut conn, _)) = l.accept() {
         let request = read_request(&mut conn);
         let body = if request.is_empty() || request == "stats" {
-            crate::report::json(c, snap).to_string() + "\n"
+            let mut j = crate::report::json(c, snap);
+            j["neighbors"] = crate::report::neighbors_json(neighbors, resolve_shed);
+            j.to_string() + "\n"
         } else if request == "reload" {
             changes.reload(neighbors)
         } else if let Some(r) = changes

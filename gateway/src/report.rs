@@ -162,9 +162,34 @@ pub fn json(c: &Config, stats: &[PortSnapshot]) -> Value {
                 "tx_bytes": st.tx_bytes,
                 "local": st.local,
                 "decap": st.decap,
+                "replies_limited": st.replies_limited,
                 "drops": drops,
             }),
         );
     }
     json!({ "ports": ports, "drops": totals })
+}
+
+/// The resolver's state and counters as JSON: occupancy, and what it did and refused
+/// ([`crate::neighbors::NeighborCounters`]); `resolve_shed` is the workers' resolve requests
+/// that were not queued.
+pub fn neighbors_json(n: &crate::neighbors::Neighbors, resolve_shed: u64) -> Value {
+    let k = n.counters();
+    json!({
+        "tracked": n.tracked(),
+        "resolved": n.resolved(),
+        "requests_sent": k.requests_sent,
+        "requests_unsent": k.requests_unsent,
+        "learned": k.learned,
+        "confirmed": k.confirmed,
+        "unsolicited": k.unsolicited,
+        "refused": k.refused,
+        "failed": k.failed,
+        "aged_out": k.aged_out,
+        "evicted": k.evicted,
+        "tracker_full": k.tracker_full,
+        "backoff": k.backoff,
+        "table_full": k.table_full,
+        "resolve_shed": resolve_shed,
+    })
 }

@@ -68,6 +68,45 @@ fn frames_for_the_gateway_go_up_until_the_pool_is_empty_then_are_counted() {
     assert_eq!(mem.tx.len(), 1);
 }
 
+/// A datagram to the gateway's own address (not ARP or NDP), from 192.0.2.10.
+fn ping() -> Vec<u8> {
+    datapath::craft::udp_frame(&datapath::craft::UdpSpec {
+        src_mac: [2, 0, 0, 0, 0, 0x99],
+        dst_mac: EXT,
+        src: "192.0.2.10".parse().unwrap(),
+        dst: "192.0.2.1".parse().unwrap(),
+        src_port: 1,
+        dst_port: 7,
+        ttl: 64,
+        payload_len: 18,
+    })
+}
+
+#[test]
+fn a_ping_flood_is_rate_limited_and_never_takes_arps_buffers() {
+    let fib = fib();
+    let stats = Arc::new(Stats::default());
+    // 2000 frames for the gateway, then an ARP request: the ARP must still go up.
+    let frames = (0..2000)
+        .map(|_| ping())
+        .chain(std::iter::once(arp_request()));
+    let port = MemPort::new(frames);
+    let path = LocalPath::new(64);
+    let mut w = Worker::new(vec![Box::new(port)], 32, stats.clone()).with_local(path.clone());
+    w.run_to_end(&fib).unwrap();
+    let s = &snapshot([&*stats], 1)[0];
+    // The default reply limit passes its burst of 50 (plus what refills while the test runs)
+    // and sheds the rest, counted; nothing waits without bound.
+    let shed = s.drops_of(DropReason::LocalRateLimited);
+    assert!(shed >= 1800, "shed {shed}");
+    assert_eq!(
+        s.local + shed + s.drops_of(DropReason::LocalQueueFull),
+        2001
+    );
+    let up = path.take_up_neighbor().expect("the ARP request went up");
+    assert_eq!(up.bytes(), &arp_request()[..]);
+}
+
 /// A port whose kernel reports drops: 7, then 10 in all.
 struct Dropping(u64);
 
