@@ -64,7 +64,12 @@ pub fn fib_with(extra: &[(u32, u8, u32)]) -> Fib {
             .unwrap();
     }
     let gw: IpAddr = "192.0.2.1".parse().unwrap();
-    b.add_gtpu_tunnel("ran", gw, "192.0.2.10".parse().unwrap(), &[0x1001]);
+    b.add_gtpu_tunnel(
+        "ran",
+        gw,
+        "192.0.2.10".parse().unwrap(),
+        &[(0x1001, "10.46.0.0".parse().unwrap(), 16)],
+    );
     b.add_vxlan_tunnel("calico", gw, 4789, 4096, &["192.0.2.20".parse().unwrap()]);
     b.add_ipip_tunnel("kr", gw, &["192.0.2.30".parse().unwrap()]);
     // Downlink to the UE range: GTP-U toward the gNB with a PDU Session Container.

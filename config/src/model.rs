@@ -59,6 +59,23 @@ pub struct Port {
     /// af_xdp: frames whose destination (or ARP/NS target) is not the gateway's and matches
     /// no route go to the kernel instead of the gateway.
     pub pass_to_kernel: bool,
+    /// Reverse-path filtering of plain traffic received here.
+    pub rpf: crate::schema::RawRpf,
+    /// VLAN IDs (1..=4094) accepted in the outer tag; untagged frames are always accepted.
+    pub vlans: Vec<u16>,
+}
+
+/// The largest IP MTU of an `af_xdp` port: its UMEM frames hold 2048 bytes, an Ethernet
+/// header and up to two VLAN tags.
+pub const AF_XDP_MAX_MTU: u32 = 2048 - 14 - 8;
+
+/// The rate limit of replies that strangers can cause, per worker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReplyLimit {
+    /// Per second.
+    pub rate: u32,
+    /// At once.
+    pub burst: u32,
 }
 
 /// A static neighbour entry.
@@ -127,6 +144,8 @@ pub struct Config {
     pub routes: Vec<Route>,
     /// Tunnels.
     pub tunnels: Vec<Tunnel>,
+    /// `[icmp]`.
+    pub reply_limit: ReplyLimit,
 }
 
 /// A GTP-U session.

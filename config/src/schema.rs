@@ -22,6 +22,54 @@ pub struct RawConfig {
     /// `[[tunnel]]`
     #[serde(default, rename = "tunnel")]
     pub tunnels: Vec<RawTunnel>,
+    /// `[icmp]`: the rate limit of replies strangers can cause.
+    #[serde(default)]
+    pub icmp: RawIcmp,
+}
+
+/// `[icmp]`: per worker, a token bucket for ICMP errors (fragmentation needed, packet too big,
+/// time exceeded), GTP-U Echo Responses, and pings and other frames for the gateway itself
+/// (ARP and NDP have their own, larger allowance).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawIcmp {
+    /// Replies per second.
+    #[serde(default = "default_icmp_rate")]
+    pub rate: u32,
+    /// Replies that may be sent at once after a quiet period.
+    #[serde(default = "default_icmp_burst")]
+    pub burst: u32,
+}
+
+impl Default for RawIcmp {
+    fn default() -> Self {
+        RawIcmp {
+            rate: default_icmp_rate(),
+            burst: default_icmp_burst(),
+        }
+    }
+}
+
+/// Linux's `net.ipv4.icmp_msgs_per_sec` default.
+pub fn default_icmp_rate() -> u32 {
+    1000
+}
+/// Linux's `net.ipv4.icmp_msgs_burst` default.
+pub fn default_icmp_burst() -> u32 {
+    50
+}
+
+/// Reverse-path filtering of a port's plain traffic (RFC 3704).
+#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum RawRpf {
+    /// No check (the default).
+    #[default]
+    Off,
+    /// The source must have a route.
+    Loose,
+    /// The source's route must leave through this port.
+    Strict,
 }
 
 /// `[gateway]`
@@ -92,12 +140,20 @@ pub struct RawPort {
     /// IP MTU of the port.
     #[serde(default = "default_mtu")]
     pub mtu: u32,
-    /// Accept unicast frames whatever their destination MAC (replaying foreign captures).
+    /// Accept unicast frames whatever their destination MAC, and broadcast or multicast frames
+    /// with a unicast IP destination (replaying foreign captures).
     #[serde(default)]
     pub promiscuous: bool,
     /// af_xdp: pass the traffic the gateway does not own to the kernel.
     #[serde(default)]
     pub pass_to_kernel: bool,
+    /// Reverse-path filtering of plain traffic received here.
+    #[serde(default)]
+    pub rpf: RawRpf,
+    /// VLAN IDs accepted on this port (the outer tag); tagged frames with any other ID are
+    /// dropped. None by default: tagged frames are dropped.
+    #[serde(default)]
+    pub vlans: Vec<u32>,
 }
 
 /// `[[neighbor]]`: a static neighbour entry.
@@ -215,4 +271,18 @@ pub struct RawSession {
 /// The default VXLAN UDP port (IANA).
 pub fn default_vxlan_port() -> u16 {
     4789
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn icmp_defaults_are_linuxs() {
+        assert_eq!(default_icmp_rate(), 1000);
+        assert_eq!(default_icmp_burst(), 50);
+        let d = RawIcmp::default();
+        assert_eq!((d.rate, d.burst), (1000, 50));
+        assert_eq!(RawRpf::default(), RawRpf::Off);
+    }
 }

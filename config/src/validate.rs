@@ -276,6 +276,12 @@ impl Validator<'_> {
             );
         }
 
+        if raw.icmp.burst == 0 {
+            self.err(
+                TomlPath::key("icmp").k("burst"),
+                "burst 0 would send no reply at all: set `rate = 0` for that, or a burst of 1 or more",
+            );
+        }
         let ports = self.ports(&raw.ports);
         let neighbors = self.neighbors(&raw.neighbors, &ports);
         let tunnels = self.tunnels(&raw.tunnels, &ports);
@@ -288,6 +294,10 @@ impl Validator<'_> {
             neighbors,
             routes,
             tunnels,
+            reply_limit: ReplyLimit {
+                rate: raw.icmp.rate,
+                burst: raw.icmp.burst.max(1),
+            },
         }
     }
 
@@ -579,7 +589,31 @@ impl Validator<'_> {
                     format!("mtu {} is outside {min_mtu}..=9216", rp.mtu),
                 );
             }
+            if rp.driver == RawDriver::AfXdp && rp.mtu > AF_XDP_MAX_MTU {
+                self.err(
+                    pp.k("mtu"),
+                    format!(
+                        "mtu {} does not fit an af_xdp frame: at most {AF_XDP_MAX_MTU} (2048-byte UMEM frames less Ethernet and two VLAN tags)",
+                        rp.mtu
+                    ),
+                );
+            }
+            let mut vlans = Vec::new();
+            for (vi, &v) in rp.vlans.iter().enumerate() {
+                if !(1..=4094).contains(&v) {
+                    self.err(
+                        pp.k("vlans").i(vi),
+                        format!("VLAN ID {v} is outside 1..=4094"),
+                    );
+                } else if rp.vlans[..vi].contains(&v) {
+                    self.err(pp.k("vlans").i(vi), format!("VLAN ID {v} is listed twice"));
+                } else {
+                    vlans.push(v as u16);
+                }
+            }
             ports.push(Port {
+                rpf: rp.rpf,
+                vlans,
                 name: rp.name.clone(),
                 driver,
                 mac,

@@ -612,3 +612,43 @@ fn pass_to_kernel_is_refused_on_ports_that_do_not_take_frames_from_the_kernel() 
     let c = check(&src).unwrap();
     assert!(c.ports[0].pass_to_kernel && !c.ports[1].pass_to_kernel);
 }
+
+#[test]
+fn an_af_xdp_mtu_larger_than_its_frames_and_bad_vlan_ids_are_refused() {
+    let src = r#"
+[gateway]
+name = "t"
+
+[[port]]
+name = "ext"
+driver = "af_xdp"
+interface = "veth0"
+mac = "02:00:00:00:00:01"
+addresses = ["192.0.2.1/24"]
+mtu = 9000
+vlans = [100, 0, 100, 4095]
+"#;
+    assert_problem(
+        src,
+        "port[0].mtu",
+        line_of(src, "mtu ="),
+        "does not fit an af_xdp frame",
+    );
+    let vl = line_of(src, "vlans =");
+    assert_problem(src, "port[0].vlans[1]", vl, "VLAN ID 0 is outside");
+    assert_problem(src, "port[0].vlans[2]", vl, "listed twice");
+    assert_problem(src, "port[0].vlans[3]", vl, "VLAN ID 4095 is outside");
+    let ok = src
+        .replace("mtu = 9000", "mtu = 2026")
+        .replace("[100, 0, 100, 4095]", "[100]");
+    let c = check(&ok).unwrap();
+    assert_eq!(c.ports[0].vlans, [100]);
+}
+
+#[test]
+fn icmp_limits_default_to_linuxs_and_a_zero_burst_is_refused() {
+    let c = check(HEAD).unwrap();
+    assert_eq!((c.reply_limit.rate, c.reply_limit.burst), (1000, 50));
+    let src = format!("{HEAD}\n[icmp]\nrate = 10\nburst = 0\n");
+    assert_problem(&src, "icmp.burst", line_of(&src, "burst = 0"), "burst 0");
+}

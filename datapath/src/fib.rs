@@ -216,13 +216,48 @@ pub fn ip_key(a: IpAddr) -> u128 {
     }
 }
 
+/// A port id that is no port.
+pub const NO_PORT: u8 = u8::MAX;
+
+/// A GTP-U session as the decap stage checks it: its tunnel, and the UE range its uplink
+/// inner sources must lie in (as a [`v4_key`] or IPv6 network and mask).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GtpuSession {
+    /// Tunnel id.
+    pub tunnel: u16,
+    /// UE network.
+    pub ue_net: u128,
+    /// UE mask.
+    pub ue_mask: u128,
+}
+
+impl GtpuSession {
+    /// True when `src` (a [`v4_key`] or IPv6 address) is in the session's UE range.
+    #[inline]
+    pub fn ue_contains(&self, src: u128) -> bool {
+        src & self.ue_mask == self.ue_net
+    }
+}
+
+/// How a port checks the source of plain traffic (RFC 3704 reverse-path filtering).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Rpf {
+    /// No check.
+    #[default]
+    Off,
+    /// The source must have a route (not a drop route).
+    Loose,
+    /// The route to the source must leave through the port the packet came in on.
+    Strict,
+}
+
 /// The tunnels the gateway terminates, keyed as the decap stage looks them up.
 #[derive(Default, Clone)]
 pub struct Tunnels {
     /// Local endpoint addresses of every tunnel (a handful: scanned linearly).
     locals: Vec<u128>,
-    /// (local, uplink TEID) → tunnel id.
-    gtpu: HashMap<(u128, u32), u16>,
+    /// (local, uplink TEID) → the tunnel id and the session's UE range.
+    gtpu: HashMap<(u128, u32), GtpuSession>,
     /// (local, UDP port, VNI) → tunnel id.
     vxlan: HashMap<(u128, u16, u32), u16>,
     /// UDP ports VXLAN is received on.
@@ -231,10 +266,15 @@ pub struct Tunnels {
     ipip: HashMap<(u128, u128), u16>,
     /// Locals with a GTP-U tunnel.
     gtpu_locals: Vec<u128>,
+    /// (local, tunnel id) of each GTP-U tunnel.
+    gtpu_ids: Vec<(u128, u16)>,
     /// Locals with an IPIP tunnel.
     ipip_locals: Vec<u128>,
     /// Peers of each tunnel, by id.
     peers: Vec<Vec<u128>>,
+    /// The port each peer is reachable through (parallel to `peers`; [`NO_PORT`] when the
+    /// route table reaches it through no port), resolved when the snapshot is built.
+    peer_ports: Vec<Vec<u8>>,
     /// Names, by id.
     names: Vec<String>,
 }
@@ -263,6 +303,37 @@ pub struct FibBuilder {
     neigh: Arc<NeighTable>,
     qsbr: Option<Arc<Qsbr>>,
     reply_limit: Option<Limit>,
+    rpf: Vec<Rpf>,
+    vlans: Vec<VlanSet>,
+}
+
+/// The VLAN IDs a port accepts: a bit per ID.
+#[derive(Clone)]
+pub struct VlanSet(Box<[u64; 64]>);
+
+impl Default for VlanSet {
+    fn default() -> Self {
+        VlanSet(Box::new([0; 64]))
+    }
+}
+
+impl VlanSet {
+    /// The set of `ids` (IDs above 4095 are ignored).
+    pub fn of(ids: &[u16]) -> Self {
+        let mut s = VlanSet::default();
+        for &id in ids.iter().filter(|&&i| i < 4096) {
+            s.0[usize::from(id >> 6)] |= 1 << (id & 63);
+        }
+        s
+    }
+
+    /// True when `vid` is in the set.
+    #[inline]
+    pub fn contains(&self, vid: u16) -> bool {
+        self.0
+            .get(usize::from(vid >> 6))
+            .is_some_and(|w| w & (1 << (vid & 63)) != 0)
+    }
 }
 
 impl FibBuilder {
@@ -288,6 +359,25 @@ impl FibBuilder {
     /// handed to the control thread. Default [`Limit::ICMP`].
     pub fn set_reply_limit(&mut self, limit: Limit) {
         self.reply_limit = Some(limit);
+    }
+
+    /// Sets how port `port` checks the sources of plain traffic (default [`Rpf::Off`]).
+    pub fn set_rpf(&mut self, port: u8, mode: Rpf) {
+        let i = usize::from(port);
+        if self.rpf.len() <= i {
+            self.rpf.resize(i + 1, Rpf::Off);
+        }
+        self.rpf[i] = mode;
+    }
+
+    /// Sets the VLAN IDs port `port` accepts in a frame's outer tag (default none: tagged
+    /// frames are dropped as `vlan_not_allowed`).
+    pub fn set_vlans(&mut self, port: u8, ids: &[u16]) {
+        let i = usize::from(port);
+        if self.vlans.len() <= i {
+            self.vlans.resize(i + 1, VlanSet::default());
+        }
+        self.vlans[i] = VlanSet::of(ids);
     }
 
     /// Adds a port; returns its id.
@@ -320,6 +410,7 @@ impl FibBuilder {
         let id = t.names.len() as u16;
         t.names.push(name.to_string());
         t.peers.push(peers.iter().map(|&p| ip_key(p)).collect());
+        t.peer_ports.push(vec![NO_PORT; peers.len()]);
         let l = ip_key(local);
         if !t.locals.contains(&l) {
             t.locals.push(l);
@@ -327,20 +418,33 @@ impl FibBuilder {
         id
     }
 
-    /// Adds a GTP-U tunnel terminating on `local`, accepting G-PDUs from `peer` with any of
-    /// `teids`; returns its id.
+    /// Adds a GTP-U tunnel terminating on `local`, accepting G-PDUs from `peer` for its
+    /// `sessions`: an uplink TEID each, with the UE range (address, prefix length) the inner
+    /// sources of that TEID must lie in; returns its id.
     pub fn add_gtpu_tunnel(
         &mut self,
         name: &str,
         local: IpAddr,
         peer: IpAddr,
-        teids: &[u32],
+        sessions: &[(u32, IpAddr, u8)],
     ) -> u16 {
         let id = self.add_tunnel(name, local, &[peer]);
         let l = ip_key(local);
-        for &teid in teids {
-            self.tunnels.gtpu.insert((l, teid), id);
+        for &(teid, ue, len) in sessions {
+            let len = u32::from(len) + if ue.is_ipv4() { 96 } else { 0 };
+            let ue_mask = if len == 0 {
+                0
+            } else {
+                u128::MAX << (128 - len.min(128))
+            };
+            let s = GtpuSession {
+                tunnel: id,
+                ue_net: ip_key(ue) & ue_mask,
+                ue_mask,
+            };
+            self.tunnels.gtpu.insert((l, teid), s);
         }
+        self.tunnels.gtpu_ids.push((l, id));
         if !self.tunnels.gtpu_locals.contains(&l) {
             self.tunnels.gtpu_locals.push(l);
         }
@@ -565,6 +669,20 @@ impl FibBuilder {
     /// [`FibError::Lpm`], [`FibError::UnknownPort`].
     pub fn build_with_writers(mut self) -> Result<(Fib, RouteWriters), FibError> {
         let local = self.push_nexthop(NextHop::Local);
+        // (network, mask, port) of every interface address, as tunnel keys.
+        let connected: Vec<(u128, u128, u8)> = self
+            .locals
+            .iter()
+            .map(|&(a, len, port)| {
+                let len = u32::from(len) + if a.is_ipv4() { 96 } else { 0 };
+                let mask = if len == 0 {
+                    0
+                } else {
+                    u128::MAX << (128 - len.min(128))
+                };
+                (ip_key(a) & mask, mask, port)
+            })
+            .collect();
         // Connected subnets first and host routes after them: at equal length the later wins,
         // so a /32 interface address stays local.
         for (addr, len, port) in std::mem::take(&mut self.locals) {
@@ -579,7 +697,13 @@ impl FibBuilder {
         let qsbr = self.qsbr.take().unwrap_or_default();
         let v4 = Lpm4::build(&self.routes4, qsbr.clone()).map_err(FibError::Lpm)?;
         let v6 = Lpm6::build(&self.routes6, qsbr.clone()).map_err(FibError::Lpm)?;
-        let fib = Fib {
+        let mut rpf = std::mem::take(&mut self.rpf);
+        rpf.resize(self.ports.len(), Rpf::Off);
+        let mut vlans = std::mem::take(&mut self.vlans);
+        vlans.resize(self.ports.len(), VlanSet::default());
+        let mut fib = Fib {
+            rpf,
+            vlans,
             v4: v4.reader(),
             v6: v6.reader(),
             qsbr: qsbr.clone(),
@@ -594,6 +718,26 @@ impl FibBuilder {
             neigh: self.neigh,
             reply_limit: self.reply_limit.unwrap_or(Limit::ICMP),
         };
+        // Each tunnel peer's port: the port whose subnet holds it, else the port the route
+        // table reaches it through. A tunnel packet is taken only on that port
+        // (anti-spoofing).
+        let ports: Vec<Vec<u8>> = fib
+            .tunnels
+            .peers
+            .iter()
+            .map(|peers| {
+                peers
+                    .iter()
+                    .map(|&p| {
+                        connected
+                            .iter()
+                            .find(|&&(net, mask, _)| p & mask == net)
+                            .map_or_else(|| fib.port_toward(p), |&(_, _, port)| port)
+                    })
+                    .collect()
+            })
+            .collect();
+        fib.tunnels.peer_ports = ports;
         Ok((fib, RouteWriters { v4, v6, qsbr }))
     }
 
@@ -639,9 +783,85 @@ pub struct Fib {
     addrs: Vec<PortAddrs>,
     neigh: Arc<NeighTable>,
     reply_limit: Limit,
+    rpf: Vec<Rpf>,
+    vlans: Vec<VlanSet>,
 }
 
 impl Fib {
+    /// The route table's next hop for `addr` (a [`v4_key`] or IPv6 address).
+    #[inline]
+    fn route_to(&self, addr: u128) -> Option<&NextHop> {
+        let nh = match std::net::Ipv6Addr::from(addr).to_ipv4_mapped() {
+            Some(v4) => self.v4.lookup(u32::from(v4)),
+            None => self.v6.lookup(addr),
+        };
+        nh.and_then(|i| self.nexthop(i))
+    }
+
+    /// The port a next hop leaves through (ECMP: its first member's); [`NO_PORT`] for local,
+    /// drop and session-less next hops.
+    fn hop_port(&self, hop: &NextHop) -> u8 {
+        match *hop {
+            NextHop::Forward { port, .. }
+            | NextHop::Unresolved { port, .. }
+            | NextHop::Connected { port } => port,
+            NextHop::Encap { index } => self.encap(index).map_or(NO_PORT, |e| e.port),
+            NextHop::Ecmp { start, len } => self
+                .ecmp_member(start, len, 0)
+                .filter(|m| !matches!(m, NextHop::Ecmp { .. }))
+                .map_or(NO_PORT, |m| self.hop_port(m)),
+            NextHop::Local | NextHop::Blackhole | NextHop::NoSession => NO_PORT,
+        }
+    }
+
+    /// The port the route table reaches `addr` through, or [`NO_PORT`].
+    pub fn port_toward(&self, addr: u128) -> u8 {
+        self.route_to(addr).map_or(NO_PORT, |h| self.hop_port(h))
+    }
+
+    /// Whether a packet from `src` arriving on `in_port` passes the port's reverse-path
+    /// check ([`Rpf`]). An ECMP route passes strict mode when any member leaves through
+    /// `in_port`.
+    #[inline]
+    pub fn rpf_ok(&self, in_port: u8, src: u128) -> bool {
+        let mode = self
+            .rpf
+            .get(usize::from(in_port))
+            .copied()
+            .unwrap_or_default();
+        if mode == Rpf::Off {
+            return true;
+        }
+        let Some(hop) = self.route_to(src) else {
+            return false;
+        };
+        match (mode, *hop) {
+            (_, NextHop::Blackhole | NextHop::NoSession | NextHop::Local) => false,
+            (Rpf::Loose, _) => true,
+            (_, NextHop::Ecmp { start, len }) => (0..len).any(|i| {
+                self.ecmp
+                    .get(start as usize + i as usize)
+                    .and_then(|&m| self.nexthop(m))
+                    .is_some_and(|m| self.hop_port(m) == in_port)
+            }),
+            (_, h) => self.hop_port(&h) == in_port,
+        }
+    }
+
+    /// True when port `id` accepts VLAN `vid` in a frame's outer tag.
+    #[inline]
+    pub fn vlan_allowed(&self, id: u8, vid: u16) -> bool {
+        self.vlans
+            .get(usize::from(id))
+            .is_some_and(|s| s.contains(vid))
+    }
+
+    /// The reverse-path mode of port `id`.
+    #[inline]
+    pub fn rpf(&self, id: u8) -> Rpf {
+        self.rpf.get(usize::from(id)).copied().unwrap_or_default()
+    }
+
     /// The per-worker rate limit of replies ([`FibBuilder::set_reply_limit`]).
     #[inline]
     pub fn reply_limit(&self) -> Limit {
@@ -696,9 +916,9 @@ impl Fib {
         self.tunnels.locals.contains(&addr)
     }
 
-    /// The GTP-U tunnel of an uplink TEID on a local endpoint.
+    /// The GTP-U session of an uplink TEID on a local endpoint.
     #[inline]
-    pub fn gtpu_tunnel(&self, local: u128, teid: u32) -> Option<u16> {
+    pub fn gtpu_session(&self, local: u128, teid: u32) -> Option<GtpuSession> {
         self.tunnels.gtpu.get(&(local, teid)).copied()
     }
 
@@ -732,13 +952,22 @@ impl Fib {
         self.tunnels.ipip_locals.contains(&local)
     }
 
-    /// True when `peer` is a configured peer of tunnel `id`.
+    /// The port configured peer `peer` of tunnel `id` is reached through ([`NO_PORT`] when
+    /// none), or `None` when `peer` is not a peer of the tunnel.
     #[inline]
-    pub fn is_tunnel_peer(&self, id: u16, peer: u128) -> bool {
+    pub fn tunnel_peer_port(&self, id: u16, peer: u128) -> Option<u8> {
+        let t = usize::from(id);
+        let i = self.tunnels.peers.get(t)?.iter().position(|&p| p == peer)?;
+        self.tunnels.peer_ports.get(t)?.get(i).copied()
+    }
+
+    /// True when `peer` is a peer of a GTP-U tunnel terminating on `local` and is reached
+    /// through `in_port` (who may be sent a GTP-U Echo Response).
+    pub fn is_gtpu_peer_on(&self, local: u128, peer: u128, in_port: u8) -> bool {
         self.tunnels
-            .peers
-            .get(usize::from(id))
-            .is_some_and(|p| p.contains(&peer))
+            .gtpu_ids
+            .iter()
+            .any(|&(l, id)| l == local && self.tunnel_peer_port(id, peer) == Some(in_port))
     }
 
     /// The encapsulation at `index`.

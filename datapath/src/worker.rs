@@ -172,6 +172,7 @@ impl Worker {
         self.transmit(&tx_len, p);
         let stats = &self.stats.ports[p];
         stats.decap.add(self.pipeline.decapped());
+        stats.replies_limited.add(self.pipeline.replies_limited());
         for _ in 0..self.pipeline.mtu_errors_sent() {
             stats.drop(DropReason::MtuExceeded);
         }

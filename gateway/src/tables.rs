@@ -2,10 +2,11 @@
 
 use anyhow::{bail, Context, Result};
 use config::{Config, Driver, RouteTarget, TunnelKind};
-use datapath::fib::{EncapKind, Fib, FibBuilder, PortInfo, RouteAction};
+use datapath::fib::{EncapKind, Fib, FibBuilder, PortInfo, RouteAction, Rpf};
 use datapath::port::mem::MemPort;
 use datapath::port::pcap::PcapPort;
 use datapath::port::Port;
+use datapath::ratelimit::Limit;
 use datapath::stats::{snapshot, PortSnapshot, Stats};
 use datapath::worker::Worker;
 use std::sync::Arc;
@@ -36,15 +37,31 @@ pub fn build_fib_with_routes(c: &Config, after: Option<&Fib>) -> Result<(Fib, Ro
         for a in &p.addresses {
             b.add_address(i as u8, a.addr(), a.prefix_len());
         }
+        b.set_vlans(i as u8, &p.vlans);
+        b.set_rpf(
+            i as u8,
+            match p.rpf {
+                config::schema::RawRpf::Off => Rpf::Off,
+                config::schema::RawRpf::Loose => Rpf::Loose,
+                config::schema::RawRpf::Strict => Rpf::Strict,
+            },
+        );
     }
+    b.set_reply_limit(Limit {
+        rate: c.reply_limit.rate,
+        burst: c.reply_limit.burst,
+    });
     for n in &c.neighbors {
         b.add_neighbor(n.address, n.mac.0);
     }
     for t in &c.tunnels {
         match &t.kind {
             TunnelKind::Gtpu { peer, sessions } => {
-                let teids: Vec<u32> = sessions.iter().map(|s| s.teid_in).collect();
-                b.add_gtpu_tunnel(&t.name, t.local, *peer, &teids);
+                let sessions: Vec<(u32, std::net::IpAddr, u8)> = sessions
+                    .iter()
+                    .map(|s| (s.teid_in, s.ue.network(), s.ue.prefix_len()))
+                    .collect();
+                b.add_gtpu_tunnel(&t.name, t.local, *peer, &sessions);
             }
             TunnelKind::Vxlan {
                 udp_port,

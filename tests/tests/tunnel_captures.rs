@@ -37,7 +37,7 @@ kind = "gtpu"
 local = "192.168.40.179"
 peer = "192.168.40.178"
 [[tunnel.session]]
-ue = "10.200.0.0/24"
+ue = "192.168.40.178/32"
 teid_in = 1
 teid_out = 1
 [[tunnel]]
@@ -46,7 +46,7 @@ kind = "gtpu"
 local = "192.168.40.178"
 peer = "192.168.40.179"
 [[tunnel.session]]
-ue = "10.201.0.0/24"
+ue = "202.11.40.158/32"
 teid_in = 1
 teid_out = 1
 "#,
@@ -60,7 +60,7 @@ teid_out = 1
     },
     Case {
         file: "zeek_gtp_ext_header.pcap",
-        addrs: &["10.155.148.157/32"],
+        addrs: &["10.155.148.157/24"],
         tunnels: r#"
 [[tunnel]]
 name = "gn"
@@ -88,7 +88,7 @@ kind = "gtpu"
 local = "213.72.147.186"
 peer = "173.86.159.28"
 [[tunnel.session]]
-ue = "10.200.0.0/24"
+ue = "10.131.119.0/24"
 teid_in = 0x9813014c
 teid_out = 1
 [[tunnel]]
@@ -97,7 +97,7 @@ kind = "gtpu"
 local = "173.86.159.28"
 peer = "213.72.147.186"
 [[tunnel.session]]
-ue = "10.201.0.0/24"
+ue = "217.20.156.0/24"
 teid_in = 0x000209e5
 teid_out = 1
 "#,
@@ -117,7 +117,7 @@ kind = "gtpu"
 local = "167.55.105.244"
 peer = "207.233.125.40"
 [[tunnel.session]]
-ue = "10.200.0.0/24"
+ue = "173.199.115.0/24"
 teid_in = 0x0000bf2e
 teid_out = 1
 [[tunnel]]
@@ -126,7 +126,7 @@ kind = "gtpu"
 local = "207.233.125.40"
 peer = "167.55.105.244"
 [[tunnel.session]]
-ue = "10.201.0.0/24"
+ue = "10.131.17.0/24"
 teid_in = 0x9e40ba4f
 teid_out = 1
 "#,
@@ -148,7 +148,7 @@ teid_out = 1
     },
     Case {
         file: "ndpi_ipv6_in_gtp.pcap",
-        addrs: &["10.238.254.75/32", "10.238.254.77/32"],
+        addrs: &["10.238.254.75/32", "10.238.254.77/32", "10.238.0.1/17"],
         tunnels: r#"
 [[tunnel]]
 name = "a"
@@ -156,7 +156,7 @@ kind = "gtpu"
 local = "10.238.254.75"
 peer = "10.238.80.26"
 [[tunnel.session]]
-ue = "10.200.0.0/24"
+ue = "2607:fc20::/32"
 teid_in = 0x12808fb8
 teid_out = 1
 [[tunnel]]
@@ -165,7 +165,7 @@ kind = "gtpu"
 local = "10.238.254.77"
 peer = "10.238.36.92"
 [[tunnel.session]]
-ue = "10.201.0.0/24"
+ue = "2a01:4c8::/32"
 teid_in = 0x074c15b0
 teid_out = 1
 "#,
@@ -176,7 +176,7 @@ teid_out = 1
     },
     Case {
         file: "arkime_ipv6-gtp6.pcap",
-        addrs: &["1111:2222:3333:4444:5555:6666::/128"],
+        addrs: &["1111:2222:3333:4444:5555:6666::/64"],
         tunnels: r#"
 [[tunnel]]
 name = "v6"
@@ -276,7 +276,7 @@ peers = ["192.168.22.5"]
     },
     Case {
         file: "tcpdump_gso-ipv6-vxlan-ipv4.pcap",
-        addrs: &["2604:1380:4091:ce00::d/128"],
+        addrs: &["2604:1380:4091:ce00::d/64"],
         tunnels: r#"
 [[tunnel]]
 name = "gso"
@@ -293,7 +293,7 @@ peers = ["2604:1380:4091:ce00::b"]
     },
     Case {
         file: "zeek_4in4.pcap",
-        addrs: &["5.6.7.8/32"],
+        addrs: &["5.6.7.8/32", "1.2.3.1/29"],
         tunnels: "[[tunnel]]\nname = \"k\"\nkind = \"ipip\"\nlocal = \"5.6.7.8\"\npeers = [\"1.2.3.4\"]\n",
         decap: 1,
         tx: 1,
@@ -302,7 +302,7 @@ peers = ["2604:1380:4091:ce00::b"]
     },
     Case {
         file: "zeek_6in4.pcap",
-        addrs: &["5.6.7.8/32"],
+        addrs: &["5.6.7.8/32", "1.2.3.1/29"],
         tunnels: "[[tunnel]]\nname = \"k\"\nkind = \"ipip\"\nlocal = \"5.6.7.8\"\npeers = [\"1.2.3.4\"]\n",
         decap: 1,
         tx: 1,
@@ -311,7 +311,7 @@ peers = ["2604:1380:4091:ce00::b"]
     },
     Case {
         file: "zeek_4in6.pcap",
-        addrs: &["2001:4860:0:2001::68/128"],
+        addrs: &["2001:4860:0:2001::68/128", "2002:4637:d5d3::1/64"],
         tunnels: "[[tunnel]]\nname = \"k\"\nkind = \"ipip\"\nlocal = \"2001:4860:0:2001::68\"\npeers = [\"2002:4637:d5d3::4637:d5d3\"]\n",
         decap: 1,
         tx: 1,
@@ -320,7 +320,7 @@ peers = ["2604:1380:4091:ce00::b"]
     },
     Case {
         file: "zeek_6in6.pcap",
-        addrs: &["2001:4f8:4:7:2e0:81ff:fe52:9a6b/128"],
+        addrs: &["2001:4f8:4:7:2e0:81ff:fe52:9a6b/64"],
         tunnels: "[[tunnel]]\nname = \"k\"\nkind = \"ipip\"\nlocal = \"2001:4f8:4:7:2e0:81ff:fe52:9a6b\"\npeers = [\"2001:4f8:4:7:2e0:81ff:fe52:ffff\"]\n",
         decap: 1,
         tx: 1,
@@ -338,7 +338,7 @@ peers = ["2604:1380:4091:ce00::b"]
     },
     Case {
         file: "sv_wrong-version-ipv4-ipv6.pcap",
-        addrs: &["2001:db8:85a3::8a2e:370:7335/128"],
+        addrs: &["2001:db8:85a3::8a2e:370:7335/64"],
         tunnels: "[[tunnel]]\nname = \"k\"\nkind = \"ipip\"\nlocal = \"2001:db8:85a3::8a2e:370:7335\"\npeers = [\"2001:db8:85a3::8a2e:370:7334\"]\n",
         // The inner header's version nibble is wrong: caught by the inner validation.
         decap: 0,
@@ -348,7 +348,7 @@ peers = ["2604:1380:4091:ce00::b"]
     },
     Case {
         file: "sv_wrong-version-ipv6-ipv6.pcap",
-        addrs: &["2001:db8:85a3::8a2e:370:7335/128"],
+        addrs: &["2001:db8:85a3::8a2e:370:7335/64"],
         tunnels: "[[tunnel]]\nname = \"k\"\nkind = \"ipip\"\nlocal = \"2001:db8:85a3::8a2e:370:7335\"\npeers = [\"2001:db8:85a3::8a2e:370:7334\"]\n",
         // Same, for 6in6.
         decap: 0,
@@ -433,6 +433,8 @@ fn tshark_bad_udp_checksums(file: &std::path::Path) -> u64 {
 
 fn run(case: &Case) -> (Value, Vec<Vec<u8>>) {
     let dir = scratch(&format!("tunnel-{}", case.file));
+    // Each tunnel peer lies in a connected subnet of `ext` (or is one of its addresses): a
+    // tunnel packet is decapsulated only on the port its peer is reached through.
     let addrs: Vec<String> = case.addrs.iter().map(|a| format!("\"{a}\"")).collect();
     let cfg = format!(
         r#"
@@ -447,6 +449,7 @@ tx = "{d}/ext-out.pcap"
 mac = "02:00:00:00:00:01"
 addresses = [{addrs}]
 promiscuous = true
+vlans = [{vlans}]
 
 [[port]]
 name = "pods"
@@ -478,6 +481,11 @@ via = "fd31::2"
         d = dir.display(),
         addrs = addrs.join(", "),
         tunnels = case.tunnels,
+        // Foreign captures carry whatever VLANs their network had: accept every ID.
+        vlans = (1..=4094)
+            .map(|v| v.to_string())
+            .collect::<Vec<_>>()
+            .join(", "),
     );
     let path = dir.join("gateway.toml");
     std::fs::write(&path, cfg).unwrap();

@@ -23,10 +23,10 @@
 //! exemption is not taken). Inner packets are decapsulated
 //! once: a tunnel inside a tunnel is routed as ordinary traffic.
 
-use super::classify::{classify_ip, skip_vlan_tags};
+use super::classify::{classify_ip, skip_vlan_tags, source_key};
 use super::drop::DropReason;
 use super::{Meta, Next};
-use crate::fib::{v4_key, Fib};
+use crate::fib::{v4_key, Fib, GtpuSession};
 use crate::wire::{
     ethernet, gtpu, ip_proto, ipv4, ipv6, udp, vxlan, EtherType, EthernetFrame, GtpuPacket,
     UdpPacket, VxlanPacket,
@@ -40,6 +40,8 @@ use crate::wire::{
 #[derive(Debug, Clone, Copy, Default)]
 pub struct LastTunnel {
     key: Option<(u128, u128, u64)>,
+    /// The GTP-U session of that key (its UE range is checked per packet).
+    session: Option<GtpuSession>,
 }
 
 /// Tags that keep GTP-U and VXLAN keys apart in [`LastTunnel`].
@@ -59,14 +61,15 @@ impl LastTunnel {
     fn accept(
         &mut self,
         key: (u128, u128, u64),
-        check: impl FnOnce() -> Result<(), DropReason>,
-    ) -> Result<(), DropReason> {
+        check: impl FnOnce() -> Result<Option<GtpuSession>, DropReason>,
+    ) -> Result<Option<GtpuSession>, DropReason> {
         if self.key == Some(key) {
-            return Ok(());
+            return Ok(self.session);
         }
-        check()?;
+        let session = check()?;
         self.key = Some(key);
-        Ok(())
+        self.session = session;
+        Ok(session)
     }
 }
 
@@ -74,8 +77,14 @@ impl LastTunnel {
 /// Returns [`Next::Route`] for a decapsulated packet, or the local or drop verdict. `last` is
 /// the batch's [`LastTunnel`].
 #[inline]
-pub fn decap_one(frame: &[u8], fib: &Fib, meta: &mut Meta, last: &mut LastTunnel) -> Next {
-    match decap_inner(frame, fib, meta, last) {
+pub fn decap_one(
+    frame: &[u8],
+    fib: &Fib,
+    meta: &mut Meta,
+    last: &mut LastTunnel,
+    in_port: u8,
+) -> Next {
+    match decap_inner(frame, fib, meta, last, in_port) {
         Ok(next) => next,
         Err(reason) => Next::Drop(reason),
     }
@@ -113,6 +122,7 @@ fn decap_inner(
     fib: &Fib,
     meta: &mut Meta,
     last: &mut LastTunnel,
+    in_port: u8,
 ) -> Result<Next, DropReason> {
     if meta.fragment {
         return Err(DropReason::OuterFragment);
@@ -146,26 +156,34 @@ fn decap_inner(
             let payload = l4 + udp::HEADER_LEN;
             let payload_end = l4 + usize::from(u.len());
             if is_gtpu {
-                decap_gtpu(frame, fib, meta, (dst, src), (payload, payload_end), last)
+                decap_gtpu(
+                    frame,
+                    fib,
+                    meta,
+                    (dst, src, in_port),
+                    (payload, payload_end),
+                    last,
+                )
             } else {
                 decap_vxlan(
                     frame,
                     fib,
                     meta,
-                    (dst, port, src),
+                    (dst, port, src, in_port),
                     (payload, payload_end),
                     last,
                 )
             }
         }
         ip_proto::IPIP | ip_proto::IPV6 => {
-            if fib.ipip_tunnel(dst, src).is_none() {
+            let Some(tunnel) = fib.ipip_tunnel(dst, src) else {
                 return if fib.is_ipip_local(dst) {
                     Err(DropReason::TunnelUnknownPeer)
                 } else {
                     Ok(Next::Local)
                 };
-            }
+            };
+            peer_check(fib, tunnel, src, in_port)?;
             let ethertype = if meta.proto == ip_proto::IPIP {
                 EtherType::IPV4
             } else {
@@ -181,7 +199,7 @@ fn decap_gtpu(
     frame: &[u8],
     fib: &Fib,
     meta: &mut Meta,
-    (local, src): (u128, u128),
+    (local, src, in_port): (u128, u128, u8),
     (off, end): (usize, usize),
     last: &mut LastTunnel,
 ) -> Result<Next, DropReason> {
@@ -189,7 +207,12 @@ fn decap_gtpu(
     match g.msg_type() {
         gtpu::msg::G_PDU => {}
         gtpu::msg::ECHO_REQUEST => {
-            // Answered in place after the other stages (see `reply`).
+            // Answered in place after the other stages (see `reply`), and only to a
+            // configured peer on its own port: anyone else would use the gateway as a
+            // reflector.
+            if !fib.is_gtpu_peer_on(local, src, in_port) {
+                return Err(DropReason::TunnelUnknownPeer);
+            }
             meta.echo_request = true;
             return Ok(Next::Local);
         }
@@ -203,11 +226,12 @@ fn decap_gtpu(
     if teid == 0 {
         return Err(DropReason::GtpuTeidZero);
     }
-    last.accept((local, src, GTPU_KEY | u64::from(teid)), || {
-        let tunnel = fib
-            .gtpu_tunnel(local, teid)
+    let session = last.accept((local, src, GTPU_KEY | u64::from(teid)), || {
+        let s = fib
+            .gtpu_session(local, teid)
             .ok_or(DropReason::GtpuUnknownTeid)?;
-        peer_check(fib, tunnel, src)
+        peer_check(fib, s.tunnel, src, in_port)?;
+        Ok(Some(s))
     })?;
     let w = g.walk()?;
     let inner = off + w.payload_off;
@@ -217,14 +241,22 @@ fn decap_gtpu(
         Some(6) if inner < inner_end => EtherType::IPV6,
         _ => return Err(DropReason::GtpuInnerNotIp),
     };
-    classify_ip(frame, inner, inner_end, ethertype, None, meta)
+    let next = classify_ip(frame, inner, inner_end, ethertype, None, meta)?;
+    // The UE sends from its own range: anything else on the session is spoofed (the
+    // downlink of another UE, or an address the core never assigned).
+    if let Some(s) = session {
+        if !source_key(frame, meta).is_some_and(|a| s.ue_contains(a)) {
+            return Err(DropReason::GtpuInnerSourceNotUe);
+        }
+    }
+    Ok(next)
 }
 
 fn decap_vxlan(
     frame: &[u8],
     fib: &Fib,
     meta: &mut Meta,
-    (local, port, src): (u128, u16, u128),
+    (local, port, src, in_port): (u128, u16, u128, u8),
     (off, end): (usize, usize),
     last: &mut LastTunnel,
 ) -> Result<Next, DropReason> {
@@ -235,7 +267,8 @@ fn decap_vxlan(
         let tunnel = fib
             .vxlan_tunnel(local, port, vni)
             .ok_or(DropReason::VxlanUnknownVni)?;
-        peer_check(fib, tunnel, src)
+        peer_check(fib, tunnel, src, in_port)?;
+        Ok(None)
     })?;
     let eth_off = off + vxlan::HEADER_LEN;
     let inner_frame = frame.get(eth_off..end).unwrap_or_default();
@@ -248,13 +281,15 @@ fn decap_vxlan(
     classify_ip(frame, l3, end, ethertype, None, meta)
 }
 
-/// `tunnel_unknown_peer` unless `src` is a configured peer of `tunnel`.
+/// `tunnel_unknown_peer` unless `src` is a configured peer of `tunnel`, and
+/// `tunnel_wrong_port` unless it arrived on `in_port`, the port the route table reaches that
+/// peer through: a peer's address forged on another segment is refused.
 #[inline]
-fn peer_check(fib: &Fib, tunnel: u16, src: u128) -> Result<(), DropReason> {
-    if fib.is_tunnel_peer(tunnel, src) {
-        Ok(())
-    } else {
-        Err(DropReason::TunnelUnknownPeer)
+fn peer_check(fib: &Fib, tunnel: u16, src: u128, in_port: u8) -> Result<(), DropReason> {
+    match fib.tunnel_peer_port(tunnel, src) {
+        None => Err(DropReason::TunnelUnknownPeer),
+        Some(p) if p != in_port => Err(DropReason::TunnelWrongPort),
+        Some(_) => Ok(()),
     }
 }
 
@@ -286,7 +321,12 @@ mod tests {
         b.add_neighbor(ip("172.18.0.2"), [2, 0, 0, 0, 2, 1]);
         let via = RouteAction::Via(vec![(ip("172.18.0.2"), 1)]);
         b.add_route(ip("10.244.0.0"), 16, &via, false).unwrap();
-        b.add_gtpu_tunnel("ran", ip("192.0.2.1"), ip("192.0.2.10"), &[0x1001, 0x1002]);
+        b.add_gtpu_tunnel(
+            "ran",
+            ip("192.0.2.1"),
+            ip("192.0.2.10"),
+            &[(0x1001, ip("10.46.0.0"), 16), (0x1002, ip("10.46.0.0"), 16)],
+        );
         b.add_vxlan_tunnel("calico", ip("192.0.2.1"), 4789, 4096, &[ip("192.0.2.20")]);
         b.build().unwrap()
     }
@@ -370,5 +410,76 @@ mod tests {
             assert!(buf.load(f, 0));
         }
         assert_eq!(pipe.process(&mut batch, &fib), &want[..]);
+    }
+
+    /// `frame` as received on the pods port (port 1): addressed to that port's MAC.
+    fn on_pods(mut frame: Vec<u8>) -> Vec<u8> {
+        frame[..6].copy_from_slice(&[2, 0, 0, 0, 1, 1]);
+        frame
+    }
+
+    fn verdicts(fib: &Fib, in_port: u8, frames: &[Vec<u8>]) -> Vec<Next> {
+        let mut batch = Batch::new();
+        for (buf, f) in batch.bufs.iter_mut().zip(frames) {
+            assert!(buf.load(f, 0));
+        }
+        batch.len = frames.len();
+        batch.in_port = in_port;
+        Pipeline::new().process(&mut batch, fib).to_vec()
+    }
+
+    #[test]
+    fn tunnel_packets_forged_on_another_port_are_refused() {
+        let fib = fib();
+        // The gNB's and the VTEP's addresses, but arriving on the pods port.
+        let got = verdicts(
+            &fib,
+            1,
+            &[
+                on_pods(gtpu([192, 0, 2, 10], 0x1001)),
+                on_pods(vxlan([192, 0, 2, 20], 4096)),
+            ],
+        );
+        assert_eq!(got, [Next::Drop(DropReason::TunnelWrongPort); 2]);
+        // The same on the port the peers are reached through: decapsulated.
+        let got = verdicts(
+            &fib,
+            0,
+            &[gtpu([192, 0, 2, 10], 0x1001), vxlan([192, 0, 2, 20], 4096)],
+        );
+        assert_eq!(got, [Next::Tx(1); 2]);
+    }
+
+    #[test]
+    fn a_g_pdu_whose_inner_source_is_outside_the_session_ue_range_is_refused() {
+        let fib = fib();
+        let mut spoofed_inner = inner();
+        spoofed_inner[12..16].copy_from_slice(&[10, 99, 0, 7]);
+        // The IPv4 header checksum must still verify: fix it up.
+        spoofed_inner[10..12].fill(0);
+        let c = !crate::wire::checksum::sum(&spoofed_inner[..20], 0) as u16;
+        spoofed_inner[10..12].copy_from_slice(&c.to_be_bytes());
+        let p = gtpu_payload(0x1001, None, &spoofed_inner);
+        let frame = ipv4_udp_frame(PEER, GW, (0xc000_020a, 2152), (0xc000_0201, 2152), &p);
+        let got = verdicts(&fib, 0, &[gtpu([192, 0, 2, 10], 0x1001), frame]);
+        assert_eq!(
+            got,
+            [Next::Tx(1), Next::Drop(DropReason::GtpuInnerSourceNotUe)]
+        );
+    }
+
+    #[test]
+    fn gtpu_echo_requests_are_answered_only_for_configured_peers() {
+        let fib = fib();
+        let echo = |src: u32| {
+            let mut g = vec![0x32, 1, 0, 4, 0, 0, 0, 0, 0, 7, 0, 0];
+            g.truncate(12);
+            ipv4_udp_frame(PEER, GW, (src, 2152), (0xc000_0201, 2152), &g)
+        };
+        let got = verdicts(&fib, 0, &[echo(0xc000_020a), echo(0xc000_0263)]);
+        assert_eq!(
+            got,
+            [Next::Tx(0), Next::Drop(DropReason::TunnelUnknownPeer)]
+        );
     }
 }

@@ -38,6 +38,8 @@ drop_reasons! {
     VlanTooShort => "vlan_too_short", "frame ends inside a VLAN tag";
     VlanTooDeep => "vlan_too_deep", "more than two VLAN tags";
     L2OtherHost => "l2_other_host", "unicast frame for another station's MAC";
+    L2GroupUnicastIp => "l2_group_unicast_ip", "Ethernet broadcast or multicast frame carrying a unicast IP destination (RFC 1122 3.3.6)";
+    VlanNotAllowed => "vlan_not_allowed", "tagged with a VLAN ID the input port does not list";
     UnsupportedEthertype => "unsupported_ethertype", "EtherType neither IPv4, IPv6 nor ARP";
     Ipv4TooShort => "ipv4_too_short", "shorter than an IPv4 header";
     Ipv4BadVersion => "ipv4_bad_version", "IPv4 EtherType but version is not 4";
@@ -48,8 +50,8 @@ drop_reasons! {
     Ipv6BadVersion => "ipv6_bad_version", "IPv6 EtherType but version is not 6";
     Ipv6BadLength => "ipv6_bad_length", "IPv6 payload length past the frame";
     Ipv6BadExtHeader => "ipv6_bad_ext_header", "IPv6 extension header truncated or chain too long";
-    MartianSource => "martian_source", "source is multicast, broadcast, loopback or unspecified";
-    MartianDestination => "martian_destination", "destination is never forwarded (loopback, unspecified, multicast, broadcast)";
+    MartianSource => "martian_source", "source is multicast, broadcast, loopback, link-local or in 0.0.0.0/8";
+    MartianDestination => "martian_destination", "destination is never forwarded (loopback, unspecified, link-local, multicast, broadcast)";
     TtlExpired => "ttl_expired", "TTL or hop limit would reach zero";
     NoRoute => "no_route", "no route for the destination";
     Blackhole => "blackhole", "route with action drop";
@@ -83,11 +85,15 @@ drop_reasons! {
     VxlanInnerTooShort => "vxlan_inner_too_short", "VXLAN payload shorter than an Ethernet header";
     VxlanInnerNotIp => "vxlan_inner_not_ip", "VXLAN inner frame is not IPv4 or IPv6 (ARP, ...)";
     Ipv6SegmentsLeft => "ipv6_segments_left", "tunnel packet for a local endpoint with a Routing header that has segments left (the gateway is no segment endpoint)";
-    TunnelUnknownPeer => "tunnel_unknown_peer", "tunnel packet from a source that is not a configured peer";
+    TunnelUnknownPeer => "tunnel_unknown_peer", "tunnel packet (or GTP-U Echo Request) from a source that is not a configured peer";
+    TunnelWrongPort => "tunnel_wrong_port", "tunnel packet from a configured peer's address, but on a port that peer is not reached through (spoofed)";
+    GtpuInnerSourceNotUe => "gtpu_inner_source_not_ue", "G-PDU whose inner source is outside its session's UE range (spoofed)";
+    RpfFailed => "rpf_failed", "source fails the input port's reverse-path check (strict: its route leaves by another port; loose: it has no route)";
     GtpuNoSession => "gtpu_no_session", "routed into a GTP-U tunnel but no session covers the destination";
     TunnelInnerLocal => "tunnel_inner_local", "decapsulated packet for a link-local, multicast or gateway address (no stack runs inside tunnels)";
     KernelRxDropped => "kernel_rx_dropped", "dropped by the kernel before the gateway read it (receive ring full, no fill buffer)";
     LocalQueueFull => "local_queue_full", "for the gateway itself, but the control thread's queue is full";
+    ReplyRateLimited => "reply_rate_limited", "GTP-U Echo Request not answered: over the reply rate limit ([icmp])";
     LocalRateLimited => "local_rate_limited", "for the gateway itself, above the rate the control path takes for its kind (ARP/NDP, or ping and the rest)";
 }
 

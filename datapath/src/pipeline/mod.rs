@@ -84,7 +84,10 @@ pub struct Pipeline {
     found: [u32; BATCH],
     decapped: u64,
     icmp_sent: u64,
+    replies_limited: u64,
     last_tunnel: decap::LastTunnel,
+    /// ICMP errors and GTP-U Echo Responses: what a stranger can make the gateway send.
+    replies: crate::ratelimit::TokenBucket,
 }
 
 impl Default for Pipeline {
@@ -105,7 +108,9 @@ impl Pipeline {
             found: [NO_ROUTE; BATCH],
             decapped: 0,
             icmp_sent: 0,
+            replies_limited: 0,
             last_tunnel: decap::LastTunnel::default(),
+            replies: crate::ratelimit::TokenBucket::new(),
         }
     }
 
@@ -132,6 +137,12 @@ impl Pipeline {
         self.icmp_sent
     }
 
+    /// Replies (ICMP errors, GTP-U Echo Responses) the last batch would have sent but for the
+    /// reply rate limit ([`Fib::reply_limit`]).
+    pub fn replies_limited(&self) -> u64 {
+        self.replies_limited
+    }
+
     /// Runs every stage over `batch` and returns the verdict of each packet. Packets with
     /// [`Next::Tx`] have been rewritten and are ready to send.
     pub fn process(&mut self, batch: &mut Batch, fib: &Fib) -> &[Next] {
@@ -142,15 +153,24 @@ impl Pipeline {
             return &self.next[..n];
         };
 
-        // Classify.
+        // Classify. Plain traffic on a port with reverse-path filtering must come from where
+        // its source is routed (tunnel packets are checked against their peer in decap).
+        let rpf = fib.rpf(in_port) != crate::fib::Rpf::Off;
         for ((buf, meta), next) in batch.bufs[..n]
             .iter_mut()
             .zip(&mut self.meta[..n])
             .zip(&mut self.next[..n])
         {
-            *next = classify::classify_one(buf.frame(), port, fib, meta);
+            *next = classify::classify_one(buf.frame(), in_port, port, fib, meta);
             if *next == Next::Route {
                 buf.truncate(usize::from(meta.l3_off) + usize::from(meta.l3_len));
+                if rpf
+                    && !meta.decap
+                    && !classify::source_key(buf.frame(), meta)
+                        .is_some_and(|s| fib.rpf_ok(in_port, s))
+                {
+                    *next = Next::Drop(DropReason::RpfFailed);
+                }
             }
         }
 
@@ -169,7 +189,7 @@ impl Pipeline {
             if *next == Next::Route && meta.decap {
                 meta.csum_trusted = buf.csum_trusted;
                 let outer = meta.l3_off;
-                *next = decap::decap_one(buf.frame(), fib, meta, &mut self.last_tunnel);
+                *next = decap::decap_one(buf.frame(), fib, meta, &mut self.last_tunnel, in_port);
                 meta.inner = meta.l3_off != outer;
                 echo_requests |= meta.echo_request;
                 if *next == Next::Route {
@@ -231,17 +251,20 @@ impl Pipeline {
         // Reply: GTP-U Echo Requests become Echo Responses in their own buffer, sent back out
         // of the port they came in on. (The next two passes run only for a batch that needs
         // them.)
+        self.replies_limited = 0;
         let replies = if echo_requests { n } else { 0 };
         for ((buf, meta), next) in batch.bufs[..replies]
             .iter_mut()
             .zip(&self.meta[..replies])
             .zip(&mut self.next[..replies])
         {
-            if meta.echo_request
-                && *next == Next::Local
-                && reply::gtpu_echo_response(buf, meta, port.mac)
-            {
-                *next = Next::Tx(in_port);
+            if meta.echo_request && *next == Next::Local {
+                if !self.replies.allow(fib.reply_limit()) {
+                    self.replies_limited += 1;
+                    *next = Next::Drop(DropReason::ReplyRateLimited);
+                } else if reply::gtpu_echo_response(buf, meta, port.mac) {
+                    *next = Next::Tx(in_port);
+                }
             }
         }
 
@@ -251,6 +274,10 @@ impl Pipeline {
         self.icmp_sent = 0;
         for i in 0..if too_big { n } else { 0 } {
             if self.next[i] != Next::Drop(DropReason::MtuExceeded) {
+                continue;
+            }
+            if !self.replies.allow(fib.reply_limit()) {
+                self.replies_limited += 1;
                 continue;
             }
             let (buf, meta) = (&mut batch.bufs[i], &mut self.meta[i]);

@@ -89,7 +89,9 @@ pub struct UpperLayer {
     pub offset: usize,
     /// A Fragment header was present with a non-zero offset: no upper-layer header here.
     pub later_fragment: bool,
-    /// A Fragment header was present.
+    /// A Fragment header was present that makes this a fragment: a non-zero offset or the M
+    /// flag. An atomic fragment (offset 0, M 0) is a whole packet and is processed as one
+    /// (RFC 6946 section 4).
     pub fragment: bool,
     /// Segments Left of the first Routing header that has segments left, else 0. Such a packet
     /// is addressed to the current segment, not to its final destination: a router forwards it
@@ -214,8 +216,9 @@ impl<T: AsRef<[u8]>> Packet<T> {
                     if offset + 8 > end {
                         return Err(Error::ExtHeaderTruncated { offset, kind });
                     }
-                    fragment = true;
-                    let off = u16::from_be_bytes([b[offset + 2], b[offset + 3]]) & 0xfff8;
+                    let field = u16::from_be_bytes([b[offset + 2], b[offset + 3]]);
+                    let off = field & 0xfff8;
+                    fragment = off != 0 || field & 1 != 0;
                     later_fragment = off != 0;
                     8
                 }
@@ -401,10 +404,19 @@ mod tests {
                 protocol: 17,
                 offset: 64,
                 later_fragment: false,
-                fragment: true,
+                // The fixture's Fragment header is atomic (offset 0, M 0): a whole packet.
+                fragment: false,
                 segments_left: 0,
             }
         );
+        // With M set it is the first fragment of several.
+        let mut first = IPV6_EXT.to_vec();
+        first[59] = 1;
+        let ul = Packet::new_checked(&first[..])
+            .unwrap()
+            .upper_layer()
+            .unwrap();
+        assert!(ul.fragment && !ul.later_fragment);
     }
 
     #[test]
