@@ -134,9 +134,7 @@ pub fn run_live(
     let mut poll = mio::Poll::new().context("mio")?;
     let mut listener = match &opts.control_socket {
         Some(p) => {
-            let _ = std::fs::remove_file(p);
-            let mut l = mio::net::UnixListener::bind(p)
-                .with_context(|| format!("control socket {}", p.display()))?;
+            let mut l = bind_control_socket(p)?;
             poll.registry()
                 .register(&mut l, LISTENER, mio::Interest::READABLE)?;
             Some(l)
@@ -269,6 +267,22 @@ pub fn run_live(
     Ok(snap())
 }
 
+/// Binds the control socket at `path` (replacing a stale one) with mode 0600: whoever can
+/// connect can reload the configuration and change routes, so only the gateway's own user
+/// (root) may, whatever the process umask.
+///
+/// # Errors
+/// Binding, or setting the mode.
+pub fn bind_control_socket(path: &std::path::Path) -> Result<mio::net::UnixListener> {
+    use std::os::unix::fs::PermissionsExt;
+    let _ = std::fs::remove_file(path);
+    let l = mio::net::UnixListener::bind(path)
+        .with_context(|| format!("control socket {}", path.display()))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+        .with_context(|| format!("control socket {}: setting mode 0600", path.display()))?;
+    Ok(l)
+}
+
 /// Answers every pending control-socket client: `stats` (or nothing within
 /// [`REQUEST_WAIT`]) with the counters as one JSON line, `route ...` with the outcome of the
 /// route change ([`crate::routes`]), `reload` with the outcome of the reload
@@ -393,4 +407,21 @@ pub fn request(socket: &std::path::Path, line: &str) -> Result<String> {
     let mut out = String::new();
     conn.read_to_string(&mut out)?;
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_control_socket_is_created_for_its_owner_only() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::env::temp_dir().join(format!("gw-ctl-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("ctl.sock");
+        let _l = bind_control_socket(&path).unwrap();
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }
