@@ -22,8 +22,8 @@ def eth():
     return Ether(dst=GW_MAC, src=PEER_MAC)
 
 
-def inner(ttl=64):
-    return IP(src="10.46.0.7", dst="10.244.1.5", ttl=ttl, id=0x4242) / UDP(sport=1000, dport=53) / Raw(b"query")
+def inner(ttl=64, src="10.46.0.7"):
+    return IP(src=src, dst="10.244.1.5", ttl=ttl, id=0x4242) / UDP(sport=1000, dport=53) / Raw(b"query")
 
 
 def gtp(teid=0x1001, **kw):
@@ -46,7 +46,9 @@ cases = {
     "gtpu_sequence": (gtp(gtp_type=255, S=1, seq=7) / inner(), "forward"),
     "gtpu_psc_qfi": (gtp(gtp_type=255, E=1, next_ex=0x85) / GTPPDUSessionContainer(type=1, QFI=9) / inner(), "forward"),
     "gtpu_over_ipv6": (eth() / IPv6(src="fd00:a::10", dst=L6) / UDP(sport=2152, dport=2152)
-                       / GTP_U_Header(teid=0x3001, gtp_type=255) / inner(), "forward"),
+                       / GTP_U_Header(teid=0x3001, gtp_type=255) / inner(src="10.47.0.7"), "forward"),
+    # A UE address outside the session's range: another UE's, or one the core never assigned.
+    "gtpu_inner_source_outside_ue": (gtp(gtp_type=255) / inner(src="10.99.0.7"), "gtpu_inner_source_not_ue"),
     "gtpu_inner_ttl_1": (gtp(gtp_type=255) / inner(ttl=1), "ttl_expired"),
     "gtpu_echo_request": (gtp(teid=0, gtp_type=1, S=1, seq=9) / GTPEchoRequest(), "echo_response"),
     "gtpu_echo_request_ipv6": (eth() / IPv6(src="fd00:a::10", dst=L6) / UDP(sport=2152, dport=2152)
