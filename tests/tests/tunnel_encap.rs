@@ -123,11 +123,11 @@ kind = "gtpu"
 local = "192.0.2.10"
 peer = "192.0.2.1"
 [[tunnel.session]]
-ue = "10.46.0.0/15"
+ue = "10.244.46.0/24"
 teid_in = 0x2001
 teid_out = 1
 [[tunnel.session]]
-ue = "10.60.0.0/16"
+ue = "10.244.47.0/24"
 teid_in = 0x2002
 teid_out = 2
 [[tunnel]]
@@ -136,7 +136,7 @@ kind = "gtpu"
 local = "fd00:a::10"
 peer = "fd00:a::1"
 [[tunnel.session]]
-ue = "10.48.0.0/16"
+ue = "10.244.48.0/24"
 teid_in = 0x2003
 teid_out = 3
 [[tunnel]]
@@ -153,8 +153,11 @@ peers = ["192.0.2.1"]
 "#;
 
 fn pod_packet(dst: [u8; 4], ttl: u8, payload_len: usize, id: u16) -> Vec<u8> {
+    // The pod's address follows the UE range it talks to, so that gateway B, which takes
+    // A's downlink as its uplink, finds each inner source in the range of the session it
+    // arrives on.
     let b = PacketBuilder::ethernet2(POD_MAC, PODS_MAC)
-        .ipv4([10, 244, 1, 5], dst, ttl)
+        .ipv4([10, 244, dst[1], 5], dst, ttl)
         .udp(50000, 50001);
     let payload: Vec<u8> = (0..payload_len).map(|i| (i as u8) ^ (id as u8)).collect();
     let mut out = Vec::new();
@@ -228,7 +231,7 @@ fn gtpu_and_ipip_encapsulation_dissects_cleanly_and_round_trips_through_a_peer()
     let Some(NetSlice::Ipv4(ip)) = icmp.net else {
         panic!("not IPv4")
     };
-    assert_eq!(ip.header().destination(), [10, 244, 1, 5]);
+    assert_eq!(ip.header().destination(), [10, 244, 46, 5]);
     assert_eq!(ip.header().source(), [172, 18, 0, 1]);
     let p = ip.payload().payload;
     assert_eq!((p[0], p[1], u16::from_be_bytes([p[6], p[7]])), (3, 4, 1456));
