@@ -93,7 +93,7 @@ drop_reasons! {
     TunnelInnerLocal => "tunnel_inner_local", "decapsulated packet for a link-local, multicast or gateway address (no stack runs inside tunnels)";
     KernelRxDropped => "kernel_rx_dropped", "dropped by the kernel before the gateway read it (receive ring full, no fill buffer)";
     LocalQueueFull => "local_queue_full", "for the gateway itself, but the control thread's queue is full";
-    ReplyRateLimited => "reply_rate_limited", "GTP-U Echo Request not answered: over the reply rate limit ([icmp])";
+    ReplyRateLimited => "reply_rate_limited", "GTP-U Echo Request not answered: over the reply rate limit (the icmp section)";
     LocalRateLimited => "local_rate_limited", "for the gateway itself, above the rate the control path takes for its kind (ARP/NDP, or ping and the rest)";
 }
 
