@@ -626,32 +626,12 @@ mod tests {
         assert_eq!(parse_neighbor_message(&bad), None);
     }
 
-    const GW: &str = r#"
-[gateway]
-name = "t"
-
-[[port]]
-name = "ext"
-driver = "memory"
-mac = "02:00:00:00:00:01"
-addresses = ["192.0.2.1/24", "fd00:a::1/64"]
-
-[[port]]
-name = "pods"
-driver = "memory"
-mac = "02:00:00:00:01:01"
-addresses = ["172.18.0.1/16"]
-
-[[route]]
-prefix = "10.244.0.0/16"
-via = "172.18.0.3"
-"#;
-
     const HOST: [u8; 6] = [2, 0, 0, 0, 2, 3];
     const OTHER: [u8; 6] = [2, 0, 0, 0, 6, 6];
 
     fn resolver(max_total: usize, max_per_port: usize) -> (Neighbors, Arc<NeighTable>) {
-        let c = crate::testing::parse(GW);
+        // Its static neighbour (172.18.0.2) is not used here; 172.18.0.3 is the route's next hop.
+        let c = crate::testing::parse(crate::testing::TWO_PORTS);
         let table = Arc::new(NeighTable::new(4096));
         (
             Neighbors::with_limits(&c, Arc::clone(&table), max_total, max_per_port),
