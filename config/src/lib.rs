@@ -2,7 +2,8 @@
 //! model that the rest of the program consumes.
 //!
 //! Layers:
-//! - [`schema`]: the raw serde types, one per TOML table. Every struct rejects unknown keys.
+//! - [`schema`]: the raw serde types, one per TOML table. Unknown keys are collected (through
+//!   `serde_ignored`) and reported with every other problem.
 //!   Addresses, prefixes and MACs are kept as strings there so that *every* bad value in a file
 //!   can be reported in one run, not only the first one serde trips over.
 //! - [`validate`]: turns the raw types into the [`Config`] model, collecting every problem with

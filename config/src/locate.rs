@@ -100,6 +100,37 @@ pub fn span_of(doc: &toml_edit::Document<String>, path: &TomlPath) -> Option<Ran
     best
 }
 
+/// The span of the key that ends `path` (where an unknown key is written), else what
+/// [`span_of`] finds.
+pub fn key_span_of(doc: &toml_edit::Document<String>, path: &TomlPath) -> Option<Range<usize>> {
+    use toml_edit::{Item, Value};
+    if let Some((Seg::Key(k), parent)) = path.0.split_last() {
+        let mut node = Node::Item(doc.as_item());
+        let mut found = true;
+        for seg in parent {
+            match node.child(seg) {
+                Some(n) => node = n,
+                None => {
+                    found = false;
+                    break;
+                }
+            }
+        }
+        if found {
+            let key = match node {
+                Node::Table(t) | Node::Item(Item::Table(t)) => t.key(k),
+                Node::Value(Value::InlineTable(t))
+                | Node::Item(Item::Value(Value::InlineTable(t))) => t.key(k),
+                _ => None,
+            };
+            if let Some(span) = key.and_then(toml_edit::Key::span) {
+                return Some(span);
+            }
+        }
+    }
+    span_of(doc, path)
+}
+
 /// 1-based line and column of a byte offset.
 pub fn line_col(src: &str, offset: usize) -> (usize, usize) {
     let offset = offset.min(src.len());
@@ -135,5 +166,13 @@ mod tests {
         assert_eq!(line_col(src, s.start), (6, 13));
         let s = span_of(&doc, &TomlPath::entry("route", 1).k("missing")).unwrap();
         assert_eq!(line_col(src, s.start).0, 5);
+        let s = key_span_of(&doc, &TomlPath::entry("route", 1).k("via")).unwrap();
+        assert_eq!(line_col(src, s.start), (6, 1));
+        let s = key_span_of(
+            &doc,
+            &TomlPath(vec![Seg::Key("gateway".into()), Seg::Key("name".into())]),
+        )
+        .unwrap();
+        assert_eq!(line_col(src, s.start), (2, 1));
     }
 }

@@ -1,4 +1,5 @@
-//! Raw serde types, one per TOML table. Unknown keys are rejected everywhere; typed values
+//! Raw serde types, one per TOML table. Unknown keys are collected by
+//! [`crate::validate`] and reported with every other problem; typed values
 //! (addresses, prefixes, MACs) stay strings here and are parsed through `FromStr` by
 //! [`crate::validate`], so that every bad value is reported, not only the first.
 
@@ -6,7 +7,6 @@ use serde::Deserialize;
 
 /// The whole file.
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct RawConfig {
     /// `[gateway]`
     pub gateway: RawGateway,
@@ -31,7 +31,6 @@ pub struct RawConfig {
 /// time exceeded), GTP-U Echo Responses, and pings and other frames for the gateway itself
 /// (ARP and NDP have their own, larger allowance).
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct RawIcmp {
     /// Replies per second.
     #[serde(default = "default_icmp_rate")]
@@ -74,7 +73,6 @@ pub enum RawRpf {
 
 /// `[gateway]`
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct RawGateway {
     /// A name for logs and metrics.
     #[serde(default = "default_name")]
@@ -120,7 +118,6 @@ pub enum RawDriver {
 
 /// `[[port]]`
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct RawPort {
     /// Unique port name.
     pub name: String,
@@ -158,7 +155,6 @@ pub struct RawPort {
 
 /// `[[neighbor]]`: a static neighbour entry.
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct RawNeighbor {
     /// The neighbour's IP address.
     pub address: String,
@@ -200,7 +196,6 @@ pub enum RawAction {
 
 /// `[[route]]`
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct RawRoute {
     /// Destination prefix (`10.96.0.0/12`).
     pub prefix: String,
@@ -229,7 +224,6 @@ pub enum RawTunnelKind {
 
 /// `[[tunnel]]`
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct RawTunnel {
     /// Unique tunnel name.
     pub name: String,
@@ -256,7 +250,6 @@ pub struct RawTunnel {
 
 /// `[[tunnel.session]]`: one GTP-U session.
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct RawSession {
     /// The UE address range of the session.
     pub ue: String,

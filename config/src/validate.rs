@@ -1,6 +1,6 @@
 //! Validation: raw schema → [`Config`], reporting every problem with its TOML path and location.
 
-use crate::locate::{line_col, span_of, Seg, TomlPath};
+use crate::locate::{key_span_of, line_col, span_of, Seg, TomlPath};
 use crate::model::*;
 use crate::schema::*;
 use crate::MacAddr;
@@ -72,13 +72,14 @@ pub enum ConfigError {
         /// The I/O error.
         source: std::io::Error,
     },
-    /// The file is not valid TOML, or does not fit the schema (unknown key, wrong type).
-    #[error("{}", render(.file, std::slice::from_ref(.problem)))]
+    /// The file is not valid TOML, or does not fit the schema (wrong type, missing key). Values
+    /// cannot be checked past such an error, but every unknown key met before it is listed too.
+    #[error("{}", render(.file, .problems))]
     Syntax {
         /// The file name used in messages.
         file: String,
-        /// The first syntax or schema problem.
-        problem: Problem,
+        /// Unknown keys found, then the syntax or schema problem.
+        problems: Vec<Problem>,
     },
     /// The file fits the schema but its values are wrong; every problem found is listed.
     #[error("{}", render(.file, .problems))]
@@ -95,8 +96,9 @@ impl ConfigError {
     pub fn problems(&self) -> &[Problem] {
         match self {
             ConfigError::Io { .. } => &[],
-            ConfigError::Syntax { problem, .. } => std::slice::from_ref(problem),
-            ConfigError::Invalid { problems, .. } => problems,
+            ConfigError::Syntax { problems, .. } | ConfigError::Invalid { problems, .. } => {
+                problems
+            }
         }
     }
 }
@@ -130,64 +132,121 @@ pub fn load_file(path: &Path, machine: Machine) -> Result<Config, ConfigError> {
 /// directory relative pcap paths are resolved against.
 ///
 /// # Errors
-/// [`ConfigError::Syntax`] for the first syntax or schema error, [`ConfigError::Invalid`] with
-/// every semantic problem.
+/// [`ConfigError::Syntax`] for the first syntax or schema error (with the unknown keys met
+/// before it), [`ConfigError::Invalid`] with every unknown key and semantic problem.
 pub fn parse_and_validate(
     src: &str,
     file: &str,
     base: &Path,
     machine: Machine,
 ) -> Result<Config, ConfigError> {
-    let syntax = |path: TomlPath, span: Option<std::ops::Range<usize>>, message: String| {
-        ConfigError::Syntax {
-            file: file.to_string(),
-            problem: Problem {
-                path,
-                location: span.map(|s| line_col(src, s.start)),
-                message,
-            },
-        }
-    };
     // The span-keeping document is parsed only to locate problems: a large valid file is
     // parsed once.
     let doc = || toml_edit::Document::parse(src.to_string()).ok();
-    let de = toml::Deserializer::parse(src)
-        .map_err(|e| syntax(TomlPath::default(), e.span(), e.message().to_string()))?;
-    let raw: RawConfig = serde_path_to_error::deserialize(de).map_err(|e| {
-        let path = path_from_serde(e.path());
-        let span = e
-            .inner()
-            .span()
-            .or_else(|| doc().and_then(|d| span_of(&d, &path)));
-        syntax(path, span, e.inner().message().to_string())
+    let locate = |doc: &Option<toml_edit::Document<String>>, problems: Vec<(TomlPath, String)>| {
+        problems
+            .into_iter()
+            .map(|(path, message)| Problem {
+                location: doc
+                    .as_ref()
+                    .and_then(|d| {
+                        // An unknown key is shown where it is written, not at its value.
+                        if message.starts_with(UNKNOWN) {
+                            key_span_of(d, &path)
+                        } else {
+                            span_of(d, &path)
+                        }
+                    })
+                    .map(|s| line_col(src, s.start)),
+                path,
+                message,
+            })
+            .collect::<Vec<_>>()
+    };
+    let de = toml::Deserializer::parse(src).map_err(|e| ConfigError::Syntax {
+        file: file.to_string(),
+        problems: vec![Problem {
+            path: TomlPath::default(),
+            location: e.span().map(|s| line_col(src, s.start)),
+            message: e.message().to_string(),
+        }],
     })?;
+    // Unknown keys are not fatal to parsing: they are gathered here and reported with every
+    // problem validation finds, so one run of `gateway check` shows them all.
+    let mut unknown = Vec::new();
+    let mut on_unknown = |p: serde_ignored::Path<'_>| {
+        let path = path_from_ignored(&p);
+        let key = match path.0.last() {
+            Some(Seg::Key(k)) => k.clone(),
+            _ => String::new(),
+        };
+        unknown.push((path, format!("{UNKNOWN} `{key}`")));
+    };
+    let parsed: Result<RawConfig, _> =
+        serde_path_to_error::deserialize(serde_ignored::Deserializer::new(de, &mut on_unknown));
+    let raw = match parsed {
+        Ok(raw) => raw,
+        Err(e) => {
+            let path = path_from_serde(e.path());
+            let doc = doc();
+            let mut problems = locate(&doc, unknown);
+            problems.push(Problem {
+                location: e
+                    .inner()
+                    .span()
+                    .or_else(|| doc.as_ref().and_then(|d| span_of(d, &path)))
+                    .map(|s| line_col(src, s.start)),
+                path,
+                message: e.inner().message().to_string(),
+            });
+            return Err(ConfigError::Syntax {
+                file: file.to_string(),
+                problems,
+            });
+        }
+    };
     let mut v = Validator {
         machine,
         base,
-        problems: Vec::new(),
+        problems: unknown,
     };
     let config = v.config(&raw);
     if v.problems.is_empty() {
         Ok(config)
     } else {
-        let doc = doc();
-        let problems = v
-            .problems
-            .into_iter()
-            .map(|(path, message)| Problem {
-                location: doc
-                    .as_ref()
-                    .and_then(|d| span_of(d, &path))
-                    .map(|s| line_col(src, s.start)),
-                path,
-                message,
-            })
-            .collect();
         Err(ConfigError::Invalid {
             file: file.to_string(),
-            problems,
+            problems: locate(&doc(), v.problems),
         })
     }
+}
+
+/// How an unknown key's problem starts (serde's own wording, which users and tests know).
+const UNKNOWN: &str = "unknown field";
+
+/// The TOML path of a key `serde_ignored` reports.
+fn path_from_ignored(p: &serde_ignored::Path<'_>) -> TomlPath {
+    use serde_ignored::Path as P;
+    let mut segs = Vec::new();
+    let mut at = p;
+    loop {
+        match at {
+            P::Root => break,
+            P::Seq { parent, index } => {
+                segs.push(Seg::Index(*index));
+                at = parent;
+            }
+            P::Map { parent, key } => {
+                segs.push(Seg::Key(key.clone()));
+                at = parent;
+            }
+            P::Some { parent } | P::NewtypeStruct { parent } | P::NewtypeVariant { parent } => {
+                at = parent;
+            }
+        }
+    }
+    segs.reverse();
+    TomlPath(segs)
 }
 
 fn path_from_serde(p: &serde_path_to_error::Path) -> TomlPath {

@@ -101,6 +101,47 @@ fn unknown_key_in_gateway_table_is_rejected() {
 }
 
 #[test]
+fn unknown_keys_are_reported_with_every_other_problem() {
+    let src = format!(
+        "{}\n[[route]]\nprefix = \"10.0.0.0/33\"\nvia = [\"172.18.0.2\"]\ncolour = \"red\"\n",
+        HEAD.replace("workers = [0]", "workers = [0]\ncores = 3")
+    );
+    let err = check(&src).unwrap_err();
+    assert!(matches!(err, ConfigError::Invalid { .. }), "{err}");
+    assert_problem(
+        &src,
+        "gateway.cores",
+        line_of(&src, "cores"),
+        "unknown field `cores`",
+    );
+    assert_problem(
+        &src,
+        "route[0].colour",
+        line_of(&src, "colour"),
+        "unknown field `colour`",
+    );
+    assert_problem(&src, "route[0].prefix", line_of(&src, "10.0.0.0/33"), "");
+    assert_eq!(err.problems().len(), 3, "{err}");
+}
+
+#[test]
+fn unknown_key_before_a_schema_error_is_reported_with_it() {
+    let src = format!(
+        "{}\n[[route]]\nprefix = \"10.0.0.0/8\"\nvia = 7\n",
+        HEAD.replace("workers = [0]", "workers = [0]\ncores = 3")
+    );
+    let err = check(&src).unwrap_err();
+    assert!(matches!(err, ConfigError::Syntax { .. }), "{err}");
+    assert_problem(
+        &src,
+        "gateway.cores",
+        line_of(&src, "cores"),
+        "unknown field",
+    );
+    assert_problem(&src, "route[0].via", line_of(&src, "via = 7"), "");
+}
+
+#[test]
 fn wrong_type_is_rejected_with_path() {
     let src = HEAD.replace("workers = [0]", "workers = \"zero\"");
     assert_problem(&src, "gateway.workers", line_of(&src, "workers"), "");

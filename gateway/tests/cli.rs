@@ -74,6 +74,9 @@ fn check_reports_an_unknown_key_with_its_location() {
         stderr.contains(":3:1: gateway.speed: unknown field `speed`"),
         "{stderr}"
     );
+    // The unknown key does not hide the file's other problem.
+    assert!(stderr.contains("port: at least one [[port]]"), "{stderr}");
+    assert!(stderr.contains("2 problems found"), "{stderr}");
 }
 
 /// Frames in a capture, counted by tshark (an independent reader). Under CI tshark must be

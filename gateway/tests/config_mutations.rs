@@ -154,12 +154,19 @@ fn load(src: &str) -> bool {
             let _ = gateway::tables::build_fib(&c);
             true
         }
-        Err(ConfigError::Syntax { problem, .. }) => {
+        Err(ConfigError::Syntax { problems, .. }) => {
+            // Unknown keys met before the syntax error come first; the error itself is last.
+            let Some((problem, unknown)) = problems.split_last() else {
+                panic!("syntax error without a problem:\n{src}");
+            };
             assert!(
                 problem.location.is_some(),
                 "syntax error without a line: {problem}\n{src}"
             );
             assert!(!problem.message.is_empty());
+            for p in unknown {
+                assert!(p.location.is_some() || !p.path.0.is_empty(), "{p}\n{src}");
+            }
             false
         }
         Err(ConfigError::Invalid { problems, .. }) => {
