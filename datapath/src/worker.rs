@@ -173,8 +173,10 @@ impl Worker {
         let stats = &self.stats.ports[p];
         stats.decap.add(self.pipeline.decapped());
         stats.replies_limited.add(self.pipeline.replies_limited());
-        for _ in 0..self.pipeline.mtu_errors_sent() {
-            stats.drop(DropReason::MtuExceeded);
+        for (reason, sent) in self.pipeline.errors_sent() {
+            for _ in 0..sent {
+                stats.drop(reason);
+            }
         }
         n
     }

@@ -217,7 +217,7 @@ fn with_df(mut f: Vec<u8>, df: bool) -> Vec<u8> {
 }
 
 #[test]
-fn packet_too_big_for_the_egress_gets_icmp_back_to_its_source() {
+fn packet_too_big_or_out_of_ttl_gets_icmp_back_to_its_source() {
     let dir = scratch("too-big");
     let cfg_src = config(&dir)
         .replacen("addresses = [\"172.18.0.1/16\", \"fd00:0:0:10c0::1/64\"]", "addresses = [\"172.18.0.1/16\", \"fd00:0:0:10c0::1/64\"]\nmtu = 1400", 1)
@@ -227,6 +227,8 @@ fn packet_too_big_for_the_egress_gets_icmp_back_to_its_source() {
         with_df(v4(HOST_MAC, EXT_MAC, [10, 244, 3, 4], 64, &big), true),
         v6(HOST_MAC, EXT_MAC, ip6("fd00:0:0:1040::a"), 64, &big),
         with_df(v4(HOST_MAC, EXT_MAC, [10, 244, 3, 4], 64, &big), false), // no error without DF
+        v4(HOST_MAC, EXT_MAC, [10, 244, 3, 4], 1, b"ttl"), // time exceeded, DF or not
+        v6(HOST_MAC, EXT_MAC, ip6("fd00:0:0:1040::a"), 1, b"hop"),
     ];
     write_pcap(&dir.join("in.pcap"), &input);
     let cfg_path = dir.join("gateway.toml");
@@ -237,12 +239,12 @@ fn packet_too_big_for_the_egress_gets_icmp_back_to_its_source() {
     let json = gateway::report::json(&cfg, &outcome.stats);
     assert_eq!(
         json["ports"]["ext"]["drops"],
-        json!({ "mtu_exceeded": 3 }),
+        json!({ "mtu_exceeded": 3, "ttl_expired": 2 }),
         "{json}"
     );
-    assert_eq!(json["ports"]["ext"]["tx_packets"], 2, "{json}");
+    assert_eq!(json["ports"]["ext"]["tx_packets"], 4, "{json}");
     let errors = read_pcap(&dir.join("ext-out.pcap"));
-    assert_eq!(errors.len(), 2);
+    assert_eq!(errors.len(), 4);
     // Each error quotes the start of the packet it answers and fits the minimum MTU.
     assert!(errors.iter().all(|e| e.len() <= 14 + 1280));
     let Ok(out) = std::process::Command::new("tshark")
@@ -275,6 +277,8 @@ fn packet_too_big_for_the_egress_gets_icmp_back_to_its_source() {
             "icmpv6.type",
             "-e",
             "icmpv6.mtu",
+            "-e",
+            "icmpv6.code",
         ])
         .args(["-e", "_ws.expert.severity", "-E", "occurrence=f"])
         .output()
@@ -289,7 +293,7 @@ fn packet_too_big_for_the_egress_gets_icmp_back_to_its_source() {
     };
     let text = String::from_utf8_lossy(&out.stdout);
     let lines: Vec<&str> = text.lines().collect();
-    assert_eq!(lines.len(), 2, "{text}");
+    assert_eq!(lines.len(), 4, "{text}");
     assert!(
         lines[0].starts_with("192.0.2.1|192.0.2.10|3|4|1400|"),
         "fragmentation needed: {}",
@@ -301,7 +305,23 @@ fn packet_too_big_for_the_egress_gets_icmp_back_to_its_source() {
         lines[1]
     );
     assert!(
-        lines.iter().all(|l| l.ends_with('|')),
-        "tshark expert info on an ICMP error:\n{text}"
+        lines[2].starts_with("192.0.2.1|192.0.2.10|11|0||"),
+        "time exceeded: {}",
+        lines[2]
+    );
+    assert!(
+        lines[3].contains("|fd00:a::1|fd00:a::10|3||0|"),
+        "hop limit exceeded: {}",
+        lines[3]
+    );
+    // No expert warning or error; a note is expected on time exceeded, whose quoted packet
+    // has TTL 1.
+    const PI_WARN: u32 = 0x0060_0000;
+    assert!(
+        lines.iter().all(|l| l
+            .rsplit('|')
+            .next()
+            .is_none_or(|s| s.is_empty() || s.parse::<u32>().is_ok_and(|v| v < PI_WARN))),
+        "tshark expert warning on an ICMP error:\n{text}"
     );
 }

@@ -392,7 +392,7 @@ mod tests {
             }
             batch.len = 25;
             pipe.process(&mut batch, &fib);
-            sent += pipe.mtu_errors_sent();
+            sent += pipe.errors_sent()[0].1;
             limited += pipe.replies_limited();
         }
         assert_eq!(sent + limited, 400);

@@ -83,7 +83,8 @@ pub struct Pipeline {
     which: [u8; BATCH],
     found: [u32; BATCH],
     decapped: u64,
-    icmp_sent: u64,
+    /// ICMP errors sent in the last batch: too big, time exceeded.
+    errors_sent: [u64; 2],
     replies_limited: u64,
     last_tunnel: decap::LastTunnel,
     /// ICMP errors and GTP-U Echo Responses: what a stranger can make the gateway send.
@@ -107,7 +108,7 @@ impl Pipeline {
             which: [0; BATCH],
             found: [NO_ROUTE; BATCH],
             decapped: 0,
-            icmp_sent: 0,
+            errors_sent: [0; 2],
             replies_limited: 0,
             last_tunnel: decap::LastTunnel::default(),
             replies: crate::ratelimit::TokenBucket::new(),
@@ -131,10 +132,13 @@ impl Pipeline {
         self.decapped
     }
 
-    /// Packets of the last batch dropped as too big for which an ICMP error was sent instead
+    /// Packets of the last batch dropped, by reason, for which an ICMP error was sent instead
     /// (their verdict is the error's transmission; the drop still counts).
-    pub fn mtu_errors_sent(&self) -> u64 {
-        self.icmp_sent
+    pub fn errors_sent(&self) -> [(DropReason, u64); 2] {
+        [
+            (DropReason::MtuExceeded, self.errors_sent[0]),
+            (DropReason::TtlExpired, self.errors_sent[1]),
+        ]
     }
 
     /// Replies (ICMP errors, GTP-U Echo Responses) the last batch would have sent but for the
@@ -201,7 +205,7 @@ impl Pipeline {
 
         // Route: gather the keys of each family for one bulk lookup each, so the batch's
         // cache misses in the tables overlap.
-        let mut too_big = false;
+        let mut errors = false;
         for ipv6 in [false, true] {
             let mut k = 0;
             for i in 0..n {
@@ -224,7 +228,10 @@ impl Pipeline {
                 let i = usize::from(i);
                 let v =
                     route::resolve_one(fib, nh, batch.bufs[i].frame(), in_port, &mut self.meta[i]);
-                too_big |= v == Next::Drop(DropReason::MtuExceeded);
+                errors |= matches!(
+                    v,
+                    Next::Drop(DropReason::MtuExceeded | DropReason::TtlExpired)
+                );
                 self.next[i] = v;
             }
         }
@@ -268,20 +275,22 @@ impl Pipeline {
             }
         }
 
-        // Packets too big for their egress: an ICMP error goes back toward the source, routed
-        // (and encapsulated, when the source is behind a tunnel) like any packet. The drop is
-        // still counted ([`Pipeline::mtu_errors_sent`]).
-        self.icmp_sent = 0;
-        for i in 0..if too_big { n } else { 0 } {
-            if self.next[i] != Next::Drop(DropReason::MtuExceeded) {
-                continue;
-            }
+        // Packets too big for their egress, or out of TTL: an ICMP error goes back toward the
+        // source, routed (and encapsulated, when the source is behind a tunnel) like any
+        // packet. The drop is still counted ([`Pipeline::errors_sent`]).
+        self.errors_sent = [0; 2];
+        for i in 0..if errors { n } else { 0 } {
+            let (kind, which) = match self.next[i] {
+                Next::Drop(DropReason::MtuExceeded) => (reply::IcmpError::TooBig, 0),
+                Next::Drop(DropReason::TtlExpired) => (reply::IcmpError::TimeExceeded, 1),
+                _ => continue,
+            };
             if !self.replies.allow(fib.reply_limit()) {
                 self.replies_limited += 1;
                 continue;
             }
             let (buf, meta) = (&mut batch.bufs[i], &mut self.meta[i]);
-            if !reply::icmp_too_big(buf, meta) {
+            if !reply::icmp_error(buf, meta, kind) {
                 continue;
             }
             let nh = if meta.ipv6 {
@@ -297,7 +306,7 @@ impl Pipeline {
                     && rewrite::rewrite_one(buf, meta, mac, fib)
                 {
                     self.next[i] = Next::Tx(p);
-                    self.icmp_sent += 1;
+                    self.errors_sent[which] += 1;
                 }
             }
         }

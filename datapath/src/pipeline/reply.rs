@@ -1,6 +1,8 @@
 //! Reply: answers what the gateway itself must answer on the fast path. A packet too big for
 //! its egress gets ICMP "fragmentation needed" (RFC 792, RFC 1191) or ICMPv6 "packet too big"
-//! (RFC 4443 section 3.2) toward its source, built in place in front of the quoted original;
+//! (RFC 4443 section 3.2), and one whose TTL or hop limit runs out gets "time exceeded"
+//! (RFC 792, RFC 1812 section 5.3.1; RFC 4443 section 3.3), toward its source, built in place
+//! in front of the quoted original;
 //! and a GTP-U Echo Request (TS 29.281 section 7.2.1) in place with an Echo
 //! Response (7.2.2): same sequence number, TEID 0, and the mandatory Recovery IE with restart
 //! counter 0 (TS 29.281 section 8.2: the counter is not used by GTP-U and is sent as 0). The
@@ -106,12 +108,22 @@ fn is_icmp_error(ipv6: bool, icmp_type: u8) -> bool {
     }
 }
 
-/// Turns a packet dropped as too big into the ICMP error for its source, in place: the new IP
+/// The ICMP errors the forwarding path sends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IcmpError {
+    /// Fragmentation needed (IPv4, DF set) or packet too big (IPv6), with the egress MTU.
+    TooBig,
+    /// Time exceeded in transit: the TTL or hop limit would reach zero.
+    TimeExceeded,
+}
+
+/// Turns a dropped packet into the ICMP error `kind` for its source, in place: the new IP
 /// and ICMP headers go in front of the quoted original (IPv4: its header and 8 bytes; IPv6: as
 /// much as keeps the error within 1280 bytes). The source address and the checksums that
 /// depend on it are left to [`finish_icmp`], once the route back is known. `meta` then
-/// describes the error, ready for the route stage. Returns false when no error may be sent.
-pub fn icmp_too_big(buf: &mut Buf, meta: &mut Meta) -> bool {
+/// describes the error, ready for the route stage. Returns false when no error may be sent:
+/// about a later fragment, an ICMP error, or (too big, IPv4) a packet without DF.
+pub fn icmp_error(buf: &mut Buf, meta: &mut Meta, kind: IcmpError) -> bool {
     let l3 = usize::from(meta.l3_off);
     let l3_len = usize::from(meta.l3_len);
     let f = buf.frame();
@@ -139,8 +151,10 @@ pub fn icmp_too_big(buf: &mut Buf, meta: &mut Meta) -> bool {
         else {
             return false;
         };
-        // Without DF the packet should be fragmented; that is not done, and no error is due.
-        if !ip.dont_frag() || ip.frag_offset() != 0 || ip.src() == 0 {
+        // Too big without DF: the packet should be fragmented; that is not done, and no error
+        // is due. Errors are sent only about a first fragment (RFC 1812 4.3.2.7).
+        if (kind == IcmpError::TooBig && !ip.dont_frag()) || ip.frag_offset() != 0 || ip.src() == 0
+        {
             return false;
         }
         if ip.protocol() == ip_proto::ICMP
@@ -176,13 +190,22 @@ pub fn icmp_too_big(buf: &mut Buf, meta: &mut Meta) -> bool {
         false,
     );
     meta.proto = proto;
+    f[icmp..icmp + 8].fill(0);
     if meta.ipv6 {
-        f[icmp..icmp + 8].copy_from_slice(&[2, 0, 0, 0, 0, 0, 0, 0]);
-        f[icmp + 4..icmp + 8].copy_from_slice(&u32::from(mtu).to_be_bytes());
+        if kind == IcmpError::TooBig {
+            f[icmp] = 2;
+            f[icmp + 4..icmp + 8].copy_from_slice(&u32::from(mtu).to_be_bytes());
+        } else {
+            f[icmp] = 3; // code 0: hop limit exceeded in transit
+        }
         meta.dst6 = orig_src;
     } else {
-        f[icmp..icmp + 8].copy_from_slice(&[3, 4, 0, 0, 0, 0, 0, 0]);
-        f[icmp + 6..icmp + 8].copy_from_slice(&mtu.to_be_bytes());
+        if kind == IcmpError::TooBig {
+            f[icmp..icmp + 2].copy_from_slice(&[3, 4]);
+            f[icmp + 6..icmp + 8].copy_from_slice(&mtu.to_be_bytes());
+        } else {
+            f[icmp] = 11; // code 0: time to live exceeded in transit
+        }
         let c = crate::wire::checksum::checksum(&f[icmp..]);
         f[icmp + 2..icmp + 4].copy_from_slice(&c.to_be_bytes());
         meta.dst4 = orig_src as u32;
