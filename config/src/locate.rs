@@ -131,6 +131,39 @@ pub fn key_span_of(doc: &toml_edit::Document<String>, path: &TomlPath) -> Option
     span_of(doc, path)
 }
 
+/// Where each line of a source starts, to locate many offsets in one pass over it.
+pub struct LineIndex<'a> {
+    src: &'a str,
+    starts: Vec<usize>,
+}
+
+impl<'a> LineIndex<'a> {
+    /// Indexes `src`.
+    pub fn new(src: &'a str) -> Self {
+        let starts = std::iter::once(0)
+            .chain(
+                src.bytes()
+                    .enumerate()
+                    .filter(|&(_, b)| b == b'\n')
+                    .map(|(i, _)| i + 1),
+            )
+            .collect();
+        LineIndex { src, starts }
+    }
+
+    /// 1-based line and column of a byte offset, as [`line_col`] gives them.
+    pub fn line_col(&self, offset: usize) -> (usize, usize) {
+        let offset = offset.min(self.src.len());
+        let line = self.starts.partition_point(|&s| s <= offset);
+        let start = self.starts[line - 1];
+        let col = String::from_utf8_lossy(&self.src.as_bytes()[start..offset])
+            .chars()
+            .count()
+            + 1;
+        (line, col)
+    }
+}
+
 /// 1-based line and column of a byte offset.
 pub fn line_col(src: &str, offset: usize) -> (usize, usize) {
     let offset = offset.min(src.len());
@@ -150,6 +183,17 @@ pub fn line_col(src: &str, offset: usize) -> (usize, usize) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_line_index_agrees_with_line_col() {
+        let src = "a\nbé c\n\nd\n";
+        let idx = LineIndex::new(src);
+        for off in 0..=src.len() + 2 {
+            if src.is_char_boundary(off.min(src.len())) {
+                assert_eq!(idx.line_col(off), line_col(src, off), "offset {off}");
+            }
+        }
+    }
 
     #[test]
     fn path_prints_like_toml_accessors() {

@@ -136,6 +136,9 @@ pub struct Config {
     pub workers: Vec<usize>,
     /// RX burst size, 1..=[`MAX_BURST`].
     pub burst: usize,
+    /// The group whose members may use the control socket (a name, or a numeric ID), besides
+    /// root and the gateway's user.
+    pub control_group: Option<String>,
     /// Ports; a port id is an index here.
     pub ports: Vec<Port>,
     /// Static neighbours.

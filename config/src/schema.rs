@@ -83,6 +83,9 @@ pub struct RawGateway {
     /// Packets per RX burst.
     #[serde(default = "default_burst")]
     pub burst: usize,
+    /// A group (name or numeric ID) whose members may use the control socket besides root.
+    #[serde(default)]
+    pub control_group: Option<String>,
 }
 
 /// The default gateway name.

@@ -1,6 +1,6 @@
 //! Validation: raw schema → [`Config`], reporting every problem with its TOML path and location.
 
-use crate::locate::{key_span_of, line_col, span_of, Seg, TomlPath};
+use crate::locate::{key_span_of, line_col, span_of, LineIndex, Seg, TomlPath};
 use crate::model::*;
 use crate::schema::*;
 use crate::MacAddr;
@@ -144,6 +144,8 @@ pub fn parse_and_validate(
     // parsed once.
     let doc = || toml_edit::Document::parse(src.to_string()).ok();
     let locate = |doc: &Option<toml_edit::Document<String>>, problems: Vec<(TomlPath, String)>| {
+        // Built once: a file with many problems is not scanned from its start for each.
+        let lines = LineIndex::new(src);
         problems
             .into_iter()
             .map(|(path, message)| Problem {
@@ -157,7 +159,7 @@ pub fn parse_and_validate(
                             span_of(d, &path)
                         }
                     })
-                    .map(|s| line_col(src, s.start)),
+                    .map(|s| lines.line_col(s.start)),
                 path,
                 message,
             })
@@ -334,6 +336,20 @@ impl Validator<'_> {
                 format!("burst {} is outside 1..={MAX_BURST}", g.burst),
             );
         }
+        if let Some(group) = &g.control_group {
+            // The POSIX portable user and group name characters; a number is a group ID.
+            let portable = !group.is_empty()
+                && !group.starts_with('-')
+                && group
+                    .chars()
+                    .all(|ch| ch.is_ascii_alphanumeric() || matches!(ch, '.' | '_' | '-'));
+            if !portable {
+                self.err(
+                    gp.k("control_group"),
+                    format!("`{group}` is not a group name or a numeric group ID"),
+                );
+            }
+        }
 
         if raw.icmp.burst == 0 {
             self.err(
@@ -349,6 +365,7 @@ impl Validator<'_> {
             name: g.name.clone(),
             workers: g.workers.clone(),
             burst: g.burst,
+            control_group: g.control_group.clone(),
             ports,
             neighbors,
             routes,

@@ -142,6 +142,30 @@ fn unknown_key_before_a_schema_error_is_reported_with_it() {
 }
 
 #[test]
+fn control_group_must_be_a_group_name_or_id() {
+    let ok = HEAD.replace(
+        "workers = [0]",
+        "workers = [0]\ncontrol_group = \"gw-admin\"",
+    );
+    assert_eq!(
+        check(&ok).unwrap().control_group.as_deref(),
+        Some("gw-admin")
+    );
+    let ok = HEAD.replace("workers = [0]", "workers = [0]\ncontrol_group = \"4242\"");
+    assert!(check(&ok).is_ok());
+    let src = HEAD.replace(
+        "workers = [0]",
+        "workers = [0]\ncontrol_group = \"admins; rm\"",
+    );
+    assert_problem(
+        &src,
+        "gateway.control_group",
+        line_of(&src, "control_group"),
+        "not a group name",
+    );
+}
+
+#[test]
 fn wrong_type_is_rejected_with_path() {
     let src = HEAD.replace("workers = [0]", "workers = \"zero\"");
     assert_problem(&src, "gateway.workers", line_of(&src, "workers"), "");

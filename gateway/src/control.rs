@@ -15,9 +15,10 @@
 //!   on SIGHUP ([`crate::reload`]): a new forwarding snapshot the workers take at their next
 //!   poll, or the file's problems and the last good configuration kept.
 
+use crate::control_socket::{Access, Answer, Server};
 use crate::local_stack::LocalStack;
 use crate::neighbors::Neighbors;
-use crate::reload::Reloader;
+use crate::reload::{Reloaded, Reloader};
 use crate::routes::RouteControl;
 use anyhow::{Context, Result};
 use config::Config;
@@ -45,6 +46,8 @@ pub struct LiveOptions {
     pub control_socket: Option<PathBuf>,
     /// The configuration file, reloaded on `gateway reload` and SIGHUP (none: no reload).
     pub config_file: Option<PathBuf>,
+    /// Who besides root and the gateway's user may use the control socket.
+    pub control_access: Access,
 }
 
 /// Frame buffers of each lane between a worker and the control thread.
@@ -65,6 +68,11 @@ pub struct Changes {
     pub reload: Option<Reloader>,
     /// Replaced snapshots a worker may still hold, freed here once none does.
     retired: Vec<Arc<Fib>>,
+    /// Reload generations: asked for, and the one being built. A build covers every request
+    /// made before it started; requests during a build are served by the next one.
+    wanted: u64,
+    started: u64,
+    building: Option<(u64, std::thread::JoinHandle<Result<Reloaded, String>>)>,
 }
 
 impl Changes {
@@ -75,24 +83,68 @@ impl Changes {
             routes,
             reload,
             retired: Vec::new(),
+            wanted: 0,
+            started: 0,
+            building: None,
         }
     }
 
-    /// Reloads the configuration file; the answer line(s) for the client.
-    fn reload(&mut self, neighbors: &mut Neighbors) -> String {
-        let Some(r) = self.reload.as_mut() else {
-            return "error: this gateway has no configuration file to reload\n".to_string();
-        };
-        let current = self.slot.current();
-        match r.load(&current) {
-            Ok(new) => {
-                neighbors.reconfigure(&new.config);
-                self.retired.push(self.slot.replace(Arc::new(new.fib)));
-                self.routes = Some(new.routes);
-                r.accept(new.config)
-            }
-            Err(e) => format!("error: {e}\nstill running the last good configuration\n"),
+    /// Asks for a reload; the generation whose end answers it, or why there is none.
+    fn want_reload(&mut self) -> Result<u64, String> {
+        if self.reload.is_none() {
+            return Err("error: this gateway has no configuration file to reload\n".to_string());
         }
+        self.wanted += 1;
+        Ok(self.wanted)
+    }
+
+    /// Starts the build a reload needs, and publishes a finished one: its generation and the
+    /// answer for the clients that asked. Reading, validating and building a file run on a
+    /// thread of their own (seconds for a full table), so the control thread keeps serving
+    /// ARP, NDP, ICMP and the socket; it only publishes.
+    fn poll_reload(&mut self, neighbors: &mut Neighbors) -> Option<(u64, String)> {
+        let mut done = None;
+        if self.building.as_ref().is_some_and(|(_, h)| h.is_finished()) {
+            let (generation, h) = self.building.take()?;
+            let outcome = h
+                .join()
+                .unwrap_or_else(|_| Err("the reload's build failed".to_string()));
+            let answer = match (outcome, self.reload.as_mut()) {
+                (Ok(new), Some(r)) => {
+                    neighbors.reconfigure(&new.config);
+                    self.retired.push(self.slot.replace(Arc::new(new.fib)));
+                    self.routes = Some(new.routes);
+                    r.accept(new.config)
+                }
+                (Ok(_), None) => String::new(),
+                (Err(e), _) => format!("error: {e}\nstill running the last good configuration\n"),
+            };
+            done = Some((generation, answer));
+        }
+        if self.building.is_none() && self.wanted > self.started {
+            if let Some(r) = &self.reload {
+                let job = r.clone();
+                let current = self.slot.current();
+                let generation = self.wanted;
+                match std::thread::Builder::new()
+                    .name("reload".to_string())
+                    .spawn(move || job.load(&current))
+                {
+                    Ok(h) => {
+                        self.started = generation;
+                        self.building = Some((generation, h));
+                    }
+                    Err(e) => {
+                        self.started = generation;
+                        return Some((
+                            generation,
+                            format!("error: starting the reload: {e}\nstill running the last good configuration\n"),
+                        ));
+                    }
+                }
+            }
+        }
+        done
     }
 }
 
@@ -132,15 +184,20 @@ pub fn run_live(
     signal_hook::flag::register(signal_hook::consts::SIGHUP, Arc::clone(&hangup))
         .context("signal handler")?;
     let mut poll = mio::Poll::new().context("mio")?;
-    let mut listener = match &opts.control_socket {
+    let mut server = match &opts.control_socket {
         Some(p) => {
-            let mut l = bind_control_socket(p)?;
+            let mut server = Server::new(
+                crate::control_socket::bind(p, opts.control_access)?,
+                opts.control_access,
+            );
             poll.registry()
-                .register(&mut l, LISTENER, mio::Interest::READABLE)?;
-            Some(l)
+                .register(server.listener(), LISTENER, mio::Interest::READABLE)?;
+            Some(server)
         }
         None => None,
     };
+    // The newest reload generation SIGHUP asked for, reported on stderr when done.
+    let mut hangup_wants = 0;
     let mut stack = LocalStack::new(c, &down);
     let mut neighbors = Neighbors::new(c, Arc::clone(changes.slot.current().neighbors()));
     let mut now_tick = Instant::now() - Duration::from_secs(1);
@@ -190,14 +247,27 @@ pub fn run_live(
                     break Err(e.into());
                 }
             }
-            if events.iter().any(|e| e.token() == LISTENER) {
-                if let Some(l) = &mut listener {
-                    let shed: u64 = paths.iter().map(|p| p.resolve_shed()).sum();
-                    serve(l, c, &snap(), &mut changes, &mut neighbors, shed);
-                }
+            if let Some(server) = &mut server {
+                let shed: u64 = paths.iter().map(|p| p.resolve_shed()).sum();
+                let counters = server.counters();
+                server.turn(|request| {
+                    answer(request, c, &snap, &mut changes, &neighbors, shed, counters)
+                });
             }
             if hangup.swap(false, Ordering::Relaxed) {
-                eprint!("SIGHUP: {}", changes.reload(&mut neighbors));
+                match changes.want_reload() {
+                    Ok(g) => hangup_wants = g,
+                    Err(e) => eprint!("SIGHUP: {e}"),
+                }
+            }
+            if let Some((generation, answer)) = changes.poll_reload(&mut neighbors) {
+                if hangup_wants != 0 && hangup_wants <= generation {
+                    eprint!("SIGHUP: {answer}");
+                    hangup_wants = 0;
+                }
+                if let Some(server) = &mut server {
+                    server.finish_reload(generation, &answer);
+                }
             }
             datapath::slot::retire(&mut changes.retired);
             for path in &paths {
@@ -267,56 +337,46 @@ pub fn run_live(
     Ok(snap())
 }
 
-/// Binds the control socket at `path` (replacing a stale one) with mode 0600: whoever can
-/// connect can reload the configuration and change routes, so only the gateway's own user
-/// (root) may, whatever the process umask.
-///
-/// # Errors
-/// Binding, or setting the mode.
-pub fn bind_control_socket(path: &std::path::Path) -> Result<mio::net::UnixListener> {
-    use std::os::unix::fs::PermissionsExt;
-    let _ = std::fs::remove_file(path);
-    let l = mio::net::UnixListener::bind(path)
-        .with_context(|| format!("control socket {}", path.display()))?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
-        .with_context(|| format!("control socket {}: setting mode 0600", path.display()))?;
-    Ok(l)
-}
-
-/// Answers every pending control-socket client: `stats` (or nothing within
-/// [`REQUEST_WAIT`]) with the counters as one JSON line, `route ...` with the outcome of the
-/// route change ([`crate::routes`]), `reload` with the outcome of the reload
-/// ([`crate::reload`]).
-fn serve(
-    l: &mut mio::net::UnixListener,
+/// The answer to one control-socket request: `stats` (or nothing) with the counters as one
+/// JSON line, `route ...` with the outcome of the route change ([`crate::routes`]), `reload`
+/// with the outcome of the reload ([`crate::reload`]) once it is built.
+fn answer(
+    request: &str,
     c: &Config,
-    snap: &[PortSnapshot],
+    snap: &dyn Fn() -> Vec<PortSnapshot>,
     changes: &mut Changes,
-    neighbors: &mut Neighbors,
+    neighbors: &Neighbors,
     resolve_shed: u64,
-) {
-    while let Ok((mut conn, _)) = l.accept() {
-        let request = read_request(&mut conn);
-        let body = if request.is_empty() || request == "stats" {
-            let mut j = crate::report::json(c, snap);
-            j["neighbors"] = crate::report::neighbors_json(neighbors, resolve_shed);
-            j.to_string() + "\n"
-        } else if request == "reload" {
-            changes.reload(neighbors)
-        } else if let Some(r) = changes
-            .routes
-            .as_mut()
-            .filter(|_| request.starts_with("route"))
-        {
-            r.handle(&request)
-        } else if request.starts_with("route") {
-            "error: this gateway takes no route changes\n".to_string()
-        } else {
-            format!(
-                "error: unknown request {request:?}: expected `stats`, `route ...` or `reload`\n"
-            )
-        };
-        let _ = conn.write_all(body.as_bytes());
+    control: crate::control_socket::Counters,
+) -> Answer {
+    if request.is_empty() || request == "stats" {
+        let mut j = crate::report::json(c, &snap());
+        j["neighbors"] = crate::report::neighbors_json(neighbors, resolve_shed);
+        j["control"] = serde_json::json!({
+            "served": control.served,
+            "refused": control.refused,
+            "busy": control.busy,
+            "dropped": control.dropped,
+            "reload_building": changes.building.is_some(),
+        });
+        Answer::Now(j.to_string() + "\n")
+    } else if request == "reload" {
+        match changes.want_reload() {
+            Ok(generation) => Answer::AfterReload(generation),
+            Err(e) => Answer::Now(e),
+        }
+    } else if let Some(r) = changes
+        .routes
+        .as_mut()
+        .filter(|_| request.starts_with("route"))
+    {
+        Answer::Now(r.handle(request))
+    } else if request.starts_with("route") {
+        Answer::Now("error: this gateway takes no route changes\n".to_string())
+    } else {
+        Answer::Now(format!(
+            "error: unknown request {request:?}: expected `stats`, `route ...` or `reload`\n"
+        ))
     }
 }
 
@@ -359,33 +419,6 @@ fn watch_line(c: &Config, t: f64, last: &[PortSnapshot], cur: &[PortSnapshot]) -
     s + "  " + &drops.join(" ")
 }
 
-/// How long the control thread waits for a client's request line.
-const REQUEST_WAIT: Duration = Duration::from_millis(50);
-/// The longest request line read.
-const REQUEST_MAX: usize = 1024;
-
-/// A client's request line, trimmed: what it sent up to a newline, the end of its stream,
-/// [`REQUEST_MAX`] bytes or [`REQUEST_WAIT`], whichever comes first (so a client that sends
-/// nothing still gets the counters, and none can hold the control thread).
-fn read_request(conn: &mut mio::net::UnixStream) -> String {
-    use std::io::Read;
-    let deadline = Instant::now() + REQUEST_WAIT;
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 256];
-    while buf.len() < REQUEST_MAX && !buf.contains(&b'\n') && Instant::now() < deadline {
-        match conn.read(&mut chunk) {
-            Ok(0) => break,
-            Ok(n) => buf.extend_from_slice(&chunk[..n]),
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                std::thread::sleep(Duration::from_millis(1));
-            }
-            Err(_) => break,
-        }
-    }
-    let line = buf.split(|&b| b == b'\n').next().unwrap_or_default();
-    String::from_utf8_lossy(line).trim().to_string()
-}
-
 /// Reads the counters from a running gateway's control socket.
 ///
 /// # Errors
@@ -403,25 +436,14 @@ pub fn request(socket: &std::path::Path, line: &str) -> Result<String> {
     let mut conn = std::os::unix::net::UnixStream::connect(socket)
         .with_context(|| format!("connecting to {}", socket.display()))?;
     conn.set_read_timeout(Some(Duration::from_secs(30)))?;
-    conn.write_all(format!("{line}\n").as_bytes())?;
+    // A gateway that refuses this client answers and closes before reading the request:
+    // its answer is still there to read.
+    if let Err(e) = conn.write_all(format!("{line}\n").as_bytes()) {
+        if e.kind() != std::io::ErrorKind::BrokenPipe {
+            return Err(e.into());
+        }
+    }
     let mut out = String::new();
     conn.read_to_string(&mut out)?;
     Ok(out)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_control_socket_is_created_for_its_owner_only() {
-        use std::os::unix::fs::PermissionsExt;
-        let dir = std::env::temp_dir().join(format!("gw-ctl-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("ctl.sock");
-        let _l = bind_control_socket(&path).unwrap();
-        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
-        assert_eq!(mode, 0o600);
-        let _ = std::fs::remove_dir_all(&dir);
-    }
 }

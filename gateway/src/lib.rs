@@ -4,6 +4,7 @@
 
 pub mod baseline;
 pub mod control;
+pub mod control_socket;
 pub mod demo;
 pub mod lab;
 pub mod local_stack;

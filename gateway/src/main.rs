@@ -180,11 +180,17 @@ fn run() -> Result<ExitCode> {
                 Some(d) => bail!("--duration must be a positive number of seconds, not {d}"),
                 None => None,
             };
+            let group = cfg
+                .control_group
+                .as_deref()
+                .map(gateway::control_socket::resolve_group)
+                .transpose()?;
             let live = gateway::control::LiveOptions {
                 duration,
                 watch,
                 control_socket,
                 config_file: Some(config.clone()),
+                control_access: gateway::control_socket::Access { group },
             };
             let outcome = tables::run(&cfg, &live)?;
             print!("{}", report::table(&cfg, &outcome.stats));

@@ -13,16 +13,19 @@
 //!   next hops, neighbours and tunnel sessions, not which prefixes exist.
 //! - The file is the truth: routes added or removed at run time (`gateway route`) are
 //!   replaced by the file's. MACs learned by ARP and NDP are kept.
-//! - Reading and building run on the control thread, during which the gateway's own ARP,
-//!   NDP and ICMP wait (the workers do not): about 3.5 s for a file of 886k routes
-//!   (BENCHMARKS.md).
+//! - Reading and building run on a thread of their own (about 3.5 s for a file of 886k
+//!   routes, BENCHMARKS.md); the control thread goes on serving ARP, NDP, ICMP and the control
+//!   socket, and only publishes the result. Reloads asked for during a build are served by
+//!   one more build when it ends.
 
 use crate::routes::RouteControl;
 use config::Config;
 use datapath::fib::Fib;
 use std::path::PathBuf;
 
-/// The file a gateway reloads and the configuration in force.
+/// The file a gateway reloads and the configuration in force (cloned into the thread that
+/// builds a reload).
+#[derive(Debug, Clone)]
 pub struct Reloader {
     path: PathBuf,
     running: Config,
@@ -99,6 +102,9 @@ pub fn restart_only_changes(old: &Config, new: &Config) -> Vec<String> {
     }
     if old.burst != new.burst {
         v.push("gateway.burst".to_string());
+    }
+    if old.control_group != new.control_group {
+        v.push("gateway.control_group".to_string());
     }
     if old.ports.len() != new.ports.len() {
         v.push("the number of [[port]]s".to_string());

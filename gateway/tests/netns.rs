@@ -775,3 +775,130 @@ fn af_xdp_gateway_reloads_its_configuration_without_losing_packets() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The control socket checks who connects and serves clients side by side: created 0660 with
+/// `control_group`'s group; with the file opened to everyone, `SO_PEERCRED` still refuses a
+/// user outside the group (counted, logged) and lets in a member by primary or supplementary
+/// group. A reload of a file of 200,000 routes is built off the control thread: `gateway
+/// stats` is answered while it builds, and the reload's answer comes when it is in force.
+#[test]
+fn af_packet_control_socket_checks_its_peers_and_answers_during_a_long_reload() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    if !root_or_skip() {
+        return;
+    }
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let id = format!("t{}ctl", std::process::id());
+    let lab = Lab::build(&id).unwrap();
+    let dir = scratch(&id);
+    let cfg = dir.join("gw.toml");
+    let base =
+        config_for("af_packet").replace("[gateway]\n", "[gateway]\ncontrol_group = \"4242\"\n");
+    std::fs::write(&cfg, &base).unwrap();
+    let sock = dir.join("control.sock");
+    let gateway = start_gateway(
+        &lab,
+        &cfg,
+        &[
+            "--duration".as_ref(),
+            "60".as_ref(),
+            "--control-socket".as_ref(),
+            sock.as_os_str(),
+        ],
+        true,
+    );
+    let end = std::time::Instant::now() + Duration::from_secs(10);
+    while !sock.exists() {
+        assert!(std::time::Instant::now() < end, "no control socket");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let meta = std::fs::metadata(&sock).unwrap();
+    assert_eq!(meta.permissions().mode() & 0o777, 0o660);
+    assert_eq!(meta.gid(), 4242);
+    // As another user, through setpriv (util-linux).
+    let stats_as = |ids: &[&str]| {
+        let o = Command::new("setpriv")
+            .args(ids)
+            .arg(env!("CARGO_BIN_EXE_gateway"))
+            .args(["stats", "--socket"])
+            .arg(&sock)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&o.stdout).to_string() + &String::from_utf8_lossy(&o.stderr)
+    };
+    let nobody = ["--reuid=65534", "--regid=65534", "--clear-groups"];
+    let by_mode = stats_as(&nobody);
+    std::fs::set_permissions(&sock, std::fs::Permissions::from_mode(0o666)).unwrap();
+    let by_cred = stats_as(&nobody);
+    let primary = stats_as(&["--reuid=65534", "--regid=4242", "--clear-groups"]);
+    let supplementary = stats_as(&["--reuid=65534", "--regid=65534", "--groups=4242"]);
+
+    // A long reload, and the counters asked for while it builds.
+    let mut big = base.clone();
+    for i in 0..200_000u32 {
+        big.push_str(&format!(
+            "\n[[route]]\nprefix = \"11.{}.{}.{}/32\"\nvia = \"172.18.0.2\"\n",
+            i >> 16,
+            (i >> 8) & 255,
+            i & 255
+        ));
+    }
+    std::fs::write(&cfg, &big).unwrap();
+    let reload = Command::new(env!("CARGO_BIN_EXE_gateway"))
+        .args(["reload", "--socket"])
+        .arg(&sock)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let reload_pid = reload.id();
+    // Counters answered while the gateway says the reload is building.
+    let mut during = 0;
+    let mut last = serde_json::Value::Null;
+    loop {
+        let out = Command::new(env!("CARGO_BIN_EXE_gateway"))
+            .args(["stats", "--socket"])
+            .arg(&sock)
+            .output()
+            .unwrap();
+        if let Ok(j) = serde_json::from_slice::<serde_json::Value>(&out.stdout) {
+            during += u32::from(j["control"]["reload_building"] == true);
+            last = j;
+        }
+        let exited = std::fs::read_to_string(format!("/proc/{reload_pid}/stat"))
+            .map_or(true, |s| s.contains(") Z "));
+        if exited {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let reloaded = reload.wait_with_output().unwrap();
+    let reloaded = String::from_utf8_lossy(&reloaded.stdout).to_string();
+    let _ = Command::new("kill")
+        .args(["-TERM", &gateway.id().to_string()])
+        .status();
+    let out = gateway.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+
+    assert!(by_mode.contains("Permission denied"), "{by_mode}");
+    assert!(by_cred.contains("error: permission denied"), "{by_cred}");
+    assert!(primary.contains("\"ports\""), "{primary}");
+    assert!(supplementary.contains("\"ports\""), "{supplementary}");
+    assert!(
+        stderr.contains("control socket: refused uid 65534"),
+        "{stderr}"
+    );
+    assert_eq!(last["control"]["refused"], 1, "{last}");
+    assert!(
+        reloaded.starts_with("ok: reloaded")
+            && reloaded.contains(&format!(
+                "{} routes",
+                base.matches("[[route]]").count() + 200_000
+            )),
+        "{reloaded}\n{stderr}"
+    );
+    assert!(
+        during >= 1,
+        "no stats answer came while the reload was building"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
