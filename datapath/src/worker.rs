@@ -181,6 +181,15 @@ impl Worker {
         n
     }
 
+    /// Housekeeping every so often (a syscall or file read per port, never per poll): counts
+    /// the frames the kernel dropped, and looks at each port's link.
+    pub fn housekeeping(&mut self) {
+        self.sync_kernel_drops();
+        for port in &mut self.ports {
+            port.check_link();
+        }
+    }
+
     /// Counts the frames the kernel dropped on each port since the last call (one syscall per
     /// port: call it every so often, not per poll).
     pub fn sync_kernel_drops(&mut self) {
@@ -237,8 +246,13 @@ impl Worker {
                     .sum(),
             );
             let lost = self.stats.ports.get(charge).unwrap_or(out);
+            let reason = if self.ports[q].link() == crate::port::Link::Up {
+                DropReason::TxFull
+            } else {
+                DropReason::LinkDown
+            };
             for _ in sent..want.len() {
-                lost.drop(DropReason::TxFull);
+                lost.drop(reason);
             }
         }
     }

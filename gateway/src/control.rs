@@ -225,7 +225,7 @@ pub fn run_live(
                             }
                         }
                         if last_sync.elapsed() >= Duration::from_millis(500) {
-                            worker.sync_kernel_drops();
+                            worker.housekeeping();
                             last_sync = Instant::now();
                         }
                     }

@@ -902,3 +902,101 @@ fn af_packet_control_socket_checks_its_peers_and_answers_during_a_long_reload() 
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Link faults on AF_XDP: the pods interface goes down while pings cross the gateway. The
+/// frames it cannot send are counted as `link_down` and the port says so once; when the link
+/// comes back, forwarding resumes. Then the interface is removed: the gateway says it is gone
+/// and goes on with its other port (it still answers pings to its external address and its
+/// control socket), and stops cleanly on SIGTERM.
+#[test]
+fn af_xdp_port_counts_a_link_down_resumes_and_survives_a_removed_interface() {
+    if !root_or_skip() {
+        return;
+    }
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let id = format!("t{}lnk", std::process::id());
+    let lab = Lab::build(&id).unwrap();
+    let dir = scratch(&id);
+    let cfg = dir.join("gw.toml");
+    std::fs::write(&cfg, config_for("af_xdp")).unwrap();
+    let sock = dir.join("control.sock");
+    let gateway = start_gateway(
+        &lab,
+        &cfg,
+        &["--control-socket".as_ref(), sock.as_os_str()],
+        true,
+    );
+    std::thread::sleep(Duration::from_millis(1500));
+    let stats = || {
+        let o = Command::new(env!("CARGO_BIN_EXE_gateway"))
+            .args(["stats", "--socket"])
+            .arg(&sock)
+            .output()
+            .unwrap();
+        serde_json::from_slice::<serde_json::Value>(&o.stdout).unwrap_or_default()
+    };
+    let link = |state: &str| {
+        lab.exec(&lab.gw, &["ip", "link", "set", "pod-g", state])
+            .unwrap();
+    };
+    let before = ping_from_ext(&lab, "3", "0.2", "10.244.1.5");
+    link("down");
+    // Past the port's next look at its interface (every half second).
+    std::thread::sleep(Duration::from_millis(1200));
+    let down = ping_from_ext(&lab, "5", "0.2", "10.244.1.5");
+    let while_down = stats();
+    link("up");
+    std::thread::sleep(Duration::from_millis(1200));
+    // The pod host's side waits for the carrier too.
+    let mut after = String::new();
+    for _ in 0..10 {
+        after = ping_from_ext(&lab, "3", "0.2", "10.244.1.5");
+        if after.contains("3 received") {
+            break;
+        }
+    }
+    lab.exec(&lab.gw, &["ip", "link", "del", "pod-g"]).unwrap();
+    std::thread::sleep(Duration::from_millis(1200));
+    // The local stack may first resolve the external host (smoltcp drops the packet that
+    // made it ask): a warm-up ping.
+    let _ = ping_from_ext(&lab, "1", "0.2", "192.0.2.1");
+    let to_gateway = ping_from_ext(&lab, "3", "0.2", "192.0.2.1");
+    let gone = stats();
+    let _ = Command::new("kill")
+        .args(["-TERM", &gateway.id().to_string()])
+        .status();
+    let out = gateway.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+
+    assert!(before.contains("3 received"), "before:\n{before}");
+    assert!(down.contains(" 0 received"), "while down:\n{down}");
+    let link_down = while_down["ports"]["ext"]["drops"]["link_down"]
+        .as_u64()
+        .unwrap_or(0);
+    assert!(link_down >= 5, "pings to the down port: {while_down}");
+    assert_eq!(
+        while_down["ports"]["ext"]["drops"]["tx_full"],
+        serde_json::Value::Null,
+        "{while_down}"
+    );
+    assert!(stderr.contains("port pod-g queue 0: link down"), "{stderr}");
+    assert!(
+        stderr.contains("port pod-g queue 0: link up again"),
+        "{stderr}"
+    );
+    assert!(
+        after.contains("3 received"),
+        "after the link came back:\n{after}"
+    );
+    assert!(
+        stderr.contains("port pod-g queue 0: interface removed"),
+        "{stderr}"
+    );
+    assert!(
+        to_gateway.contains("3 received"),
+        "the external port goes on:\n{to_gateway}"
+    );
+    assert!(gone["ports"].is_object(), "the control socket goes on");
+    assert!(out.status.success(), "{stderr}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -59,6 +59,7 @@ drop_reasons! {
     Hairpin => "hairpin", "would leave through its input port and the route does not allow it";
     MtuExceeded => "mtu_exceeded", "larger than the egress port's MTU";
     TxFull => "tx_full", "egress port could not take the packet";
+    LinkDown => "link_down", "egress port's interface is down or was removed: not sent";
     OuterFragment => "outer_fragment", "fragment of a tunnel packet: outer reassembly is not done";
     UdpTooShort => "udp_too_short", "shorter than a UDP header";
     UdpBadLength => "udp_bad_length", "UDP length below 8 or past the datagram";

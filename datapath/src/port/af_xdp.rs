@@ -4,7 +4,13 @@
 //!
 //! - Binding tries zero-copy first and falls back to copy mode (veth supports only copy).
 //! - The need-wakeup flag is honoured: the kernel is kicked only when it asks, and copy-mode
-//!   transmit, which sends at most 32 frames per kick, is kicked until the TX ring drains.
+//!   transmit, which sends at most 32 frames per kick, is kicked a bounded number of times per
+//!   call while it makes progress; what is left is kicked at the next poll.
+//! - Link faults: an interface that goes down (or loses its carrier) stops transmission, and
+//!   what could not be sent is counted as `link_down`; the port says so on stderr once, looks
+//!   again every half second (the worker's housekeeping) and resumes when the link is back.
+//!   A removed interface (`ENXIO`, or its index gone) is reported once as removed; the port
+//!   then never sends again and the gateway goes on with its other ports.
 //! - Frames are copied between the UMEM and the worker's batch (a 64-byte frame costs far less
 //!   to copy than the transmit path costs on veth; see IO-NOTES).
 //! - Dropping the last socket of an interface closes the BPF link, which detaches the program:
@@ -29,8 +35,9 @@ const FRAME: u64 = 2048;
 /// Entries of each ring; the UMEM holds `RING` frames for receive and `RING` for transmit.
 const RING: u32 = 2048;
 const UMEM_FRAMES: u64 = 2 * RING as u64;
-/// Kicks tried before a transmit gives up on draining the TX ring.
-const MAX_KICKS: usize = 256;
+/// Kicks one transmit call makes at most: a batch is at most 64 frames, 32 a kick in copy
+/// mode; the rest waits for the next poll rather than stall the worker's other ports.
+const MAX_KICKS: usize = 4;
 
 fn last_error<T>() -> io::Result<T> {
     Err(io::Error::last_os_error())
@@ -45,6 +52,7 @@ pub struct XdpAttachment {
     _prog: OwnedFd,
     _link: OwnedFd,
     ifindex: u32,
+    interface: String,
     mode: XdpMode,
 }
 
@@ -110,6 +118,7 @@ impl XdpAttachment {
             _prog: prog,
             _link: link,
             ifindex,
+            interface: interface.to_string(),
             mode,
         }))
     }
@@ -280,6 +289,7 @@ pub struct AfXdpPort {
     tx_free: Vec<u64>,
     queue: u32,
     zero_copy: bool,
+    link: super::Link,
     attachment: Arc<XdpAttachment>,
 }
 
@@ -342,6 +352,7 @@ impl AfXdpPort {
             tx_free,
             queue,
             zero_copy: false,
+            link: super::Link::Up,
             attachment: Arc::clone(attachment),
         };
         port.zero_copy = port.bind()?;
@@ -467,7 +478,9 @@ impl AfXdpPort {
         Some(unsafe { std::slice::from_raw_parts(self.umem.ptr.add(addr as usize), len) })
     }
 
-    fn kick(&self) -> io::Result<()> {
+    /// Asks the kernel to transmit. `Ok(true)` when it may have taken frames, `Ok(false)` when
+    /// it is busy (try later); `ENETDOWN` and `ENXIO` mark the link down or gone.
+    fn kick(&mut self) -> io::Result<bool> {
         // SAFETY: a zero-length send on our own socket: the kernel's "transmit now" kick.
         let r = unsafe {
             libc::sendto(
@@ -479,15 +492,85 @@ impl AfXdpPort {
                 0,
             )
         };
-        if r < 0 {
-            let e = io::Error::last_os_error();
-            match e.raw_os_error() {
-                Some(libc::EAGAIN | libc::EBUSY | libc::ENOBUFS | libc::ENETDOWN) => Ok(()),
-                _ => Err(e),
-            }
-        } else {
-            Ok(())
+        if r >= 0 {
+            return Ok(true);
         }
+        let e = io::Error::last_os_error();
+        match e.raw_os_error() {
+            Some(libc::EAGAIN | libc::EBUSY | libc::ENOBUFS) => Ok(false),
+            Some(libc::ENETDOWN) => {
+                self.set_link(super::Link::Down, "ENETDOWN on transmit");
+                Ok(false)
+            }
+            Some(libc::ENXIO) => {
+                self.set_link(super::Link::Gone, "ENXIO on transmit");
+                Ok(false)
+            }
+            _ => Err(e),
+        }
+    }
+
+    /// Records a change of the link and says so once.
+    fn set_link(&mut self, link: super::Link, why: &str) {
+        use super::Link;
+        if self.link == link || self.link == Link::Gone {
+            return;
+        }
+        let name = &self.attachment.interface;
+        let q = self.queue;
+        match link {
+            Link::Up => eprintln!("port {name} queue {q}: link up again: transmitting"),
+            Link::Down => eprintln!(
+                "port {name} queue {q}: link down ({why}): frames for it are counted as \
+                 link_down until it comes back"
+            ),
+            Link::Gone => eprintln!(
+                "port {name} queue {q}: interface removed ({why}): this port will not send or \
+                 receive again (counted as link_down); the gateway goes on with its other ports"
+            ),
+        }
+        self.link = link;
+    }
+
+    /// The interface's state from sysfs: removed (its index gone or another's), down (not
+    /// administratively up, or no carrier), or up. Unreadable files say up: the transmit
+    /// path's own errors still catch a fault.
+    fn read_link(&self) -> super::Link {
+        use super::Link;
+        let dir = format!("/sys/class/net/{}", self.attachment.interface);
+        let read = |f: &str| std::fs::read_to_string(format!("{dir}/{f}"));
+        match read("ifindex").map(|s| s.trim().parse::<u32>()) {
+            Ok(Ok(i)) if i != self.attachment.ifindex => return Link::Gone,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Link::Gone,
+            _ => {}
+        }
+        let up = read("flags")
+            .ok()
+            .and_then(|f| u32::from_str_radix(f.trim().trim_start_matches("0x"), 16).ok())
+            .is_none_or(|f| f & libc::IFF_UP as u32 != 0);
+        // Reading `carrier` fails (EINVAL) while the interface is down.
+        let carrier = read("carrier").map_or(up, |c| c.trim() != "0");
+        if up && carrier {
+            Link::Up
+        } else {
+            Link::Down
+        }
+    }
+
+    /// Kicks the kernel until the TX ring drains, at most [`MAX_KICKS`] times and only while
+    /// it takes frames (copy mode sends at most 32 a kick), then reclaims completed frames.
+    fn push_out(&mut self) {
+        let mut kicks = 0;
+        while !self.tx.drained() && kicks < MAX_KICKS {
+            if self.zero_copy && !self.tx.needs_wakeup() {
+                break;
+            }
+            if !matches!(self.kick(), Ok(true)) {
+                break;
+            }
+            kicks += 1;
+        }
+        self.reclaim();
     }
 
     fn reclaim(&mut self) {
@@ -525,6 +608,10 @@ impl Port for AfXdpPort {
         let max = max.min(batch.bufs.len());
         let ready = self.rx.ready().min(max as u32);
         if ready == 0 {
+            // Idle: frames a bounded transmit left in the TX ring go out now.
+            if !self.tx.drained() && self.link == super::Link::Up {
+                self.push_out();
+            }
             // Copy mode receives in the kernel's own receive path: a wakeup there is a
             // syscall that does nothing, and an idle port would make one every poll.
             if self.zero_copy && self.fill.needs_wakeup() {
@@ -567,6 +654,10 @@ impl Port for AfXdpPort {
     }
 
     fn tx(&mut self, batch: &Batch, idx: &[u8]) -> usize {
+        if self.link != super::Link::Up {
+            // Nothing is queued behind a dead link: the worker counts these as link_down.
+            return 0;
+        }
         if self.tx_free.len() < idx.len() {
             self.reclaim();
         }
@@ -589,16 +680,24 @@ impl Port for AfXdpPort {
             self.tx.write_desc(addr, len as u32);
         }
         self.tx.publish_producer();
-        // Copy mode sends at most 32 frames per kick: kick until the kernel has taken all.
-        let mut kicks = 0;
-        while !self.tx.drained() && kicks < MAX_KICKS {
-            if (self.zero_copy && !self.tx.needs_wakeup()) || self.kick().is_err() {
-                break;
-            }
-            kicks += 1;
-        }
-        self.reclaim();
+        self.push_out();
         n
+    }
+
+    fn link(&self) -> super::Link {
+        self.link
+    }
+
+    fn check_link(&mut self) -> super::Link {
+        let now = self.read_link();
+        if now != self.link {
+            self.set_link(now, "interface state");
+        }
+        // Frames left in the TX ring by a bounded transmit go out now.
+        if now == super::Link::Up {
+            self.push_out();
+        }
+        self.link
     }
 
     fn kernel_drops(&mut self) -> u64 {

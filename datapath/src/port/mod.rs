@@ -13,6 +13,17 @@ use crate::pipeline::batch::Batch;
 use crate::stats::PortStats;
 use std::any::Any;
 
+/// A port's link, as the port last saw it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Link {
+    /// Sending.
+    Up,
+    /// The interface is down or has no carrier: nothing is sent until it comes back.
+    Down,
+    /// The interface was removed: the port never sends again.
+    Gone,
+}
+
 /// A packet port.
 pub trait Port: Send {
     /// Receives up to `max` frames into `batch.bufs[..]`, sets `batch.len` and returns it.
@@ -35,6 +46,18 @@ pub trait Port: Send {
     /// receive ring, no fill buffer), as a running total. A syscall: call it rarely.
     fn kernel_drops(&mut self) -> u64 {
         0
+    }
+
+    /// The link as last seen (no syscall): frames a port does not take while it is not
+    /// [`Link::Up`] are counted as `link_down`, not `tx_full`.
+    fn link(&self) -> Link {
+        Link::Up
+    }
+
+    /// Looks at the interface again (a file read or syscall: call it rarely) and returns the
+    /// link; a port reports a change on stderr itself, once per change.
+    fn check_link(&mut self) -> Link {
+        self.link()
     }
 
     /// True when the port will never receive again (end of a pcap file, an empty memory port).
