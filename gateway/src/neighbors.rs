@@ -159,6 +159,11 @@ impl Neighbors {
         self.counters
     }
 
+    /// Entries in the workers' neighbour table, and its fixed size.
+    pub fn table_occupancy(&self) -> (usize, usize) {
+        (self.table.len(), self.table.capacity())
+    }
+
     /// Addresses tracked (resolved, resolving or backing off).
     pub fn tracked(&self) -> usize {
         self.entries.len()

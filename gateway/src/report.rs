@@ -175,7 +175,10 @@ pub fn json(c: &Config, stats: &[PortSnapshot]) -> Value {
 /// that were not queued.
 pub fn neighbors_json(n: &crate::neighbors::Neighbors, resolve_shed: u64) -> Value {
     let k = n.counters();
+    let (entries, capacity) = n.table_occupancy();
     json!({
+        "table_entries": entries,
+        "table_capacity": capacity,
         "tracked": n.tracked(),
         "resolved": n.resolved(),
         "requests_sent": k.requests_sent,
