@@ -318,7 +318,7 @@ fn the_gateway_keeps_forwarding_and_answering_under_a_hostile_neighbourhood() {
                 String::from_utf8_lossy(&o.stderr)
             )),
         }
-        if asked % 20 == 0 {
+        if asked.is_multiple_of(20) {
             curve.push((start.elapsed().as_secs(), rss_kib(gw_pid).unwrap_or(0)));
         }
         std::thread::sleep(Duration::from_millis(250).saturating_sub(t.elapsed()));
