@@ -149,6 +149,8 @@ pub struct Config {
     pub tunnels: Vec<Tunnel>,
     /// `[icmp]`.
     pub reply_limit: ReplyLimit,
+    /// `[metrics] listen`: where Prometheus metrics are served, if anywhere.
+    pub metrics: Option<std::net::SocketAddr>,
 }
 
 /// A GTP-U session.

@@ -25,6 +25,17 @@ pub struct RawConfig {
     /// `[icmp]`: the rate limit of replies strangers can cause.
     #[serde(default)]
     pub icmp: RawIcmp,
+    /// `[metrics]`: the Prometheus endpoint.
+    #[serde(default)]
+    pub metrics: RawMetrics,
+}
+
+/// `[metrics]`: where `GET /metrics` is served (off unless `listen` is set).
+#[derive(Debug, Deserialize, Default)]
+pub struct RawMetrics {
+    /// `ADDRESS:PORT`, for example `127.0.0.1:9108` or `[::]:9108`.
+    #[serde(default)]
+    pub listen: Option<String>,
 }
 
 /// `[icmp]`: per worker, a token bucket for ICMP errors (fragmentation needed, packet too big,

@@ -351,6 +351,16 @@ impl Validator<'_> {
             }
         }
 
+        let metrics = raw.metrics.listen.as_deref().and_then(|l| {
+            let parsed = l.parse::<std::net::SocketAddr>();
+            if parsed.is_err() {
+                self.err(
+                    TomlPath::key("metrics").k("listen"),
+                    format!("`{l}` is not ADDRESS:PORT (for example 127.0.0.1:9108 or [::]:9108)"),
+                );
+            }
+            parsed.ok()
+        });
         if raw.icmp.burst == 0 {
             self.err(
                 TomlPath::key("icmp").k("burst"),
@@ -374,6 +384,7 @@ impl Validator<'_> {
                 rate: raw.icmp.rate,
                 burst: raw.icmp.burst.max(1),
             },
+            metrics,
         }
     }
 

@@ -142,6 +142,23 @@ fn unknown_key_before_a_schema_error_is_reported_with_it() {
 }
 
 #[test]
+fn metrics_listen_must_be_an_address_and_port() {
+    let ok = format!("{HEAD}\n[metrics]\nlisten = \"127.0.0.1:9108\"\n");
+    assert_eq!(
+        check(&ok).unwrap().metrics,
+        Some("127.0.0.1:9108".parse().unwrap())
+    );
+    assert_eq!(check(HEAD).unwrap().metrics, None, "off by default");
+    let src = format!("{HEAD}\n[metrics]\nlisten = \"localhost\"\n");
+    assert_problem(
+        &src,
+        "metrics.listen",
+        line_of(&src, "localhost"),
+        "not ADDRESS:PORT",
+    );
+}
+
+#[test]
 fn control_group_must_be_a_group_name_or_id() {
     let ok = HEAD.replace(
         "workers = [0]",

@@ -17,6 +17,7 @@
 
 use crate::control_socket::{Access, Answer, Server};
 use crate::local_stack::LocalStack;
+use crate::metrics::ControlFacts;
 use crate::neighbors::Neighbors;
 use crate::reload::{Reloaded, Reloader};
 use crate::routes::RouteControl;
@@ -48,6 +49,11 @@ pub struct LiveOptions {
     pub config_file: Option<PathBuf>,
     /// Who besides root and the gateway's user may use the control socket.
     pub control_access: Access,
+    /// Serve Prometheus metrics here ([`crate::metrics`]).
+    pub metrics: Option<std::net::SocketAddr>,
+    /// What opening each port said about its mode (AF_XDP: XDP mode and copy or zero-copy),
+    /// by port index, for the metrics.
+    pub port_modes: Vec<String>,
 }
 
 /// Frame buffers of each lane between a worker and the control thread.
@@ -72,6 +78,9 @@ pub struct Changes {
     /// made before it started; requests during a build are served by the next one.
     wanted: u64,
     started: u64,
+    /// Reloads that took effect and that were refused; route changes applied and refused.
+    reloads: (u64, u64),
+    route_updates: (u64, u64),
     building: Option<(u64, std::thread::JoinHandle<Result<Reloaded, String>>)>,
 }
 
@@ -85,6 +94,8 @@ impl Changes {
             retired: Vec::new(),
             wanted: 0,
             started: 0,
+            reloads: (0, 0),
+            route_updates: (0, 0),
             building: None,
         }
     }
@@ -114,10 +125,14 @@ impl Changes {
                     neighbors.reconfigure(&new.config);
                     self.retired.push(self.slot.replace(Arc::new(new.fib)));
                     self.routes = Some(new.routes);
+                    self.reloads.0 += 1;
                     r.accept(new.config)
                 }
                 (Ok(_), None) => String::new(),
-                (Err(e), _) => format!("error: {e}\nstill running the last good configuration\n"),
+                (Err(e), _) => {
+                    self.reloads.1 += 1;
+                    format!("error: {e}\nstill running the last good configuration\n")
+                }
             };
             done = Some((generation, answer));
         }
@@ -198,6 +213,23 @@ pub fn run_live(
     };
     // The newest reload generation SIGHUP asked for, reported on stderr when done.
     let mut hangup_wants = 0;
+    let facts = Arc::new(std::sync::Mutex::new(ControlFacts::default()));
+    let metrics = match opts.metrics {
+        Some(addr) => {
+            let m = crate::metrics::Server::start(
+                addr,
+                crate::metrics::Source {
+                    name: c.name.clone(),
+                    ports: crate::metrics::PortInfo::of(c, &opts.port_modes),
+                    workers: stats.clone(),
+                    facts: Arc::clone(&facts),
+                },
+            )?;
+            eprintln!("metrics: http://{addr}/metrics");
+            Some(m)
+        }
+        None => None,
+    };
     let mut stack = LocalStack::new(c, &down);
     let mut neighbors = Neighbors::new(c, Arc::clone(changes.slot.current().neighbors()));
     let mut now_tick = Instant::now() - Duration::from_secs(1);
@@ -297,6 +329,22 @@ pub fn run_live(
             if now_tick.elapsed() >= Duration::from_millis(100) {
                 neighbors.tick(&down);
                 now_tick = Instant::now();
+                if metrics.is_some() {
+                    let f = ControlFacts {
+                        routes: changes.routes.as_ref().map_or((0, 0), RouteControl::sizes),
+                        route_updates: changes.route_updates,
+                        reloads: changes.reloads,
+                        generation: 1 + changes.reloads.0,
+                        neighbor_table: neighbors.table_occupancy(),
+                        neighbors_tracked: neighbors.tracked(),
+                        neighbors: neighbors.counters(),
+                        resolve_shed: paths.iter().map(|p| p.resolve_shed()).sum(),
+                        control: server.as_ref().map(Server::counters).unwrap_or_default(),
+                    };
+                    if let Ok(mut shared) = facts.lock() {
+                        *shared = f;
+                    }
+                }
             }
             let now = Instant::now();
             if now >= next_tick {
@@ -370,7 +418,13 @@ fn answer(
         .as_mut()
         .filter(|_| request.starts_with("route"))
     {
-        Answer::Now(r.handle(request))
+        let answer = r.handle(request);
+        if answer.starts_with("ok") {
+            changes.route_updates.0 += 1;
+        } else {
+            changes.route_updates.1 += 1;
+        }
+        Answer::Now(answer)
     } else if request.starts_with("route") {
         Answer::Now("error: this gateway takes no route changes\n".to_string())
     } else {

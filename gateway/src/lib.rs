@@ -8,6 +8,7 @@ pub mod control_socket;
 pub mod demo;
 pub mod lab;
 pub mod local_stack;
+pub mod metrics;
 pub mod neighbors;
 pub mod pktgen;
 pub mod reload;

@@ -44,6 +44,10 @@ enum Command {
         /// (read them with `gateway stats --socket PATH`).
         #[arg(long)]
         control_socket: Option<PathBuf>,
+        /// With live ports: serve Prometheus metrics on `GET /metrics` at ADDRESS:PORT
+        /// (overrides `[metrics] listen`).
+        #[arg(long, value_name = "ADDRESS:PORT")]
+        metrics: Option<std::net::SocketAddr>,
     },
     /// Generate plain or tunnelled traffic: on an interface through BPF live frames (as root),
     /// or into a pcap file.
@@ -172,6 +176,7 @@ fn run() -> Result<ExitCode> {
             duration,
             watch,
             control_socket,
+            metrics,
         } => {
             let cfg = config::load_file(&config, config::Machine::this())
                 .map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -191,6 +196,8 @@ fn run() -> Result<ExitCode> {
                 control_socket,
                 config_file: Some(config.clone()),
                 control_access: gateway::control_socket::Access { group },
+                metrics: metrics.or(cfg.metrics),
+                port_modes: Vec::new(),
             };
             let outcome = tables::run(&cfg, &live)?;
             print!("{}", report::table(&cfg, &outcome.stats));

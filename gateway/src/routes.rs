@@ -99,6 +99,11 @@ impl RouteControl {
         }
     }
 
+    /// The IPv4 and IPv6 prefixes in the route tables.
+    pub fn sizes(&self) -> (usize, usize) {
+        (self.writers.v4.len(), self.writers.v6.len())
+    }
+
     /// Handles one request line; the answer line ends with a newline.
     pub fn handle(&mut self, line: &str) -> String {
         match parse(line).and_then(|r| self.apply(r)) {

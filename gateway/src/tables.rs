@@ -219,6 +219,7 @@ fn open_ports(
     w: usize,
     n: usize,
     xdp: &mut [Option<Arc<datapath::port::af_xdp::XdpAttachment>>],
+    modes: &mut [String],
 ) -> Result<Vec<Box<dyn Port>>> {
     let mut ports: Vec<Box<dyn Port>> = Vec::new();
     for (i, p) in c.ports.iter().enumerate() {
@@ -256,9 +257,8 @@ fn open_ports(
                     }
                 };
                 let port = AfXdpPort::open(&att, w as u32).with_context(ctx)?;
-                eprintln!(
-                    "port {}: AF_XDP on {interface} queue {w}, {} XDP, {} mode",
-                    p.name,
+                let mode = format!(
+                    "{} XDP, {}",
                     att.mode().name(),
                     if port.zero_copy() {
                         "zero-copy"
@@ -266,6 +266,13 @@ fn open_ports(
                         "copy"
                     }
                 );
+                eprintln!(
+                    "port {}: AF_XDP on {interface} queue {w}, {mode} mode",
+                    p.name
+                );
+                if let Some(m) = modes.get_mut(i) {
+                    *m = mode;
+                }
                 ports.push(Box::new(port));
             }
         }
@@ -333,8 +340,9 @@ pub fn run(c: &Config, live: &crate::control::LiveOptions) -> Result<Outcome> {
             bail!("several workers need every port live (af_xdp or af_packet): a pcap or memory port is one stream");
         }
         let mut workers = Vec::new();
+        let mut modes = vec![String::new(); c.ports.len()];
         for w in 0..n {
-            let ports = open_ports(c, w, n, &mut xdp)?;
+            let ports = open_ports(c, w, n, &mut xdp, &mut modes)?;
             workers.push(Worker::new(ports, c.burst, Arc::new(Stats::default())));
         }
         let slot = datapath::slot::FibSlot::new(Arc::new(fib));
@@ -343,14 +351,23 @@ pub fn run(c: &Config, live: &crate::control::LiveOptions) -> Result<Outcome> {
             .clone()
             .map(|path| crate::reload::Reloader::new(path, c.clone()));
         let changes = crate::control::Changes::new(slot, Some(routes), reload);
-        let snap = crate::control::run_live(c, workers, live, changes)?;
+        let live = crate::control::LiveOptions {
+            port_modes: modes,
+            ..live.clone()
+        };
+        let snap = crate::control::run_live(c, workers, &live, changes)?;
         return Ok(Outcome {
             stats: snap,
             warnings: Vec::new(),
         });
     }
     let stats = Arc::new(Stats::default());
-    let mut worker = Worker::new(open_ports(c, 0, 1, &mut xdp)?, c.burst, stats.clone());
+    let mut modes = vec![String::new(); c.ports.len()];
+    let mut worker = Worker::new(
+        open_ports(c, 0, 1, &mut xdp, &mut modes)?,
+        c.burst,
+        stats.clone(),
+    );
     worker.run_to_end(&fib).context("writing output")?;
     let mut warnings = Vec::new();
     for (i, p) in c.ports.iter().enumerate() {
