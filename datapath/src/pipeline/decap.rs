@@ -32,8 +32,9 @@ use crate::wire::{
     UdpPacket, VxlanPacket,
 };
 
-/// The last tunnel a packet of the batch was accepted from: GTP-U (local endpoint, TEID) or
-/// VXLAN (local endpoint, UDP port, VNI), with the outer source that passed the peer check.
+/// The last tunnel a packet of the batch was accepted from: GTP-U (local endpoint, TEID),
+/// VXLAN (local endpoint, UDP port, VNI) or IPIP (local endpoint), with the outer source that
+/// passed the peer check.
 /// Packets of one batch mostly come from one tunnel, so the next one with the same key skips
 /// the tunnel table's hash lookup and the peer check. Emptied at every batch (as VPP's
 /// `last_tunnel_cache4`), so it never outlives the forwarding snapshot it was filled from.
@@ -44,9 +45,10 @@ pub struct LastTunnel {
     session: Option<GtpuSession>,
 }
 
-/// Tags that keep GTP-U and VXLAN keys apart in [`LastTunnel`].
+/// Tags that keep GTP-U, VXLAN and IPIP keys apart in [`LastTunnel`].
 const GTPU_KEY: u64 = 1 << 62;
 const VXLAN_KEY: u64 = 2 << 62;
+const IPIP_KEY: u64 = 3 << 62;
 
 impl LastTunnel {
     /// Forgets the last tunnel.
@@ -176,14 +178,19 @@ fn decap_inner(
             }
         }
         ip_proto::IPIP | ip_proto::IPV6 => {
-            let Some(tunnel) = fib.ipip_tunnel(dst, src) else {
-                return if fib.is_ipip_local(dst) {
-                    Err(DropReason::TunnelUnknownPeer)
-                } else {
-                    Ok(Next::Local)
+            let key = (dst, src, IPIP_KEY);
+            if last.key != Some(key) {
+                let Some(tunnel) = fib.ipip_tunnel(dst, src) else {
+                    return if fib.is_ipip_local(dst) {
+                        Err(DropReason::TunnelUnknownPeer)
+                    } else {
+                        Ok(Next::Local)
+                    };
                 };
-            };
-            peer_check(fib, tunnel, src, in_port)?;
+                peer_check(fib, tunnel, src, in_port)?;
+                last.key = Some(key);
+                last.session = None;
+            }
             let ethertype = if meta.proto == ip_proto::IPIP {
                 EtherType::IPV4
             } else {
@@ -328,7 +335,19 @@ mod tests {
             &[(0x1001, ip("10.46.0.0"), 16), (0x1002, ip("10.46.0.0"), 16)],
         );
         b.add_vxlan_tunnel("calico", ip("192.0.2.1"), 4789, 4096, &[ip("192.0.2.20")]);
+        b.add_ipip_tunnel("tunl", ip("192.0.2.1"), &[ip("192.0.2.30")]);
         b.build().unwrap()
+    }
+
+    fn ipip(src: [u8; 4]) -> Vec<u8> {
+        crate::craft::ipv4_frame(
+            PEER,
+            GW,
+            u32::from_be_bytes(src),
+            0xc000_0201,
+            crate::wire::ip_proto::IPIP,
+            &inner(),
+        )
     }
 
     fn inner() -> Vec<u8> {
@@ -384,6 +403,10 @@ mod tests {
             vxlan([192, 0, 2, 10], 4096),
             vxlan([192, 0, 2, 20], 4097),
             vxlan([192, 0, 2, 20], 4096),
+            ipip([192, 0, 2, 30]),
+            ipip([192, 0, 2, 30]),
+            ipip([192, 0, 2, 31]),
+            ipip([192, 0, 2, 30]),
         ];
         let want = [
             Next::Tx(1),
@@ -395,6 +418,10 @@ mod tests {
             Next::Tx(1),
             Next::Drop(DropReason::TunnelUnknownPeer),
             Next::Drop(DropReason::VxlanUnknownVni),
+            Next::Tx(1),
+            Next::Tx(1),
+            Next::Tx(1),
+            Next::Drop(DropReason::TunnelUnknownPeer),
             Next::Tx(1),
         ];
         let fib = fib();
