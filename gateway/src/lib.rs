@@ -14,6 +14,9 @@ pub mod pktgen;
 pub mod reload;
 pub mod report;
 pub mod routes;
+pub mod skip;
 pub mod tables;
+
+pub use skip::skipped;
 #[cfg(test)]
 mod testing;

@@ -91,9 +91,8 @@ fn tshark_frames(path: &Path) -> Option<u64> {
         Ok(o) if o.status.success() => {
             Some(String::from_utf8_lossy(&o.stdout).lines().count() as u64)
         }
-        _ if std::env::var("CI").as_deref() == Ok("true") => panic!("tshark is required under CI"),
         _ => {
-            eprintln!("skipped: tshark not installed, frame counts not cross-checked");
+            gateway::skipped("tshark not installed, frame counts not cross-checked");
             None
         }
     }

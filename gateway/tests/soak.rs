@@ -25,7 +25,7 @@
 //! senders, the worker falls behind bursts and the kernel drops frames from its ring
 //! (counted, `kernel_rx_dropped`), the flow's among them.
 //!
-//! Needs root; without it the test prints `skipped: needs root`, and under CI=true fails.
+//! Needs root; without it the test is skipped ([`gateway::skipped`]), and under CI=true fails.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -92,12 +92,7 @@ fn rss_kib(pid: u32) -> Option<u64> {
 #[test]
 fn the_gateway_keeps_forwarding_and_answering_under_a_hostile_neighbourhood() {
     if !is_root() {
-        assert_ne!(
-            std::env::var("CI").as_deref(),
-            Ok("true"),
-            "this test needs root, and CI runs as root"
-        );
-        eprintln!("skipped: needs root");
+        gateway::skipped("needs root");
         return;
     }
     let seconds: u64 = std::env::var("SOAK_SECONDS")
@@ -127,12 +122,10 @@ fn the_gateway_keeps_forwarding_and_answering_under_a_hostile_neighbourhood() {
     let made = match made {
         Ok(o) if o.status.success() => o,
         other => {
-            assert_ne!(
-                std::env::var("CI").as_deref(),
-                Ok("true"),
-                "scapy (python3-scapy) is required under CI: {other:?}"
-            );
-            eprintln!("skipped: /usr/bin/python3 with scapy is needed for the neighbour flood");
+            gateway::skipped(&format!(
+                "/usr/bin/python3 with scapy is needed for the neighbour flood \
+                 (apt-get install python3-scapy): {other:?}"
+            ));
             return;
         }
     };

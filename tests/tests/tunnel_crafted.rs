@@ -84,11 +84,7 @@ fn craft(dir: &Path) -> Option<Vec<Value>> {
         .output()
         .is_ok_and(|o| o.status.success());
     if !has_scapy {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "python3-scapy is required under CI"
-        );
-        eprintln!("skipped: needs /usr/bin/python3 with scapy (apt-get install python3-scapy)");
+        gateway::skipped("needs /usr/bin/python3 with scapy (apt-get install python3-scapy)");
         return None;
     }
     // With scapy present, a failing script is a failing test, never a skip.
@@ -139,7 +135,8 @@ fn echo_response_ok(file: &Path) -> bool {
         ])
         .output();
     let Ok(out) = fields else {
-        return std::env::var("CI").as_deref() != Ok("true");
+        gateway::skipped("tshark not installed, the Echo Response not dissected");
+        return true;
     };
     let line = String::from_utf8_lossy(&out.stdout).trim().to_string();
     let f: Vec<&str> = line.split('|').collect();

@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# The Debian packages the tests need: the one list, used by .ci/run and by tests/run.sh (when it
+# runs as root with apt-get and something is missing).
+set -euo pipefail
+PACKAGES=(
+  tshark          # dissects what the gateway and pktgen emit
+  python3-scapy   # crafts tunnel cases and the soak test's neighbour flood (/usr/bin/python3)
+  tcpdump
+  iproute2        # ip: namespaces, veths, routes
+  ethtool         # the namespace lab turns offloads off
+  iputils-ping
+  util-linux      # setpriv (control socket peer checks), taskset (soak test)
+  curl            # fetches /metrics for promtool
+  prometheus      # a real Prometheus server, and promtool
+)
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${PACKAGES[@]}" >/dev/null
