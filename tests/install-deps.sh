@@ -7,8 +7,9 @@ PACKAGES=(
   python3-scapy   # crafts tunnel cases and the soak test's neighbour flood (/usr/bin/python3)
   tcpdump
   iproute2        # ip: namespaces, veths, routes
-  ethtool         # the namespace lab turns offloads off
+  ethtool         # benches/netns_forwarding.sh sets GRO
   iputils-ping
+  procps          # sysctl, in the namespace lab
   util-linux      # setpriv (control socket peer checks), taskset (soak test)
   curl            # fetches /metrics for promtool
   prometheus      # a real Prometheus server, and promtool

@@ -396,6 +396,7 @@ pub fn namespaces(seconds: f64) -> Result<()> {
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(sig, std::sync::Arc::clone(&interrupted))?;
     }
+    crate::lab::Lab::check_tools()?;
     let exe = std::env::current_exe()?;
     let tag = std::process::id().to_string();
     let dir = std::env::temp_dir().join(format!("gateway-demo-{tag}"));

@@ -92,6 +92,22 @@ pub fn config_for(driver: &str) -> String {
     CONFIG.replace("driver = \"af_packet\"", &format!("driver = \"{driver}\""))
 }
 
+/// Turns transmit checksum offload off on `interface` in namespace `ns` (`ethtool -K IF tx
+/// off`, without the `ethtool` program), and checks that it is off.
+fn tx_checksum_off(ns: &str, interface: &str) -> Result<()> {
+    use datapath::port::ethtool;
+    let iface = interface.to_string();
+    let on = ethtool::in_netns(ns, move || {
+        ethtool::set_tx_checksum(&iface, false)?;
+        ethtool::tx_checksum(&iface)
+    })
+    .with_context(|| format!("{ns}: turning off transmit checksum offload on {interface}"))?;
+    if on {
+        bail!("{ns}: {interface} kept transmit checksum offload on");
+    }
+    Ok(())
+}
+
 /// True when this process runs as root.
 pub fn is_root() -> bool {
     Command::new("id")
@@ -143,6 +159,31 @@ impl Lab {
         let mut v = vec!["ip", "netns", "exec", ns];
         v.extend_from_slice(args);
         run(&v)
+    }
+
+    /// The programs the lab runs, each with the Debian package that brings it: checked before
+    /// anything is built, so a fresh machine is told what to install instead of failing half
+    /// way.
+    ///
+    /// # Errors
+    /// Names every missing program and its package.
+    pub fn check_tools() -> Result<()> {
+        let missing: Vec<String> = [
+            ("ip", "iproute2"),
+            ("ping", "iputils-ping"),
+            ("sysctl", "procps"),
+        ]
+        .into_iter()
+        .filter(|(tool, _)| {
+            !std::env::var_os("PATH")
+                .is_some_and(|path| std::env::split_paths(&path).any(|d| d.join(tool).is_file()))
+        })
+        .map(|(tool, package)| format!("`{tool}` (apt-get install {package})"))
+        .collect();
+        if !missing.is_empty() {
+            bail!("the namespace lab needs {}", missing.join(", "));
+        }
+        Ok(())
     }
 
     /// Builds the topology; `tag` makes the namespace names unique.
@@ -249,7 +290,7 @@ impl Lab {
         // A peer across a wire sends complete checksums; a veth left to offload sends partial
         // ones, which XDP (and so AF_XDP) cannot tell from bad ones. The lab's hosts behave
         // like hosts on a wire.
-        lab.exec(ext, &["ethtool", "-K", "ext-a", "tx", "off"])?;
+        tx_checksum_off(ext, "ext-a")?;
         // IPv6 with no static neighbours: the gateway is found by NDP.
         lab.exec(
             ext,
@@ -359,7 +400,7 @@ impl Lab {
             pods,
             &["ip", "addr", "add", "172.18.0.2/16", "dev", "pod-b"],
         )?;
-        lab.exec(pods, &["ethtool", "-K", "pod-b", "tx", "off"])?;
+        tx_checksum_off(pods, "pod-b")?;
         for a in ["fd00:b::2/64", "fd00:244::6/128"] {
             lab.exec(
                 pods,

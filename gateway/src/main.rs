@@ -98,7 +98,7 @@ enum Command {
         socket: PathBuf,
     },
     /// Show the gateway at work. As root: build three network namespaces (external host,
-    /// gateway, pods), run the gateway on AF_PACKET, send plain, VXLAN (kernel device), GTP-U
+    /// gateway, pods), run the gateway on AF_XDP, send plain, VXLAN (kernel device), GTP-U
     /// and IPIP traffic toward the pods, show what it did, and remove everything. Otherwise
     /// (or with --in-memory): the same pipeline on generated traffic in memory.
     Demo {

@@ -1,0 +1,100 @@
+//! Interface settings the ports' hosts need, through the `SIOCETHTOOL` ioctl rather than the
+//! `ethtool` program (which a fresh machine may lack): transmit checksum offload, which veth
+//! enables by default. A host that leaves its checksums to offload sends partial checksums
+//! that XDP, and so AF_XDP, cannot tell from bad ones.
+//!
+//! This is port plumbing with `unsafe` allowed: each block names what justifies it.
+
+#![allow(unsafe_code)]
+
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+
+const ETHTOOL_GTXCSUM: u32 = 0x16;
+const ETHTOOL_STXCSUM: u32 = 0x17;
+
+/// `struct ethtool_value`.
+#[repr(C)]
+struct EthtoolValue {
+    cmd: u32,
+    data: u32,
+}
+
+fn ethtool(interface: &str, v: &mut EthtoolValue) -> io::Result<()> {
+    if interface.is_empty() || interface.len() >= libc::IFNAMSIZ {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("{interface:?}: not an interface name"),
+        ));
+    }
+    // SAFETY: plain socket(2); the result is checked.
+    let raw = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    if raw < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: a fresh descriptor we own.
+    let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+    // SAFETY: an all-zero ifreq is valid (a name of NULs, a null union).
+    let mut ifr: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (d, s) in ifr.ifr_name.iter_mut().zip(interface.bytes()) {
+        *d = s as libc::c_char;
+    }
+    ifr.ifr_ifru.ifru_data = (v as *mut EthtoolValue).cast();
+    // SAFETY: `ifr` names the interface (NUL-terminated: shorter than IFNAMSIZ) and points at
+    // `v`, a live ethtool_value the kernel reads and writes during the call only.
+    let r = unsafe { libc::ioctl(fd.as_raw_fd(), libc::SIOCETHTOOL as _, &mut ifr) };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Turns transmit checksum offload of `interface` (in this thread's network namespace) on or
+/// off; the kernel turns off what depends on it (segmentation offloads) with it.
+///
+/// # Errors
+/// No such interface, no privilege, or a driver that cannot change it.
+pub fn set_tx_checksum(interface: &str, on: bool) -> io::Result<()> {
+    ethtool(
+        interface,
+        &mut EthtoolValue {
+            cmd: ETHTOOL_STXCSUM,
+            data: u32::from(on),
+        },
+    )
+}
+
+/// Whether transmit checksum offload of `interface` is on.
+///
+/// # Errors
+/// As [`set_tx_checksum`].
+pub fn tx_checksum(interface: &str) -> io::Result<bool> {
+    let mut v = EthtoolValue {
+        cmd: ETHTOOL_GTXCSUM,
+        data: 0,
+    };
+    ethtool(interface, &mut v)?;
+    Ok(v.data != 0)
+}
+
+/// Runs `f` in the network namespace `/run/netns/NAME` (as `ip netns add` makes them), on a
+/// thread of its own so that the caller's namespace never changes.
+///
+/// # Errors
+/// The namespace cannot be entered, or `f`'s error.
+pub fn in_netns<T: Send + 'static>(
+    name: &str,
+    f: impl FnOnce() -> io::Result<T> + Send + 'static,
+) -> io::Result<T> {
+    let ns = std::fs::File::open(format!("/run/netns/{name}"))?;
+    std::thread::spawn(move || {
+        // SAFETY: setns(2) with a namespace file we hold open; it moves only this thread,
+        // which ends after `f`.
+        if unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        f()
+    })
+    .join()
+    .map_err(|_| io::Error::other("the namespace thread panicked"))?
+}
