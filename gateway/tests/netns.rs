@@ -21,6 +21,29 @@ fn root_or_skip() -> bool {
     false
 }
 
+/// Root, the one-lab-at-a-time lock, a fresh lab and a scratch directory for the test named
+/// by `tag`; `None` (the test is skipped) without root.
+fn lab_for(tag: &str) -> Option<(std::sync::MutexGuard<'static, ()>, Lab, std::path::PathBuf)> {
+    if !root_or_skip() {
+        return None;
+    }
+    let serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let id = format!("t{}{tag}", std::process::id());
+    let lab = Lab::build(&id).unwrap();
+    let dir = scratch(&id);
+    Some((serial, lab, dir))
+}
+
+/// `gateway stats --socket SOCK` as JSON (`Null` when it does not answer).
+fn stats_of(sock: &std::path::Path) -> serde_json::Value {
+    let o = Command::new(env!("CARGO_BIN_EXE_gateway"))
+        .args(["stats", "--socket"])
+        .arg(sock)
+        .output()
+        .unwrap();
+    serde_json::from_slice(&o.stdout).unwrap_or_default()
+}
+
 /// A fresh directory for one test's files, under `target/`.
 fn scratch(id: &str) -> std::path::PathBuf {
     let dir =
@@ -293,13 +316,9 @@ fn namespace_demo_shows_every_tunnel_kind_and_cleans_up() {
 /// XDP program behind.
 #[test]
 fn af_xdp_gateway_answers_arp_and_ping_serves_counters_and_stops_on_sigterm() {
-    if !root_or_skip() {
+    let Some((_serial, lab, dir)) = lab_for("arp") else {
         return;
-    }
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let id = format!("t{}arp", std::process::id());
-    let lab = Lab::build(&id).unwrap();
-    let dir = scratch(&id);
+    };
     let cfg = dir.join("gw.toml");
     std::fs::write(&cfg, config_for("af_xdp")).unwrap();
     let sock = dir.join("control.sock");
@@ -402,13 +421,9 @@ fn af_xdp_gateway_answers_arp_and_ping_serves_counters_and_stops_on_sigterm() {
 /// for as `neighbor_unresolved`.
 #[test]
 fn af_xdp_gateway_resolves_next_hops_by_arp_and_counts_the_unresolved() {
-    if !root_or_skip() {
+    let Some((_serial, lab, dir)) = lab_for("nd") else {
         return;
-    }
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let id = format!("t{}nd", std::process::id());
-    let lab = Lab::build(&id).unwrap();
-    let dir = scratch(&id);
+    };
     let mut cfg_text = String::new();
     for block in config_for("af_xdp").split("\n\n") {
         if !block.trim_start().starts_with("[[neighbor]]") {
@@ -575,13 +590,9 @@ fn af_xdp_port_passes_traffic_it_does_not_own_to_the_kernel() {
 /// the AF_XDP worker forwards; nothing restarts.
 #[test]
 fn af_xdp_gateway_adds_and_removes_routes_at_run_time_through_the_control_socket() {
-    if !root_or_skip() {
+    let Some((_serial, lab, dir)) = lab_for("rt") else {
         return;
-    }
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let id = format!("t{}rt", std::process::id());
-    let lab = Lab::build(&id).unwrap();
-    let dir = scratch(&id);
+    };
     let cfg = dir.join("gw.toml");
     std::fs::write(&cfg, config_for("af_xdp")).unwrap();
     let sock = dir.join("control.sock");
@@ -652,13 +663,9 @@ fn af_xdp_gateway_adds_and_removes_routes_at_run_time_through_the_control_socket
 /// the stream loses no packet across all of it.
 #[test]
 fn af_xdp_gateway_reloads_its_configuration_without_losing_packets() {
-    if !root_or_skip() {
+    let Some((_serial, lab, dir)) = lab_for("rl") else {
         return;
-    }
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let id = format!("t{}rl", std::process::id());
-    let lab = Lab::build(&id).unwrap();
-    let dir = scratch(&id);
+    };
     let cfg = dir.join("gw.toml");
     let base = config_for("af_xdp");
     let added = format!("{base}\n[[route]]\nprefix = \"10.77.0.0/16\"\nvia = \"172.18.0.2\"\n");
@@ -781,13 +788,9 @@ fn af_xdp_gateway_reloads_its_configuration_without_losing_packets() {
 #[test]
 fn af_packet_control_socket_checks_its_peers_and_answers_during_a_long_reload() {
     use std::os::unix::fs::{MetadataExt, PermissionsExt};
-    if !root_or_skip() {
+    let Some((_serial, lab, dir)) = lab_for("ctl") else {
         return;
-    }
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let id = format!("t{}ctl", std::process::id());
-    let lab = Lab::build(&id).unwrap();
-    let dir = scratch(&id);
+    };
     let cfg = dir.join("gw.toml");
     let base =
         config_for("af_packet").replace("[gateway]\n", "[gateway]\ncontrol_group = \"4242\"\n");
@@ -907,13 +910,9 @@ fn af_packet_control_socket_checks_its_peers_and_answers_during_a_long_reload() 
 /// control socket), and stops cleanly on SIGTERM.
 #[test]
 fn af_xdp_port_counts_a_link_down_resumes_and_survives_a_removed_interface() {
-    if !root_or_skip() {
+    let Some((_serial, lab, dir)) = lab_for("lnk") else {
         return;
-    }
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let id = format!("t{}lnk", std::process::id());
-    let lab = Lab::build(&id).unwrap();
-    let dir = scratch(&id);
+    };
     let cfg = dir.join("gw.toml");
     std::fs::write(&cfg, config_for("af_xdp")).unwrap();
     let sock = dir.join("control.sock");
@@ -924,14 +923,7 @@ fn af_xdp_port_counts_a_link_down_resumes_and_survives_a_removed_interface() {
         true,
     );
     std::thread::sleep(Duration::from_millis(1500));
-    let stats = || {
-        let o = Command::new(env!("CARGO_BIN_EXE_gateway"))
-            .args(["stats", "--socket"])
-            .arg(&sock)
-            .output()
-            .unwrap();
-        serde_json::from_slice::<serde_json::Value>(&o.stdout).unwrap_or_default()
-    };
+    let stats = || stats_of(&sock);
     let link = |state: &str| {
         lab.exec(&lab.gw, &["ip", "link", "set", "pod-g", state])
             .unwrap();
@@ -1089,14 +1081,7 @@ fn af_xdp_gateway_metrics_are_scraped_by_prometheus() {
         .unwrap();
     // Prometheus's view and the control socket's agree once a scrape follows the traffic
     // (the hosts' own ARP and NDP may still move the counters: asked again until they agree).
-    let stats = || {
-        let o = Command::new(env!("CARGO_BIN_EXE_gateway"))
-            .args(["stats", "--socket"])
-            .arg(&sock)
-            .output()
-            .unwrap();
-        serde_json::from_slice::<serde_json::Value>(&o.stdout).unwrap_or_default()
-    };
+    let stats = || stats_of(&sock);
     let mut seen = Vec::new();
     let mut agreed = false;
     for _ in 0..30 {
