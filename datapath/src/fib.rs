@@ -220,22 +220,35 @@ pub fn ip_key(a: IpAddr) -> u128 {
 pub const NO_PORT: u8 = u8::MAX;
 
 /// A GTP-U session as the decap stage checks it: its tunnel, and the UE range its uplink
-/// inner sources must lie in (as a [`v4_key`] or IPv6 network and mask).
+/// inner sources must lie in (IPv4 ranges kept as 32-bit network and mask, so the per-packet
+/// check of an IPv4 source is one AND and one compare).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct GtpuSession {
     /// Tunnel id.
     pub tunnel: u16,
-    /// UE network.
-    pub ue_net: u128,
-    /// UE mask.
-    pub ue_mask: u128,
+    /// An IPv4 UE range (else IPv6).
+    pub ue_v4: bool,
+    /// IPv4 UE network and mask.
+    pub ue_net4: u32,
+    /// See `ue_net4`.
+    pub ue_mask4: u32,
+    /// IPv6 UE network and mask.
+    pub ue_net6: u128,
+    /// See `ue_net6`.
+    pub ue_mask6: u128,
 }
 
 impl GtpuSession {
-    /// True when `src` (a [`v4_key`] or IPv6 address) is in the session's UE range.
+    /// True when IPv4 source `src` is in the session's UE range.
     #[inline]
-    pub fn ue_contains(&self, src: u128) -> bool {
-        src & self.ue_mask == self.ue_net
+    pub fn ue_holds_v4(&self, src: u32) -> bool {
+        self.ue_v4 && src & self.ue_mask4 == self.ue_net4
+    }
+
+    /// True when IPv6 source `src` is in the session's UE range.
+    #[inline]
+    pub fn ue_holds_v6(&self, src: u128) -> bool {
+        !self.ue_v4 && src & self.ue_mask6 == self.ue_net6
     }
 }
 
@@ -431,16 +444,29 @@ impl FibBuilder {
         let id = self.add_tunnel(name, local, &[peer]);
         let l = ip_key(local);
         for &(teid, ue, len) in sessions {
-            let len = u32::from(len) + if ue.is_ipv4() { 96 } else { 0 };
-            let ue_mask = if len == 0 {
-                0
-            } else {
-                u128::MAX << (128 - len.min(128))
-            };
-            let s = GtpuSession {
-                tunnel: id,
-                ue_net: ip_key(ue) & ue_mask,
-                ue_mask,
+            let mask6 = u128::MAX
+                .checked_shl(128 - u32::from(len.min(128)))
+                .unwrap_or(0);
+            let mask4 = u32::MAX
+                .checked_shl(32 - u32::from(len.min(32)))
+                .unwrap_or(0);
+            let s = match ue {
+                IpAddr::V4(a) => GtpuSession {
+                    tunnel: id,
+                    ue_v4: true,
+                    ue_net4: u32::from(a) & mask4,
+                    ue_mask4: mask4,
+                    ue_net6: 0,
+                    ue_mask6: 0,
+                },
+                IpAddr::V6(a) => GtpuSession {
+                    tunnel: id,
+                    ue_v4: false,
+                    ue_net4: 0,
+                    ue_mask4: 0,
+                    ue_net6: u128::from(a) & mask6,
+                    ue_mask6: mask6,
+                },
             };
             self.tunnels.gtpu.insert((l, teid), s);
         }
@@ -989,5 +1015,43 @@ impl Fib {
     /// Number of ports.
     pub fn port_count(&self) -> usize {
         self.ports.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    #[test]
+    fn a_session_holds_only_sources_of_its_own_range_and_family() {
+        let mut b = FibBuilder::new();
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        b.add_gtpu_tunnel(
+            "ran",
+            ip("192.0.2.1"),
+            ip("192.0.2.10"),
+            &[
+                (1, ip("10.46.0.0"), 16),
+                (2, ip("fd00:46::"), 64),
+                (3, ip("0.0.0.0"), 0),
+            ],
+        );
+        let fib = b.build().unwrap();
+        let local = ip_key(ip("192.0.2.1"));
+        let s = |teid| fib.gtpu_session(local, teid);
+        let (v4, v6, any4) = (s(1), s(2), s(3));
+        assert!(v4.is_some_and(|s| s.ue_holds_v4(0x0a2e_0107)));
+        assert!(v4.is_some_and(|s| !s.ue_holds_v4(0x0a2f_0107)));
+        assert!(v4.is_some_and(|s| !s.ue_holds_v6(v4_key(0x0a2e_0107))));
+        let in6 = u128::from(std::net::Ipv6Addr::new(0xfd00, 0x46, 0, 0, 0, 0, 0, 7));
+        assert!(v6.is_some_and(|s| s.ue_holds_v6(in6)));
+        assert!(v6.is_some_and(|s| !s.ue_holds_v6(in6 ^ (1 << 80))));
+        assert!(v6.is_some_and(|s| !s.ue_holds_v4(0x0a2e_0107)));
+        assert!(
+            any4.is_some_and(|s| s.ue_holds_v4(0xc633_6401)),
+            "a /0 range"
+        );
     }
 }

@@ -23,7 +23,7 @@
 //! exemption is not taken). Inner packets are decapsulated
 //! once: a tunnel inside a tunnel is routed as ordinary traffic.
 
-use super::classify::{classify_ip, skip_vlan_tags, source_key};
+use super::classify::{classify_ip, skip_vlan_tags};
 use super::drop::DropReason;
 use super::{Meta, Next};
 use crate::fib::{v4_key, Fib, GtpuSession};
@@ -58,20 +58,19 @@ impl LastTunnel {
     }
 
     /// Whether `key` is the last accepted tunnel; otherwise runs `check` and remembers `key`
-    /// when it passes.
+    /// (and the session `check` found) when it passes. The session stays here, read in place.
     #[inline]
     fn accept(
         &mut self,
         key: (u128, u128, u64),
         check: impl FnOnce() -> Result<Option<GtpuSession>, DropReason>,
-    ) -> Result<Option<GtpuSession>, DropReason> {
+    ) -> Result<(), DropReason> {
         if self.key == Some(key) {
-            return Ok(self.session);
+            return Ok(());
         }
-        let session = check()?;
+        self.session = check()?;
         self.key = Some(key);
-        self.session = session;
-        Ok(session)
+        Ok(())
     }
 }
 
@@ -233,7 +232,7 @@ fn decap_gtpu(
     if teid == 0 {
         return Err(DropReason::GtpuTeidZero);
     }
-    let session = last.accept((local, src, GTPU_KEY | u64::from(teid)), || {
+    last.accept((local, src, GTPU_KEY | u64::from(teid)), || {
         let s = fib
             .gtpu_session(local, teid)
             .ok_or(DropReason::GtpuUnknownTeid)?;
@@ -250,9 +249,22 @@ fn decap_gtpu(
     };
     let next = classify_ip(frame, inner, inner_end, ethertype, None, meta)?;
     // The UE sends from its own range: anything else on the session is spoofed (the
-    // downlink of another UE, or an address the core never assigned).
-    if let Some(s) = session {
-        if !source_key(frame, meta).is_some_and(|a| s.ue_contains(a)) {
+    // downlink of another UE, or an address the core never assigned). classify_ip checked
+    // that the header is all there.
+    if let Some(s) = &last.session {
+        let l3 = usize::from(meta.l3_off);
+        let ok = if meta.ipv6 {
+            frame
+                .get(l3 + 8..l3 + 24)
+                .and_then(|b| b.try_into().ok())
+                .is_some_and(|b| s.ue_holds_v6(u128::from_be_bytes(b)))
+        } else {
+            frame
+                .get(l3 + 12..l3 + 16)
+                .and_then(|b| b.try_into().ok())
+                .is_some_and(|b| s.ue_holds_v4(u32::from_be_bytes(b)))
+        };
+        if !ok {
             return Err(DropReason::GtpuInnerSourceNotUe);
         }
     }
