@@ -216,6 +216,15 @@ pub fn ip_key(a: IpAddr) -> u128 {
     }
 }
 
+/// The address of a [`ip_key`]: IPv4 when it is IPv4-mapped.
+pub fn key_ip(k: u128) -> IpAddr {
+    let a = std::net::Ipv6Addr::from(k);
+    match a.to_ipv4_mapped() {
+        Some(v4) => IpAddr::V4(v4),
+        None => IpAddr::V6(a),
+    }
+}
+
 /// A port id that is no port.
 pub const NO_PORT: u8 = u8::MAX;
 

@@ -386,8 +386,9 @@ pub fn run_live(
 }
 
 /// The answer to one control-socket request: `stats` (or nothing) with the counters as one
-/// JSON line, `route ...` with the outcome of the route change ([`crate::routes`]), `reload`
-/// with the outcome of the reload ([`crate::reload`]) once it is built.
+/// JSON line, `route ...` with the outcome of the route change and `routes get|show` with the
+/// routes in force ([`crate::routes`]), `reload` with the outcome of the reload
+/// ([`crate::reload`]) once it is built.
 fn answer(
     request: &str,
     c: &Config,
@@ -408,6 +409,12 @@ fn answer(
             "reload_building": changes.building.is_some(),
         });
         Answer::Now(j.to_string() + "\n")
+    } else if request.starts_with("routes ") {
+        let ports: Vec<String> = c.ports.iter().map(|p| p.name.clone()).collect();
+        match &changes.routes {
+            Some(r) => Answer::Now(r.lookup(request, &changes.slot.current(), &ports)),
+            None => Answer::Now("error: this gateway has no route tables to show\n".to_string()),
+        }
     } else if request == "reload" {
         match changes.want_reload() {
             Ok(generation) => Answer::AfterReload(generation),
@@ -429,7 +436,7 @@ fn answer(
         Answer::Now("error: this gateway takes no route changes\n".to_string())
     } else {
         Answer::Now(format!(
-            "error: unknown request {request:?}: expected `stats`, `route ...` or `reload`\n"
+            "error: unknown request {request:?}: expected `stats`, `route ...`, `routes ...` or `reload`\n"
         ))
     }
 }

@@ -82,6 +82,17 @@ enum Command {
         #[command(subcommand)]
         change: RouteChange,
     },
+    /// Look up routes in a running gateway, through its control socket: `get ADDRESS` gives
+    /// the longest match, its next hop(s) with their MAC state, and where it came from;
+    /// `show` lists the table.
+    Routes {
+        /// The gateway's --control-socket.
+        #[arg(long)]
+        socket: PathBuf,
+        /// What to look up.
+        #[command(subcommand)]
+        query: RoutesQuery,
+    },
     /// Reload a running gateway's configuration file, through its control socket: routes,
     /// tunnels and neighbours change while the workers forward; a file with problems changes
     /// nothing (they are listed) and port or worker changes need a restart. SIGHUP does the
@@ -122,6 +133,25 @@ enum Command {
         /// Frames to send.
         #[arg(long)]
         pcap: PathBuf,
+    },
+}
+
+/// A look-up sent by `gateway routes`.
+#[derive(Subcommand)]
+enum RoutesQuery {
+    /// The route an address takes: `get 10.244.1.5`.
+    Get {
+        /// The address.
+        address: String,
+    },
+    /// The routes, by prefix.
+    Show {
+        /// Only the routes inside this prefix.
+        #[arg(long)]
+        prefix: Option<String>,
+        /// At most this many.
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
     },
 }
 
@@ -261,6 +291,21 @@ fn run() -> Result<ExitCode> {
                 ExitCode::SUCCESS
             } else {
                 ExitCode::FAILURE
+            })
+        }
+        Command::Routes { socket, query } => {
+            let line = match query {
+                RoutesQuery::Get { address } => format!("routes get {address}"),
+                RoutesQuery::Show { prefix, limit } => {
+                    format!("routes show {} {limit}", prefix.as_deref().unwrap_or("-"))
+                }
+            };
+            let answer = gateway::control::request(&socket, &line)?;
+            print!("{answer}");
+            Ok(if answer.starts_with("error") {
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
             })
         }
         Command::Reload { socket } => {

@@ -18,7 +18,7 @@
 //!
 //! The answer is one line: `ok: ...` or `error: ...`.
 
-use datapath::fib::RouteWriters;
+use datapath::fib::{Fib, NextHop, RouteWriters};
 use datapath::lpm;
 use ipnet::IpNet;
 use std::net::IpAddr;
@@ -80,6 +80,8 @@ pub struct RouteControl {
     vias: Vec<(IpAddr, u32)>,
     blackhole: u32,
     fixed: Vec<IpNet>,
+    /// Prefixes added or replaced by `gateway route` since the snapshot was built.
+    changed: std::collections::HashSet<IpNet>,
 }
 
 impl RouteControl {
@@ -96,12 +98,124 @@ impl RouteControl {
             vias,
             blackhole,
             fixed,
+            changed: std::collections::HashSet::new(),
         }
     }
 
     /// The IPv4 and IPv6 prefixes in the route tables.
     pub fn sizes(&self) -> (usize, usize) {
         (self.writers.v4.len(), self.writers.v6.len())
+    }
+
+    /// The longest route covering `addr`: its prefix and next-hop index.
+    pub fn longest_match(&self, addr: IpAddr) -> Option<(IpNet, u32)> {
+        match addr {
+            IpAddr::V4(a) => self
+                .writers
+                .v4
+                .longest_match(u32::from(a))
+                .and_then(|(p, l, nh)| {
+                    ipnet::Ipv4Net::new(p.into(), l)
+                        .ok()
+                        .map(|n| (IpNet::V4(n), nh))
+                }),
+            IpAddr::V6(a) => self
+                .writers
+                .v6
+                .longest_match(u128::from(a))
+                .and_then(|(p, l, nh)| {
+                    ipnet::Ipv6Net::new(p.into(), l)
+                        .ok()
+                        .map(|n| (IpNet::V6(n), nh))
+                }),
+        }
+    }
+
+    /// The routes inside `within` (all when `None`), IPv4 first, by prefix.
+    pub fn routes(&self, within: Option<IpNet>) -> Vec<(IpNet, u32)> {
+        let v4 = self
+            .writers
+            .v4
+            .routes()
+            .into_iter()
+            .filter_map(|(p, l, nh)| {
+                ipnet::Ipv4Net::new(p.into(), l)
+                    .ok()
+                    .map(|n| (IpNet::V4(n), nh))
+            });
+        let v6 = self
+            .writers
+            .v6
+            .routes()
+            .into_iter()
+            .filter_map(|(p, l, nh)| {
+                ipnet::Ipv6Net::new(p.into(), l)
+                    .ok()
+                    .map(|n| (IpNet::V6(n), nh))
+            });
+        v4.chain(v6)
+            .filter(|(n, _)| within.is_none_or(|w| w.contains(n)))
+            .collect()
+    }
+
+    /// Where the route of `p` came from.
+    pub fn origin(&self, p: &IpNet) -> &'static str {
+        if self.fixed.contains(p) {
+            "interface"
+        } else if self.changed.contains(p) {
+            "gateway route"
+        } else {
+            "file"
+        }
+    }
+
+    /// Answers `routes get ADDR` and `routes show [PREFIX|-] [LIMIT]` from the tables in
+    /// force, naming ports by `ports` and reading MACs from `fib`.
+    pub fn lookup(&self, line: &str, fib: &Fib, ports: &[String]) -> String {
+        let line_of = |p: &IpNet, nh: u32| {
+            format!(
+                "{p} {} origin={}\n",
+                describe(fib, nh, ports),
+                self.origin(p)
+            )
+        };
+        match line.split_whitespace().collect::<Vec<_>>().as_slice() {
+            ["routes", "get", a] => match a.parse::<IpAddr>() {
+                Ok(addr) => match self.longest_match(addr) {
+                    Some((p, nh)) => line_of(&p, nh),
+                    None => format!("{addr}: no route (dropped as no_route)\n"),
+                },
+                Err(_) => format!("error: {a}: not an IP address\n"),
+            },
+            ["routes", "show", rest @ ..] if rest.len() <= 2 => {
+                let within = match rest.first() {
+                    None | Some(&"-") => None,
+                    Some(p) => match prefix(p) {
+                        Ok(n) => Some(n),
+                        Err(e) => return format!("error: {e}\n"),
+                    },
+                };
+                let limit = match rest.get(1).map(|l| l.parse::<usize>()) {
+                    None => 100,
+                    Some(Ok(l)) => l,
+                    Some(Err(_)) => return "error: the limit is a number of routes\n".into(),
+                };
+                let all = self.routes(within);
+                let mut out: String = all
+                    .iter()
+                    .take(limit)
+                    .map(|(p, nh)| line_of(p, *nh))
+                    .collect();
+                if all.len() > limit {
+                    out.push_str(&format!("... {} more (--limit)\n", all.len() - limit));
+                }
+                if all.is_empty() {
+                    out.push_str("no routes\n");
+                }
+                out
+            }
+            _ => "error: expected `routes get ADDRESS` or `routes show [PREFIX] [LIMIT]`\n".into(),
+        }
     }
 
     /// Handles one request line; the answer line ends with a newline.
@@ -157,6 +271,7 @@ impl RouteControl {
                     }
                 }
                 .map_err(|e| table_error(p, e))?;
+                self.changed.insert(p);
                 Ok(if old.is_some() {
                     format!("replaced {p}")
                 } else {
@@ -188,6 +303,62 @@ fn table_error(p: IpNet, e: lpm::Error) -> String {
         lpm::Error::OutOfGroups => format!("{p}: the route table is full"),
         lpm::Error::OutOfMemory => format!("{p}: out of memory"),
         other => format!("{p}: {other:?}"),
+    }
+}
+
+/// What a next hop does, for `gateway routes`: the port, the neighbour and its MAC (static,
+/// learned, or not resolved), each ECMP member, a tunnel, a drop.
+pub fn describe(fib: &Fib, nh: u32, ports: &[String]) -> String {
+    let port = |p: u8| {
+        ports
+            .get(usize::from(p))
+            .cloned()
+            .unwrap_or_else(|| format!("port{p}"))
+    };
+    let mac = |m: [u8; 6]| {
+        m.iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<Vec<_>>()
+            .join(":")
+    };
+    let one = |h: &NextHop| match *h {
+        NextHop::Local => "local (the gateway's own address)".to_string(),
+        NextHop::Blackhole => "drop (blackhole)".to_string(),
+        NextHop::Forward {
+            port: p, mac: m, ..
+        } => {
+            format!("dev {} mac {} (static)", port(p), mac(m))
+        }
+        NextHop::Unresolved { port: p, addr, .. } => {
+            let a = datapath::fib::key_ip(addr);
+            match fib.neighbors().lookup(addr) {
+                Some(m) => format!("via {a} dev {} mac {} (learned)", port(p), mac(m)),
+                None => format!("via {a} dev {} mac unresolved", port(p)),
+            }
+        }
+        NextHop::Connected { port: p } => format!("connected dev {}", port(p)),
+        NextHop::Encap { index } => match fib.encap(index) {
+            Some(e) => format!(
+                "tunnel {:?} to {} dev {}",
+                e.kind,
+                datapath::fib::key_ip(e.peer),
+                port(e.port)
+            ),
+            None => "tunnel".to_string(),
+        },
+        NextHop::NoSession => "GTP-U tunnel, no session covers it (gtpu_no_session)".to_string(),
+        NextHop::Ecmp { .. } => "ECMP".to_string(),
+    };
+    match fib.nexthop(nh) {
+        Some(&NextHop::Ecmp { start, len }) => {
+            let members: Vec<String> = (0..len)
+                .filter_map(|i| fib.ecmp_member(start, len, i))
+                .map(|h| one(h))
+                .collect();
+            format!("ecmp [{}]", members.join("; "))
+        }
+        Some(h) => one(h),
+        None => format!("next hop {nh} (unknown)"),
     }
 }
 
@@ -282,6 +453,64 @@ mod tests {
                 .lookup(u32::from(std::net::Ipv4Addr::new(192, 0, 2, 1))),
             local
         );
+    }
+
+    #[test]
+    fn routes_get_and_show_give_the_longest_match_its_next_hops_and_origin() {
+        let src = format!(
+            "{}\n[[route]]\nprefix = \"10.96.0.0/12\"\nvia = [\"172.18.0.2\", \"172.18.0.3\"]\n\n[[route]]\nprefix = \"10.244.7.0/24\"\naction = \"drop\"\n",
+            crate::testing::TWO_PORTS
+        );
+        let c = crate::testing::parse(&src);
+        let (fib, mut routes) = crate::tables::build_fib_with_routes(&c, None).unwrap();
+        let ports = ["ext".to_string(), "pods".to_string()];
+        let ask = |r: &RouteControl, q: &str| r.lookup(q, &fib, &ports);
+        assert_eq!(
+            ask(&routes, "routes get 10.244.1.5"),
+            "10.244.0.0/16 via 172.18.0.3 dev pods mac unresolved origin=file\n"
+        );
+        // The longer drop route wins inside its /24.
+        assert_eq!(
+            ask(&routes, "routes get 10.244.7.9"),
+            "10.244.7.0/24 drop (blackhole) origin=file\n"
+        );
+        assert_eq!(
+            ask(&routes, "routes get 10.96.0.10"),
+            "10.96.0.0/12 ecmp [dev pods mac 02:00:00:00:02:01 (static); via 172.18.0.3 dev pods mac unresolved] origin=file\n"
+        );
+        assert_eq!(
+            ask(&routes, "routes get 172.18.9.9"),
+            "172.18.0.0/16 connected dev pods origin=interface\n"
+        );
+        assert_eq!(
+            ask(&routes, "routes get 198.51.100.1"),
+            "198.51.100.1: no route (dropped as no_route)\n"
+        );
+        // A learned MAC shows as learned.
+        fib.neighbors().set(
+            datapath::fib::ip_key("172.18.0.3".parse().unwrap()),
+            [2, 0, 0, 0, 2, 3],
+        );
+        assert!(ask(&routes, "routes get 10.244.1.5").contains("mac 02:00:00:00:02:03 (learned)"));
+        // A route added at run time says so.
+        assert!(routes
+            .handle("route add 10.9.0.0/16 drop")
+            .starts_with("ok"));
+        assert_eq!(
+            ask(&routes, "routes get 10.9.1.1"),
+            "10.9.0.0/16 drop (blackhole) origin=gateway route\n"
+        );
+        let shown = ask(&routes, "routes show 10.0.0.0/8 2");
+        assert_eq!(
+            shown.lines().collect::<Vec<_>>(),
+            [
+                "10.9.0.0/16 drop (blackhole) origin=gateway route",
+                "10.96.0.0/12 ecmp [dev pods mac 02:00:00:00:02:01 (static); via 172.18.0.3 dev pods mac 02:00:00:00:02:03 (learned)] origin=file",
+                "... 2 more (--limit)",
+            ]
+        );
+        assert!(ask(&routes, "routes get nowhere").starts_with("error"));
+        assert!(ask(&routes, "routes show 10.0.0.1/8").starts_with("error"));
     }
 
     #[test]

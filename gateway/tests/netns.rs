@@ -629,6 +629,13 @@ fn af_xdp_gateway_adds_and_removes_routes_at_run_time_through_the_control_socket
     let before = ping();
     let added = route(&["add", "10.77.0.0/16", "via", "172.18.0.2"]);
     let with_route = ping();
+    let looked_up = Command::new(env!("CARGO_BIN_EXE_gateway"))
+        .args(["routes", "--socket"])
+        .arg(&sock)
+        .args(["get", "10.77.0.5"])
+        .output()
+        .unwrap();
+    let looked_up = String::from_utf8_lossy(&looked_up.stdout).to_string();
     let refused = route(&["add", "10.78.0.0/16", "via", "172.18.0.99"]);
     let removed = route(&["del", "10.77.0.0/16"]);
     let after = ping();
@@ -637,6 +644,10 @@ fn af_xdp_gateway_adds_and_removes_routes_at_run_time_through_the_control_socket
         serde_json::from_str(&std::fs::read_to_string(&stats).unwrap()).unwrap();
     assert!(before.contains(" 0 received"), "no route yet:\n{before}");
     assert_eq!(added, (true, "ok: added 10.77.0.0/16\n".to_string()));
+    assert_eq!(
+        looked_up,
+        "10.77.0.0/16 dev pods mac 02:00:00:00:02:01 (static) origin=gateway route\n"
+    );
     assert!(
         with_route.contains("3 received"),
         "after route add:\n{with_route}\n{json}"

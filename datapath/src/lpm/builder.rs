@@ -54,6 +54,27 @@ struct Writer {
 }
 
 impl Writer {
+    /// The longest rule covering `key`: (prefix, length, next hop). A scan of the rule maps
+    /// from the longest length down: for look-ups by an operator, not the packet path.
+    fn longest(&self, key: u128) -> Option<(u128, u8, u32)> {
+        (0..=self.width).rev().find_map(|len| {
+            let k = mask(key, len);
+            self.rules[usize::from(len)].get(&k).map(|&nh| (k, len, nh))
+        })
+    }
+
+    /// Every rule, by prefix then length.
+    fn rules(&self) -> Vec<(u128, u8, u32)> {
+        let mut v: Vec<(u128, u8, u32)> = self
+            .rules
+            .iter()
+            .enumerate()
+            .flat_map(|(len, m)| m.iter().map(move |(&k, &nh)| (k, len as u8, nh)))
+            .collect();
+        v.sort_unstable();
+        v
+    }
+
     fn new(width: u8, max_groups: usize, qsbr: Arc<Qsbr>) -> Result<Self, Error> {
         Ok(Writer {
             trie: Arc::new(Trie::new(max_groups).ok_or(Error::OutOfMemory)?),
@@ -326,6 +347,22 @@ impl Lpm4 {
         self.reader().lookup(addr)
     }
 
+    /// The longest route covering `addr`: (prefix, length, next hop).
+    pub fn longest_match(&self, addr: u32) -> Option<(u32, u8, u32)> {
+        self.w
+            .longest(u128::from(addr) << 96)
+            .map(|(k, l, nh)| ((k >> 96) as u32, l, nh))
+    }
+
+    /// Every route, by prefix then length: (prefix, length, next hop).
+    pub fn routes(&self) -> Vec<(u32, u8, u32)> {
+        self.w
+            .rules()
+            .into_iter()
+            .map(|(k, l, nh)| ((k >> 96) as u32, l, nh))
+            .collect()
+    }
+
     /// Number of prefixes.
     pub fn len(&self) -> usize {
         self.w.count
@@ -399,6 +436,16 @@ impl Lpm6 {
     #[inline]
     pub fn lookup(&self, addr: u128) -> Option<u32> {
         self.reader().lookup(addr)
+    }
+
+    /// The longest route covering `addr`: (prefix, length, next hop).
+    pub fn longest_match(&self, addr: u128) -> Option<(u128, u8, u32)> {
+        self.w.longest(addr)
+    }
+
+    /// Every route, by prefix then length: (prefix, length, next hop).
+    pub fn routes(&self) -> Vec<(u128, u8, u32)> {
+        self.w.rules()
     }
 
     /// Number of prefixes.
