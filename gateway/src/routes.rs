@@ -353,7 +353,7 @@ pub fn describe(fib: &Fib, nh: u32, ports: &[String]) -> String {
         Some(&NextHop::Ecmp { start, len }) => {
             let members: Vec<String> = (0..len)
                 .filter_map(|i| fib.ecmp_member(start, len, i))
-                .map(|h| one(h))
+                .map(&one)
                 .collect();
             format!("ecmp [{}]", members.join("; "))
         }
