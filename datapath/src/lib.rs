@@ -25,6 +25,7 @@
 pub mod craft;
 pub mod fib;
 pub mod local;
+pub mod log;
 pub mod lpm;
 pub mod neigh;
 pub mod pipeline;

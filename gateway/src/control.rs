@@ -225,7 +225,10 @@ pub fn run_live(
                     facts: Arc::clone(&facts),
                 },
             )?;
-            eprintln!("metrics: http://{addr}/metrics");
+            datapath::log::event(
+                "metrics_listen",
+                &[("url", &format!("http://{addr}/metrics"))],
+            );
             Some(m)
         }
         None => None,
@@ -267,6 +270,16 @@ pub fn run_live(
             })
             .collect();
         let start = Instant::now();
+        datapath::log::event(
+            "start",
+            &[
+                ("name", &c.name),
+                ("version", &env!("CARGO_PKG_VERSION")),
+                ("workers", &format!("{:?}", c.workers)),
+                ("ports", &c.ports.len()),
+                ("routes", &c.routes.len()),
+            ],
+        );
         let mut events = mio::Events::with_capacity(16);
         let mut last = snap();
         let mut next_tick = start + Duration::from_secs(1);
@@ -289,14 +302,36 @@ pub fn run_live(
             if hangup.swap(false, Ordering::Relaxed) {
                 match changes.want_reload() {
                     Ok(g) => hangup_wants = g,
-                    Err(e) => eprint!("SIGHUP: {e}"),
+                    Err(e) => datapath::log::event(
+                        "reload",
+                        &[
+                            ("trigger", &"sighup"),
+                            ("result", &"error"),
+                            ("message", &e.trim()),
+                        ],
+                    ),
                 }
             }
             if let Some((generation, answer)) = changes.poll_reload(&mut neighbors) {
-                if hangup_wants != 0 && hangup_wants <= generation {
-                    eprint!("SIGHUP: {answer}");
+                let trigger = if hangup_wants != 0 && hangup_wants <= generation {
                     hangup_wants = 0;
-                }
+                    "sighup"
+                } else {
+                    "socket"
+                };
+                let result = if answer.starts_with("ok") {
+                    "ok"
+                } else {
+                    "error"
+                };
+                datapath::log::event(
+                    "reload",
+                    &[
+                        ("trigger", &trigger),
+                        ("result", &result),
+                        ("message", &answer.trim().replace('\n', "; ")),
+                    ],
+                );
                 if let Some(server) = &mut server {
                     server.finish_reload(generation, &answer);
                 }
@@ -358,15 +393,17 @@ pub fn run_live(
                 last = cur;
                 next_tick += Duration::from_secs(1);
             }
-            if signalled.load(Ordering::Relaxed) {
-                break Ok(());
-            }
-            if opts.duration.is_some_and(|d| start.elapsed() >= d) {
-                break Ok(());
-            }
-            if handles.iter().any(|h| h.is_finished()) {
-                break Ok(());
-            }
+            let why = if signalled.load(Ordering::Relaxed) {
+                "signal"
+            } else if opts.duration.is_some_and(|d| start.elapsed() >= d) {
+                "duration"
+            } else if handles.iter().any(|h| h.is_finished()) {
+                "a worker ended"
+            } else {
+                continue;
+            };
+            datapath::log::event("stop", &[("reason", &why)]);
+            break Ok(());
         };
         stop.store(true, Ordering::Relaxed);
         let mut flushed = Ok(());
@@ -426,11 +463,20 @@ fn answer(
         .filter(|_| request.starts_with("route"))
     {
         let answer = r.handle(request);
-        if answer.starts_with("ok") {
+        let ok = answer.starts_with("ok");
+        if ok {
             changes.route_updates.0 += 1;
         } else {
             changes.route_updates.1 += 1;
         }
+        datapath::log::event(
+            "route_change",
+            &[
+                ("request", &request),
+                ("result", &if ok { "ok" } else { "refused" }),
+                ("message", &answer.trim()),
+            ],
+        );
         Answer::Now(answer)
     } else if request.starts_with("route") {
         Answer::Now("error: this gateway takes no route changes\n".to_string())

@@ -255,10 +255,17 @@ impl Server {
             };
             if !self.access.allows(&peer, self.own_uid) {
                 if self.counters.refused == 0 {
-                    eprintln!(
-                        "control socket: refused uid {} gid {}: not root, the gateway's user or \
-                         a member of control_group (counted as control.refused)",
-                        peer.uid, peer.gid
+                    datapath::log::event(
+                        "control_refused",
+                        &[
+                            ("uid", &peer.uid),
+                            ("gid", &peer.gid),
+                            (
+                                "note",
+                                &"not root, the gateway's user or a member of control_group; \
+                                  counted as control.refused, logged once",
+                            ),
+                        ],
                     );
                 }
                 self.counters.refused += 1;

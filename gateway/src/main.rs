@@ -48,6 +48,10 @@ enum Command {
         /// (overrides `[metrics] listen`).
         #[arg(long, value_name = "ADDRESS:PORT")]
         metrics: Option<std::net::SocketAddr>,
+        /// Events on stderr (start, ports opened, reloads, route and neighbour changes, link
+        /// faults, stop): `text` (`ts=... event=... key=value`) or `json` (one object a line).
+        #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+        log_format: LogFormat,
     },
     /// Generate plain or tunnelled traffic: on an interface through BPF live frames (as root),
     /// or into a pcap file.
@@ -136,6 +140,15 @@ enum Command {
     },
 }
 
+/// How `gateway run` writes its events.
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum LogFormat {
+    /// `ts=... event=... key=value ...`
+    Text,
+    /// One JSON object a line.
+    Json,
+}
+
 /// A look-up sent by `gateway routes`.
 #[derive(Subcommand)]
 enum RoutesQuery {
@@ -207,7 +220,12 @@ fn run() -> Result<ExitCode> {
             watch,
             control_socket,
             metrics,
+            log_format,
         } => {
+            datapath::log::set_format(match log_format {
+                LogFormat::Text => datapath::log::Format::Text,
+                LogFormat::Json => datapath::log::Format::Json,
+            });
             let cfg = config::load_file(&config, config::Machine::this())
                 .map_err(|e| anyhow::anyhow!("{e}"))?;
             let duration = match duration {

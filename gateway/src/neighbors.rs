@@ -356,6 +356,11 @@ impl Neighbors {
             self.counters.table_full += 1;
             return;
         }
+        let change = if e.mac.is_some() {
+            "changed"
+        } else {
+            "learned"
+        };
         e.mac = Some(m.mac);
         e.confirmed = Some(now);
         e.tries = 0;
@@ -363,6 +368,16 @@ impl Neighbors {
         e.failures = 0;
         e.backoff_until = None;
         self.counters.learned += 1;
+        // Only addresses the gateway asked for get here: no flood reaches this line.
+        datapath::log::event(
+            "neighbor",
+            &[
+                ("address", &m.addr),
+                ("mac", &config::MacAddr(m.mac)),
+                ("port_id", &port),
+                ("change", &change),
+            ],
+        );
     }
 
     /// Refreshes, ages out and expires entries; sends the requests due.

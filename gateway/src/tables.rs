@@ -266,9 +266,15 @@ fn open_ports(
                         "copy"
                     }
                 );
-                eprintln!(
-                    "port {}: AF_XDP on {interface} queue {w}, {mode} mode",
-                    p.name
+                datapath::log::event(
+                    "port_open",
+                    &[
+                        ("port", &p.name),
+                        ("driver", &"af_xdp"),
+                        ("interface", interface),
+                        ("queue", &w),
+                        ("mode", &mode),
+                    ],
                 );
                 if let Some(m) = modes.get_mut(i) {
                     *m = mode;

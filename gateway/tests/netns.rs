@@ -776,7 +776,10 @@ fn af_xdp_gateway_reloads_its_configuration_without_losing_packets() {
         stream.contains("300 received"),
         "the stream across four reloads lost packets:\n{stream}\n{json}"
     );
-    assert!(stderr.contains("SIGHUP: ok: reloaded"), "{stderr}");
+    assert!(
+        stderr.contains("event=reload trigger=sighup result=ok"),
+        "{stderr}"
+    );
     assert!(
         after_hup.contains(" 0 received"),
         "route gone after SIGHUP:\n{after_hup}"
@@ -815,6 +818,8 @@ fn af_packet_control_socket_checks_its_peers_and_answers_during_a_long_reload() 
             "60".as_ref(),
             "--control-socket".as_ref(),
             sock.as_os_str(),
+            "--log-format".as_ref(),
+            "json".as_ref(),
         ],
         true,
     );
@@ -894,10 +899,24 @@ fn af_packet_control_socket_checks_its_peers_and_answers_during_a_long_reload() 
     assert!(by_cred.contains("error: permission denied"), "{by_cred}");
     assert!(primary.contains("\"ports\""), "{primary}");
     assert!(supplementary.contains("\"ports\""), "{supplementary}");
+    // Events as JSON, one object a line, every line of stderr.
+    let events: Vec<serde_json::Value> = stderr
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    let has = |event: &str, key: &str, value: &str| {
+        events
+            .iter()
+            .any(|e| e["event"] == event && e[key] == value && e["ts"].is_string())
+    };
+    assert!(has("start", "name", "lab"), "{stderr}");
     assert!(
-        stderr.contains("control socket: refused uid 65534"),
+        has("port_open", "port", "ext") || has("start", "ports", "2"),
         "{stderr}"
     );
+    assert!(has("control_refused", "uid", "65534"), "{stderr}");
+    assert!(has("reload", "result", "ok"), "{stderr}");
+    assert!(has("stop", "reason", "signal"), "{stderr}");
     assert_eq!(last["control"]["refused"], 1, "{last}");
     assert!(
         reloaded.starts_with("ok: reloaded")
@@ -979,9 +998,12 @@ fn af_xdp_port_counts_a_link_down_resumes_and_survives_a_removed_interface() {
         serde_json::Value::Null,
         "{while_down}"
     );
-    assert!(stderr.contains("port pod-g queue 0: link down"), "{stderr}");
     assert!(
-        stderr.contains("port pod-g queue 0: link up again"),
+        stderr.contains("event=link_down port=pod-g queue=0"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("event=link_up port=pod-g queue=0"),
         "{stderr}"
     );
     assert!(
@@ -989,7 +1011,7 @@ fn af_xdp_port_counts_a_link_down_resumes_and_survives_a_removed_interface() {
         "after the link came back:\n{after}"
     );
     assert!(
-        stderr.contains("port pod-g queue 0: interface removed"),
+        stderr.contains("event=link_removed port=pod-g queue=0"),
         "{stderr}"
     );
     assert!(
@@ -1141,7 +1163,7 @@ fn af_xdp_gateway_metrics_are_scraped_by_prometheus() {
     assert!(seen.last().unwrap().3 >= Some(3), "{seen:?}");
     assert_eq!(generation, Some(1));
     assert!(
-        stderr.contains("metrics: http://127.0.0.1:9108/metrics"),
+        stderr.contains("event=metrics_listen url=http://127.0.0.1:9108/metrics"),
         "{stderr}"
     );
     let _ = std::fs::remove_dir_all(&dir);

@@ -519,14 +519,38 @@ impl AfXdpPort {
         let name = &self.attachment.interface;
         let q = self.queue;
         match link {
-            Link::Up => eprintln!("port {name} queue {q}: link up again: transmitting"),
-            Link::Down => eprintln!(
-                "port {name} queue {q}: link down ({why}): frames for it are counted as \
-                 link_down until it comes back"
+            Link::Up => crate::log::event(
+                "link_up",
+                &[
+                    ("port", name),
+                    ("queue", &q),
+                    ("note", &"transmitting again"),
+                ],
             ),
-            Link::Gone => eprintln!(
-                "port {name} queue {q}: interface removed ({why}): this port will not send or \
-                 receive again (counted as link_down); the gateway goes on with its other ports"
+            Link::Down => crate::log::event(
+                "link_down",
+                &[
+                    ("port", name),
+                    ("queue", &q),
+                    ("why", &why),
+                    (
+                        "note",
+                        &"frames for it are counted as link_down until it comes back",
+                    ),
+                ],
+            ),
+            Link::Gone => crate::log::event(
+                "link_removed",
+                &[
+                    ("port", name),
+                    ("queue", &q),
+                    ("why", &why),
+                    (
+                        "note",
+                        &"the port will not send or receive again (counted as link_down); \
+                          the gateway goes on with its other ports",
+                    ),
+                ],
             ),
         }
         self.link = link;
