@@ -8,6 +8,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 /// The largest number of ports.
 pub const MAX_PORTS: usize = 16;
 
+/// Tunnel kinds as the per-kind counters index them.
+pub const TUNNEL_KINDS: [&str; 3] = ["gtpu", "vxlan", "ipip"];
+
 /// A single-writer counter, readable from any thread.
 #[derive(Debug, Default)]
 pub struct Counter(AtomicU64);
@@ -41,6 +44,10 @@ pub struct PortStats {
     pub local: Counter,
     /// Tunnel packets received on this port and decapsulated.
     pub decap: Counter,
+    /// The same, by tunnel kind ([`TUNNEL_KINDS`]).
+    pub decap_kind: [Counter; 3],
+    /// Packets received on this port and sent encapsulated, by tunnel kind ([`TUNNEL_KINDS`]).
+    pub encap_kind: [Counter; 3],
     /// Replies (ICMP errors, GTP-U Echo Responses) that packets received on this port would
     /// have caused, not sent because of the reply rate limit (the packets themselves are
     /// counted under their own reason).
@@ -58,6 +65,8 @@ impl Default for PortStats {
             tx_bytes: Counter::default(),
             local: Counter::default(),
             decap: Counter::default(),
+            decap_kind: Default::default(),
+            encap_kind: Default::default(),
             replies_limited: Counter::default(),
             drops: std::array::from_fn(|_| Counter::default()),
         }
@@ -94,6 +103,10 @@ pub struct PortSnapshot {
     pub local: u64,
     /// Tunnel packets decapsulated.
     pub decap: u64,
+    /// Decapsulated and encapsulated, by tunnel kind ([`TUNNEL_KINDS`]).
+    pub decap_kind: [u64; 3],
+    /// See `decap_kind`.
+    pub encap_kind: [u64; 3],
     /// Replies not sent because of the rate limit.
     pub replies_limited: u64,
     /// Drops by reason, indexed like [`DropReason::ALL`].
@@ -131,6 +144,10 @@ pub fn snapshot<'a>(
             o.tx_bytes += p.tx_bytes.get();
             o.local += p.local.get();
             o.decap += p.decap.get();
+            for k in 0..3 {
+                o.decap_kind[k] += p.decap_kind[k].get();
+                o.encap_kind[k] += p.encap_kind[k].get();
+            }
             o.replies_limited += p.replies_limited.get();
             for (d, c) in o.drops.iter_mut().zip(&p.drops) {
                 *d += c.get();

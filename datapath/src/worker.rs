@@ -172,6 +172,11 @@ impl Worker {
         self.transmit(&tx_len, p);
         let stats = &self.stats.ports[p];
         stats.decap.add(self.pipeline.decapped());
+        let (decapped, encapped) = self.pipeline.by_tunnel_kind();
+        for k in 0..3 {
+            stats.decap_kind[k].add(decapped[k]);
+            stats.encap_kind[k].add(encapped[k]);
+        }
         stats.replies_limited.add(self.pipeline.replies_limited());
         for (reason, sent) in self.pipeline.errors_sent() {
             for _ in 0..sent {

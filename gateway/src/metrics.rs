@@ -163,7 +163,7 @@ pub fn render(src: &Source) -> String {
     }
 
     type Field = fn(&datapath::stats::PortStats) -> u64;
-    let per_worker: [(&str, &str, Field); 7] = [
+    let per_worker: [(&str, &str, Field); 6] = [
         ("gateway_rx_packets_total", "Frames received.", |p| p.rx_packets.get()),
         ("gateway_rx_bytes_total", "Bytes received.", |p| p.rx_bytes.get()),
         ("gateway_tx_packets_total", "Frames transmitted.", |p| p.tx_packets.get()),
@@ -172,11 +172,6 @@ pub fn render(src: &Source) -> String {
             "gateway_local_packets_total",
             "Packets for the gateway itself, by input port.",
             |p| p.local.get(),
-        ),
-        (
-            "gateway_decap_packets_total",
-            "Tunnel packets decapsulated, by input port.",
-            |p| p.decap.get(),
         ),
         (
             "gateway_replies_limited_total",
@@ -190,6 +185,37 @@ pub fn render(src: &Source) -> String {
             let worker = wi.to_string();
             for (p, ps) in src.ports.iter().zip(&stats.ports) {
                 w.sample(name, &[("port", &p.name), ("worker", &worker)], field(ps));
+            }
+        }
+    }
+    for (name, help, encap) in [
+        (
+            "gateway_decap_packets_total",
+            "Tunnel packets decapsulated, by input port and tunnel kind.",
+            false,
+        ),
+        (
+            "gateway_encap_packets_total",
+            "Packets sent encapsulated, by input port and tunnel kind.",
+            true,
+        ),
+    ] {
+        w.family(name, "counter", help);
+        for (wi, stats) in src.workers.iter().enumerate() {
+            let worker = wi.to_string();
+            for (p, ps) in src.ports.iter().zip(&stats.ports) {
+                for (k, kind) in datapath::stats::TUNNEL_KINDS.iter().enumerate() {
+                    let c = if encap {
+                        &ps.encap_kind[k]
+                    } else {
+                        &ps.decap_kind[k]
+                    };
+                    w.sample(
+                        name,
+                        &[("port", &p.name), ("worker", &worker), ("kind", kind)],
+                        c.get(),
+                    );
+                }
             }
         }
     }
@@ -413,6 +439,8 @@ mod tests {
         let w0 = Arc::new(Stats::default());
         let w1 = Arc::new(Stats::default());
         w0.ports[0].rx_packets.add(5);
+        w0.ports[0].decap_kind[0].add(4);
+        w1.ports[1].encap_kind[2].add(2);
         w1.ports[0].rx_packets.add(7);
         w1.ports[1].drop(DropReason::NoRoute);
         w0.ports[1].drop(DropReason::NoRoute);
@@ -450,6 +478,10 @@ mod tests {
         assert!(text.contains("gateway_drops_total{port=\"pods\",reason=\"no_route\"} 2\n"));
         assert!(text.contains("gateway_drops_total{port=\"ext\",reason=\"no_route\"} 0\n"));
         assert!(text.contains("gateway_routes{family=\"ipv4\"} 3\n"));
+        assert!(text
+            .contains("gateway_decap_packets_total{port=\"ext\",worker=\"0\",kind=\"gtpu\"} 4\n"));
+        assert!(text
+            .contains("gateway_encap_packets_total{port=\"pods\",worker=\"1\",kind=\"ipip\"} 2\n"));
         assert!(text.contains("gateway_config_generation 2\n"));
         assert!(text.contains(
             "gateway_port_info{port=\"ext\",driver=\"af_xdp\",interface=\"eth0\",mode=\"native zero-copy\"} 1\n"

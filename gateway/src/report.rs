@@ -153,6 +153,15 @@ pub fn json(c: &Config, stats: &[PortSnapshot]) -> Value {
                 *t = json!(t.as_u64().unwrap_or(0) + n);
             }
         }
+        let mut tunnels = Map::new();
+        for (k, kind) in datapath::stats::TUNNEL_KINDS.iter().enumerate() {
+            if st.decap_kind[k] + st.encap_kind[k] > 0 {
+                tunnels.insert(
+                    (*kind).into(),
+                    json!({ "decap": st.decap_kind[k], "encap": st.encap_kind[k] }),
+                );
+            }
+        }
         ports.insert(
             p.name.clone(),
             json!({
@@ -163,6 +172,7 @@ pub fn json(c: &Config, stats: &[PortSnapshot]) -> Value {
                 "local": st.local,
                 "decap": st.decap,
                 "replies_limited": st.replies_limited,
+                "tunnels": tunnels,
                 "drops": drops,
             }),
         );

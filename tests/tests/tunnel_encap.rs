@@ -216,6 +216,16 @@ fn gtpu_and_ipip_encapsulation_dissects_cleanly_and_round_trips_through_a_peer()
     let a = run(A, &dir, "a.toml");
     let pods = &a["ports"]["pods"];
     assert_eq!(a["ports"]["ext"]["tx_packets"], 5, "{a}");
+    // Counted by kind, on the input port.
+    assert_eq!(
+        pods["tunnels"],
+        serde_json::json!({
+            "gtpu": {"decap": 0, "encap": 3},
+            "vxlan": {"decap": 0, "encap": 1},
+            "ipip": {"decap": 0, "encap": 1},
+        }),
+        "{a}"
+    );
     assert_eq!(
         pods["drops"],
         serde_json::json!({"gtpu_no_session": 1, "ttl_expired": 1, "mtu_exceeded": 1}),
@@ -308,6 +318,15 @@ fn gtpu_and_ipip_encapsulation_dissects_cleanly_and_round_trips_through_a_peer()
     // Gateway B, the peer, decapsulates what A sent.
     let b = run(B, &dir, "b.toml");
     assert_eq!(b["ports"]["ext"]["decap"], 5, "{b}");
+    assert_eq!(
+        b["ports"]["ext"]["tunnels"],
+        serde_json::json!({
+            "gtpu": {"decap": 3, "encap": 0},
+            "vxlan": {"decap": 1, "encap": 0},
+            "ipip": {"decap": 1, "encap": 0},
+        }),
+        "{b}"
+    );
     assert_eq!(b["ports"]["ext"]["drops"], serde_json::json!({}), "{b}");
     let back = read_pcap(&dir.join("b-inside-out.pcap"));
     assert_eq!(back.len(), 5);

@@ -156,6 +156,7 @@ fn decap_inner(
             }
             let payload = l4 + udp::HEADER_LEN;
             let payload_end = l4 + usize::from(u.len());
+            meta.tunnel = if is_gtpu { 0 } else { 1 };
             if is_gtpu {
                 decap_gtpu(
                     frame,
@@ -177,6 +178,7 @@ fn decap_inner(
             }
         }
         ip_proto::IPIP | ip_proto::IPV6 => {
+            meta.tunnel = 2;
             let key = (dst, src, IPIP_KEY);
             if last.key != Some(key) {
                 let Some(tunnel) = fib.ipip_tunnel(dst, src) else {

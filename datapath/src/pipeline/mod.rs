@@ -62,6 +62,8 @@ pub struct Meta {
     pub echo_request: bool,
     /// Decapsulated: the L3 offset points at the inner packet.
     pub inner: bool,
+    /// The kind of tunnel decap looked at ([`crate::stats::TUNNEL_KINDS`] index).
+    pub tunnel: u8,
     /// With [`DropReason::NeighborUnresolved`]: the neighbour to resolve ([`crate::fib::ip_key`])
     /// and the port to ask on.
     pub resolve: (u128, u8),
@@ -83,6 +85,9 @@ pub struct Pipeline {
     which: [u8; BATCH],
     found: [u32; BATCH],
     decapped: u64,
+    /// Packets of the last batch decapsulated and encapsulated, by tunnel kind.
+    decapped_kind: [u64; 3],
+    encapped_kind: [u64; 3],
     /// ICMP errors sent in the last batch: too big, time exceeded.
     errors_sent: [u64; 2],
     replies_limited: u64,
@@ -108,6 +113,8 @@ impl Pipeline {
             which: [0; BATCH],
             found: [NO_ROUTE; BATCH],
             decapped: 0,
+            decapped_kind: [0; 3],
+            encapped_kind: [0; 3],
             errors_sent: [0; 2],
             replies_limited: 0,
             last_tunnel: decap::LastTunnel::default(),
@@ -130,6 +137,12 @@ impl Pipeline {
     /// Packets of the last batch that were decapsulated.
     pub fn decapped(&self) -> u64 {
         self.decapped
+    }
+
+    /// Packets of the last batch decapsulated, and sent encapsulated, by tunnel kind
+    /// ([`crate::stats::TUNNEL_KINDS`]).
+    pub fn by_tunnel_kind(&self) -> ([u64; 3], [u64; 3]) {
+        (self.decapped_kind, self.encapped_kind)
     }
 
     /// Packets of the last batch dropped, by reason, for which an ICMP error was sent instead
@@ -181,6 +194,8 @@ impl Pipeline {
         // Decap: packets for a local tunnel endpoint lose their outer headers (by moving the
         // L3 offset; nothing is copied) and continue as their inner packet.
         self.decapped = 0;
+        self.decapped_kind = [0; 3];
+        self.encapped_kind = [0; 3];
         self.last_tunnel.clear();
         let mut echo_requests = false;
         for ((buf, meta), next) in batch.bufs[..n]
@@ -198,6 +213,7 @@ impl Pipeline {
                 echo_requests |= meta.echo_request;
                 if *next == Next::Route {
                     self.decapped += 1;
+                    self.decapped_kind[usize::from(meta.tunnel) % 3] += 1;
                     buf.truncate(usize::from(meta.l3_off) + usize::from(meta.l3_len));
                 }
             }
@@ -248,6 +264,14 @@ impl Pipeline {
                     let mac = fib.port(p).map(|p| p.mac).unwrap_or_default();
                     if !rewrite::rewrite_one(buf, meta, mac, fib) {
                         *next = Next::Drop(DropReason::TxFull);
+                    } else if meta.encap != NO_ENCAP {
+                        if let Some(e) = fib.encap(meta.encap) {
+                            self.encapped_kind[match e.kind {
+                                crate::fib::EncapKind::Gtpu { .. } => 0,
+                                crate::fib::EncapKind::Vxlan { .. } => 1,
+                                crate::fib::EncapKind::Ipip => 2,
+                            }] += 1;
+                        }
                     }
                 }
                 Next::Local if meta.inner => *next = Next::Drop(DropReason::TunnelInnerLocal),
