@@ -160,7 +160,7 @@ fn routes_ipv4_and_ipv6_and_counts_every_drop_by_reason() {
             "ports": {
                 "ext": {
                     "rx_packets": 12, "rx_bytes": rx_bytes, "tx_packets": 0, "tx_bytes": 0,
-                    "local": 1, "decap": 0, "replies_limited": 0,
+                    "local": 1, "decap": 0, "replies_limited": 0, "tunnels": {},
                     "drops": {
                         "eth_too_short": 1,
                         "l2_other_host": 1,
@@ -172,7 +172,7 @@ fn routes_ipv4_and_ipv6_and_counts_every_drop_by_reason() {
                 },
                 "pods": {
                     "rx_packets": 0, "rx_bytes": 0, "tx_packets": 4, "tx_bytes": tx_bytes,
-                    "local": 0, "decap": 0, "replies_limited": 0, "drops": {}
+                    "local": 0, "decap": 0, "replies_limited": 0, "tunnels": {}, "drops": {}
                 }
             },
             "drops": {
