@@ -17,6 +17,9 @@
 #   gateway-plain    the gateway on AF_XDP, plain UDP
 #   gateway-vxlan    the gateway decapsulating VXLAN
 #   gateway-gtpu     the gateway decapsulating GTP-U (PDU Session Container, QFI 9)
+#   gateway-plain-scraped     gateway-plain while a loop in mid fetches /metrics back to back
+#                             (curl, on CPU 0 with the gateway's other threads): what a
+#                             scrape costs the worker
 #   gateway-af-packet-plain   the fallback port, plain UDP
 #   xdp-forward-minimal       the ceiling: a minimal AF_XDP forwarder on the gateway's own
 #                             ports (rx, rewrite MACs, tx; no pipeline), plain UDP
@@ -30,6 +33,7 @@
 # kernel's receive timestamp on pod-b).
 #
 # Usage (root): benches/netns_forwarding.sh [seconds per run] [runs] [--append]
+# ONLY=REGEX runs only the modes whose names match.
 # Prints medians of the runs; with --append also appends the table to BENCHMARKS.md.
 # Needs: iproute2, ethtool, util-linux (taskset, chrt), and a release build of the gateway
 # (built here if missing).
@@ -38,6 +42,7 @@ set -euo pipefail
 SECS=${1:-5}
 RUNS=${2:-3}
 APPEND=${3:-}
+ONLY=${ONLY:-.}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 GW="$ROOT/target/release/gateway"
 TAG="gwb$$"
@@ -54,6 +59,10 @@ WORK=$(mktemp -d)
 nsx() { local ns=$1; shift; ip netns exec "$ns" "$@"; }
 
 teardown() {
+    if [ -s "$WORK/scraper" ]; then
+        kill "$(cat "$WORK/scraper")" 2>/dev/null || true
+        : >"$WORK/scraper"
+    fi
     if [ -s "$WORK/pid" ]; then
         kill -TERM "$(cat "$WORK/pid")" 2>/dev/null || true
         # Wait for it: the next run must find the interfaces free.
@@ -149,6 +158,17 @@ teid_in = 0x1001
 teid_out = 0x2001
 qfi = 9
 EOF
+    if [ "${2:-}" = scrape ]; then
+        # The worker pins itself to CPU 1; the other threads (metrics included) stay on 0.
+        ip netns exec "$MID" taskset -c 0 "$GW" run --config "$WORK/gw.toml" \
+            --metrics 127.0.0.1:9108 >"$WORK/gw.out" 2>&1 &
+        echo $! >"$WORK/pid"
+        sleep 1.5
+        # Not through nsx: $! must be the loop itself (ip netns exec and taskset exec it).
+        ip netns exec "$MID" taskset -c 0 sh -c 'while :; do curl -sf http://127.0.0.1:9108/metrics >/dev/null; done' &
+        echo $! >"$WORK/scraper"
+        return
+    fi
     ip netns exec "$MID" "$GW" run --config "$WORK/gw.toml" >"$WORK/gw.out" 2>&1 &
     echo $! >"$WORK/pid"   # ip netns exec execs: this is the gateway's pid
     sleep 1.5
@@ -197,6 +217,7 @@ median() { sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
 
 run_mode() {
     local mode=$1 kind=$2; shift 2
+    [[ $mode =~ $ONLY ]] || return 0
     local offs=() fwds=() p50s=() p99s=() lost=0
     for _ in $(seq "$RUNS"); do
         topology
@@ -204,6 +225,7 @@ run_mode() {
             kernel-forward) kernel_mid plain ;;
             kernel-vxlan) kernel_mid vxlan ;;
             gateway-af-packet-*) gateway_mid af_packet ;;
+            gateway-plain-scraped) gateway_mid af_xdp scrape ;;
             xdp-forward-minimal*) minimal_mid ;;
             gateway-*) gateway_mid af_xdp ;;
         esac
@@ -241,6 +263,7 @@ HEADER="| mode | offered Mpps | forwarded Mpps | loss | latency p50 us | latency
     run_mode kernel-forward plain4 --dst-mac $GW_EXT_MAC --dst 10.244.9.9
     run_mode kernel-vxlan vxlan --inner-mac $VX_MAC --inner-src 10.99.0.1
     run_mode gateway-plain plain4 --dst 10.244.9.9
+    run_mode gateway-plain-scraped plain4 --dst 10.244.9.9
     run_mode gateway-vxlan vxlan --inner-src 10.99.0.1
     run_mode gateway-gtpu gtpu
     run_mode gateway-af-packet-plain plain4 --dst 10.244.9.9
@@ -248,12 +271,14 @@ HEADER="| mode | offered Mpps | forwarded Mpps | loss | latency p50 us | latency
     run_mode xdp-forward-minimal-vxlan vxlan --inner-src 10.99.0.1
     run_mode xdp-forward-minimal-gtpu gtpu
     echo
-    awk '{ m[$1] = $2 } END {
-        printf "Ratios of forwarded medians: gateway-plain / kernel-forward = %.2f; gateway-vxlan / kernel-vxlan = %.2f;", m["gateway-plain"] / m["kernel-forward"], m["gateway-vxlan"] / m["kernel-vxlan"]
-        printf " gateway-gtpu / kernel-vxlan = %.2f; gateway-plain / xdp-forward-minimal = %.2f;", m["gateway-gtpu"] / m["kernel-vxlan"], m["gateway-plain"] / m["xdp-forward-minimal"]
-        printf " gateway-vxlan / xdp-forward-minimal = %.2f;", m["gateway-vxlan"] / m["xdp-forward-minimal"]
-        printf " gateway-vxlan / xdp-forward-minimal-vxlan = %.2f;", m["gateway-vxlan"] / m["xdp-forward-minimal-vxlan"]
-        printf " gateway-gtpu / xdp-forward-minimal-gtpu = %.2f.\n", m["gateway-gtpu"] / m["xdp-forward-minimal-gtpu"] }' "$WORK/medians"
+    awk 'function r(a, b) { return b > 0 ? sprintf("%.2f", a / b) : "n/a" }
+    { m[$1] = $2 } END {
+        printf "Ratios of forwarded medians: gateway-plain / kernel-forward = %s; gateway-vxlan / kernel-vxlan = %s;", r(m["gateway-plain"], m["kernel-forward"]), r(m["gateway-vxlan"], m["kernel-vxlan"])
+        printf " gateway-gtpu / kernel-vxlan = %s; gateway-plain / xdp-forward-minimal = %s;", r(m["gateway-gtpu"], m["kernel-vxlan"]), r(m["gateway-plain"], m["xdp-forward-minimal"])
+        printf " gateway-vxlan / xdp-forward-minimal = %s;", r(m["gateway-vxlan"], m["xdp-forward-minimal"])
+        printf " gateway-vxlan / xdp-forward-minimal-vxlan = %s;", r(m["gateway-vxlan"], m["xdp-forward-minimal-vxlan"])
+        printf " gateway-gtpu / xdp-forward-minimal-gtpu = %s;", r(m["gateway-gtpu"], m["xdp-forward-minimal-gtpu"])
+        printf " gateway-plain-scraped / gateway-plain = %s.\n", r(m["gateway-plain-scraped"], m["gateway-plain"]) }' "$WORK/medians"
 } | tee "$WORK/table"
 
 if [ "$APPEND" = --append ]; then
