@@ -88,6 +88,17 @@ pub enum EncapKind {
     },
 }
 
+impl EncapKind {
+    /// This kind's index in the per-kind counters ([`crate::stats::TUNNEL_KINDS`]).
+    pub fn index(&self) -> usize {
+        match self {
+            EncapKind::Gtpu { .. } => 0,
+            EncapKind::Vxlan { .. } => 1,
+            EncapKind::Ipip => 2,
+        }
+    }
+}
+
 /// The longest outer header an encapsulation writes: Ethernet, IPv6, UDP, VXLAN and the inner
 /// Ethernet header (84 bytes; GTP-U with a PDU Session Container over IPv6 is 78).
 pub const ENCAP_HEADER_MAX: usize = 14 + 40 + 8 + 8 + 14;

@@ -262,16 +262,10 @@ impl Pipeline {
             match *next {
                 Next::Tx(p) => {
                     let mac = fib.port(p).map(|p| p.mac).unwrap_or_default();
-                    if !rewrite::rewrite_one(buf, meta, mac, fib) {
-                        *next = Next::Drop(DropReason::TxFull);
-                    } else if meta.encap != NO_ENCAP {
-                        if let Some(e) = fib.encap(meta.encap) {
-                            self.encapped_kind[match e.kind {
-                                crate::fib::EncapKind::Gtpu { .. } => 0,
-                                crate::fib::EncapKind::Vxlan { .. } => 1,
-                                crate::fib::EncapKind::Ipip => 2,
-                            }] += 1;
-                        }
+                    match rewrite::rewrite_one(buf, meta, mac, fib) {
+                        rewrite::Rewritten::Failed => *next = Next::Drop(DropReason::TxFull),
+                        rewrite::Rewritten::Encap(k) => self.encapped_kind[k % 3] += 1,
+                        rewrite::Rewritten::Plain => {}
                     }
                 }
                 Next::Local if meta.inner => *next = Next::Drop(DropReason::TunnelInnerLocal),
@@ -327,7 +321,7 @@ impl Pipeline {
             if let Next::Tx(p) = v {
                 let mac = fib.port(p).map(|x| x.mac).unwrap_or_default();
                 if reply::finish_icmp(buf, meta, fib.port_addrs(p))
-                    && rewrite::rewrite_one(buf, meta, mac, fib)
+                    && rewrite::rewrite_one(buf, meta, mac, fib) != rewrite::Rewritten::Failed
                 {
                     self.next[i] = Next::Tx(p);
                     self.errors_sent[which] += 1;

@@ -10,41 +10,52 @@ use crate::wire::{
     Ipv4Packet, Ipv4Repr, Ipv6Packet, Ipv6Repr, UdpPacket, UdpRepr, VxlanPacket, VxlanRepr,
 };
 
+/// What [`rewrite_one`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rewritten {
+    /// The frame could not be rewritten (it was validated by classify, so this does not
+    /// happen in practice).
+    Failed,
+    /// A fresh Ethernet header.
+    Plain,
+    /// Encapsulated, in a tunnel of this kind ([`crate::stats::TUNNEL_KINDS`] index).
+    Encap(usize),
+}
+
 /// Rewrites one packet routed out of a port with MAC `src_mac`, encapsulating it when the
-/// route said so. Returns false when the frame cannot be rewritten (it was validated by
-/// classify, so this does not happen in practice).
+/// route said so.
 #[inline(always)]
-pub fn rewrite_one(buf: &mut Buf, meta: &Meta, src_mac: [u8; 6], fib: &Fib) -> bool {
+pub fn rewrite_one(buf: &mut Buf, meta: &Meta, src_mac: [u8; 6], fib: &Fib) -> Rewritten {
     let l3 = usize::from(meta.l3_off);
     let l3_len = usize::from(meta.l3_len);
     {
         let Some(ip) = buf.frame_mut().get_mut(l3..l3 + l3_len) else {
-            return false;
+            return Rewritten::Failed;
         };
         if meta.ipv6 {
             let mut p = Ipv6Packet::new_unchecked(ip);
             if p.check_len().is_err() {
-                return false;
+                return Rewritten::Failed;
             }
             let h = p.hop_limit();
             p.set_hop_limit(h.saturating_sub(1));
         } else {
             let mut p = Ipv4Packet::new_unchecked(ip);
             if p.check_len().is_err() {
-                return false;
+                return Rewritten::Failed;
             }
             p.decrement_ttl();
         }
     }
     if meta.encap != NO_ENCAP {
         return match fib.encap(meta.encap) {
-            Some(e) => encap_one(buf, meta, e, src_mac),
-            None => false,
+            Some(e) if encap_one(buf, meta, e, src_mac) => Rewritten::Encap(e.kind.index()),
+            _ => Rewritten::Failed,
         };
     }
     let eth_start = l3 as isize - ethernet::HEADER_LEN as isize;
     if !buf.reframe(eth_start, ethernet::HEADER_LEN + l3_len) {
-        return false;
+        return Rewritten::Failed;
     }
     let mut eth = EthernetFrame::new_unchecked(buf.frame_mut());
     eth.set_dst(meta.dst_mac);
@@ -54,7 +65,7 @@ pub fn rewrite_one(buf: &mut Buf, meta: &Meta, src_mac: [u8; 6], fib: &Fib) -> b
     } else {
         EtherType::IPV4
     });
-    true
+    Rewritten::Plain
 }
 
 /// Writes a fresh IPv4 or IPv6 header (TTL or hop limit 64) at the start of `ip`, for packets
