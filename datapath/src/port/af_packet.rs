@@ -106,8 +106,11 @@ impl AfPacketPort {
             return last_error();
         }
         let proto = (libc::ETH_P_ALL as u16).to_be();
+        // Protocol 0: the socket hears nothing until `bind` names the protocol and the
+        // interface. Opened with ETH_P_ALL it would queue frames from every interface of the
+        // namespace until then, and the worker would take another port's frames for this one's.
         // SAFETY: plain socket(2) call; the result is checked.
-        let raw = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW, i32::from(proto)) };
+        let raw = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW, 0) };
         if raw < 0 {
             return last_error();
         }
@@ -200,6 +203,34 @@ impl AfPacketPort {
             tx_next: 0,
             kernel_dropped: 0,
         };
+        // Joining a fanout group needs a bound socket, and a bound socket outside the group
+        // hears every frame of the interface, which the sockets already in the group hear too.
+        // A filter that accepts nothing keeps it deaf until it has joined.
+        if group.is_some() {
+            let mut reject = [libc::sock_filter {
+                code: (libc::BPF_RET | libc::BPF_K) as u16,
+                jt: 0,
+                jf: 0,
+                k: 0,
+            }];
+            let prog = libc::sock_fprog {
+                len: 1,
+                filter: reject.as_mut_ptr(),
+            };
+            // SAFETY: `prog` points at `reject`, both live for the duration of the call.
+            let r = unsafe {
+                libc::setsockopt(
+                    port.fd.as_raw_fd(),
+                    libc::SOL_SOCKET,
+                    libc::SO_ATTACH_FILTER,
+                    (&prog as *const libc::sock_fprog).cast(),
+                    std::mem::size_of::<libc::sock_fprog>() as u32,
+                )
+            };
+            if r < 0 {
+                return last_error();
+            }
+        }
         // SAFETY: zeroed `sockaddr_ll` is a valid value; the fields set are the ones bind needs.
         let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
         sll.sll_family = libc::AF_PACKET as u16;
@@ -226,6 +257,21 @@ impl AfPacketPort {
                     libc::SOL_PACKET,
                     libc::PACKET_FANOUT,
                     (&arg as *const u32).cast(),
+                    4,
+                )
+            };
+            if r < 0 {
+                return last_error();
+            }
+            // SO_DETACH_FILTER ignores its value, but socket options take an int at least.
+            let unused = 0i32;
+            // SAFETY: `unused` is a live i32 for the duration of the call.
+            let r = unsafe {
+                libc::setsockopt(
+                    port.fd.as_raw_fd(),
+                    libc::SOL_SOCKET,
+                    libc::SO_DETACH_FILTER,
+                    (&unused as *const i32).cast(),
                     4,
                 )
             };
