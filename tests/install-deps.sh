@@ -13,6 +13,9 @@ PACKAGES=(
   util-linux      # setpriv (control socket peer checks), taskset (soak test)
   curl            # fetches /metrics for promtool
   prometheus      # a real Prometheus server, and promtool
+  podman runc     # builds and runs the image (podman's default crun refuses these cgroups)
+  python3-venv    # a venv for kubernetes-validate (PyPI), which checks docker/kubernetes/
+  systemd         # systemd-analyze verify, for docker/systemd/gateway.service
 )
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq

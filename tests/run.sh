@@ -11,10 +11,10 @@ cd "$(dirname "$0")/.."
 
 missing_tools() {
   local t
-  for t in tshark promtool prometheus curl setpriv taskset ip ping sysctl; do
+  for t in tshark promtool prometheus curl setpriv taskset ip ping sysctl podman runc systemd-analyze; do
     command -v "$t" >/dev/null 2>&1 || return 0
   done
-  /usr/bin/python3 -c 'import scapy' >/dev/null 2>&1 || return 0
+  /usr/bin/python3 -c 'import scapy, venv, ensurepip' >/dev/null 2>&1 || return 0
   return 1
 }
 if [ -z "${GATEWAY_NO_INSTALL:-}" ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 \

@@ -1186,15 +1186,17 @@ fn af_packet_ports_hear_their_interface_only_and_join_a_fanout_group_without_dup
     // Numbered frames from the external host to the gateway's MAC, 8 bytes of sequence
     // number after a private EtherType, as fast as a raw socket sends them.
     let flood = Command::new("ip")
-        .args(["netns", "exec", &lab.ext, "timeout", "20", "python3", "-c"])
+        .args(["netns", "exec", &lab.ext, "python3", "-c"])
         .arg(
-            "import socket, struct\n\
+            "import socket, struct, time\n\
              s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)\n\
              s.bind(('ext-a', 0))\n\
              h = bytes.fromhex('020000000001' '020000000099' '88b5')\n\
-             n = 0\n\
-             while True:\n    n += 1\n    try: s.send(h + struct.pack('>Q', n) + bytes(50))\n    \
-             except OSError: pass\n",
+             n, end = 0, time.monotonic() + 30\n\
+             while time.monotonic() < end:\n    n += 1\n    \
+             try: s.send(h + struct.pack('>Q', n) + bytes(50))\n    \
+             except OSError as e:\n        \
+             if e.errno not in (11, 105): raise\n",
         )
         .spawn()
         .unwrap();
@@ -1247,4 +1249,64 @@ fn af_packet_ports_hear_their_interface_only_and_join_a_fanout_group_without_dup
     );
     let _ = std::fs::remove_dir_all(&dir);
     drop(lab);
+}
+
+/// `--reload-on-change` with the configuration laid out as a Kubernetes ConfigMap volume lays it
+/// out (`gw.toml` -> `..data/gw.toml`, `..data` a symlink swapped atomically to a new directory
+/// on update): the swap reloads, a route added in the new file forwards, and the event log
+/// names the trigger.
+#[test]
+fn af_xdp_gateway_reloads_when_its_configmap_file_is_swapped() {
+    let Some((_serial, lab, dir)) = lab_for("cm") else {
+        return;
+    };
+    let publish = |name: &str, text: &str| {
+        let d = dir.join(name);
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::write(d.join("gw.toml"), text).unwrap();
+        let tmp = dir.join("..data_tmp");
+        let _ = std::fs::remove_file(&tmp);
+        std::os::unix::fs::symlink(name, &tmp).unwrap();
+        std::fs::rename(&tmp, dir.join("..data")).unwrap();
+    };
+    publish("..v1", &config_for("af_xdp"));
+    let cfg = dir.join("gw.toml");
+    std::os::unix::fs::symlink("..data/gw.toml", &cfg).unwrap();
+    let gateway = start_gateway(
+        &lab,
+        &cfg,
+        &[
+            "--duration".as_ref(),
+            "7".as_ref(),
+            "--reload-on-change".as_ref(),
+        ],
+        true,
+    );
+    add_unrouted_pod(&lab);
+    std::thread::sleep(Duration::from_millis(1500));
+    let before = ping_from_ext(&lab, "2", "0.2", "10.77.0.5");
+    publish(
+        "..v2",
+        &format!(
+            "{}\n[[route]]\nprefix = \"10.77.0.0/16\"\nvia = \"172.18.0.2\"\n",
+            config_for("af_xdp")
+        ),
+    );
+    std::thread::sleep(Duration::from_millis(2500));
+    let after = ping_from_ext(&lab, "3", "0.2", "10.77.0.5");
+    let out = gateway.wait_with_output().unwrap();
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{log}");
+    assert!(before.contains(" 0 received"), "no route yet:\n{before}");
+    assert!(
+        after.contains("3 received"),
+        "after the swap:\n{after}\n{log}"
+    );
+    let reloads: Vec<_> = log.lines().filter(|l| l.contains("event=reload")).collect();
+    assert_eq!(reloads.len(), 1, "one reload, for the one swap:\n{log}");
+    assert!(
+        reloads[0].contains("trigger=file_changed") && reloads[0].contains("result=ok"),
+        "{log}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -438,7 +438,9 @@ fn live_frames_arrive_on_the_peer_in_the_count_reported() {
     x(&["ip", "link", "set", "pg-a", "up"]);
     x(&["ip", "link", "set", "pg-b", "up"]);
     // Frames XDP_TX'd into a veth need the peer ready for them (IO-NOTES): GRO on.
-    x(&["ethtool", "-K", "pg-b", "gro", "on"]);
+    let gro =
+        datapath::port::ethtool::in_netns(&ns, || datapath::port::ethtool::set_gro("pg-b", true));
+    assert!(matches!(gro, Ok(true)), "GRO on pg-b: {gro:?}");
     for output in ["live", "af-xdp", "af-packet"] {
         let before: u64 = x(&["cat", "/sys/class/net/pg-b/statistics/rx_packets"])
             .trim()

@@ -1,7 +1,8 @@
 //! Interface settings the ports' hosts need, through the `SIOCETHTOOL` ioctl rather than the
-//! `ethtool` program (which a fresh machine may lack): transmit checksum offload, which veth
-//! enables by default. A host that leaves its checksums to offload sends partial checksums
-//! that XDP, and so AF_XDP, cannot tell from bad ones.
+//! `ethtool` program (which a fresh machine may lack). Transmit checksum offload, which veth
+//! enables by default: a host that leaves its checksums to offload sends partial checksums
+//! that XDP, and so AF_XDP, cannot tell from bad ones. GRO, which a veth needs on to take
+//! frames XDP_TX'd or redirected into its peer (the IO notes).
 //!
 //! This is port plumbing with `unsafe` allowed: each block names what justifies it.
 
@@ -12,6 +13,8 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
 const ETHTOOL_GTXCSUM: u32 = 0x16;
 const ETHTOOL_STXCSUM: u32 = 0x17;
+const ETHTOOL_GGRO: u32 = 0x2b;
+const ETHTOOL_SGRO: u32 = 0x2c;
 
 /// `struct ethtool_value`.
 #[repr(C)]
@@ -71,6 +74,27 @@ pub fn set_tx_checksum(interface: &str, on: bool) -> io::Result<()> {
 pub fn tx_checksum(interface: &str) -> io::Result<bool> {
     let mut v = EthtoolValue {
         cmd: ETHTOOL_GTXCSUM,
+        data: 0,
+    };
+    ethtool(interface, &mut v)?;
+    Ok(v.data != 0)
+}
+
+/// Turns generic receive offload of `interface` (in this thread's network namespace) on or
+/// off, and returns whether it is on afterwards.
+///
+/// # Errors
+/// As [`set_tx_checksum`].
+pub fn set_gro(interface: &str, on: bool) -> io::Result<bool> {
+    ethtool(
+        interface,
+        &mut EthtoolValue {
+            cmd: ETHTOOL_SGRO,
+            data: u32::from(on),
+        },
+    )?;
+    let mut v = EthtoolValue {
+        cmd: ETHTOOL_GGRO,
         data: 0,
     };
     ethtool(interface, &mut v)?;
