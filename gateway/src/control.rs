@@ -54,6 +54,16 @@ pub struct LiveOptions {
     /// What opening each port said about its mode (AF_XDP: XDP mode and copy or zero-copy),
     /// by port index, for the metrics.
     pub port_modes: Vec<String>,
+    /// Reload when `config_file` changes, as SIGHUP does.
+    pub reload_on_change: bool,
+}
+
+/// What tells a changed configuration file: the file the path leads to (through symlinks, as
+/// a ConfigMap's atomic update swaps them), its size and modification time. `None`: unreadable.
+fn file_stamp(path: &std::path::Path) -> Option<(u64, u64, u64, std::time::SystemTime)> {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata(path).ok()?;
+    Some((m.dev(), m.ino(), m.len(), m.modified().ok()?))
 }
 
 /// Frame buffers of each lane between a worker and the control thread.
@@ -211,8 +221,15 @@ pub fn run_live(
         }
         None => None,
     };
-    // The newest reload generation SIGHUP asked for, reported on stderr when done.
+    // The newest reload generation SIGHUP (or a changed file) asked for, and which of the two,
+    // reported on stderr when done.
     let mut hangup_wants = 0;
+    let mut hangup_trigger = "sighup";
+    let watched = opts
+        .config_file
+        .as_deref()
+        .filter(|_| opts.reload_on_change);
+    let mut stamp = watched.and_then(file_stamp);
     let facts = Arc::new(std::sync::Mutex::new(ControlFacts::default()));
     let metrics = match opts.metrics {
         Some(addr) => {
@@ -292,6 +309,7 @@ pub fn run_live(
                     break Err(e.into());
                 }
             }
+            let now = Instant::now();
             if let Some(server) = &mut server {
                 let shed: u64 = paths.iter().map(|p| p.resolve_shed()).sum();
                 let counters = server.counters();
@@ -299,13 +317,22 @@ pub fn run_live(
                     answer(request, c, &snap, &mut changes, &neighbors, shed, counters)
                 });
             }
-            if hangup.swap(false, Ordering::Relaxed) {
+            let mut trigger = hangup.swap(false, Ordering::Relaxed).then_some("sighup");
+            if let Some(path) = watched.filter(|_| now >= next_tick) {
+                let now_stamp = file_stamp(path);
+                if now_stamp.is_some() && now_stamp != stamp {
+                    trigger = trigger.or(Some("file_changed"));
+                }
+                stamp = now_stamp.or(stamp);
+            }
+            if let Some(why) = trigger {
+                hangup_trigger = why;
                 match changes.want_reload() {
                     Ok(g) => hangup_wants = g,
                     Err(e) => datapath::log::event(
                         "reload",
                         &[
-                            ("trigger", &"sighup"),
+                            ("trigger", &why),
                             ("result", &"error"),
                             ("message", &e.trim()),
                         ],
@@ -315,7 +342,7 @@ pub fn run_live(
             if let Some((generation, answer)) = changes.poll_reload(&mut neighbors) {
                 let trigger = if hangup_wants != 0 && hangup_wants <= generation {
                     hangup_wants = 0;
-                    "sighup"
+                    hangup_trigger
                 } else {
                     "socket"
                 };
@@ -381,7 +408,6 @@ pub fn run_live(
                     }
                 }
             }
-            let now = Instant::now();
             if now >= next_tick {
                 let cur = snap();
                 if opts.watch {

@@ -48,6 +48,10 @@ enum Command {
         /// (overrides `[metrics] listen`).
         #[arg(long, value_name = "ADDRESS:PORT")]
         metrics: Option<std::net::SocketAddr>,
+        /// With live ports: reload the configuration when its file changes (checked every
+        /// second; follows symlinks, so a Kubernetes ConfigMap update is seen), as SIGHUP does.
+        #[arg(long)]
+        reload_on_change: bool,
         /// Events on stderr (start, ports opened, reloads, route and neighbour changes, link
         /// faults, stop): `text` (`ts=... event=... key=value`) or `json` (one object a line).
         #[arg(long, value_enum, default_value_t = LogFormat::Text)]
@@ -220,6 +224,7 @@ fn run() -> Result<ExitCode> {
             watch,
             control_socket,
             metrics,
+            reload_on_change,
             log_format,
         } => {
             datapath::log::set_format(match log_format {
@@ -246,6 +251,7 @@ fn run() -> Result<ExitCode> {
                 control_access: gateway::control_socket::Access { group },
                 metrics: metrics.or(cfg.metrics),
                 port_modes: Vec::new(),
+                reload_on_change,
             };
             let outcome = tables::run(&cfg, &live)?;
             print!("{}", report::table(&cfg, &outcome.stats));
