@@ -26,7 +26,11 @@ declare -A hide=()
 add() {
   local path=$1
   [ -e "$path" ] || return 0
-  hide[$(dirname "$path")]+=" $(basename "$path")"
+  local dir name
+  dir=$(dirname "$path")
+  name=$(basename "$path")
+  case " ${hide[$dir]:-} " in *" $name "*) return 0 ;; esac
+  hide[$dir]+=" $name"
 }
 for tool in tshark ethtool cargo-fuzz podman; do
   if p=$(command -v "$tool"); then add "$(readlink -f "$p")"; add "$p"; fi
