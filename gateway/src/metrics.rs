@@ -470,6 +470,48 @@ mod tests {
         }
     }
 
+    /// Every query of the Grafana dashboard (`docker/grafana/`) names metrics a scrape has,
+    /// and groups them only by labels those metrics carry.
+    #[test]
+    fn the_dashboard_queries_name_existing_metrics_and_labels() {
+        let dash: serde_json::Value =
+            serde_json::from_str(include_str!("../../docker/grafana/gateway-dashboard.json"))
+                .unwrap();
+        let text = render(&source());
+        let mut exprs = 0;
+        for panel in dash["panels"].as_array().unwrap() {
+            for target in panel["targets"].as_array().unwrap() {
+                let expr = target["expr"].as_str().unwrap();
+                exprs += 1;
+                let metrics: Vec<&str> = expr
+                    .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                    .filter(|w| w.starts_with("gateway_"))
+                    .collect();
+                assert!(!metrics.is_empty(), "{expr}");
+                let by: Vec<&str> = expr
+                    .split("by (")
+                    .skip(1)
+                    .flat_map(|rest| rest.split(')').next().unwrap_or("").split(','))
+                    .map(str::trim)
+                    .collect();
+                for m in &metrics {
+                    assert!(
+                        text.contains(&format!("# TYPE {m} ")),
+                        "{m} (in {expr:?}) is not a metric"
+                    );
+                    for label in &by {
+                        assert!(
+                            text.lines().any(|l| l.starts_with(&format!("{m}{{"))
+                                && l.contains(&format!("{label}=\""))),
+                            "{m} has no label {label} (in {expr:?})"
+                        );
+                    }
+                }
+            }
+        }
+        assert!(exprs >= 10, "{exprs} queries");
+    }
+
     #[test]
     fn counters_are_per_port_and_worker_and_drops_summed_by_reason() {
         let text = render(&source());

@@ -1140,6 +1140,42 @@ fn af_xdp_gateway_metrics_are_scraped_by_prometheus() {
         std::thread::sleep(Duration::from_millis(700));
     }
     let generation = prometheus_value(&lab.gw, 9090, "gateway_config_generation");
+    // Every query of the Grafana dashboard gives series from the real Prometheus (a rate needs
+    // two scrapes in its window: asked again for a while).
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let dashboard: serde_json::Value =
+        serde_json::from_str(include_str!("../../docker/grafana/gateway-dashboard.json")).unwrap();
+    let mut empty_panels = Vec::new();
+    for panel in dashboard["panels"].as_array().unwrap() {
+        for target in panel["targets"].as_array().unwrap() {
+            let expr = target["expr"]
+                .as_str()
+                .unwrap()
+                .replace("$__rate_interval", "1m");
+            let query = || {
+                Command::new("ip")
+                    .args(["netns", "exec", &lab.gw, "promtool", "query", "instant"])
+                    .arg("http://127.0.0.1:9090")
+                    .arg(&expr)
+                    .output()
+                    .unwrap()
+            };
+            let answered = |o: &std::process::Output| {
+                o.status.success() && !String::from_utf8_lossy(&o.stdout).trim().is_empty()
+            };
+            let mut o = query();
+            while !answered(&o) && std::time::Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(500));
+                o = query();
+            }
+            if !answered(&o) {
+                empty_panels.push(format!(
+                    "{expr}: {}",
+                    String::from_utf8_lossy(&o.stderr).trim()
+                ));
+            }
+        }
+    }
     let _ = prometheus.kill();
     let _ = prometheus.wait();
     let _ = Command::new("kill")
@@ -1162,6 +1198,10 @@ fn af_xdp_gateway_metrics_are_scraped_by_prometheus() {
     );
     assert!(seen.last().unwrap().3 >= Some(3), "{seen:?}");
     assert_eq!(generation, Some(1));
+    assert!(
+        empty_panels.is_empty(),
+        "dashboard queries with no series: {empty_panels:#?}"
+    );
     assert!(
         stderr.contains("event=metrics_listen url=http://127.0.0.1:9108/metrics"),
         "{stderr}"
