@@ -166,7 +166,8 @@ impl Worker {
                         }
                     }
                 }
-                Next::Tx(_) | Next::Route => stats.drop(DropReason::NoRoute),
+                Next::Tx(_) => stats.drop(DropReason::UnknownOutputPort),
+                Next::Route => stats.drop(DropReason::NoVerdict),
             }
         }
         self.transmit(&tx_len, p);

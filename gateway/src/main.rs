@@ -1,7 +1,8 @@
 //! The edge packet gateway: command-line entry point.
 //!
-//! Sub-commands: `check` validates a configuration, `run` runs the datapath over the configured
-//! ports (pcap and memory ports today), `demo` shows the gateway at work on generated traffic.
+//! Sub-commands: `check` validates a configuration; `run` runs the datapath over the configured
+//! ports (AF_XDP, AF_PACKET, pcap, memory); `route`, `routes`, `reload` and `stats` talk to a
+//! running gateway; `pktgen` generates traffic; `demo` shows the gateway at work.
 
 use gateway::{demo, report, tables};
 

@@ -437,7 +437,7 @@ fn live_frames_arrive_on_the_peer_in_the_count_reported() {
     }
     x(&["ip", "link", "set", "pg-a", "up"]);
     x(&["ip", "link", "set", "pg-b", "up"]);
-    // Frames XDP_TX'd into a veth need the peer ready for them (IO-NOTES): GRO on.
+    // A veth drops frames XDP_TX'd into it unless its peer has GRO (or an XDP program) on.
     let gro =
         datapath::port::ethtool::in_netns(&ns, || datapath::port::ethtool::set_gro("pg-b", true));
     assert!(matches!(gro, Ok(true)), "GRO on pg-b: {gro:?}");
@@ -498,7 +498,7 @@ fn the_receiver_behind_an_af_xdp_gateway_gets_every_flow_both_ways() {
 }
 
 /// The same through the AF_PACKET fallback (the generator sends through AF_PACKET too: frames
-/// XDP_TX'd into a veth whose peer runs no XDP program need GRO there, see IO-NOTES).
+/// XDP_TX'd into a veth whose peer runs no XDP program are dropped unless GRO is on there).
 #[test]
 fn the_receiver_behind_an_af_packet_gateway_gets_every_flow_both_ways() {
     through_gateway("af_packet");

@@ -470,6 +470,14 @@ mod tests {
     }
 
     #[test]
+    fn a_batch_from_a_port_the_snapshot_lacks_is_dropped_under_its_own_name() {
+        let fib = fib();
+        let frame = ipv4_udp_frame(PEER, GW, (0xc000_0209, 1000), (0x0af4_0105, 53), b"x");
+        let v = verdicts(&fib, 5, &[frame.clone(), frame]);
+        assert_eq!(v, vec![Next::Drop(DropReason::UnknownInputPort); 2]);
+    }
+
+    #[test]
     fn tunnel_packets_forged_on_another_port_are_refused() {
         let fib = fib();
         // The gNB's and the VTEP's addresses, but arriving on the pods port.

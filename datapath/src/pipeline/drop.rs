@@ -96,6 +96,11 @@ drop_reasons! {
     LocalQueueFull => "local_queue_full", "for the gateway itself, but the control thread's queue is full";
     ReplyRateLimited => "reply_rate_limited", "GTP-U Echo Request not answered: over the reply rate limit (the icmp section)";
     LocalRateLimited => "local_rate_limited", "for the gateway itself, above the rate the control path takes for its kind (ARP/NDP, or ping and the rest)";
+    RewriteFailed => "rewrite_failed", "could not be rewritten for its egress (no room for the encapsulation's headers, or its tunnel is gone from the snapshot)";
+    EcmpNested => "ecmp_nested", "an ECMP member that is itself an ECMP group (not followed)";
+    UnknownInputPort => "unknown_input_port", "received on a port the forwarding snapshot does not have";
+    UnknownOutputPort => "unknown_output_port", "routed to a port the worker does not have";
+    NoVerdict => "no_verdict", "left by the pipeline without a verdict (a defect: counted, not sent)";
 }
 
 impl From<crate::wire::UdpError> for DropReason {

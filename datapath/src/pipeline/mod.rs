@@ -20,7 +20,8 @@ use drop::DropReason;
 pub enum Next {
     /// Classified, waiting for the route stage.
     Route,
-    /// For the gateway itself (counted as `local`; no local stack yet).
+    /// For the gateway itself: handed to the control thread's local stack (ARP, NDP, ICMP),
+    /// counted as `local`.
     Local,
     /// Dropped, counted under the reason.
     Drop(DropReason),
@@ -166,7 +167,7 @@ impl Pipeline {
         let n = batch.len.min(BATCH);
         let in_port = batch.in_port;
         let Some(port) = fib.port(in_port) else {
-            self.next[..n].fill(Next::Drop(DropReason::NoRoute));
+            self.next[..n].fill(Next::Drop(DropReason::UnknownInputPort));
             return &self.next[..n];
         };
 
@@ -263,7 +264,9 @@ impl Pipeline {
                 Next::Tx(p) => {
                     let mac = fib.port(p).map(|p| p.mac).unwrap_or_default();
                     match rewrite::rewrite_one(buf, meta, mac, fib) {
-                        rewrite::Rewritten::Failed => *next = Next::Drop(DropReason::TxFull),
+                        rewrite::Rewritten::Failed => {
+                            *next = Next::Drop(DropReason::RewriteFailed);
+                        }
                         rewrite::Rewritten::Encap(k) => self.encapped_kind[k % 3] += 1,
                         rewrite::Rewritten::Plain => {}
                     }

@@ -29,8 +29,9 @@ pub fn resolve_one(fib: &Fib, nh: u32, frame: &[u8], in_port: u8, meta: &mut Met
             let Some(e) = fib.encap(index) else {
                 return Next::Drop(DropReason::NoRoute);
             };
-            // The outer packet must fit the egress MTU (ICMP "fragmentation needed" / "packet
-            // too big" toward the source is not sent yet: the drop is counted).
+            // The outer packet must fit the egress MTU. The drop is counted, and the reply stage
+            // sends ICMP "fragmentation needed" / "packet too big" toward the source with
+            // the MTU left for the inner packet.
             let outer_ip_len = usize::from(meta.l3_len) + e.overhead() - 14;
             let mtu = fib.port(e.port).map_or(0, |p| p.mtu);
             if outer_ip_len > usize::from(mtu) {
@@ -48,7 +49,7 @@ pub fn resolve_one(fib: &Fib, nh: u32, frame: &[u8], in_port: u8, meta: &mut Met
         }
         Some(NextHop::Local) => return Next::Local,
         Some(NextHop::Blackhole) => return Next::Drop(DropReason::Blackhole),
-        Some(NextHop::Ecmp { .. }) => return Next::Drop(DropReason::NeighborUnresolved),
+        Some(NextHop::Ecmp { .. }) => return Next::Drop(DropReason::EcmpNested),
         Some(&NextHop::Unresolved {
             port,
             addr,

@@ -12,7 +12,7 @@
 //!   A removed interface (`ENXIO`, or its index gone) is reported once as removed; the port
 //!   then never sends again and the gateway goes on with its other ports.
 //! - Frames are copied between the UMEM and the worker's batch (a 64-byte frame costs far less
-//!   to copy than the transmit path costs on veth; see IO-NOTES).
+//!   to copy than veth's copy-mode transmit path costs).
 //! - Dropping the last socket of an interface closes the BPF link, which detaches the program:
 //!   nothing is left on the interface, whatever way the process ends.
 //!
@@ -432,7 +432,8 @@ impl AfXdpPort {
                     Err(e) => return Err(e),
                 },
             }
-            // A socket just closed on this queue may still hold it (IO-NOTES): wait and retry.
+            // A socket just closed on this queue may still hold it (the kernel releases the
+            // queue after the close returns, EBUSY meanwhile): wait and retry.
             busy_retries -= 1;
             std::thread::sleep(std::time::Duration::from_millis(100));
         }

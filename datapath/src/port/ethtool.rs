@@ -2,7 +2,7 @@
 //! `ethtool` program (which a fresh machine may lack). Transmit checksum offload, which veth
 //! enables by default: a host that leaves its checksums to offload sends partial checksums
 //! that XDP, and so AF_XDP, cannot tell from bad ones. GRO, which a veth needs on to take
-//! frames XDP_TX'd or redirected into its peer (the IO notes).
+//! frames XDP_TX'd or redirected into its peer.
 //!
 //! This is port plumbing with `unsafe` allowed: each block names what justifies it.
 
