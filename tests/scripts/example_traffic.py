@@ -39,15 +39,21 @@ def udp6(src, dst, n):
     return IPv6(src=src, dst=dst) / UDP(sport=40000 + n, dport=5000) / Raw(b"case-%d" % n)
 
 
+def from_vtep(peer, port, vni, inner_src_mac, inner):
+    """A VXLAN frame from the VTEP `peer` to the gateway's ext address."""
+    return (Ether(dst=GW_EXT, src=OUTSIDE) / IP(src=peer, dst="192.0.2.1")
+            / UDP(sport=51000, dport=port) / VXLAN(vni=vni)
+            / Ether(dst="66:1e:02:00:00:01", src=inner_src_mac) / inner)
+
+
 def calico():
     n4, n5 = "10.10.0.11", "10.10.0.12"
     vtep, ipip_peer = "192.0.2.20", "192.0.2.30"
     return {
         "neighbors": [(n4, "pods"), (n5, "pods"), (vtep, "ext"), (ipip_peer, "ext")],
         "cases": [
-            ("ext", lambda n: Ether(dst=GW_EXT, src=OUTSIDE) / IP(src=vtep, dst="192.0.2.1")
-             / UDP(sport=51000, dport=4789) / VXLAN(vni=4096)
-             / Ether(dst="66:1e:02:00:00:01", src="66:1e:02:00:00:14") / udp("172.30.0.5", "172.18.3.4", n),
+            ("ext", lambda n: from_vtep(vtep, 4789, 4096, "66:1e:02:00:00:14",
+                                        udp("172.30.0.5", "172.18.3.4", n)),
              {"out": "pods", "via": n4}),
             ("ext", lambda n: Ether(dst=GW_EXT, src=OUTSIDE) / IP(src=ipip_peer, dst="192.0.2.1", proto=4)
              / udp("172.31.0.9", "172.19.1.2", n),
@@ -71,15 +77,13 @@ def flannel():
     return {
         "neighbors": [(n1, "pods"), (n2, "pods"), (a, "ext"), (b, "ext")],
         "cases": [
-            ("ext", lambda n: Ether(dst=GW_EXT, src=OUTSIDE) / IP(src=a, dst="192.0.2.1")
-             / UDP(sport=52000, dport=8472) / VXLAN(vni=1)
-             / Ether(dst="0a:58:0a:f4:01:00", src="0a:58:0a:f5:00:00") / udp("10.245.0.3", "10.244.1.7", n),
+            ("ext", lambda n: from_vtep(a, 8472, 1, "0a:58:0a:f5:00:00",
+                                        udp("10.245.0.3", "10.244.1.7", n)),
              {"out": "pods", "via": n2}),
             # Calico's port is not Flannel's: not a tunnel here, so a UDP datagram for the
             # gateway itself, which no socket listens on.
-            ("ext", lambda n: Ether(dst=GW_EXT, src=OUTSIDE) / IP(src=a, dst="192.0.2.1")
-             / UDP(sport=52000, dport=4789) / VXLAN(vni=1)
-             / Ether() / udp("10.245.0.3", "10.244.1.7", n),
+            ("ext", lambda n: from_vtep(a, 4789, 1, "0a:58:0a:f5:00:00",
+                                        udp("10.245.0.3", "10.244.1.7", n)),
              {"local": True}),
             ("pods", lambda n: Ether(dst=GW_PODS, src=mac_of(n1)) / udp("10.244.0.5", "10.245.1.3", n),
              {"out": "ext", "via": b, "tunnel": "vxlan", "vni": 1, "udp_port": 8472, "peer": b,

@@ -84,6 +84,25 @@ fn last_error<T>() -> io::Result<T> {
     Err(io::Error::last_os_error())
 }
 
+/// setsockopt(2) of `level`/`opt` on `fd` with the bytes of `val`.
+fn set_opt(fd: &OwnedFd, level: i32, opt: i32, val: &[u8]) -> io::Result<()> {
+    // SAFETY: `val` is a live buffer of the given length for the duration of the call.
+    let r = unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            level,
+            opt,
+            val.as_ptr().cast(),
+            val.len() as u32,
+        )
+    };
+    if r < 0 {
+        last_error()
+    } else {
+        Ok(())
+    }
+}
+
 impl AfPacketPort {
     /// Opens an AF_PACKET socket on `interface` with a TPACKET_V3 receive ring.
     ///
@@ -116,23 +135,7 @@ impl AfPacketPort {
         }
         // SAFETY: `raw` is a fresh descriptor we own.
         let fd = unsafe { OwnedFd::from_raw_fd(raw) };
-        let set = |opt: i32, val: &[u8]| -> io::Result<()> {
-            // SAFETY: `val` is a live buffer of the given length for the duration of the call.
-            let r = unsafe {
-                libc::setsockopt(
-                    fd.as_raw_fd(),
-                    libc::SOL_PACKET,
-                    opt,
-                    val.as_ptr().cast(),
-                    val.len() as u32,
-                )
-            };
-            if r < 0 {
-                last_error()
-            } else {
-                Ok(())
-            }
-        };
+        let set = |opt: i32, val: &[u8]| set_opt(&fd, libc::SOL_PACKET, opt, val);
         set(
             libc::PACKET_VERSION,
             &(libc::tpacket_versions::TPACKET_V3 as i32).to_ne_bytes(),
@@ -250,34 +253,19 @@ impl AfPacketPort {
         if let Some(g) = group {
             // PACKET_FANOUT_HASH (0) in the high half, the group id in the low half.
             let arg = u32::from(g) | (libc::PACKET_FANOUT_HASH << 16);
-            // SAFETY: `arg` is a live u32 for the duration of the call.
-            let r = unsafe {
-                libc::setsockopt(
-                    port.fd.as_raw_fd(),
-                    libc::SOL_PACKET,
-                    libc::PACKET_FANOUT,
-                    (&arg as *const u32).cast(),
-                    4,
-                )
-            };
-            if r < 0 {
-                return last_error();
-            }
+            set_opt(
+                &port.fd,
+                libc::SOL_PACKET,
+                libc::PACKET_FANOUT,
+                &arg.to_ne_bytes(),
+            )?;
             // SO_DETACH_FILTER ignores its value, but socket options take an int at least.
-            let unused = 0i32;
-            // SAFETY: `unused` is a live i32 for the duration of the call.
-            let r = unsafe {
-                libc::setsockopt(
-                    port.fd.as_raw_fd(),
-                    libc::SOL_SOCKET,
-                    libc::SO_DETACH_FILTER,
-                    (&unused as *const i32).cast(),
-                    4,
-                )
-            };
-            if r < 0 {
-                return last_error();
-            }
+            set_opt(
+                &port.fd,
+                libc::SOL_SOCKET,
+                libc::SO_DETACH_FILTER,
+                &0i32.to_ne_bytes(),
+            )?;
         }
         Ok(port)
     }
