@@ -507,7 +507,7 @@ fn send_port(
     let mut batch = Batch::new();
     let idx: Vec<u8> = (0..BATCH as u8).collect();
     let mut seq = 0u32;
-    pace(run, rate, (4096, Duration::from_millis(1)), |want| {
+    let sent = pace(run, rate, (4096, Duration::from_millis(1)), |want| {
         let (mut n, mut bytes) = (0u64, 0u64);
         while n < want {
             let k = (want - n).min(BATCH as u64) as usize;
@@ -534,7 +534,16 @@ fn send_port(
             n += k as u64;
         }
         Ok((n, bytes))
-    })
+    })?;
+    // A flush kicks the kernel a bounded number of times (the forwarding path must not spin on
+    // a stuck ring), so the last frames may still sit in the TX ring: keep flushing a moment
+    // before the socket closes with them.
+    let end = Instant::now() + Duration::from_millis(200);
+    while Instant::now() < end {
+        port.flush().context("transmit")?;
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    Ok(sent)
 }
 
 /// `gateway pktgen`'s arguments.
