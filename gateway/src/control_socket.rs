@@ -157,6 +157,10 @@ pub struct Server {
     access: Access,
     own_uid: u32,
     clients: Vec<Client>,
+    /// Refused clients, told why and kept until they hang up (or a second passes): closing a
+    /// Unix socket whose request is unread resets it, and the client would read the reset
+    /// instead of the refusal.
+    refused: Vec<(mio::net::UnixStream, Instant)>,
     counters: Counters,
 }
 
@@ -168,6 +172,7 @@ impl Server {
             access,
             own_uid: rustix::process::geteuid().as_raw(),
             clients: Vec::new(),
+            refused: Vec::new(),
             counters: Counters::default(),
         }
     }
@@ -192,6 +197,18 @@ impl Server {
     pub fn turn(&mut self, mut handle: impl FnMut(&str) -> Answer) {
         self.accept();
         let now = Instant::now();
+        self.refused.retain_mut(|(conn, until)| {
+            let mut sink = [0u8; 256];
+            loop {
+                match conn.read(&mut sink) {
+                    Ok(0) => return false,
+                    Ok(_) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return now < *until,
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                    Err(_) => return false,
+                }
+            }
+        });
         for c in &mut self.clients {
             if let State::Reading(buf) = &mut c.state {
                 let mut chunk = [0u8; 256];
@@ -271,11 +288,13 @@ impl Server {
                 self.counters.refused += 1;
                 // One line into an empty socket buffer does not block.
                 let _ = conn.write(b"error: permission denied\n");
+                self.linger(conn);
                 continue;
             }
             if self.clients.len() >= MAX_CLIENTS {
                 self.counters.busy += 1;
                 let _ = conn.write(b"error: busy: too many control clients, try again\n");
+                self.linger(conn);
                 continue;
             }
             self.clients.push(Client {
@@ -283,6 +302,15 @@ impl Server {
                 state: State::Reading(Vec::new()),
                 deadline: Instant::now() + REQUEST_WAIT,
             });
+        }
+    }
+
+    /// Keeps a refused client until it hangs up (bounded in number and time; see `refused`).
+    fn linger(&mut self, conn: mio::net::UnixStream) {
+        if self.refused.len() < MAX_CLIENTS {
+            let _ = conn.shutdown(std::net::Shutdown::Write);
+            self.refused
+                .push((conn, Instant::now() + Duration::from_secs(1)));
         }
     }
 
