@@ -400,6 +400,9 @@ fn live_frames_arrive_on_the_peer_in_the_count_reported() {
         gateway::skipped("needs root");
         return;
     }
+    // Not beside the gateway tests below: their busy-polling worker takes a whole core of
+    // two, and running beside one this test lost the last frames of its burst in CI.
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let ns = format!("gwpg-{}", std::process::id());
     let sh = |args: &[&str]| {
         let o = Command::new(args[0]).args(&args[1..]).output().unwrap();
