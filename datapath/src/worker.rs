@@ -6,6 +6,7 @@ use crate::local::{local_kind, LocalKind, LocalPath};
 use crate::lpm::Reader;
 use crate::pipeline::batch::{Batch, BATCH};
 use crate::pipeline::drop::DropReason;
+use crate::pipeline::trace::{Record, Tap};
 use crate::pipeline::{Next, Pipeline};
 use crate::port::Port;
 use crate::ratelimit::{Limit, TokenBucket};
@@ -52,6 +53,10 @@ pub struct Worker {
     /// Kernel drop totals already counted, per port.
     kernel_drops: [u64; MAX_PORTS],
     up_limits: UpLimits,
+    /// The packet trace, when the gateway offers one, this worker's number in its records,
+    /// and the records of the batch being traced.
+    tap: Option<(Arc<Tap>, u16)>,
+    records: Box<[Record]>,
 }
 
 impl Worker {
@@ -68,7 +73,16 @@ impl Worker {
             local: None,
             kernel_drops: [0; MAX_PORTS],
             up_limits: UpLimits::default(),
+            tap: None,
+            records: Box::new([]),
         }
+    }
+
+    /// Offers the packets this worker sees to `tap` while it is armed, as worker `id`.
+    pub fn with_tap(mut self, tap: Arc<Tap>, id: u16) -> Self {
+        self.tap = Some((tap, id));
+        self.records = vec![Record::default(); BATCH].into_boxed_slice();
+        self
     }
 
     /// Hands frames for the gateway itself to the control thread through `path`, and sends
@@ -119,7 +133,19 @@ impl Worker {
             .rx_bytes
             .add(self.batch.packets().iter().map(|b| b.len() as u64).sum());
 
-        let count = self.pipeline.process(&mut self.batch, fib).len();
+        // The one check a batch pays for the trace.
+        let traced = match &self.tap {
+            Some((tap, _)) if tap.armed() => tap.filter(),
+            _ => None,
+        };
+        let count = if traced.is_some() {
+            let records = &mut self.records;
+            self.pipeline
+                .process_traced(&mut self.batch, fib, records)
+                .len()
+        } else {
+            self.pipeline.process(&mut self.batch, fib).len()
+        };
         let next = &self.pipeline.verdicts()[..count];
         let tx_idx = &mut self.tx_idx;
         let mut tx_len = [0usize; MAX_PORTS];
@@ -142,12 +168,17 @@ impl Worker {
                             }
                             LocalKind::Other => (&mut self.up_limits.other, fib.reply_limit()),
                         };
-                        if !bucket.allow(limit) {
-                            stats.drop(DropReason::LocalRateLimited)
+                        let shed = if !bucket.allow(limit) {
+                            DropReason::LocalRateLimited
                         } else if l.hand_up_as(kind, p as u8, frame) {
-                            stats.local.add(1)
+                            stats.local.add(1);
+                            continue;
                         } else {
-                            stats.drop(DropReason::LocalQueueFull)
+                            DropReason::LocalQueueFull
+                        };
+                        stats.drop(shed);
+                        if let Some(r) = self.records.get_mut(i).filter(|_| traced.is_some()) {
+                            r.verdict = Next::Drop(shed);
                         }
                     }
                     None => stats.local.add(1),
@@ -168,6 +199,14 @@ impl Worker {
                 }
                 Next::Tx(_) => stats.drop(DropReason::UnknownOutputPort),
                 Next::Route => stats.drop(DropReason::NoVerdict),
+            }
+        }
+        if let (Some(filter), Some((tap, id))) = (traced, &self.tap) {
+            for r in &mut self.records[..count] {
+                r.worker = *id;
+                if filter.matches(r) && !tap.offer(r) {
+                    break;
+                }
             }
         }
         self.transmit(&tx_len, p);

@@ -531,4 +531,70 @@ mod tests {
             [Next::Tx(0), Next::Drop(DropReason::TunnelUnknownPeer)]
         );
     }
+
+    #[test]
+    fn tracing_a_batch_changes_no_verdict_or_byte_and_records_each_stage() {
+        use super::super::trace::Record;
+        let fib = fib();
+        let plain = ipv4_udp_frame(PEER, GW, (0xc000_0209, 1000), (0x0af4_0105, 53), b"x");
+        let unrouted = ipv4_udp_frame(PEER, GW, (0xc000_0209, 1000), (0x0808_0808, 53), b"x");
+        let frames = [
+            gtpu([192, 0, 2, 10], 0x1001),
+            vxlan([192, 0, 2, 20], 4096),
+            ipip([192, 0, 2, 30]),
+            gtpu([192, 0, 2, 10], 0x1003),
+            plain,
+            unrouted,
+        ];
+        let run = |traced: bool| {
+            let mut batch = Batch::new();
+            for (buf, f) in batch.bufs.iter_mut().zip(&frames) {
+                assert!(buf.load(f, 0));
+            }
+            batch.len = frames.len();
+            let mut records = vec![Record::default(); frames.len()];
+            let mut pipe = Pipeline::new();
+            let v = if traced {
+                pipe.process_traced(&mut batch, &fib, &mut records).to_vec()
+            } else {
+                pipe.process(&mut batch, &fib).to_vec()
+            };
+            let out: Vec<Vec<u8>> = batch.bufs[..frames.len()]
+                .iter()
+                .map(|b| b.frame().to_vec())
+                .collect();
+            (v, out, records)
+        };
+        let (v, out, _) = run(false);
+        let (tv, tout, r) = run(true);
+        assert_eq!((&v, &out), (&tv, &tout));
+        let gtpu_drop = Next::Drop(DropReason::GtpuUnknownTeid);
+        let no_route = Next::Drop(DropReason::NoRoute);
+        assert_eq!(
+            r.iter().map(|r| r.verdict).collect::<Vec<_>>(),
+            [
+                Next::Tx(1),
+                Next::Tx(1),
+                Next::Tx(1),
+                gtpu_drop,
+                Next::Tx(1),
+                no_route
+            ]
+        );
+        // Classify marked the tunnels for decap; decap moved to the inner header of each kind.
+        for (k, r) in r[..3].iter().enumerate() {
+            assert!(r.tunnel_endpoint && usize::from(r.tunnel) == k, "{r:?}");
+            assert_eq!((r.outer_l3, r.decapped, r.proto), (14, Next::Route, 17));
+            assert!(r.l3 > r.outer_l3 && r.nh != crate::lpm::NO_ROUTE);
+            assert_eq!(usize::from(r.len), frames[k].len());
+            assert_eq!(r.head[..frames[k].len()], frames[k][..]);
+            assert_eq!(usize::from(r.out_len), out[k].len());
+        }
+        assert_eq!(
+            (r[3].decapped, r[3].routed, r[3].nh),
+            (gtpu_drop, Next::Route, crate::lpm::NO_ROUTE)
+        );
+        assert!(!r[4].tunnel_endpoint && r[4].l3 == 14 && r[4].nh != crate::lpm::NO_ROUTE);
+        assert_eq!((r[5].routed, r[5].nh), (no_route, crate::lpm::NO_ROUTE));
+    }
 }

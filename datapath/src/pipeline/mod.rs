@@ -9,6 +9,7 @@ pub mod drop;
 pub mod reply;
 pub mod rewrite;
 pub mod route;
+pub mod trace;
 
 use crate::fib::Fib;
 use crate::lpm::NO_ROUTE;
@@ -164,20 +165,54 @@ impl Pipeline {
     /// Runs every stage over `batch` and returns the verdict of each packet. Packets with
     /// [`Next::Tx`] have been rewritten and are ready to send.
     pub fn process(&mut self, batch: &mut Batch, fib: &Fib) -> &[Next] {
+        self.run::<false>(batch, fib, &mut [])
+    }
+
+    /// [`Pipeline::process`], also writing what each stage decided for packet `i` into
+    /// `records[i]` ([`trace`]). The same code: only the recording is added.
+    pub fn process_traced(
+        &mut self,
+        batch: &mut Batch,
+        fib: &Fib,
+        records: &mut [trace::Record],
+    ) -> &[Next] {
+        self.run::<true>(batch, fib, records)
+    }
+
+    #[inline(always)]
+    fn run<const TRACE: bool>(
+        &mut self,
+        batch: &mut Batch,
+        fib: &Fib,
+        records: &mut [trace::Record],
+    ) -> &[Next] {
         let n = batch.len.min(BATCH);
         let in_port = batch.in_port;
+        if TRACE {
+            for (r, buf) in records.iter_mut().zip(&batch.bufs[..n]) {
+                *r = trace::Record {
+                    in_port,
+                    ..trace::Record::default()
+                };
+                r.len = trace::keep_head(buf.frame(), &mut r.head);
+            }
+        }
         let Some(port) = fib.port(in_port) else {
             self.next[..n].fill(Next::Drop(DropReason::UnknownInputPort));
+            if TRACE {
+                self.finish_records(batch, n, records);
+            }
             return &self.next[..n];
         };
 
         // Classify. Plain traffic on a port with reverse-path filtering must come from where
         // its source is routed (tunnel packets are checked against their peer in decap).
         let rpf = fib.rpf(in_port) != crate::fib::Rpf::Off;
-        for ((buf, meta), next) in batch.bufs[..n]
+        for (i, ((buf, meta), next)) in batch.bufs[..n]
             .iter_mut()
             .zip(&mut self.meta[..n])
             .zip(&mut self.next[..n])
+            .enumerate()
         {
             *next = classify::classify_one(buf.frame(), in_port, port, fib, meta);
             if *next == Next::Route {
@@ -190,6 +225,17 @@ impl Pipeline {
                     *next = Next::Drop(DropReason::RpfFailed);
                 }
             }
+            if TRACE {
+                if let Some(r) = records.get_mut(i) {
+                    r.classified = *next;
+                    if *next == Next::Route {
+                        r.outer_l3 = meta.l3_off;
+                        r.outer_l4 = meta.l4_off;
+                        r.outer_ipv6 = meta.ipv6;
+                        r.tunnel_endpoint = meta.decap;
+                    }
+                }
+            }
         }
 
         // Decap: packets for a local tunnel endpoint lose their outer headers (by moving the
@@ -199,10 +245,11 @@ impl Pipeline {
         self.encapped_kind = [0; 3];
         self.last_tunnel.clear();
         let mut echo_requests = false;
-        for ((buf, meta), next) in batch.bufs[..n]
+        for (i, ((buf, meta), next)) in batch.bufs[..n]
             .iter_mut()
             .zip(&mut self.meta[..n])
             .zip(&mut self.next[..n])
+            .enumerate()
         {
             meta.echo_request = false;
             meta.inner = false;
@@ -216,6 +263,18 @@ impl Pipeline {
                     self.decapped += 1;
                     self.decapped_kind[usize::from(meta.tunnel) % 3] += 1;
                     buf.truncate(usize::from(meta.l3_off) + usize::from(meta.l3_len));
+                }
+            }
+            if TRACE {
+                if let Some(r) = records.get_mut(i) {
+                    r.decapped = *next;
+                    if r.classified == Next::Route {
+                        r.tunnel = meta.tunnel;
+                        r.l3 = meta.l3_off;
+                        r.l4 = meta.l4_off;
+                        r.ipv6 = meta.ipv6;
+                        r.proto = meta.proto;
+                    }
                 }
             }
         }
@@ -245,6 +304,14 @@ impl Pipeline {
                 let i = usize::from(i);
                 let v =
                     route::resolve_one(fib, nh, batch.bufs[i].frame(), in_port, &mut self.meta[i]);
+                if TRACE {
+                    if let Some(r) = records.get_mut(i) {
+                        r.nh = nh;
+                        r.routed = v;
+                        r.member =
+                            route::ecmp_choice(fib, nh, batch.bufs[i].frame(), &self.meta[i]);
+                    }
+                }
                 errors |= matches!(
                     v,
                     Next::Drop(DropReason::MtuExceeded | DropReason::TtlExpired)
@@ -331,6 +398,26 @@ impl Pipeline {
                 }
             }
         }
+        if TRACE {
+            self.finish_records(batch, n, records);
+        }
         &self.next[..n]
+    }
+
+    /// The final verdict and the frame as it leaves, for each traced packet.
+    fn finish_records(&self, batch: &Batch, n: usize, records: &mut [trace::Record]) {
+        for ((r, buf), (meta, next)) in records
+            .iter_mut()
+            .zip(&batch.bufs[..n])
+            .zip(self.meta[..n].iter().zip(&self.next[..n]))
+        {
+            r.verdict = *next;
+            if r.classified == Next::Route && r.decapped == Next::Route {
+                r.encap = meta.encap;
+            }
+            if let Next::Tx(_) = next {
+                r.out_len = trace::keep_head(buf.frame(), &mut r.out_head);
+            }
+        }
     }
 }

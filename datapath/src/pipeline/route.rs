@@ -8,6 +8,17 @@ use super::{Meta, Next};
 use crate::fib::{Fib, NextHop};
 use crate::lpm::NO_ROUTE;
 
+/// The member of an ECMP next hop `nh` that [`resolve_one`] chooses for this packet, for the
+/// trace; `None` when `nh` is not ECMP.
+pub fn ecmp_choice(fib: &Fib, nh: u32, frame: &[u8], meta: &Meta) -> Option<NextHop> {
+    match fib.nexthop(nh) {
+        Some(&NextHop::Ecmp { start, len }) => {
+            fib.ecmp_member(start, len, flow_hash(frame, meta)).copied()
+        }
+        _ => None,
+    }
+}
+
 /// Resolves the next hop `nh` for a packet that arrived on `in_port`; on success writes the
 /// neighbour MAC into `meta.dst_mac` and returns the egress.
 #[inline(always)]
