@@ -191,10 +191,18 @@ pub fn run_live(
         .collect();
     let stats: Vec<Arc<Stats>> = workers.iter().map(|w| Arc::clone(w.stats())).collect();
     let snap = || snapshot(stats.iter().map(|s| &**s), c.ports.len());
+    let tap = Arc::new(datapath::pipeline::trace::Tap::new(
+        crate::trace::TAP_CAPACITY,
+    ));
+    let mut tracing = crate::trace::TraceControl::new(Arc::clone(&tap));
     let workers: Vec<Worker> = workers
         .into_iter()
         .zip(&paths)
-        .map(|(w, p)| w.with_local(Arc::clone(p)))
+        .enumerate()
+        .map(|(i, (w, p))| {
+            w.with_local(Arc::clone(p))
+                .with_tap(Arc::clone(&tap), i as u16)
+        })
         .collect();
     // Frames the control thread sends leave through the first worker's queues.
     let Some(down) = paths.first().cloned() else {
@@ -314,7 +322,16 @@ pub fn run_live(
                 let shed: u64 = paths.iter().map(|p| p.resolve_shed()).sum();
                 let counters = server.counters();
                 server.turn(|request| {
-                    answer(request, c, &snap, &mut changes, &neighbors, shed, counters)
+                    answer(
+                        request,
+                        c,
+                        &snap,
+                        &mut changes,
+                        &neighbors,
+                        &mut tracing,
+                        shed,
+                        counters,
+                    )
                 });
             }
             let mut trigger = hangup.swap(false, Ordering::Relaxed).then_some("sighup");
@@ -390,6 +407,7 @@ pub fn run_live(
             stack.tick();
             if now_tick.elapsed() >= Duration::from_millis(100) {
                 neighbors.tick(&down);
+                tracing.tick();
                 now_tick = Instant::now();
                 if metrics.is_some() {
                     let f = ControlFacts {
@@ -451,13 +469,16 @@ pub fn run_live(
 /// The answer to one control-socket request: `stats` (or nothing) with the counters as one
 /// JSON line, `route ...` with the outcome of the route change and `routes get|show` with the
 /// routes in force ([`crate::routes`]), `reload` with the outcome of the reload
-/// ([`crate::reload`]) once it is built.
+/// ([`crate::reload`]) once it is built, `trace ...` and `explain ...` with packet records
+/// ([`crate::trace`]).
+#[allow(clippy::too_many_arguments)]
 fn answer(
     request: &str,
     c: &Config,
     snap: &dyn Fn() -> Vec<PortSnapshot>,
     changes: &mut Changes,
     neighbors: &Neighbors,
+    tracing: &mut crate::trace::TraceControl,
     resolve_shed: u64,
     control: crate::control_socket::Counters,
 ) -> Answer {
@@ -478,6 +499,10 @@ fn answer(
             Some(r) => Answer::Now(r.lookup(request, &changes.slot.current(), &ports)),
             None => Answer::Now("error: this gateway has no route tables to show\n".to_string()),
         }
+    } else if request.starts_with("trace ") || request.starts_with("explain ") {
+        let ports: Vec<String> = c.ports.iter().map(|p| p.name.clone()).collect();
+        let fib = changes.slot.current();
+        Answer::Now(tracing.answer(request, &fib, changes.routes.as_ref(), &ports))
     } else if request == "reload" {
         match changes.want_reload() {
             Ok(generation) => Answer::AfterReload(generation),
@@ -508,7 +533,7 @@ fn answer(
         Answer::Now("error: this gateway takes no route changes\n".to_string())
     } else {
         Answer::Now(format!(
-            "error: unknown request {request:?}: expected `stats`, `route ...`, `routes ...` or `reload`\n"
+            "error: unknown request {request:?}: expected `stats`, `route ...`, `routes ...`, `trace ...`, `explain ...` or `reload`\n"
         ))
     }
 }

@@ -24,8 +24,9 @@ pub const MAX_CLIENTS: usize = 32;
 const REQUEST_WAIT: Duration = Duration::from_millis(50);
 /// How long a client may take to read its answer.
 const ANSWER_WAIT: Duration = Duration::from_secs(10);
-/// The longest request line read.
-const REQUEST_MAX: usize = 1024;
+/// The longest request line read: `explain` carries a frame in hex (the largest frame a
+/// buffer holds, 16 KiB, is 32 KiB of hex).
+const REQUEST_MAX: usize = 40 * 1024;
 
 /// Who may use the control socket besides root and the gateway's own user.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -211,7 +212,7 @@ impl Server {
         });
         for c in &mut self.clients {
             if let State::Reading(buf) = &mut c.state {
-                let mut chunk = [0u8; 256];
+                let mut chunk = [0u8; 4096];
                 let ended = loop {
                     if buf.len() >= REQUEST_MAX || buf.contains(&b'\n') {
                         break true;

@@ -16,6 +16,7 @@ pub mod report;
 pub mod routes;
 pub mod skip;
 pub mod tables;
+pub mod trace;
 
 pub use skip::skipped;
 #[cfg(test)]

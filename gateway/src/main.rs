@@ -102,6 +102,64 @@ enum Command {
         #[command(subcommand)]
         query: RoutesQuery,
     },
+    /// Trace the next packets a running gateway's workers see, through its control socket, and
+    /// print each one's path through the stages (as VPP's `trace add`): input port and worker,
+    /// classify, tunnel decapsulated, inner header, route matched, rewrite, and the output port
+    /// or the drop reason.
+    Trace {
+        /// The gateway's --control-socket.
+        #[arg(long)]
+        socket: PathBuf,
+        /// Packets to trace.
+        #[arg(long, default_value_t = 10)]
+        count: u32,
+        /// Only packets received on this port.
+        #[arg(long)]
+        port: Option<String>,
+        /// Only packets whose outer or inner header matches, for example
+        /// `dst 10.244.0.0/16 and proto udp and tunnel gtpu` (words: src, dst, proto
+        /// udp|tcp|icmp|icmpv6|N, tunnel gtpu|vxlan|ipip|none).
+        #[arg(long, default_value = "")]
+        filter: String,
+        /// Stop waiting after this many seconds.
+        #[arg(long, default_value_t = 10.0)]
+        timeout: f64,
+        /// One JSON object a packet instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Explain what the gateway does with a frame: the same pipeline code the workers run, on a
+    /// snapshot built from --config, or on a running gateway's current one through --socket
+    /// (routes added or reloaded at run time included). Nothing is sent. The frame is --hex,
+    /// each frame of --pcap (or its --index'th), or built from pktgen's flags
+    /// (`--kind gtpu --teid 0x1001 --inner-dst 10.244.1.5`), then addressed to the input
+    /// port's MAC.
+    Explain {
+        /// A configuration file to build the snapshot from.
+        #[arg(long, required_unless_present = "socket", conflicts_with = "socket")]
+        config: Option<PathBuf>,
+        /// A running gateway's --control-socket.
+        #[arg(long)]
+        socket: Option<PathBuf>,
+        /// The input port (default: the first).
+        #[arg(long = "port")]
+        in_port: Option<String>,
+        /// The frame in hex, from its Ethernet header.
+        #[arg(long, conflicts_with = "pcap")]
+        hex: Option<String>,
+        /// A pcap or pcapng file.
+        #[arg(long)]
+        pcap: Option<PathBuf>,
+        /// Only this frame of --pcap, counted from 1 as tshark does.
+        #[arg(long, requires = "pcap")]
+        index: Option<usize>,
+        /// One JSON object a frame instead of text.
+        #[arg(long)]
+        json: bool,
+        /// Frame built from pktgen's flags when neither --hex nor --pcap is given.
+        #[command(flatten)]
+        spec: Box<gateway::pktgen::Spec>,
+    },
     /// Reload a running gateway's configuration file, through its control socket: routes,
     /// tunnels and neighbours change while the workers forward; a file with problems changes
     /// nothing (they are listed) and port or worker changes need a restart. SIGHUP does the
@@ -332,6 +390,59 @@ fn run() -> Result<ExitCode> {
             } else {
                 ExitCode::SUCCESS
             })
+        }
+        Command::Trace {
+            socket,
+            count,
+            port,
+            filter,
+            timeout,
+            json,
+        } => {
+            if !(timeout.is_finite() && timeout > 0.0) {
+                bail!("--timeout must be a positive number of seconds");
+            }
+            let filter = match port {
+                Some(p) => format!("port {p} {filter}"),
+                None => filter,
+            };
+            gateway::trace::follow(
+                &socket,
+                count,
+                &filter,
+                std::time::Duration::from_secs_f64(timeout),
+                json,
+                &mut std::io::stdout().lock(),
+            )?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Explain {
+            config,
+            socket,
+            in_port,
+            hex,
+            pcap,
+            index,
+            json,
+            spec,
+        } => {
+            let explained = gateway::trace::explain_cli(&gateway::trace::ExplainArgs {
+                config,
+                socket,
+                in_port,
+                hex,
+                pcap,
+                index,
+                spec: *spec,
+            })?;
+            for v in &explained {
+                if json {
+                    println!("{v}");
+                } else {
+                    print!("{}", gateway::trace::text(v));
+                }
+            }
+            Ok(ExitCode::SUCCESS)
         }
         Command::Reload { socket } => {
             let answer = gateway::control::request(&socket, "reload")?;

@@ -309,19 +309,58 @@ fn table_error(p: IpNet, e: lpm::Error) -> String {
 /// What a next hop does, for `gateway routes`: the port, the neighbour and its MAC (static,
 /// learned, or not resolved), each ECMP member, a tunnel, a drop.
 pub fn describe(fib: &Fib, nh: u32, ports: &[String]) -> String {
-    let port = |p: u8| {
-        ports
-            .get(usize::from(p))
-            .cloned()
-            .unwrap_or_else(|| format!("port{p}"))
+    match fib.nexthop(nh) {
+        Some(&NextHop::Ecmp { start, len }) => {
+            let members: Vec<String> = (0..len)
+                .filter_map(|i| fib.ecmp_member(start, len, i))
+                .map(|h| describe_hop(fib, h, ports))
+                .collect();
+            format!("ecmp [{}]", members.join("; "))
+        }
+        Some(h) => describe_hop(fib, h, ports),
+        None => format!("next hop {nh} (unknown)"),
+    }
+}
+
+/// The name of port `p`.
+pub fn port_name(ports: &[String], p: u8) -> String {
+    ports
+        .get(usize::from(p))
+        .cloned()
+        .unwrap_or_else(|| format!("port{p}"))
+}
+
+/// A MAC address as `02:00:00:00:00:01`.
+pub fn mac_text(m: [u8; 6]) -> String {
+    m.iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(":")
+}
+
+/// An encapsulation: `tunnel gtpu teid 0x2001 qfi 9 to 172.16.135.60 dev n3`.
+pub fn encap_text(e: &datapath::fib::Encap, ports: &[String]) -> String {
+    use datapath::fib::EncapKind;
+    let kind = match e.kind {
+        EncapKind::Gtpu { teid, qfi } => match qfi {
+            Some(q) => format!("gtpu teid {teid:#x} qfi {q}"),
+            None => format!("gtpu teid {teid:#x}"),
+        },
+        EncapKind::Vxlan { vni, udp_port, .. } => format!("vxlan vni {vni} port {udp_port}"),
+        EncapKind::Ipip => "ipip".to_string(),
     };
-    let mac = |m: [u8; 6]| {
-        m.iter()
-            .map(|b| format!("{b:02x}"))
-            .collect::<Vec<_>>()
-            .join(":")
-    };
-    let one = |h: &NextHop| match *h {
+    format!(
+        "tunnel {kind} to {} dev {}",
+        datapath::fib::key_ip(e.peer),
+        port_name(ports, e.port)
+    )
+}
+
+/// What one next hop (not an ECMP group) does, as [`describe`] says it.
+pub fn describe_hop(fib: &Fib, h: &NextHop, ports: &[String]) -> String {
+    let port = |p: u8| port_name(ports, p);
+    let mac = mac_text;
+    match *h {
         NextHop::Local => "local (the gateway's own address)".to_string(),
         NextHop::Blackhole => "drop (blackhole)".to_string(),
         NextHop::Forward {
@@ -338,27 +377,11 @@ pub fn describe(fib: &Fib, nh: u32, ports: &[String]) -> String {
         }
         NextHop::Connected { port: p } => format!("connected dev {}", port(p)),
         NextHop::Encap { index } => match fib.encap(index) {
-            Some(e) => format!(
-                "tunnel {:?} to {} dev {}",
-                e.kind,
-                datapath::fib::key_ip(e.peer),
-                port(e.port)
-            ),
+            Some(e) => encap_text(e, ports),
             None => "tunnel".to_string(),
         },
         NextHop::NoSession => "GTP-U tunnel, no session covers it (gtpu_no_session)".to_string(),
         NextHop::Ecmp { .. } => "ECMP".to_string(),
-    };
-    match fib.nexthop(nh) {
-        Some(&NextHop::Ecmp { start, len }) => {
-            let members: Vec<String> = (0..len)
-                .filter_map(|i| fib.ecmp_member(start, len, i))
-                .map(&one)
-                .collect();
-            format!("ecmp [{}]", members.join("; "))
-        }
-        Some(h) => one(h),
-        None => format!("next hop {nh} (unknown)"),
     }
 }
 

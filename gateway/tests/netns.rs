@@ -1350,3 +1350,237 @@ fn af_xdp_gateway_reloads_when_its_configmap_file_is_swapped() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The frames of the trace test, as the external host (`from_ext`) or the pod host sends them:
+/// a GTP-U, a VXLAN, an IPIP and a plain packet to a pod, one to an unrouted address, a G-PDU
+/// for an unknown TEID, a packet out of TTL (answered with an ICMP error), one with a broken
+/// IPv4 checksum; and a reply from a pod to a UE, encapsulated in GTP-U.
+fn trace_frames(from_ext: bool) -> Vec<Vec<u8>> {
+    use datapath::craft::{
+        gtpu_payload, ipv4_frame, ipv4_udp_frame, udp_frame, vxlan_payload, UdpSpec,
+    };
+    let (ext, gw_ext, pod, gw_pods) = (
+        [2, 0, 0, 0, 0, 0x99],
+        [2, 0, 0, 0, 0, 1],
+        [2, 0, 0, 0, 2, 1],
+        [2, 0, 0, 0, 1, 1],
+    );
+    let ip = |a: [u8; 4]| u32::from_be_bytes(a);
+    let udp = |src: &str, dst: &str, ttl| {
+        udp_frame(&UdpSpec {
+            src_mac: ext,
+            dst_mac: gw_ext,
+            src: src.parse().unwrap(),
+            dst: dst.parse().unwrap(),
+            src_port: 1000,
+            dst_port: 53,
+            ttl,
+            payload_len: 18,
+        })
+    };
+    if !from_ext {
+        let mut f = udp("10.244.1.5", "10.46.0.7", 64);
+        f[..6].copy_from_slice(&gw_pods);
+        f[6..12].copy_from_slice(&pod);
+        return vec![f];
+    }
+    let inner = |src: &str| udp(src, "10.244.1.5", 64)[14..].to_vec();
+    let gw = (ip([192, 0, 2, 1]), 2152);
+    let peer = (ip([192, 0, 2, 10]), 2152);
+    let mut inner_eth = vec![2, 0, 0, 0, 0, 1, 2, 0, 0, 0, 9, 9, 8, 0];
+    inner_eth.extend_from_slice(&inner("10.99.0.1"));
+    let mut bad_sum = udp("192.0.2.10", "10.244.1.5", 64);
+    bad_sum[24] ^= 0xff;
+    vec![
+        ipv4_udp_frame(
+            ext,
+            gw_ext,
+            peer,
+            gw,
+            &gtpu_payload(0x1001, Some(9), &inner("10.46.0.7")),
+        ),
+        ipv4_udp_frame(
+            ext,
+            gw_ext,
+            (peer.0, 40000),
+            (gw.0, 4789),
+            &vxlan_payload(4096, &inner_eth),
+        ),
+        ipv4_frame(ext, gw_ext, peer.0, gw.0, 4, &inner("10.99.0.1")),
+        udp("192.0.2.10", "10.244.1.5", 64),
+        udp("192.0.2.10", "10.77.0.5", 64),
+        ipv4_udp_frame(
+            ext,
+            gw_ext,
+            peer,
+            gw,
+            &gtpu_payload(0x1003, None, &inner("10.46.0.7")),
+        ),
+        udp("192.0.2.10", "10.244.1.5", 1),
+        bad_sum,
+    ]
+}
+
+/// `gateway trace` on an AF_XDP gateway while the external host and a pod replay crafted
+/// frames: each record shows the stages the packet went through and its outcome, and
+/// `gateway explain` on the same frames (offline from the configuration, and through the
+/// running gateway's socket) gives the same records, field by field.
+#[test]
+fn af_xdp_gateway_traces_packets_and_explain_gives_the_same_records() {
+    let Some((_serial, lab, dir)) = lab_for("tr") else {
+        return;
+    };
+    let cfg = dir.join("gw.toml");
+    std::fs::write(&cfg, config_for("af_xdp")).unwrap();
+    let sock = dir.join("control.sock");
+    let mut gateway = start_gateway(
+        &lab,
+        &cfg,
+        &[
+            "--duration".as_ref(),
+            "20".as_ref(),
+            "--control-socket".as_ref(),
+            sock.as_os_str(),
+        ],
+        false,
+    );
+    let pcaps: Vec<std::path::PathBuf> = [true, false]
+        .iter()
+        .map(|&from_ext| {
+            let path = dir.join(if from_ext { "ext.pcap" } else { "pods.pcap" });
+            let mut w = datapath::port::pcap::PcapWriter::create(&path).unwrap();
+            for (i, f) in trace_frames(from_ext).iter().enumerate() {
+                w.write(f, i as u64 * 1000).unwrap();
+            }
+            w.flush().unwrap();
+            path
+        })
+        .collect();
+    let wanted = trace_frames(true).len() + trace_frames(false).len();
+    // The external host's own VXLAN device would add ARP and neighbour discovery of its own.
+    lab.exec(&lab.ext, &["ip", "link", "set", "vx0", "down"])
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    let trace = Command::new(env!("CARGO_BIN_EXE_gateway"))
+        .args([
+            "trace",
+            "--json",
+            "--timeout",
+            "10",
+            "--filter",
+            "proto udp and src 0.0.0.0/0",
+        ])
+        .args(["--count", &(wanted + 1).to_string(), "--socket"])
+        .arg(&sock)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    for (ns, dev, pcap) in [
+        (&lab.ext, "ext-a", &pcaps[0]),
+        (&lab.pods, "pod-b", &pcaps[1]),
+    ] {
+        let o = Command::new("ip")
+            .args(["netns", "exec", ns, env!("CARGO_BIN_EXE_gateway"), "replay"])
+            .args(["--interface", dev, "--pcap"])
+            .arg(pcap)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let traced = trace.wait_with_output().unwrap();
+    let explain = |source: &[&std::ffi::OsStr], port: &str, pcap: &std::path::Path| {
+        let o = Command::new(env!("CARGO_BIN_EXE_gateway"))
+            .arg("explain")
+            .args(source)
+            .args(["--json", "--port", port, "--pcap"])
+            .arg(pcap)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        String::from_utf8_lossy(&o.stdout).to_string()
+    };
+    let mut live = explain(&["--socket".as_ref(), sock.as_os_str()], "ext", &pcaps[0]);
+    live += &explain(&["--socket".as_ref(), sock.as_os_str()], "pods", &pcaps[1]);
+    let mut offline = explain(&["--config".as_ref(), cfg.as_os_str()], "ext", &pcaps[0]);
+    offline += &explain(&["--config".as_ref(), cfg.as_os_str()], "pods", &pcaps[1]);
+    let _ = Command::new("kill").arg(gateway.id().to_string()).status();
+    let _ = gateway.wait();
+
+    let records = |text: &str| -> Vec<serde_json::Value> {
+        text.lines()
+            .map(|l| {
+                let mut v: serde_json::Value = serde_json::from_str(l).unwrap();
+                v["worker"] = serde_json::Value::Null;
+                v
+            })
+            .collect()
+    };
+    let traced_text = String::from_utf8_lossy(&traced.stdout).to_string();
+    let (traced, live, offline) = (records(&traced_text), records(&live), records(&offline));
+    assert_eq!(
+        traced.len(),
+        wanted,
+        "the trace kept every frame and nothing else:\n{traced_text}"
+    );
+    for (i, ((t, l), o)) in traced.iter().zip(&live).zip(&offline).enumerate() {
+        assert_eq!(t, l, "frame {i}: trace and explain --socket differ");
+        assert_eq!(t, o, "frame {i}: trace and explain --config differ");
+    }
+    // What each record says.
+    let result = |r: &serde_json::Value| {
+        format!(
+            "{} {} {}",
+            r["result"]["action"].as_str().unwrap_or("-"),
+            r["result"]["port"].as_str().unwrap_or("-"),
+            r["result"]["drop"].as_str().unwrap_or("-")
+        )
+    };
+    let got: Vec<String> = traced.iter().map(result).collect();
+    assert_eq!(
+        got,
+        [
+            "tx pods -",
+            "tx pods -",
+            "tx pods -",
+            "tx pods -",
+            "drop - no_route",
+            "drop - gtpu_unknown_teid",
+            "icmp_error ext ttl_expired",
+            "drop - ipv4_bad_checksum",
+            "tx ext -",
+        ]
+    );
+    for (i, kind) in ["gtpu", "vxlan", "ipip"].iter().enumerate() {
+        let r = &traced[i];
+        assert_eq!(r["decap"]["kind"], *kind, "{r}");
+        assert_eq!(r["decap"]["peer"], "192.0.2.10", "{r}");
+        assert_eq!(r["inner"]["dst"], "10.244.1.5", "{r}");
+        assert_eq!(r["route"]["prefix"], "10.244.0.0/16", "{r}");
+        assert_eq!(r["rewrite"]["dst_mac"], "02:00:00:00:02:01", "{r}");
+        assert_eq!(r["rewrite"]["ip"]["ttl"], 63, "{r}");
+    }
+    assert_eq!(traced[0]["decap"]["teid"], "0x1001");
+    assert_eq!(traced[1]["decap"]["vni"], 4096);
+    assert!(traced[3]["decap"].is_null() && traced[3]["classify"]["tunnel_endpoint"] == false);
+    assert!(traced[4]["route"]["prefix"].is_null());
+    assert_eq!(traced[5]["decap"]["verdict"], "drop gtpu_unknown_teid");
+    assert!(
+        traced[5]["route"].is_null(),
+        "no route stage after a decap drop"
+    );
+    assert_eq!(traced[7]["classify"]["verdict"], "drop ipv4_bad_checksum");
+    assert!(traced[7]["decap"].is_null() && traced[7]["route"].is_null());
+    let encap = &traced[8];
+    assert_eq!(encap["route"]["prefix"], "10.46.0.0/16", "{encap}");
+    assert!(
+        encap["rewrite"]["encap"]
+            .as_str()
+            .unwrap()
+            .starts_with("tunnel gtpu teid 0x2001 qfi 9 to 192.0.2.10"),
+        "{encap}"
+    );
+    assert_eq!(encap["rewrite"]["ip"]["dst"], "192.0.2.10");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -152,6 +152,49 @@ fn echo_response_ok(file: &Path) -> bool {
     ok && quiet
 }
 
+/// Whether `explain`'s one record for a case says what the case expects: forwarded to the pods
+/// after decapsulation, local, answered, or dropped under the reason, at the last stage shown.
+fn explained_as(records: &[Value], expect: &str) -> Result<(), String> {
+    let [r] = records else {
+        return Err(format!("{} records, not 1", records.len()));
+    };
+    let action = r["result"]["action"].as_str().unwrap_or("");
+    let stages = ["classify", "decap", "route"];
+    let last = stages.iter().rev().find(|s| !r[**s].is_null()).copied();
+    match expect {
+        "forward" => {
+            let ok = action == "tx"
+                && r["result"]["port"] == "pods"
+                && r["decap"]["verdict"] == "route"
+                && r["route"]["prefix"] == "10.244.0.0/16";
+            ok.then_some(())
+                .ok_or_else(|| "not forwarded after decap".into())
+        }
+        "local" => (action == "local")
+            .then_some(())
+            .ok_or_else(|| "not local".into()),
+        "echo_response" => (action == "reply" && r["decap"]["kind"] == "gtpu")
+            .then_some(())
+            .ok_or_else(|| "no Echo Response".into()),
+        reason => {
+            if r["result"]["drop"] != reason {
+                return Err(format!("not dropped as {reason}"));
+            }
+            let at = last.map(|s| &r[s]["verdict"]);
+            // ttl_expired is reached at the route stage and answered with an ICMP error;
+            // tunnel_inner_local is what a decapsulated packet for a local address becomes
+            // after the stage that found it local.
+            let stage_says = |v: &Value| {
+                *v == format!("drop {reason}") || (reason == "tunnel_inner_local" && v == "local")
+            };
+            let ok = at.is_some_and(stage_says)
+                && (action == "drop" || (action == "icmp_error" && reason == "ttl_expired"));
+            ok.then_some(())
+                .ok_or_else(|| format!("the last stage ({last:?}) does not say drop {reason}"))
+        }
+    }
+}
+
 #[test]
 fn crafted_tunnel_cases_reach_their_named_verdicts() {
     let dir = scratch("crafted");
@@ -215,6 +258,21 @@ fn crafted_tunnel_cases_reach_their_named_verdicts() {
                 "{name}: expected {expect}, got decap {} local {} tx {tx} drops {drops:?}",
                 ext["decap"], ext["local"]
             ));
+        }
+        // `gateway explain` on the same frame names the same outcome, at the stage that
+        // reached it, with no stage after it.
+        let explained = gateway::trace::explain_cli(&gateway::trace::ExplainArgs {
+            config: Some(path.clone()),
+            socket: None,
+            in_port: Some("ext".into()),
+            hex: None,
+            pcap: Some(dir.join(format!("{name}.pcap"))),
+            index: None,
+            spec: gateway::pktgen::Spec::default(),
+        })
+        .unwrap();
+        if let Err(why) = explained_as(&explained, expect) {
+            wrong.push(format!("{name}: explain: {why}: {}", explained[0]));
         }
     }
     assert!(

@@ -256,6 +256,10 @@ impl Pipeline {
             if *next == Next::Route && meta.decap {
                 meta.csum_trusted = buf.csum_trusted;
                 let outer = meta.l3_off;
+                if TRACE {
+                    // Decap names the kind only when it finds a tunnel.
+                    meta.tunnel = trace::NO_TUNNEL;
+                }
                 *next = decap::decap_one(buf.frame(), fib, meta, &mut self.last_tunnel, in_port);
                 meta.inner = meta.l3_off != outer;
                 echo_requests |= meta.echo_request;

@@ -11,6 +11,9 @@ use crossbeam_queue::ArrayQueue;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Mutex;
 
+/// [`Record::tunnel`] when decap found no tunnel (a packet for the gateway's own address).
+pub const NO_TUNNEL: u8 = u8::MAX;
+
 /// Bytes of a frame kept in a record, before and after the pipeline: every header of a VXLAN or
 /// GTP-U packet over IPv6 (with VLAN tags and a PDU Session Container) and the inner transport
 /// header fit.
@@ -39,8 +42,8 @@ pub struct Record {
     pub outer_ipv6: bool,
     /// See [`Record::outer_l3`].
     pub tunnel_endpoint: bool,
-    /// The tunnel kind decap looked at ([`crate::stats::TUNNEL_KINDS`] index), when
-    /// [`Record::tunnel_endpoint`].
+    /// The tunnel kind decap found ([`crate::stats::TUNNEL_KINDS`] index), when
+    /// [`Record::tunnel_endpoint`]; [`NO_TUNNEL`] when it found none.
     pub tunnel: u8,
     /// Decap's verdict (the classify verdict when there was nothing to decapsulate).
     pub decapped: Next,
@@ -82,7 +85,7 @@ impl Default for Record {
             outer_l4: 0,
             outer_ipv6: false,
             tunnel_endpoint: false,
-            tunnel: 0,
+            tunnel: NO_TUNNEL,
             decapped: Next::Route,
             l3: 0,
             l4: 0,
@@ -126,6 +129,61 @@ pub fn addresses(head: &[u8], off: u16, ipv6: bool) -> Option<(u128, u128, u8)> 
     }
 }
 
+impl Record {
+    /// The outer IP header's offset and family: where classify found it, or, for a packet it
+    /// dropped, where the Ethernet header and its VLAN tags say it starts.
+    pub fn outer_ip(&self) -> Option<(u16, bool)> {
+        if self.classified == Next::Route {
+            return Some((self.outer_l3, self.outer_ipv6));
+        }
+        let head = &self.head[..usize::from(self.len).min(HEAD)];
+        let eth = crate::wire::EthernetFrame::new_checked(head).ok()?;
+        let (t, off) = super::classify::skip_vlan_tags(
+            head,
+            eth.ethertype(),
+            crate::wire::ethernet::HEADER_LEN,
+        )
+        .ok()?;
+        let ipv6 = match t {
+            crate::wire::EtherType::IPV4 => false,
+            crate::wire::EtherType::IPV6 => true,
+            _ => return None,
+        };
+        Some((off as u16, ipv6))
+    }
+
+    /// The tunnel decap found, if any ([`crate::stats::TUNNEL_KINDS`] index).
+    pub fn tunnel_kind(&self) -> Option<u8> {
+        (self.classified == Next::Route && self.tunnel_endpoint && self.tunnel != NO_TUNNEL)
+            .then_some(self.tunnel)
+    }
+
+    /// The inner IP header decap reached, its offset and family (a VXLAN frame may carry ARP
+    /// instead, and a packet decap refused early has none); the family is read from the
+    /// header, since decap may stop before it records one.
+    pub fn inner_ip(&self) -> Option<(u16, bool)> {
+        if self.l3 == self.outer_l3 {
+            return None;
+        }
+        let kind = self.tunnel_kind()?;
+        let at = usize::from(self.l3);
+        if kind == 1 {
+            // The inner Ethernet header's (or last VLAN tag's) EtherType ends where the IP
+            // header starts.
+            let t = self.head.get(at.checked_sub(2)?..at)?;
+            let t = u16::from_be_bytes([t[0], t[1]]);
+            if t != crate::wire::EtherType::IPV4 && t != crate::wire::EtherType::IPV6 {
+                return None;
+            }
+        }
+        match self.head.get(at)? >> 4 {
+            4 => Some((self.l3, false)),
+            6 => Some((self.l3, true)),
+            _ => None,
+        }
+    }
+}
+
 /// Which packets a trace keeps. Each condition set must hold; addresses and protocol hold when
 /// the outer or the inner header satisfies all of them.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -153,8 +211,7 @@ impl Filter {
         if self.port.is_some_and(|p| p != r.in_port) {
             return false;
         }
-        let tunnel = (r.classified == Next::Route && r.tunnel_endpoint).then_some(r.tunnel);
-        if self.tunnel.is_some_and(|t| t != tunnel) {
+        if self.tunnel.is_some_and(|t| t != r.tunnel_kind()) {
             return false;
         }
         if self.src.is_none() && self.dst.is_none() && self.proto.is_none() {
@@ -169,11 +226,13 @@ impl Filter {
         };
         // Classify found the upper layer (past IPv6 extension headers) only if it said Route.
         let known = r.classified == Next::Route;
-        header(
-            r.outer_l3,
-            (known && r.l3 == r.outer_l3).then_some(r.proto),
-            r.outer_ipv6,
-        ) || (r.l3 != r.outer_l3 && header(r.l3, Some(r.proto), r.ipv6))
+        let outer = r.outer_ip().is_some_and(|(off, ipv6)| {
+            header(off, (known && r.l3 == r.outer_l3).then_some(r.proto), ipv6)
+        });
+        outer
+            || r.inner_ip().is_some_and(|(off, ipv6)| {
+                header(off, (r.decapped == Next::Route).then_some(r.proto), ipv6)
+            })
     }
 }
 
@@ -321,6 +380,26 @@ mod tests {
         assert!(!Filter {
             port: Some(1),
             ..dst
+        }
+        .matches(&r));
+    }
+
+    #[test]
+    fn a_packet_classify_dropped_is_filtered_on_the_header_its_ethertype_announces() {
+        let mut r = record([192, 0, 2, 1], [10, 244, 1, 5], 17);
+        r.head[12..14].copy_from_slice(&crate::wire::EtherType::IPV4.to_be_bytes());
+        r.len = 60;
+        r.classified = Next::Drop(DropReason::Ipv4BadChecksum);
+        (r.outer_l3, r.l3, r.proto) = (0, 0, 0);
+        let f = Filter {
+            proto: Some(17),
+            dst: Some((crate::fib::v4_key(0x0af4_0000), 112)),
+            ..Filter::default()
+        };
+        assert!(f.matches(&r));
+        assert!(!Filter {
+            proto: Some(6),
+            ..f
         }
         .matches(&r));
     }

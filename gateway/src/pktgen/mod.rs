@@ -99,8 +99,8 @@ pub struct Spec {
     /// VXLAN UDP port.
     #[arg(long, default_value_t = 4789)]
     pub vxlan_port: u16,
-    /// GTP-U TEID.
-    #[arg(long, default_value_t = 0x1001)]
+    /// GTP-U TEID (decimal or 0x hex).
+    #[arg(long, default_value_t = 0x1001, value_parser = number_u32)]
     pub teid: u32,
     /// GTP-U QFI (in the PDU Session Container).
     #[arg(long, default_value_t = 9)]
@@ -191,6 +191,15 @@ fn same_family(a: IpAddr, b: IpAddr, what: &str) -> Result<()> {
         bail!("{what}: {a} and {b} are of different families");
     }
     Ok(())
+}
+
+/// A number in decimal or with a `0x` prefix in hex, as TEIDs are written.
+fn number_u32(s: &str) -> Result<u32, String> {
+    match s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
+        Some(h) => u32::from_str_radix(h, 16),
+        None => s.parse(),
+    }
+    .map_err(|e| format!("{s:?}: {e}"))
 }
 
 /// The frame of `s` at `size` bytes on the wire (FCS included), raised to the smallest the
