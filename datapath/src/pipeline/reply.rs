@@ -12,8 +12,8 @@ use super::rewrite::write_ip_header;
 use super::Meta;
 use crate::pipeline::batch::Buf;
 use crate::wire::{
-    gtpu, ip_proto, udp, EtherType, EthernetFrame, GtpuPacket, Ipv4Packet, Ipv6Packet, UdpPacket,
-    UdpRepr,
+    ethernet, gtpu, icmp, ip_proto, ipv4, ipv6, udp, EtherType, EthernetFrame, GtpuPacket,
+    IcmpPacket, IcmpRepr, Ipv4Packet, Ipv6Packet, UdpPacket, UdpRepr,
 };
 
 /// Recovery IE: type 14, one octet of restart counter.
@@ -50,9 +50,13 @@ pub fn gtpu_echo_response(buf: &mut Buf, meta: &Meta, port_mac: [u8; 6]) -> bool
         (u128::from(ip.dst()), u128::from(ip.src()))
     };
     // GTP-U header with the optional octets (S set), then the Recovery IE.
-    let gtpu_len = gtpu::HEADER_LEN + 4 + RECOVERY_IE.len();
+    let gtpu_len = gtpu::field::OPTIONAL_END + RECOVERY_IE.len();
     let udp_len = udp::HEADER_LEN + gtpu_len;
-    let ip_hdr = if meta.ipv6 { 40 } else { 20 };
+    let ip_hdr = if meta.ipv6 {
+        ipv6::HEADER_LEN
+    } else {
+        ipv4::HEADER_LEN
+    };
     let total = l3 + ip_hdr + udp_len;
     // The reply may be a little longer than a bare request: the buffer has room after it.
     if !buf.reframe(0, total) {
@@ -87,7 +91,8 @@ pub fn gtpu_echo_response(buf: &mut Buf, meta: &Meta, port_mac: [u8; 6]) -> bool
     let mut p = GtpuPacket::new_unchecked(&mut f[g..]);
     p.set_flags(0x32);
     p.set_msg_type(gtpu::msg::ECHO_RESPONSE);
-    p.set_length((4 + RECOVERY_IE.len()) as u16);
+    // Length counts what follows the mandatory header.
+    p.set_length((gtpu_len - gtpu::HEADER_LEN) as u16);
     p.set_teid(0);
     p.set_optional(seq, 0, 0);
     f[g + gtpu::field::OPTIONAL_END..g + gtpu::field::OPTIONAL_END + 2]
@@ -97,15 +102,6 @@ pub fn gtpu_echo_response(buf: &mut Buf, meta: &Meta, port_mac: [u8; 6]) -> bool
         UdpPacket::new_unchecked(&mut f[l4..l4 + udp_len]).fill_checksum(sum);
     }
     true
-}
-
-/// ICMP errors are never sent about these ICMP types (RFC 1812 4.3.2.7: not about an error).
-fn is_icmp_error(ipv6: bool, icmp_type: u8) -> bool {
-    if ipv6 {
-        icmp_type < 128
-    } else {
-        matches!(icmp_type, 3 | 4 | 5 | 11 | 12)
-    }
 }
 
 /// The ICMP errors the forwarding path sends.
@@ -139,11 +135,14 @@ pub fn icmp_error(buf: &mut Buf, meta: &mut Meta, kind: IcmpError) -> bool {
         }
         if meta.proto == ip_proto::ICMPV6
             && f.get(usize::from(meta.l4_off))
-                .is_none_or(|&t| is_icmp_error(true, t))
+                .is_none_or(|&t| icmp::is_error(true, t))
         {
             return false;
         }
-        (l3_len.min(1280 - 48), 14 + 40 + 8, ip.src())
+        // The whole error within the minimum IPv6 MTU.
+        let room = ipv6::MIN_MTU - ipv6::HEADER_LEN - icmp::HEADER_LEN;
+        let head = ethernet::HEADER_LEN + ipv6::HEADER_LEN + icmp::HEADER_LEN;
+        (l3_len.min(room), head, ip.src())
     } else {
         let Some(ip) = f
             .get(l3..l3 + l3_len)
@@ -159,13 +158,14 @@ pub fn icmp_error(buf: &mut Buf, meta: &mut Meta, kind: IcmpError) -> bool {
         }
         if ip.protocol() == ip_proto::ICMP
             && f.get(l3 + ip.header_len())
-                .is_none_or(|&t| is_icmp_error(false, t))
+                .is_none_or(|&t| icmp::is_error(false, t))
         {
             return false;
         }
+        // RFC 792: the header and the first 64 bits of the data.
         (
             (ip.header_len() + 8).min(l3_len),
-            14 + 20 + 8,
+            ethernet::HEADER_LEN + ipv4::HEADER_LEN + icmp::HEADER_LEN,
             u128::from(ip.src()),
         )
     };
@@ -174,7 +174,7 @@ pub fn icmp_error(buf: &mut Buf, meta: &mut Meta, kind: IcmpError) -> bool {
     }
     let mtu = meta.mtu;
     let f = buf.frame_mut();
-    let icmp = head - 8;
+    let at = head - icmp::HEADER_LEN;
     let proto = if meta.ipv6 {
         ip_proto::ICMPV6
     } else {
@@ -182,37 +182,33 @@ pub fn icmp_error(buf: &mut Buf, meta: &mut Meta, kind: IcmpError) -> bool {
     };
     // Source 0 for now: finish_icmp sets the egress port's address once the route is known.
     write_ip_header(
-        &mut f[14..],
+        &mut f[ethernet::HEADER_LEN..],
         meta.ipv6,
         (0, orig_src),
         proto,
-        8 + quote_len,
+        icmp::HEADER_LEN + quote_len,
         false,
     );
     meta.proto = proto;
-    f[icmp..icmp + 8].fill(0);
+    let repr = match (kind, meta.ipv6) {
+        (IcmpError::TooBig, true) => IcmpRepr::PacketTooBig {
+            mtu: u32::from(mtu),
+        },
+        (IcmpError::TooBig, false) => IcmpRepr::FragNeeded { mtu },
+        (IcmpError::TimeExceeded, ipv6) => IcmpRepr::TimeExceeded { ipv6 },
+    };
+    let mut p = IcmpPacket::new_unchecked(&mut f[at..]);
+    repr.emit(&mut p);
     if meta.ipv6 {
-        if kind == IcmpError::TooBig {
-            f[icmp] = 2;
-            f[icmp + 4..icmp + 8].copy_from_slice(&u32::from(mtu).to_be_bytes());
-        } else {
-            f[icmp] = 3; // code 0: hop limit exceeded in transit
-        }
+        // The ICMPv6 checksum covers the source address too: finish_icmp fills it.
         meta.dst6 = orig_src;
     } else {
-        if kind == IcmpError::TooBig {
-            f[icmp..icmp + 2].copy_from_slice(&[3, 4]);
-            f[icmp + 6..icmp + 8].copy_from_slice(&mtu.to_be_bytes());
-        } else {
-            f[icmp] = 11; // code 0: time to live exceeded in transit
-        }
-        let c = crate::wire::checksum::checksum(&f[icmp..]);
-        f[icmp + 2..icmp + 4].copy_from_slice(&c.to_be_bytes());
+        p.fill_checksum(0);
         meta.dst4 = orig_src as u32;
     }
-    meta.l3_off = 14;
-    meta.l3_len = (head - 14 + quote_len) as u16;
-    meta.l4_off = icmp as u16;
+    meta.l3_off = ethernet::HEADER_LEN as u16;
+    meta.l3_len = (head - ethernet::HEADER_LEN + quote_len) as u16;
+    meta.l4_off = at as u16;
     meta.fragment = false;
     meta.echo_request = false;
     true
@@ -231,11 +227,11 @@ pub fn finish_icmp(buf: &mut Buf, meta: &Meta, addrs: crate::fib::PortAddrs) -> 
         let mut ip = Ipv6Packet::new_unchecked(&mut f[..]);
         ip.set_src(src);
         let dst = ip.dst();
-        let icmp = &mut f[40..];
-        icmp[2..4].fill(0);
-        let pseudo = udp::pseudo_header_v6(src, dst, ip_proto::ICMPV6, icmp.len() as u32);
-        let c = !(crate::wire::checksum::sum(icmp, pseudo) as u16);
-        icmp[2..4].copy_from_slice(&c.to_be_bytes());
+        let Some(msg) = f.get_mut(ipv6::HEADER_LEN..) else {
+            return false;
+        };
+        let pseudo = udp::pseudo_header_v6(src, dst, ip_proto::ICMPV6, msg.len() as u32);
+        IcmpPacket::new_unchecked(msg).fill_checksum(pseudo);
     } else {
         let Some(src) = addrs.v4 else { return false };
         let mut ip = Ipv4Packet::new_unchecked(&mut f[..]);

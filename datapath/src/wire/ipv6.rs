@@ -37,6 +37,9 @@ pub mod field {
 
 /// Length of the fixed header.
 pub const HEADER_LEN: usize = field::DST.end;
+/// The smallest MTU every IPv6 link has (RFC 8200 section 5): an ICMPv6 error must fit it
+/// (RFC 4443 section 2.4(c)).
+pub const MIN_MTU: usize = 1280;
 
 /// How many extension headers a walk follows before giving up (RFC 8200 sets no limit; real
 /// traffic carries at most a few, and a bound keeps the work per packet fixed).

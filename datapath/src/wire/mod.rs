@@ -14,6 +14,7 @@
 pub mod checksum;
 pub mod ethernet;
 pub mod gtpu;
+pub mod icmp;
 pub mod ipv4;
 pub mod ipv6;
 pub mod udp;
@@ -27,6 +28,7 @@ pub use ethernet::{
     Error as EthernetError, EtherType, Packet as EthernetFrame, Repr as EthernetRepr,
 };
 pub use gtpu::{Error as GtpuError, Packet as GtpuPacket, Repr as GtpuRepr};
+pub use icmp::{Error as IcmpError, Packet as IcmpPacket, Repr as IcmpRepr};
 pub use ipv4::{Error as Ipv4Error, Packet as Ipv4Packet, Repr as Ipv4Repr};
 pub use ipv6::{Error as Ipv6Error, Packet as Ipv6Packet, Repr as Ipv6Repr};
 pub use udp::{Error as UdpError, Packet as UdpPacket, Repr as UdpRepr};
