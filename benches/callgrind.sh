@@ -4,14 +4,17 @@
 # runs on a noisy machine, unlike wall-clock time.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cargo build -q --release -p gateway-benches --example pipeline_loop
-bin=target/release/examples/pipeline_loop
+cargo build -q --release -p gateway-benches --example pipeline_loop --example worker_loop
 count() {
   local out; out=$(mktemp)
-  valgrind --tool=callgrind --callgrind-out-file="$out" "$bin" "$1" "$2" >/dev/null 2>&1
+  valgrind --tool=callgrind --callgrind-out-file="$out" "$@" >/dev/null 2>&1
   awk '/^summary:/ {print $2}' "$out"; rm -f "$out"
 }
 for kind in ipv4 ipv6 gtpu vxlan ipip gtpu-encap; do
-  a=$(count "$kind" 1000); b=$(count "$kind" 2000)
+  a=$(count target/release/examples/pipeline_loop "$kind" 1000)
+  b=$(count target/release/examples/pipeline_loop "$kind" 2000)
   echo "$kind: $(( (b - a) / 32000 )) instructions/packet (pipeline incl. refill of a 64-byte frame)"
 done
+# A worker's whole poll over in-memory ports: the pipeline plus the worker's per-batch work.
+a=$(count target/release/examples/worker_loop 1000); b=$(count target/release/examples/worker_loop 2000)
+echo "worker ipv4: $(( (b - a) / 32000 )) instructions/packet (poll of in-memory ports, counters, TX)"

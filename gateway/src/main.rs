@@ -1,8 +1,9 @@
 //! The edge packet gateway: command-line entry point.
 //!
 //! Sub-commands: `check` validates a configuration; `run` runs the datapath over the configured
-//! ports (AF_XDP, AF_PACKET, pcap, memory); `route`, `routes`, `reload` and `stats` talk to a
-//! running gateway; `pktgen` generates traffic; `demo` shows the gateway at work.
+//! ports (AF_XDP, AF_PACKET, pcap, memory); `route`, `routes`, `trace`, `reload` and `stats`
+//! talk to a running gateway; `explain` runs the pipeline on one frame, offline or on a running
+//! gateway's snapshot; `pktgen` generates traffic; `demo` shows the gateway at work.
 
 use gateway::{demo, report, tables};
 

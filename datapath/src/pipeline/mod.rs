@@ -165,30 +165,27 @@ impl Pipeline {
     /// Runs every stage over `batch` and returns the verdict of each packet. Packets with
     /// [`Next::Tx`] have been rewritten and are ready to send.
     pub fn process(&mut self, batch: &mut Batch, fib: &Fib) -> &[Next] {
-        self.run::<false>(batch, fib, &mut [])
+        self.run(batch, fib, &mut [])
     }
 
     /// [`Pipeline::process`], also writing what each stage decided for packet `i` into
-    /// `records[i]` ([`trace`]). The same code: only the recording is added.
+    /// `records[i]` ([`trace`]). The same code, the same instance of it: the recording runs
+    /// between the stages' loops, so an untraced batch pays a few predictable branches and
+    /// the stages are compiled (and inlined) once.
     pub fn process_traced(
         &mut self,
         batch: &mut Batch,
         fib: &Fib,
         records: &mut [trace::Record],
     ) -> &[Next] {
-        self.run::<true>(batch, fib, records)
+        self.run(batch, fib, records)
     }
 
-    #[inline(always)]
-    fn run<const TRACE: bool>(
-        &mut self,
-        batch: &mut Batch,
-        fib: &Fib,
-        records: &mut [trace::Record],
-    ) -> &[Next] {
+    fn run(&mut self, batch: &mut Batch, fib: &Fib, records: &mut [trace::Record]) -> &[Next] {
+        let traced = !records.is_empty();
         let n = batch.len.min(BATCH);
         let in_port = batch.in_port;
-        if TRACE {
+        if traced {
             for (r, buf) in records.iter_mut().zip(&batch.bufs[..n]) {
                 *r = trace::Record {
                     in_port,
@@ -199,7 +196,7 @@ impl Pipeline {
         }
         let Some(port) = fib.port(in_port) else {
             self.next[..n].fill(Next::Drop(DropReason::UnknownInputPort));
-            if TRACE {
+            if traced {
                 self.finish_records(batch, n, records);
             }
             return &self.next[..n];
@@ -208,11 +205,10 @@ impl Pipeline {
         // Classify. Plain traffic on a port with reverse-path filtering must come from where
         // its source is routed (tunnel packets are checked against their peer in decap).
         let rpf = fib.rpf(in_port) != crate::fib::Rpf::Off;
-        for (i, ((buf, meta), next)) in batch.bufs[..n]
+        for ((buf, meta), next) in batch.bufs[..n]
             .iter_mut()
             .zip(&mut self.meta[..n])
             .zip(&mut self.next[..n])
-            .enumerate()
         {
             *next = classify::classify_one(buf.frame(), in_port, port, fib, meta);
             if *next == Next::Route {
@@ -225,15 +221,24 @@ impl Pipeline {
                     *next = Next::Drop(DropReason::RpfFailed);
                 }
             }
-            if TRACE {
-                if let Some(r) = records.get_mut(i) {
-                    r.classified = *next;
-                    if *next == Next::Route {
-                        r.outer_l3 = meta.l3_off;
-                        r.outer_l4 = meta.l4_off;
-                        r.outer_ipv6 = meta.ipv6;
-                        r.tunnel_endpoint = meta.decap;
-                    }
+        }
+        // The trace reads each stage's results after its loop, so the loops are the same
+        // code traced or not.
+        if traced {
+            for ((r, meta), next) in records.iter_mut().zip(&self.meta[..n]).zip(&self.next[..n]) {
+                r.classified = *next;
+                if *next == Next::Route {
+                    r.outer_l3 = meta.l3_off;
+                    r.outer_l4 = meta.l4_off;
+                    r.outer_ipv6 = meta.ipv6;
+                    r.tunnel_endpoint = meta.decap;
+                    // Decap names the kind only when it finds a tunnel.
+                    r.tunnel = trace::NO_TUNNEL;
+                }
+            }
+            for (meta, next) in self.meta[..n].iter_mut().zip(&self.next[..n]) {
+                if *next == Next::Route && meta.decap {
+                    meta.tunnel = trace::NO_TUNNEL;
                 }
             }
         }
@@ -245,21 +250,16 @@ impl Pipeline {
         self.encapped_kind = [0; 3];
         self.last_tunnel.clear();
         let mut echo_requests = false;
-        for (i, ((buf, meta), next)) in batch.bufs[..n]
+        for ((buf, meta), next) in batch.bufs[..n]
             .iter_mut()
             .zip(&mut self.meta[..n])
             .zip(&mut self.next[..n])
-            .enumerate()
         {
             meta.echo_request = false;
             meta.inner = false;
             if *next == Next::Route && meta.decap {
                 meta.csum_trusted = buf.csum_trusted;
                 let outer = meta.l3_off;
-                if TRACE {
-                    // Decap names the kind only when it finds a tunnel.
-                    meta.tunnel = trace::NO_TUNNEL;
-                }
                 *next = decap::decap_one(buf.frame(), fib, meta, &mut self.last_tunnel, in_port);
                 meta.inner = meta.l3_off != outer;
                 echo_requests |= meta.echo_request;
@@ -269,16 +269,16 @@ impl Pipeline {
                     buf.truncate(usize::from(meta.l3_off) + usize::from(meta.l3_len));
                 }
             }
-            if TRACE {
-                if let Some(r) = records.get_mut(i) {
-                    r.decapped = *next;
-                    if r.classified == Next::Route {
-                        r.tunnel = meta.tunnel;
-                        r.l3 = meta.l3_off;
-                        r.l4 = meta.l4_off;
-                        r.ipv6 = meta.ipv6;
-                        r.proto = meta.proto;
-                    }
+        }
+        if traced {
+            for ((r, meta), next) in records.iter_mut().zip(&self.meta[..n]).zip(&self.next[..n]) {
+                r.decapped = *next;
+                if r.classified == Next::Route {
+                    r.tunnel = meta.tunnel;
+                    r.l3 = meta.l3_off;
+                    r.l4 = meta.l4_off;
+                    r.ipv6 = meta.ipv6;
+                    r.proto = meta.proto;
                 }
             }
         }
@@ -308,19 +308,22 @@ impl Pipeline {
                 let i = usize::from(i);
                 let v =
                     route::resolve_one(fib, nh, batch.bufs[i].frame(), in_port, &mut self.meta[i]);
-                if TRACE {
-                    if let Some(r) = records.get_mut(i) {
-                        r.nh = nh;
-                        r.routed = v;
-                        r.member =
-                            route::ecmp_choice(fib, nh, batch.bufs[i].frame(), &self.meta[i]);
-                    }
-                }
                 errors |= matches!(
                     v,
                     Next::Drop(DropReason::MtuExceeded | DropReason::TtlExpired)
                 );
                 self.next[i] = v;
+            }
+            if traced {
+                for (&i, &nh) in self.which[..k].iter().zip(&self.found[..k]) {
+                    let i = usize::from(i);
+                    if let Some(r) = records.get_mut(i) {
+                        r.nh = nh;
+                        r.routed = self.next[i];
+                        r.member =
+                            route::ecmp_choice(fib, nh, batch.bufs[i].frame(), &self.meta[i]);
+                    }
+                }
             }
         }
 
@@ -402,7 +405,7 @@ impl Pipeline {
                 }
             }
         }
-        if TRACE {
+        if traced {
             self.finish_records(batch, n, records);
         }
         &self.next[..n]

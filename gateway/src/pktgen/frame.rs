@@ -10,6 +10,10 @@
 //! `n % flows`, so the receiver can tell each flow's losses from the sequence numbers alone.
 
 use datapath::port::bpf::{LiveChecksum, LiveField, LiveSender};
+use datapath::wire::{
+    ethernet, ipv4, ipv6, udp, vxlan, EtherType, EthernetFrame, EthernetRepr, Ipv4Packet, Ipv4Repr,
+    Ipv6Packet, Ipv6Repr, UdpPacket, UdpRepr, VxlanPacket, VxlanRepr,
+};
 use std::net::IpAddr;
 
 /// Bytes of the stamp.
@@ -98,20 +102,27 @@ pub fn transport(l4: L4, sport: u16, dport: u16, flows: u16, pad: usize) -> Part
     let mut payload = vec![0u8; STAMP_LEN + pad];
     payload[..2].copy_from_slice(&STAMP_MAGIC.to_be_bytes());
     payload[2..4].copy_from_slice(&flows.to_be_bytes());
+    // No TCP view exists in `wire` (the gateway never parses TCP beyond its ports), so the
+    // segment header is written here.
     let hlen = match l4 {
-        L4::Udp => 8,
+        L4::Udp => udp::HEADER_LEN,
         L4::Tcp => 20,
     };
     let len = hlen + payload.len();
     let mut h = vec![0u8; hlen];
-    h[0..2].copy_from_slice(&sport.to_be_bytes());
-    h[2..4].copy_from_slice(&dport.to_be_bytes());
     let csum_at = match l4 {
         L4::Udp => {
-            h[4..6].copy_from_slice(&(len as u16).to_be_bytes());
-            6
+            UdpRepr {
+                src_port: sport,
+                dst_port: dport,
+                payload_len: payload.len(),
+            }
+            .emit(&mut UdpPacket::new_unchecked(&mut h[..]));
+            udp::field::CHECKSUM.start
         }
         L4::Tcp => {
+            h[0..2].copy_from_slice(&sport.to_be_bytes());
+            h[2..4].copy_from_slice(&dport.to_be_bytes());
             h[4..8].copy_from_slice(&1u32.to_be_bytes());
             h[12] = 5 << 4;
             h[13] = 0x18;
@@ -126,8 +137,9 @@ pub fn transport(l4: L4, sport: u16, dport: u16, flows: u16, pad: usize) -> Part
         ..Part::default()
     }
     .prepend(h);
-    p.field("sport", 0, 2, u32::from(sport), 0);
-    p.field("dport", 2, 2, u32::from(dport), 0);
+    // TCP's ports sit where UDP's do.
+    p.field("sport", udp::field::SRC_PORT.start, 2, u32::from(sport), 0);
+    p.field("dport", udp::field::DST_PORT.start, 2, u32::from(dport), 0);
     p.sums.push(Sum {
         at: csum_at,
         ranges: vec![(0, len)],
@@ -141,16 +153,25 @@ pub fn transport(l4: L4, sport: u16, dport: u16, flows: u16, pad: usize) -> Part
 /// A UDP header (for a tunnel) in front of `inner`; its checksum is zero (no checksum) over
 /// IPv4, as VXLAN (RFC 7348 §5) and GTP-U senders commonly send it, and computed over IPv6.
 pub fn udp(sport: u16, dport: u16, inner: Part) -> Part {
-    let len = 8 + inner.len();
-    let mut h = vec![0u8; 8];
-    h[0..2].copy_from_slice(&sport.to_be_bytes());
-    h[2..4].copy_from_slice(&dport.to_be_bytes());
-    h[4..6].copy_from_slice(&(len as u16).to_be_bytes());
+    let len = udp::HEADER_LEN + inner.len();
+    let mut h = vec![0u8; udp::HEADER_LEN];
+    UdpRepr {
+        src_port: sport,
+        dst_port: dport,
+        payload_len: inner.len(),
+    }
+    .emit(&mut UdpPacket::new_unchecked(&mut h[..]));
     let mut p = inner.prepend(h);
     // The inner fields keep their names; the outer port is its own.
-    p.field("outer-sport", 0, 2, u32::from(sport), 0);
+    p.field(
+        "outer-sport",
+        udp::field::SRC_PORT.start,
+        2,
+        u32::from(sport),
+        0,
+    );
     p.sums.push(Sum {
-        at: 6,
+        at: udp::field::CHECKSUM.start,
         ranges: vec![(0, len)],
         extra: len as u32,
         zero_is_ffff: true,
@@ -166,40 +187,46 @@ pub fn ip(src: IpAddr, dst: IpAddr, proto: u8, inner: Part, innermost: bool) -> 
     let len = inner.len();
     let (h, addr_at, alen) = match (src, dst) {
         (IpAddr::V4(s), IpAddr::V4(d)) => {
-            let mut h = vec![0u8; 20];
-            h[0] = 0x45;
-            h[2..4].copy_from_slice(&((20 + len) as u16).to_be_bytes());
-            h[6] = 0x40;
-            h[8] = 64;
-            h[9] = proto;
-            h[12..16].copy_from_slice(&s.octets());
-            h[16..20].copy_from_slice(&d.octets());
-            (h, 12, 4)
+            let mut h = vec![0u8; ipv4::HEADER_LEN];
+            let mut v = Ipv4Packet::new_unchecked(&mut h[..]);
+            Ipv4Repr {
+                src: u32::from(s),
+                dst: u32::from(d),
+                protocol: proto,
+                payload_len: len,
+                ttl: 64,
+                dscp_ecn: 0,
+                ident: 0,
+                dont_frag: true,
+            }
+            .emit(&mut v);
+            // The checksum is the sender's to compute, with the per-frame fields in place.
+            v.set_checksum(0);
+            (h, ipv4::field::SRC.start, 4)
         }
         (s, d) => {
-            let s6 = match s {
-                IpAddr::V4(a) => a.to_ipv6_mapped(),
-                IpAddr::V6(a) => a,
+            let six = |a: IpAddr| match a {
+                IpAddr::V4(a) => u128::from(a.to_ipv6_mapped()),
+                IpAddr::V6(a) => u128::from(a),
             };
-            let d6 = match d {
-                IpAddr::V4(a) => a.to_ipv6_mapped(),
-                IpAddr::V6(a) => a,
-            };
-            let mut h = vec![0u8; 40];
-            h[0] = 0x60;
-            h[4..6].copy_from_slice(&(len as u16).to_be_bytes());
-            h[6] = proto;
-            h[7] = 64;
-            h[8..24].copy_from_slice(&s6.octets());
-            h[24..40].copy_from_slice(&d6.octets());
-            (h, 8, 16)
+            let mut h = vec![0u8; ipv6::HEADER_LEN];
+            Ipv6Repr {
+                src: six(s),
+                dst: six(d),
+                next_header: proto,
+                payload_len: len,
+                hop_limit: 64,
+                traffic_class: 0,
+                flow_label: 0,
+            }
+            .emit(&mut Ipv6Packet::new_unchecked(&mut h[..]));
+            (h, ipv6::field::SRC.start, 16)
         }
     };
-    let hlen = h.len();
-    let v4 = hlen == 20;
+    let v4 = h.len() == ipv4::HEADER_LEN;
     let mut p = inner.prepend(h);
     if let Some(i) = p.pseudo.take() {
-        let tunnel_udp_over_v4 = v4 && proto == 17 && !innermost;
+        let tunnel_udp_over_v4 = v4 && proto == datapath::wire::ip_proto::UDP && !innermost;
         if tunnel_udp_over_v4 {
             // No checksum: drop it (the field stays zero).
             p.sums.remove(i);
@@ -210,8 +237,8 @@ pub fn ip(src: IpAddr, dst: IpAddr, proto: u8, inner: Part, innermost: bool) -> 
     }
     if v4 {
         p.sums.push(Sum {
-            at: 10,
-            ranges: vec![(0, 20)],
+            at: ipv4::field::CHECKSUM.start,
+            ranges: vec![(0, ipv4::HEADER_LEN)],
             extra: 0,
             zero_is_ffff: false,
         });
@@ -230,37 +257,40 @@ pub fn ip(src: IpAddr, dst: IpAddr, proto: u8, inner: Part, innermost: bool) -> 
 /// The IP protocol number for carrying a packet of `a`'s family over IP (IPIP).
 pub fn ip_in_ip(a: IpAddr) -> u8 {
     if a.is_ipv4() {
-        4
+        datapath::wire::ip_proto::IPIP
     } else {
-        41
+        datapath::wire::ip_proto::IPV6
     }
 }
 
 /// The EtherType of `a`'s family.
 pub fn ethertype(a: IpAddr) -> u16 {
     if a.is_ipv4() {
-        0x0800
+        EtherType::IPV4
     } else {
-        0x86dd
+        EtherType::IPV6
     }
 }
 
 /// An Ethernet header in front of `inner`.
 pub fn ethernet(dst: [u8; 6], src: [u8; 6], ethertype: u16, inner: Part) -> Part {
-    let mut h = vec![0u8; 14];
-    h[0..6].copy_from_slice(&dst);
-    h[6..12].copy_from_slice(&src);
-    h[12..14].copy_from_slice(&ethertype.to_be_bytes());
+    let mut h = vec![0u8; ethernet::HEADER_LEN];
+    EthernetRepr {
+        dst,
+        src,
+        ethertype,
+    }
+    .emit(&mut EthernetFrame::new_unchecked(&mut h[..]));
     inner.prepend(h)
 }
 
 /// A VXLAN header (I flag, `vni`) in front of `inner` (an Ethernet frame).
 pub fn vxlan(vni: u32, inner: Part) -> Part {
-    let mut h = vec![0u8; 8];
-    h[0] = 0x08;
-    h[4..8].copy_from_slice(&(vni << 8).to_be_bytes());
+    let mut h = vec![0u8; vxlan::HEADER_LEN];
+    VxlanRepr { vni }.emit(&mut VxlanPacket::new_unchecked(&mut h[..]));
     let mut p = inner.prepend(h);
-    p.field("vni", 4, 4, vni << 8, 8);
+    // The VNI's 24 bits and the reserved byte after them vary as one 32-bit word.
+    p.field("vni", vxlan::field::VNI.start, 4, vni << 8, 8);
     p
 }
 
@@ -270,11 +300,11 @@ pub fn gtpu(teid: u32, qfi: Option<u8>, inner: Part) -> Part {
     let g = datapath::craft::gtpu_payload(teid, qfi, &[]);
     let hlen = g.len();
     let mut g = g;
-    // The Length field counts everything after the first 8 bytes, payload included.
-    let len = (hlen - 8 + inner.len()) as u16;
-    g[2..4].copy_from_slice(&len.to_be_bytes());
+    // The Length field counts everything after the mandatory header, payload included.
+    let len = (hlen - datapath::wire::gtpu::HEADER_LEN + inner.len()) as u16;
+    datapath::wire::GtpuPacket::new_unchecked(&mut g[..]).set_length(len);
     let mut p = inner.prepend(g);
-    p.field("teid", 4, 4, teid, 0);
+    p.field("teid", datapath::wire::gtpu::field::TEID.start, 4, teid, 0);
     p
 }
 
