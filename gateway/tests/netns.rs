@@ -1505,6 +1505,33 @@ fn af_xdp_gateway_traces_packets_and_explain_gives_the_same_records() {
     live += &explain(&["--socket".as_ref(), sock.as_os_str()], "pods", &pcaps[1]);
     let mut offline = explain(&["--config".as_ref(), cfg.as_os_str()], "ext", &pcaps[0]);
     offline += &explain(&["--config".as_ref(), cfg.as_os_str()], "pods", &pcaps[1]);
+    // A route added at run time is in the running gateway's snapshot, and so in its explain.
+    let added = Command::new(env!("CARGO_BIN_EXE_gateway"))
+        .args(["route", "--socket"])
+        .arg(&sock)
+        .args(["add", "10.77.0.0/16", "via", "172.18.0.2"])
+        .output()
+        .unwrap();
+    assert!(
+        added.status.success(),
+        "{}",
+        String::from_utf8_lossy(&added.stdout)
+    );
+    let unrouted_hex: String = trace_frames(true)[4]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let explain_hex = |source: &[&std::ffi::OsStr]| -> serde_json::Value {
+        let o = Command::new(env!("CARGO_BIN_EXE_gateway"))
+            .arg("explain")
+            .args(source)
+            .args(["--json", "--port", "ext", "--hex", &unrouted_hex])
+            .output()
+            .unwrap();
+        serde_json::from_slice(&o.stdout).unwrap()
+    };
+    let now_routed = explain_hex(&["--socket".as_ref(), sock.as_os_str()]);
+    let from_file = explain_hex(&["--config".as_ref(), cfg.as_os_str()]);
     let _ = Command::new("kill").arg(gateway.id().to_string()).status();
     let _ = gateway.wait();
 
@@ -1571,6 +1598,16 @@ fn af_xdp_gateway_traces_packets_and_explain_gives_the_same_records() {
         "no route stage after a decap drop"
     );
     assert_eq!(traced[7]["classify"]["verdict"], "drop ipv4_bad_checksum");
+    assert_eq!(
+        now_routed["route"]["prefix"], "10.77.0.0/16",
+        "{now_routed}"
+    );
+    assert_eq!(
+        now_routed["route"]["origin"], "gateway route",
+        "{now_routed}"
+    );
+    assert_eq!(now_routed["result"]["action"], "tx", "{now_routed}");
+    assert_eq!(from_file["result"]["drop"], "no_route", "{from_file}");
     assert!(traced[7]["decap"].is_null() && traced[7]["route"].is_null());
     let encap = &traced[8];
     assert_eq!(encap["route"]["prefix"], "10.46.0.0/16", "{encap}");
