@@ -135,32 +135,7 @@ enum Command {
     /// each frame of --pcap (or its --index'th), or built from pktgen's flags
     /// (`--kind gtpu --teid 0x1001 --inner-dst 10.244.1.5`), then addressed to the input
     /// port's MAC.
-    Explain {
-        /// A configuration file to build the snapshot from.
-        #[arg(long, required_unless_present = "socket", conflicts_with = "socket")]
-        config: Option<PathBuf>,
-        /// A running gateway's --control-socket.
-        #[arg(long)]
-        socket: Option<PathBuf>,
-        /// The input port (default: the first).
-        #[arg(long = "port")]
-        in_port: Option<String>,
-        /// The frame in hex, from its Ethernet header.
-        #[arg(long, conflicts_with = "pcap")]
-        hex: Option<String>,
-        /// A pcap or pcapng file.
-        #[arg(long)]
-        pcap: Option<PathBuf>,
-        /// Only this frame of --pcap, counted from 1 as tshark does.
-        #[arg(long, requires = "pcap")]
-        index: Option<usize>,
-        /// One JSON object a frame instead of text.
-        #[arg(long)]
-        json: bool,
-        /// Frame built from pktgen's flags when neither --hex nor --pcap is given.
-        #[command(flatten)]
-        spec: Box<gateway::pktgen::Spec>,
-    },
+    Explain(Box<gateway::trace::ExplainArgs>),
     /// Reload a running gateway's configuration file, through its control socket: routes,
     /// tunnels and neighbours change while the workers forward; a file with problems changes
     /// nothing (they are listed) and port or worker changes need a restart. SIGHUP does the
@@ -417,27 +392,10 @@ fn run() -> Result<ExitCode> {
             )?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Explain {
-            config,
-            socket,
-            in_port,
-            hex,
-            pcap,
-            index,
-            json,
-            spec,
-        } => {
-            let explained = gateway::trace::explain_cli(&gateway::trace::ExplainArgs {
-                config,
-                socket,
-                in_port,
-                hex,
-                pcap,
-                index,
-                spec: *spec,
-            })?;
+        Command::Explain(a) => {
+            let explained = gateway::trace::explain_cli(&a)?;
             for v in &explained {
-                if json {
+                if a.json {
                     println!("{v}");
                 } else {
                     print!("{}", gateway::trace::text(v));

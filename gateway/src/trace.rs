@@ -430,21 +430,33 @@ pub fn parse_hex(s: &str) -> Result<Vec<u8>, String> {
 /// Frames `explain` reads from one pcap file without `--index`, at most.
 pub const PCAP_FRAMES_MAX: usize = 1000;
 
-/// What `gateway explain` was asked.
+/// What `gateway explain` is asked: where the snapshot comes from, the input port, and the
+/// frame.
+#[derive(Debug, Clone, clap::Args)]
 pub struct ExplainArgs {
-    /// A configuration to build the snapshot from.
+    /// A configuration file to build the snapshot from.
+    #[arg(long, required_unless_present = "socket", conflicts_with = "socket")]
     pub config: Option<std::path::PathBuf>,
-    /// Or a running gateway's control socket.
+    /// A running gateway's --control-socket.
+    #[arg(long)]
     pub socket: Option<std::path::PathBuf>,
-    /// The input port's name (default: the first port).
+    /// The input port (default: the first).
+    #[arg(long = "port")]
     pub in_port: Option<String>,
-    /// The frame in hex.
+    /// The frame in hex, from its Ethernet header.
+    #[arg(long, conflicts_with = "pcap")]
     pub hex: Option<String>,
-    /// Or frames from a pcap file...
+    /// A pcap or pcapng file.
+    #[arg(long)]
     pub pcap: Option<std::path::PathBuf>,
-    /// ...only this one, counted from 1.
+    /// Only this frame of --pcap, counted from 1 as tshark does.
+    #[arg(long, requires = "pcap")]
     pub index: Option<usize>,
-    /// Or the frame pktgen would build.
+    /// One JSON object a frame instead of text.
+    #[arg(long)]
+    pub json: bool,
+    /// Frame built from pktgen's flags when neither --hex nor --pcap is given.
+    #[command(flatten)]
     pub spec: crate::pktgen::Spec,
 }
 

@@ -212,3 +212,105 @@ fn demo_counters_add_up_to_the_traffic_it_generated() {
         assert!(stdout.contains(needle), "{needle} missing:\n{stdout}");
     }
 }
+
+/// `gateway explain` on frames built from pktgen's flags, from hex and from a capture: each
+/// outcome as the example configuration decides it, and bad input refused with why.
+#[test]
+fn explain_names_the_stage_and_outcome_and_refuses_bad_frames_with_why() {
+    let cfg = root().join("config/examples/gtpu.toml");
+    let explain = |args: &[&str]| {
+        let o = gateway()
+            .arg("explain")
+            .arg("--config")
+            .arg(&cfg)
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            o.status.success(),
+            String::from_utf8_lossy(&o.stdout).to_string(),
+            String::from_utf8_lossy(&o.stderr).to_string(),
+        )
+    };
+    let gnb = [
+        "--kind",
+        "gtpu",
+        "--src",
+        "172.16.135.60",
+        "--dst",
+        "172.16.135.1",
+    ];
+    let (ok, out, err) =
+        explain(&[&gnb[..], &["--inner-dst", "10.244.1.5", "--teid", "0x1001"]].concat());
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("decap     kind=gtpu peer=172.16.135.60 teid=0x1001"),
+        "{out}"
+    );
+    assert!(
+        out.contains("route     prefix=10.244.0.0/16 origin=file"),
+        "{out}"
+    );
+    let (_, out, _) =
+        explain(&[&gnb[..], &["--inner-dst", "10.244.1.5", "--teid", "4099"]].concat());
+    assert!(
+        out.contains("verdict=drop gtpu_unknown_teid") && !out.contains("route "),
+        "{out}"
+    );
+    // A reply from a pod to a UE: re-encapsulated toward the gNB.
+    let (_, out, _) = explain(&[
+        "--port",
+        "pods",
+        "--src",
+        "10.244.1.5",
+        "--dst",
+        "10.46.0.9",
+    ]);
+    assert!(
+        out.contains("next_hop=tunnel gtpu teid 0x2001 qfi 9 to 172.16.135.60 dev n3"),
+        "{out}"
+    );
+    // The same frame as hex, and from a capture, say the same.
+    let dir = scratch("explain");
+    let pcap = dir.join("one.pcap");
+    let made = gateway()
+        .args([
+            "pktgen",
+            "--kind",
+            "gtpu",
+            "--src",
+            "172.16.135.60",
+            "--dst",
+            "172.16.135.1",
+        ])
+        .args(["--dst-mac", "02:00:00:00:00:01", "--count", "2", "--pcap"])
+        .arg(&pcap)
+        .output()
+        .unwrap();
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    let (ok, from_pcap, err) = explain(&["--json", "--pcap", pcap.to_str().unwrap()]);
+    assert!(ok, "{err}");
+    assert_eq!(from_pcap.lines().count(), 2, "{from_pcap}");
+    let (_, second, _) = explain(&["--json", "--pcap", pcap.to_str().unwrap(), "--index", "2"]);
+    assert_eq!(second.trim(), from_pcap.lines().nth(1).unwrap());
+    for (args, why) in [
+        (&["--hex", "0x0a0b0"][..], "odd number of hex digits"),
+        (&["--hex", "zz"][..], "not a hex byte"),
+        (
+            &["--pcap", pcap.to_str().unwrap(), "--index", "3"][..],
+            "holds 2 frames, not 3",
+        ),
+        (&["--port", "wan"][..], "no port named \"wan\""),
+    ] {
+        let (ok, _, err) = explain(args);
+        assert!(!ok && err.contains(why), "{args:?}: {err}");
+    }
+    // A frame too short for Ethernet is still explained: dropped, and why.
+    let (ok, out, err) = explain(&["--hex", "02000000"]);
+    assert!(ok, "{err}");
+    assert!(out.contains("drop=eth_too_short"), "{out}");
+}

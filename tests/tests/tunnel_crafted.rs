@@ -268,6 +268,7 @@ fn crafted_tunnel_cases_reach_their_named_verdicts() {
             hex: None,
             pcap: Some(dir.join(format!("{name}.pcap"))),
             index: None,
+            json: true,
             spec: gateway::pktgen::Spec::default(),
         })
         .unwrap();
