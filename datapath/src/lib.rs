@@ -33,5 +33,6 @@ pub mod port;
 pub mod ratelimit;
 pub mod slot;
 pub mod stats;
+pub mod tunnel;
 pub mod wire;
 pub mod worker;

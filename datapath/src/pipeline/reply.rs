@@ -8,9 +8,9 @@
 //! counter 0 (TS 29.281 section 8.2: the counter is not used by GTP-U and is sent as 0). The
 //! addresses, ports and MACs are swapped; the response leaves through the input port.
 
-use super::rewrite::write_ip_header;
 use super::Meta;
 use crate::pipeline::batch::Buf;
+use crate::wire::write_ip_header;
 use crate::wire::{
     ethernet, gtpu, icmp, ip_proto, ipv4, ipv6, udp, EtherType, EthernetFrame, GtpuPacket,
     IcmpPacket, IcmpRepr, Ipv4Packet, Ipv6Packet, UdpPacket, UdpRepr,

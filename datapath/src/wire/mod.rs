@@ -66,3 +66,40 @@ pub mod ip_proto {
     /// SCTP.
     pub const SCTP: u8 = 132;
 }
+
+/// Writes a fresh IPv4 or IPv6 header (TTL or hop limit 64) at the start of `ip`, for packets
+/// the gateway originates: tunnel outer headers and its own replies. `src` and `dst` are
+/// tunnel keys (an IPv4 address in the low 32 bits); `dont_frag` applies to IPv4 only.
+pub fn write_ip_header(
+    ip: &mut [u8],
+    ipv6: bool,
+    (src, dst): (u128, u128),
+    proto: u8,
+    payload_len: usize,
+    dont_frag: bool,
+) {
+    if ipv6 {
+        Ipv6Repr {
+            src,
+            dst,
+            next_header: proto,
+            payload_len,
+            hop_limit: 64,
+            traffic_class: 0,
+            flow_label: 0,
+        }
+        .emit(&mut Ipv6Packet::new_unchecked(ip));
+    } else {
+        Ipv4Repr {
+            src: src as u32,
+            dst: dst as u32,
+            protocol: proto,
+            payload_len,
+            ttl: 64,
+            dscp_ecn: 0,
+            ident: 0,
+            dont_frag,
+        }
+        .emit(&mut Ipv4Packet::new_unchecked(ip));
+    }
+}
