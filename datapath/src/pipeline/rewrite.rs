@@ -150,7 +150,10 @@ mod tests {
         assert_eq!(&f[..12], &[2, 0, 0, 0, 0, 0x30, 2, 0, 0, 0, 0, 1]);
         let outer = Ipv4Packet::new_checked(&f[14..]).unwrap();
         assert!(outer.verify_checksum());
-        assert_eq!((outer.protocol(), outer.total_len()), (crate::wire::ip_proto::IPIP, 48));
+        assert_eq!(
+            (outer.protocol(), outer.total_len()),
+            (crate::wire::ip_proto::IPIP, 48)
+        );
         assert_eq!(&f[34..], &inner[..]);
     }
 }
