@@ -109,7 +109,7 @@ pub enum RouteTarget {
     Tunnel {
         /// Index in [`Config::tunnels`].
         tunnel: usize,
-        /// IPIP and VXLAN: the peers to encapsulate toward, by inner flow hash when several
+        /// IPIP, VXLAN and Geneve: the peers to encapsulate toward, by inner flow hash when several
         /// (the route's `via`, each one of the tunnel's peers); empty for all of the tunnel's
         /// peers. Always empty for GTP-U, whose sessions name the peer.
         via: Vec<IpAddr>,
@@ -188,6 +188,18 @@ pub enum TunnelKind {
         /// encapsulating toward it); empty when the file gives none.
         peer_macs: Vec<MacAddr>,
     },
+    /// Geneve.
+    Geneve {
+        /// UDP port.
+        udp_port: u16,
+        /// VNI.
+        vni: u32,
+        /// Peer endpoints.
+        peers: Vec<IpAddr>,
+        /// MAC of each peer's device, parallel to `peers`: with it, packets into the tunnel
+        /// carry an inner Ethernet header addressed to it; empty for bare IP.
+        peer_macs: Vec<MacAddr>,
+    },
     /// IP in IP.
     Ipip {
         /// Peer endpoints.
@@ -211,7 +223,9 @@ impl Tunnel {
     pub fn peers(&self) -> Vec<IpAddr> {
         match &self.kind {
             TunnelKind::Gtpu { peer, .. } => vec![*peer],
-            TunnelKind::Vxlan { peers, .. } | TunnelKind::Ipip { peers } => peers.clone(),
+            TunnelKind::Vxlan { peers, .. }
+            | TunnelKind::Geneve { peers, .. }
+            | TunnelKind::Ipip { peers } => peers.clone(),
         }
     }
 }

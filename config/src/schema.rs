@@ -232,6 +232,8 @@ pub enum RawTunnelKind {
     Gtpu,
     /// VXLAN (RFC 7348).
     Vxlan,
+    /// Geneve (RFC 8926).
+    Geneve,
     /// IP in IP: 4in4, 6in4 (protocol 41), 4in6, 6in6.
     Ipip,
 }
@@ -247,15 +249,18 @@ pub struct RawTunnel {
     pub local: String,
     /// GTP-U: the peer endpoint.
     pub peer: Option<String>,
-    /// VXLAN and IPIP: the peer endpoints.
+    /// VXLAN, Geneve and IPIP: the peer endpoints.
     pub peers: Option<Vec<String>>,
-    /// VXLAN: UDP port (default 4789; 8472 for Flannel and Cilium).
+    /// VXLAN: UDP port (default 4789; 8472 for Flannel and Cilium). Geneve: UDP port (default
+    /// 6081).
     pub udp_port: Option<u16>,
-    /// VXLAN: the VNI (24 bits).
+    /// VXLAN and Geneve: the VNI (24 bits).
     pub vni: Option<u32>,
     /// VXLAN: MAC of the peers' VXLAN device (the inner Ethernet destination when
     /// encapsulating): one for every peer, or a list parallel to `peers`; required by routes
-    /// into the tunnel.
+    /// into the tunnel. Geneve: the same, optional: with it, packets into the tunnel are sent
+    /// as Ethernet frames (Protocol Type 0x6558, as Cilium and OVS expect); without it, as bare
+    /// IP packets.
     pub peer_mac: Option<OneOrMany>,
     /// GTP-U: sessions.
     #[serde(default, rename = "session")]
@@ -278,6 +283,11 @@ pub struct RawSession {
 /// The default VXLAN UDP port (IANA).
 pub fn default_vxlan_port() -> u16 {
     4789
+}
+
+/// The default Geneve UDP port (IANA).
+pub fn default_geneve_port() -> u16 {
+    6081
 }
 
 #[cfg(test)]

@@ -393,6 +393,8 @@ impl Validator<'_> {
         // (local, teid_in) pairs, (udp_port, vni) pairs and UE ranges seen so far.
         let mut teids: Vec<(IpAddr, u32, TomlPath)> = Vec::new();
         let mut vnis: Vec<(Option<IpAddr>, u16, u32, usize)> = Vec::new();
+        // The UDP port of each VXLAN or Geneve tunnel: a port carries one kind.
+        let mut udp_kinds: Vec<(u16, RawTunnelKind, usize)> = Vec::new();
         let mut ues: Vec<(IpNet, TomlPath)> = Vec::new();
         for (ti, rt) in raw.iter().enumerate() {
             let tp = TomlPath::entry("tunnel", ti);
@@ -512,12 +514,13 @@ impl Validator<'_> {
                         sessions,
                     }
                 }
-                RawTunnelKind::Vxlan | RawTunnelKind::Ipip => {
-                    let name = if rt.kind == RawTunnelKind::Vxlan {
-                        "vxlan"
-                    } else {
-                        "ipip"
+                RawTunnelKind::Vxlan | RawTunnelKind::Geneve | RawTunnelKind::Ipip => {
+                    let name = match rt.kind {
+                        RawTunnelKind::Vxlan => "vxlan",
+                        RawTunnelKind::Geneve => "geneve",
+                        _ => "ipip",
                     };
+                    let by_vni = rt.kind != RawTunnelKind::Ipip;
                     not_for(self, "peer", rt.peer.is_some(), name);
                     not_for(self, "session", !rt.sessions.is_empty(), name);
                     let mut peers = Vec::new();
@@ -525,7 +528,7 @@ impl Validator<'_> {
                         Some(list) if !list.is_empty() => {
                             for (pi, p) in list.iter().enumerate() {
                                 if let Some(a) = self.ip(tp.k("peers").i(pi), p) {
-                                    if rt.kind == RawTunnelKind::Vxlan && !family_ok(a) {
+                                    if by_vni && !family_ok(a) {
                                         self.err(
                                             tp.k("peers").i(pi),
                                             format!("peer {a} is not of the family of `local`"),
@@ -540,11 +543,15 @@ impl Validator<'_> {
                             format!("a {name} tunnel needs a non-empty `peers` list"),
                         ),
                     }
-                    if rt.kind == RawTunnelKind::Vxlan {
-                        let udp_port = rt.udp_port.unwrap_or_else(default_vxlan_port);
+                    if by_vni {
+                        let udp_port = rt.udp_port.unwrap_or(if rt.kind == RawTunnelKind::Vxlan {
+                            default_vxlan_port()
+                        } else {
+                            default_geneve_port()
+                        });
                         let vni = rt.vni.unwrap_or(0);
                         match rt.vni {
-                            None => self.err(tp.clone(), "a vxlan tunnel needs `vni`"),
+                            None => self.err(tp.clone(), format!("a {name} tunnel needs `vni`")),
                             Some(v) if v >= 1 << 24 => {
                                 self.err(tp.k("vni"), format!("VNI {v} does not fit 24 bits"))
                             }
@@ -553,9 +560,24 @@ impl Validator<'_> {
                         if udp_port == 0 || udp_port == 2152 {
                             self.err(
                                 tp.k("udp_port"),
-                                format!("UDP port {udp_port} cannot carry VXLAN here"),
+                                format!("UDP port {udp_port} cannot carry {name} here"),
                             );
                         }
+                        if let Some(&(_, k, other)) = udp_kinds
+                            .iter()
+                            .find(|&&(p, k, _)| p == udp_port && k != rt.kind)
+                        {
+                            let other_name = if k == RawTunnelKind::Vxlan {
+                                "vxlan"
+                            } else {
+                                "geneve"
+                            };
+                            self.err(
+                                tp.k("udp_port"),
+                                format!("UDP port {udp_port} already carries {other_name} (tunnel[{other}]): a port carries one kind"),
+                            );
+                        }
+                        udp_kinds.push((udp_port, rt.kind, ti));
                         if let Some(&(_, _, _, other)) = vnis
                             .iter()
                             .find(|(l, p, v, _)| *l == local && *p == udp_port && *v == vni)
@@ -585,11 +607,20 @@ impl Validator<'_> {
                                     .collect()
                             }
                         };
-                        TunnelKind::Vxlan {
-                            udp_port,
-                            vni,
-                            peers,
-                            peer_macs,
+                        if rt.kind == RawTunnelKind::Vxlan {
+                            TunnelKind::Vxlan {
+                                udp_port,
+                                vni,
+                                peers,
+                                peer_macs,
+                            }
+                        } else {
+                            TunnelKind::Geneve {
+                                udp_port,
+                                vni,
+                                peers,
+                                peer_macs,
+                            }
                         }
                     } else {
                         not_for(self, "udp_port", rt.udp_port.is_some(), name);

@@ -734,3 +734,59 @@ fn icmp_limits_default_to_linuxs_and_a_zero_burst_is_refused() {
     let src = format!("{HEAD}\n[icmp]\nrate = 10\nburst = 0\n");
     assert_problem(&src, "icmp.burst", line_of(&src, "burst = 0"), "burst 0");
 }
+
+#[test]
+fn geneve_tunnels_default_to_6081_and_need_no_peer_mac() {
+    let src = format!("{HEAD}\n[[tunnel]]\nname = \"g\"\nkind = \"geneve\"\nlocal = \"192.0.2.1\"\nvni = 2\npeers = [\"192.0.2.40\"]\n\n[[route]]\nprefix = \"10.60.0.0/16\"\ntunnel = \"g\"\n");
+    let c = check(&src).unwrap_or_else(|e| panic!("{e}"));
+    match &c.tunnels[0].kind {
+        config::TunnelKind::Geneve {
+            udp_port,
+            vni,
+            peer_macs,
+            ..
+        } => assert_eq!((*udp_port, *vni, peer_macs.len()), (6081, 2, 0)),
+        k => panic!("{k:?}"),
+    }
+}
+
+#[test]
+fn bad_geneve_tunnels_get_every_problem_at_once() {
+    // No VNI; a VNI past 24 bits; a peer of the other family; a GTP-U key; the UDP port of
+    // a VXLAN tunnel (a port carries one kind).
+    let src = format!(
+        "{HEAD}\n[[tunnel]]\nname = \"v\"\nkind = \"vxlan\"\nlocal = \"192.0.2.1\"\nvni = 1\nudp_port = 8472\npeers = [\"192.0.2.20\"]\n\n[[tunnel]]\nname = \"g1\"\nkind = \"geneve\"\nlocal = \"192.0.2.1\"\npeers = [\"192.0.2.40\"]\n\n[[tunnel]]\nname = \"g2\"\nkind = \"geneve\"\nlocal = \"192.0.2.1\"\nvni = 16777216\npeers = [\"fd00:a::40\"]\npeer = \"192.0.2.41\"\n\n[[tunnel]]\nname = \"g3\"\nkind = \"geneve\"\nlocal = \"192.0.2.1\"\nvni = 3\nudp_port = 8472\npeers = [\"192.0.2.40\"]\n"
+    );
+    let err = check(&src).expect_err("rejected");
+    assert_eq!(err.problems().len(), 5, "{err}");
+    assert_problem(
+        &src,
+        "tunnel[1]",
+        line_of(&src, "name = \"g1\"") - 1,
+        "needs `vni`",
+    );
+    assert_problem(
+        &src,
+        "tunnel[2].vni",
+        line_of(&src, "vni = 16777216"),
+        "24 bits",
+    );
+    assert_problem(
+        &src,
+        "tunnel[2].peers[0]",
+        line_of(&src, "peers = [\"fd00:a::40\"]"),
+        "family",
+    );
+    assert_problem(
+        &src,
+        "tunnel[2].peer",
+        line_of(&src, "peer = \"192.0.2.41\""),
+        "does not apply",
+    );
+    assert_problem(
+        &src,
+        "tunnel[3].udp_port",
+        line_of(&src, "vni = 3") + 1,
+        "already carries vxlan",
+    );
+}

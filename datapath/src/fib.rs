@@ -62,6 +62,7 @@ pub enum NextHop {
 }
 
 pub use crate::tunnel::{Encap, EncapKind, ENCAP_HEADER_MAX};
+use crate::tunnel::{GtpuSession, Kind, Tunnels};
 
 /// A port as the datapath needs it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -141,39 +142,6 @@ pub fn key_ip(k: u128) -> IpAddr {
 /// A port id that is no port.
 pub const NO_PORT: u8 = u8::MAX;
 
-/// A GTP-U session as the decap stage checks it: its tunnel, and the UE range its uplink
-/// inner sources must lie in (IPv4 ranges kept as 32-bit network and mask, so the per-packet
-/// check of an IPv4 source is one AND and one compare).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct GtpuSession {
-    /// Tunnel id.
-    pub tunnel: u16,
-    /// An IPv4 UE range (else IPv6).
-    pub ue_v4: bool,
-    /// IPv4 UE network and mask.
-    pub ue_net4: u32,
-    /// See `ue_net4`.
-    pub ue_mask4: u32,
-    /// IPv6 UE network and mask.
-    pub ue_net6: u128,
-    /// See `ue_net6`.
-    pub ue_mask6: u128,
-}
-
-impl GtpuSession {
-    /// True when IPv4 source `src` is in the session's UE range.
-    #[inline]
-    pub fn ue_holds_v4(&self, src: u32) -> bool {
-        self.ue_v4 && src & self.ue_mask4 == self.ue_net4
-    }
-
-    /// True when IPv6 source `src` is in the session's UE range.
-    #[inline]
-    pub fn ue_holds_v6(&self, src: u128) -> bool {
-        !self.ue_v4 && src & self.ue_mask6 == self.ue_net6
-    }
-}
-
 /// How a port checks the source of plain traffic (RFC 3704 reverse-path filtering).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Rpf {
@@ -184,41 +152,6 @@ pub enum Rpf {
     Loose,
     /// The route to the source must leave through the port the packet came in on.
     Strict,
-}
-
-/// The tunnels the gateway terminates, keyed as the decap stage looks them up.
-#[derive(Default, Clone)]
-pub struct Tunnels {
-    /// Local endpoint addresses of every tunnel (a handful: scanned linearly).
-    locals: Vec<u128>,
-    /// (local, uplink TEID) → the tunnel id and the session's UE range.
-    gtpu: HashMap<(u128, u32), GtpuSession>,
-    /// (local, UDP port, VNI) → tunnel id.
-    vxlan: HashMap<(u128, u16, u32), u16>,
-    /// UDP ports VXLAN is received on.
-    vxlan_ports: Vec<u16>,
-    /// (local, peer) → IPIP tunnel id.
-    ipip: HashMap<(u128, u128), u16>,
-    /// Locals with a GTP-U tunnel.
-    gtpu_locals: Vec<u128>,
-    /// (local, tunnel id) of each GTP-U tunnel.
-    gtpu_ids: Vec<(u128, u16)>,
-    /// Locals with an IPIP tunnel.
-    ipip_locals: Vec<u128>,
-    /// Peers of each tunnel, by id.
-    peers: Vec<Vec<u128>>,
-    /// The port each peer is reachable through (parallel to `peers`; [`NO_PORT`] when the
-    /// route table reaches it through no port), resolved when the snapshot is built.
-    peer_ports: Vec<Vec<u8>>,
-    /// Names, by id.
-    names: Vec<String>,
-}
-
-impl Tunnels {
-    /// The tunnel names, indexed by tunnel id.
-    pub fn names(&self) -> &[String] {
-        &self.names
-    }
 }
 
 /// Collects ports, addresses, neighbours and routes, then builds a [`Fib`].
@@ -340,19 +273,6 @@ impl FibBuilder {
         }
     }
 
-    fn add_tunnel(&mut self, name: &str, local: IpAddr, peers: &[IpAddr]) -> u16 {
-        let t = &mut self.tunnels;
-        let id = t.names.len() as u16;
-        t.names.push(name.to_string());
-        t.peers.push(peers.iter().map(|&p| ip_key(p)).collect());
-        t.peer_ports.push(vec![NO_PORT; peers.len()]);
-        let l = ip_key(local);
-        if !t.locals.contains(&l) {
-            t.locals.push(l);
-        }
-        id
-    }
-
     /// Adds a GTP-U tunnel terminating on `local`, accepting G-PDUs from `peer` for its
     /// `sessions`: an uplink TEID each, with the UE range (address, prefix length) the inner
     /// sources of that TEID must lie in; returns its id.
@@ -363,40 +283,18 @@ impl FibBuilder {
         peer: IpAddr,
         sessions: &[(u32, IpAddr, u8)],
     ) -> u16 {
-        let id = self.add_tunnel(name, local, &[peer]);
-        let l = ip_key(local);
-        for &(teid, ue, len) in sessions {
-            let mask6 = u128::MAX
-                .checked_shl(128 - u32::from(len.min(128)))
-                .unwrap_or(0);
-            let mask4 = u32::MAX
-                .checked_shl(32 - u32::from(len.min(32)))
-                .unwrap_or(0);
-            let s = match ue {
-                IpAddr::V4(a) => GtpuSession {
-                    tunnel: id,
-                    ue_v4: true,
-                    ue_net4: u32::from(a) & mask4,
-                    ue_mask4: mask4,
-                    ue_net6: 0,
-                    ue_mask6: 0,
-                },
-                IpAddr::V6(a) => GtpuSession {
-                    tunnel: id,
-                    ue_v4: false,
-                    ue_net4: 0,
-                    ue_mask4: 0,
-                    ue_net6: u128::from(a) & mask6,
-                    ue_mask6: mask6,
-                },
-            };
-            self.tunnels.gtpu.insert((l, teid), s);
-        }
-        self.tunnels.gtpu_ids.push((l, id));
-        if !self.tunnels.gtpu_locals.contains(&l) {
-            self.tunnels.gtpu_locals.push(l);
-        }
-        id
+        let sessions: Vec<(u32, GtpuSession)> = sessions
+            .iter()
+            .map(|&(teid, ue, len)| {
+                let s = match ue {
+                    IpAddr::V4(a) => GtpuSession::new(u128::from(u32::from(a)), true, len),
+                    IpAddr::V6(a) => GtpuSession::new(u128::from(a), false, len),
+                };
+                (teid, s)
+            })
+            .collect();
+        self.tunnels
+            .add_gtpu(name, ip_key(local), ip_key(peer), &sessions)
     }
 
     /// Adds a VXLAN tunnel; returns its id.
@@ -408,27 +306,29 @@ impl FibBuilder {
         vni: u32,
         peers: &[IpAddr],
     ) -> u16 {
-        let id = self.add_tunnel(name, local, peers);
+        let peers: Vec<u128> = peers.iter().map(|&p| ip_key(p)).collect();
         self.tunnels
-            .vxlan
-            .insert((ip_key(local), udp_port, vni), id);
-        if !self.tunnels.vxlan_ports.contains(&udp_port) {
-            self.tunnels.vxlan_ports.push(udp_port);
-        }
-        id
+            .add_by_vni(Kind::Vxlan, name, ip_key(local), (udp_port, vni), &peers)
+    }
+
+    /// Adds a Geneve tunnel; returns its id.
+    pub fn add_geneve_tunnel(
+        &mut self,
+        name: &str,
+        local: IpAddr,
+        udp_port: u16,
+        vni: u32,
+        peers: &[IpAddr],
+    ) -> u16 {
+        let peers: Vec<u128> = peers.iter().map(|&p| ip_key(p)).collect();
+        self.tunnels
+            .add_by_vni(Kind::Geneve, name, ip_key(local), (udp_port, vni), &peers)
     }
 
     /// Adds an IPIP tunnel (any of 4in4, 6in4, 4in6, 6in6) from each of `peers`; returns its id.
     pub fn add_ipip_tunnel(&mut self, name: &str, local: IpAddr, peers: &[IpAddr]) -> u16 {
-        let id = self.add_tunnel(name, local, peers);
-        let l = ip_key(local);
-        for &p in peers {
-            self.tunnels.ipip.insert((l, ip_key(p)), id);
-        }
-        if !self.tunnels.ipip_locals.contains(&l) {
-            self.tunnels.ipip_locals.push(l);
-        }
-        id
+        let peers: Vec<u128> = peers.iter().map(|&p| ip_key(p)).collect();
+        self.tunnels.add_ipip(name, ip_key(local), &peers)
     }
 
     /// The port whose connected subnet holds `addr`, from the interface addresses added.
@@ -671,7 +571,7 @@ impl FibBuilder {
         // (anti-spoofing).
         let ports: Vec<Vec<u8>> = fib
             .tunnels
-            .peers
+            .peers()
             .iter()
             .map(|peers| {
                 peers
@@ -685,7 +585,7 @@ impl FibBuilder {
                     .collect()
             })
             .collect();
-        fib.tunnels.peer_ports = ports;
+        fib.tunnels.set_peer_ports(ports);
         Ok((fib, RouteWriters { v4, v6, qsbr }))
     }
 
@@ -858,66 +758,6 @@ impl Fib {
         self.ports.get(usize::from(id))
     }
 
-    /// True when `addr` (a [`v4_key`] or IPv6 address) is a local tunnel endpoint.
-    #[inline]
-    pub fn is_tunnel_local(&self, addr: u128) -> bool {
-        self.tunnels.locals.contains(&addr)
-    }
-
-    /// The GTP-U session of an uplink TEID on a local endpoint.
-    #[inline]
-    pub fn gtpu_session(&self, local: u128, teid: u32) -> Option<GtpuSession> {
-        self.tunnels.gtpu.get(&(local, teid)).copied()
-    }
-
-    /// True when `local` terminates GTP-U.
-    #[inline]
-    pub fn is_gtpu_local(&self, local: u128) -> bool {
-        self.tunnels.gtpu_locals.contains(&local)
-    }
-
-    /// True when VXLAN is received on this UDP port.
-    #[inline]
-    pub fn is_vxlan_port(&self, port: u16) -> bool {
-        self.tunnels.vxlan_ports.contains(&port)
-    }
-
-    /// The VXLAN tunnel of (local, port, VNI).
-    #[inline]
-    pub fn vxlan_tunnel(&self, local: u128, port: u16, vni: u32) -> Option<u16> {
-        self.tunnels.vxlan.get(&(local, port, vni)).copied()
-    }
-
-    /// The IPIP tunnel from `peer` to `local`.
-    #[inline]
-    pub fn ipip_tunnel(&self, local: u128, peer: u128) -> Option<u16> {
-        self.tunnels.ipip.get(&(local, peer)).copied()
-    }
-
-    /// True when `local` terminates IPIP.
-    #[inline]
-    pub fn is_ipip_local(&self, local: u128) -> bool {
-        self.tunnels.ipip_locals.contains(&local)
-    }
-
-    /// The port configured peer `peer` of tunnel `id` is reached through ([`NO_PORT`] when
-    /// none), or `None` when `peer` is not a peer of the tunnel.
-    #[inline]
-    pub fn tunnel_peer_port(&self, id: u16, peer: u128) -> Option<u8> {
-        let t = usize::from(id);
-        let i = self.tunnels.peers.get(t)?.iter().position(|&p| p == peer)?;
-        self.tunnels.peer_ports.get(t)?.get(i).copied()
-    }
-
-    /// True when `peer` is a peer of a GTP-U tunnel terminating on `local` and is reached
-    /// through `in_port` (who may be sent a GTP-U Echo Response).
-    pub fn is_gtpu_peer_on(&self, local: u128, peer: u128, in_port: u8) -> bool {
-        self.tunnels
-            .gtpu_ids
-            .iter()
-            .any(|&(l, id)| l == local && self.tunnel_peer_port(id, peer) == Some(in_port))
-    }
-
     /// The encapsulation at `index`.
     #[inline]
     pub fn encap(&self, index: u32) -> Option<&Encap> {
@@ -962,7 +802,7 @@ mod tests {
         );
         let fib = b.build().unwrap();
         let local = ip_key(ip("192.0.2.1"));
-        let s = |teid| fib.gtpu_session(local, teid);
+        let s = |teid| fib.tunnels().gtpu_session(local, teid);
         let (v4, v6, any4) = (s(1), s(2), s(3));
         assert!(v4.is_some_and(|s| s.ue_holds_v4(0x0a2e_0107)));
         assert!(v4.is_some_and(|s| !s.ue_holds_v4(0x0a2f_0107)));

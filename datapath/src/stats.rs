@@ -2,14 +2,14 @@
 //! drops by reason. Each worker writes only its own [`Stats`] (plain relaxed load + store, no
 //! read-modify-write); readers on other threads sum them.
 
-use crate::pipeline::drop::DropReason;
+use crate::drop::DropReason;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// The largest number of ports.
 pub const MAX_PORTS: usize = 16;
 
 /// Tunnel kinds as the per-kind counters index them.
-pub const TUNNEL_KINDS: [&str; 3] = ["gtpu", "vxlan", "ipip"];
+pub use crate::tunnel::KINDS as TUNNEL_KINDS;
 
 /// A single-writer counter, readable from any thread.
 #[derive(Debug, Default)]
@@ -45,9 +45,9 @@ pub struct PortStats {
     /// Tunnel packets received on this port and decapsulated.
     pub decap: Counter,
     /// The same, by tunnel kind ([`TUNNEL_KINDS`]).
-    pub decap_kind: [Counter; 3],
+    pub decap_kind: [Counter; TUNNEL_KINDS.len()],
     /// Packets received on this port and sent encapsulated, by tunnel kind ([`TUNNEL_KINDS`]).
-    pub encap_kind: [Counter; 3],
+    pub encap_kind: [Counter; TUNNEL_KINDS.len()],
     /// Replies (ICMP errors, GTP-U Echo Responses) that packets received on this port would
     /// have caused, not sent because of the reply rate limit (the packets themselves are
     /// counted under their own reason).
@@ -104,9 +104,9 @@ pub struct PortSnapshot {
     /// Tunnel packets decapsulated.
     pub decap: u64,
     /// Decapsulated and encapsulated, by tunnel kind ([`TUNNEL_KINDS`]).
-    pub decap_kind: [u64; 3],
+    pub decap_kind: [u64; TUNNEL_KINDS.len()],
     /// See `decap_kind`.
-    pub encap_kind: [u64; 3],
+    pub encap_kind: [u64; TUNNEL_KINDS.len()],
     /// Replies not sent because of the rate limit.
     pub replies_limited: u64,
     /// Drops by reason, indexed like [`DropReason::ALL`].
@@ -144,7 +144,7 @@ pub fn snapshot<'a>(
             o.tx_bytes += p.tx_bytes.get();
             o.local += p.local.get();
             o.decap += p.decap.get();
-            for k in 0..3 {
+            for k in 0..TUNNEL_KINDS.len() {
                 o.decap_kind[k] += p.decap_kind[k].get();
                 o.encap_kind[k] += p.encap_kind[k].get();
             }

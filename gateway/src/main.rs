@@ -119,7 +119,7 @@ enum Command {
         port: Option<String>,
         /// Only packets whose outer or inner header matches, for example
         /// `dst 10.244.0.0/16 and proto udp and tunnel gtpu` (words: src, dst, proto
-        /// udp|tcp|icmp|icmpv6|N, tunnel gtpu|vxlan|ipip|none).
+        /// udp|tcp|icmp|icmpv6|N, tunnel gtpu|vxlan|geneve|ipip|none).
         #[arg(long, default_value = "")]
         filter: String,
         /// Stop waiting after this many seconds.

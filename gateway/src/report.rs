@@ -1,7 +1,7 @@
 //! Human and JSON renderings: the configuration summary and the counter tables.
 
 use config::{Config, Driver, RouteTarget};
-use datapath::pipeline::drop::DropReason;
+use datapath::drop::DropReason;
 use datapath::stats::PortSnapshot;
 use serde_json::{json, Map, Value};
 use std::fmt::Write;
@@ -76,6 +76,22 @@ pub fn summary(c: &Config) -> String {
                 ..
             } => {
                 format!("vxlan udp {udp_port} vni {vni}, {} peer(s)", peers.len())
+            }
+            config::TunnelKind::Geneve {
+                udp_port,
+                vni,
+                peers,
+                peer_macs,
+            } => {
+                let inner = if peer_macs.is_empty() {
+                    "ip"
+                } else {
+                    "ethernet"
+                };
+                format!(
+                    "geneve udp {udp_port} vni {vni}, {} peer(s), {inner} inside",
+                    peers.len()
+                )
             }
             config::TunnelKind::Ipip { peers } => format!("ipip  {} peer(s)", peers.len()),
         };

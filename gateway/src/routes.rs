@@ -348,6 +348,17 @@ pub fn encap_text(e: &datapath::fib::Encap, ports: &[String]) -> String {
         },
         EncapKind::Vxlan { vni, udp_port, .. } => format!("vxlan vni {vni} port {udp_port}"),
         EncapKind::Ipip => "ipip".to_string(),
+        EncapKind::Geneve {
+            vni,
+            udp_port,
+            inner_macs,
+        } => match inner_macs {
+            Some([dst, _]) => format!(
+                "geneve vni {vni} port {udp_port} ethernet to {}",
+                mac_text(dst)
+            ),
+            None => format!("geneve vni {vni} port {udp_port}"),
+        },
     };
     format!(
         "tunnel {kind} to {} dev {}",

@@ -71,6 +71,14 @@ pub fn build_fib_with_routes(c: &Config, after: Option<&Fib>) -> Result<(Fib, Ro
             } => {
                 b.add_vxlan_tunnel(&t.name, t.local, *udp_port, *vni, peers);
             }
+            TunnelKind::Geneve {
+                udp_port,
+                vni,
+                peers,
+                ..
+            } => {
+                b.add_geneve_tunnel(&t.name, t.local, *udp_port, *vni, peers);
+            }
             TunnelKind::Ipip { peers } => {
                 b.add_ipip_tunnel(&t.name, t.local, peers);
             }
@@ -129,7 +137,8 @@ pub fn build_fib_with_routes(c: &Config, after: Option<&Fib>) -> Result<(Fib, Ro
 /// encapsulated toward the peer with its downlink TEID (and QFI); the prefix's other addresses
 /// are dropped as `gtpu_no_session`. IPIP and VXLAN: encapsulated toward the route's `via`
 /// peers, or all of the tunnel's peers without one, by inner flow hash when there are several
-/// (VXLAN: to each peer's `peer_mac`, from the MAC of the port toward it).
+/// (VXLAN: to each peer's `peer_mac`, from the MAC of the port toward it). Geneve: the same,
+/// with an inner Ethernet header only when the tunnel names the peers' MACs.
 fn add_tunnel_route(
     b: &mut FibBuilder,
     c: &Config,
@@ -164,6 +173,27 @@ fn add_tunnel_route(
             .into_iter()
             .map(|p| (EncapKind::Ipip, p))
             .collect(),
+        TunnelKind::Geneve {
+            udp_port,
+            vni,
+            peers,
+            peer_macs,
+        } => chosen(peers)
+            .into_iter()
+            .map(|peer| {
+                let inner_macs = peers
+                    .iter()
+                    .position(|p| *p == peer)
+                    .and_then(|i| peer_macs.get(i))
+                    .map(|m| [m.0, port_mac_toward(c, peer)]);
+                let kind = EncapKind::Geneve {
+                    vni: *vni,
+                    udp_port: *udp_port,
+                    inner_macs,
+                };
+                (kind, peer)
+            })
+            .collect(),
         TunnelKind::Vxlan {
             udp_port,
             vni,
@@ -182,12 +212,7 @@ fn add_tunnel_route(
                         tunnel.name
                     )
                 };
-                // The inner source MAC: the gateway's port toward the peer.
-                let inner_src = c
-                    .ports
-                    .iter()
-                    .find(|p| p.addresses.iter().any(|a| a.contains(&peer)))
-                    .map_or([0x02, 0, 0, 0, 0, 0], |p| p.mac.0);
+                let inner_src = port_mac_toward(c, peer);
                 let kind = EncapKind::Vxlan {
                     vni: *vni,
                     udp_port: *udp_port,
@@ -209,6 +234,14 @@ fn add_tunnel_route(
         &members,
     )
     .map_err(|e| anyhow::anyhow!("route {prefix} into tunnel {}: {e}", tunnel.name))
+}
+
+/// The inner source MAC of an Ethernet-carrying tunnel: the gateway's port toward the peer.
+fn port_mac_toward(c: &Config, peer: std::net::IpAddr) -> [u8; 6] {
+    c.ports
+        .iter()
+        .find(|p| p.addresses.iter().any(|a| a.contains(&peer)))
+        .map_or([0x02, 0, 0, 0, 0, 0], |p| p.mac.0)
 }
 
 /// Opens the ports of a configuration for one worker: for an offline run, or worker `w` of

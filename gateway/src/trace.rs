@@ -9,7 +9,7 @@
 //! Requests on the control socket (one line each):
 //!
 //! ```text
-//! trace start COUNT [port NAME] [src PREFIX] [dst PREFIX] [proto udp|tcp|icmp|N] [tunnel gtpu|vxlan|ipip|none]
+//! trace start COUNT [port NAME] [src PREFIX] [dst PREFIX] [proto udp|tcp|icmp|N] [tunnel gtpu|vxlan|geneve|ipip|none]
 //! trace read          -> {"records": [...], "remaining": N, "lost": N}
 //! trace stop
 //! explain PORT HEX [to-port]  -> one record, on the running gateway's current snapshot
@@ -24,7 +24,8 @@ use datapath::pipeline::trace::{addresses, Filter, Record, Tap};
 use datapath::pipeline::{Next, Pipeline, NO_ENCAP};
 use datapath::stats::TUNNEL_KINDS;
 use datapath::wire::{
-    ip_proto, EtherType, EthernetFrame, GtpuPacket, UdpPacket, VlanPacket, VxlanPacket,
+    ip_proto, EtherType, EthernetFrame, GenevePacket, GtpuPacket, UdpPacket, VlanPacket,
+    VxlanPacket,
 };
 use serde_json::{json, Map, Value};
 use std::time::{Duration, Instant};
@@ -39,7 +40,7 @@ pub const IDLE: Duration = Duration::from_secs(10);
 const READ_BATCH: usize = 64;
 
 /// Parses a filter: `port NAME`, `src PREFIX`, `dst PREFIX`, `proto udp|tcp|icmp|icmpv6|N`,
-/// `tunnel gtpu|vxlan|ipip|none`, in any order, optionally joined by `and`.
+/// `tunnel gtpu|vxlan|geneve|ipip|none`, in any order, optionally joined by `and`.
 ///
 /// # Errors
 /// What is wrong with the first word that does not parse.
@@ -86,13 +87,12 @@ pub fn parse_filter(words: &[&str], ports: &[String]) -> Result<Filter, String> 
                 });
             }
             "tunnel" => {
-                f.tunnel =
-                    Some(match value {
-                        "none" => None,
-                        k => Some(TUNNEL_KINDS.iter().position(|t| *t == k).ok_or_else(|| {
-                            format!("tunnel {k:?} is not gtpu, vxlan, ipip or none")
-                        })? as u8),
-                    });
+                f.tunnel = Some(match value {
+                    "none" => None,
+                    k => Some(TUNNEL_KINDS.iter().position(|t| *t == k).ok_or_else(|| {
+                        format!("tunnel {k:?} is not gtpu, vxlan, geneve, ipip or none")
+                    })? as u8),
+                });
             }
             other => {
                 return Err(format!(
@@ -184,6 +184,14 @@ fn tunnel_header(head: &[u8], kind: &str, l4: u16) -> Map<String, Value> {
                 m.insert("vni".into(), json!(VxlanPacket::new_unchecked(h).vni()));
             }
         }
+        "geneve" => {
+            if let Some(h) = head.get(at..at + datapath::wire::geneve::HEADER_LEN) {
+                let g = GenevePacket::new_unchecked(h);
+                m.insert("vni".into(), json!(g.vni()));
+                m.insert("protocol".into(), json!(format!("{:#06x}", g.protocol())));
+                m.insert("options_len".into(), json!(g.options_len()));
+            }
+        }
         _ => {}
     }
     m
@@ -260,7 +268,7 @@ pub fn render(r: &Record, fib: &Fib, routes: Option<&RouteControl>, ports: &[Str
         if let Ok(eth) = EthernetFrame::new_checked(out) {
             rw["src_mac"] = json!(mac_text(eth.src()));
             rw["dst_mac"] = json!(mac_text(eth.dst()));
-            if let Ok((et, off)) = datapath::pipeline::classify::skip_vlan_tags(
+            if let Ok((et, off)) = datapath::wire::vlan::skip_tags(
                 out,
                 eth.ethertype(),
                 datapath::wire::ethernet::HEADER_LEN,
@@ -388,8 +396,8 @@ pub fn explain(
     if !batch.bufs[0].load(frame, 0) {
         let mut r = Record {
             in_port,
-            verdict: Next::Drop(datapath::pipeline::drop::DropReason::RxOversize),
-            classified: Next::Drop(datapath::pipeline::drop::DropReason::RxOversize),
+            verdict: Next::Drop(datapath::drop::DropReason::RxOversize),
+            classified: Next::Drop(datapath::drop::DropReason::RxOversize),
             len: frame.len().min(usize::from(u16::MAX)) as u16,
             ..Record::default()
         };

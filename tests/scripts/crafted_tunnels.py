@@ -12,6 +12,7 @@ from scapy.all import IP, UDP, Ether, IPv6, Raw, Dot1Q, wrpcap, ARP
 from scapy.layers.inet6 import IPv6ExtHdrHopByHop, IPv6ExtHdrDestOpt, IPv6ExtHdrRouting, ICMPv6EchoRequest
 from scapy.layers.vxlan import VXLAN
 from scapy.contrib.gtp import GTP_U_Header, GTPPDUSessionContainer, GTPEchoRequest, IE_Recovery
+from scapy.contrib.geneve import GENEVE, GeneveOptions
 
 out = sys.argv[1]
 GW_MAC, PEER_MAC = "02:00:00:00:00:01", "02:00:00:00:00:99"
@@ -32,6 +33,25 @@ def gtp(teid=0x1001, **kw):
 
 def vx(flags=0x08, vni=4096, src="192.0.2.20"):
     return eth() / IP(src=src, dst=L4) / UDP(sport=40000, dport=4789) / VXLAN(flags=flags, vni=vni)
+
+
+def gen(src="192.0.2.40", **kw):
+    kw.setdefault("vni", 2)
+    kw.setdefault("proto", 0x6558)
+    return eth() / IP(src=src, dst=L4) / UDP(sport=40001, dport=6081) / GENEVE(**kw)
+
+
+def gen_eth():
+    return Ether(dst="02:00:00:00:00:01", src="02:00:00:00:00:40")
+
+
+def raw_gen(header_bytes):
+    """A Geneve header given as bytes (for cases scapy would fix up), then an inner frame."""
+    return eth() / IP(src="192.0.2.40", dst=L4) / UDP(sport=40001, dport=6081) / Raw(bytes(header_bytes) + bytes(gen_eth() / inner()))
+
+
+def opt(type, data=b"abcd", classid=0x0102):
+    return GeneveOptions(classid=classid, type=type, data=data)
 
 
 def raw_gtp(header_bytes):
@@ -104,6 +124,29 @@ cases = {
                                     / IPv6ExtHdrRouting(segleft=1, addresses=["fd00:b::9"]) / UDP(sport=2152, dport=2152)
                                     / GTP_U_Header(teid=0x3001, gtp_type=255) / inner(),
                                     "ipv6_segments_left"),
+    # Geneve (RFC 8926) from Cilium-like peers: Ethernet inside (0x6558) or bare IP.
+    "geneve_ethernet": (gen() / gen_eth() / inner(), "forward"),
+    "geneve_inner_vlan": (gen() / gen_eth() / Dot1Q(vlan=10) / inner(), "forward"),
+    "geneve_ip_inside": (gen(proto=0x0800) / inner(), "forward"),
+    "geneve_over_ipv6_on_its_own_port": (eth() / IPv6(src="fd00:a::40", dst=L6) / UDP(sport=40001, dport=6082)
+                                         / GENEVE(vni=5, proto=0x6558) / gen_eth() / inner(), "forward"),
+    "geneve_non_critical_options_skipped": (gen(options=opt(0x01) / opt(0x7f, b"") / opt(0x02, b"12345678"))
+                                            / gen_eth() / inner(), "forward"),
+    "geneve_critical_option": (gen(critical=1, options=opt(0x01) / opt(0x80)) / gen_eth() / inner(), "geneve_critical_option"),
+    # The C bit is a hint; the option's own critical bit decides.
+    "geneve_critical_option_c_bit_clear": (gen(options=opt(0x85)) / gen_eth() / inner(), "geneve_critical_option"),
+    # Opt Len 2 words; the option announces 2 words of data after its header: past the area.
+    "geneve_option_overrun": (raw_gen(b"\x02\x00\x65\x58\x00\x00\x02\x00" + b"\x01\x02\x01\x02abcd"), "geneve_option_overrun"),
+    "geneve_opt_len_past_datagram": (raw_gen(b"\x3f\x00\x65\x58\x00\x00\x02\x00"), "geneve_too_short"),
+    "geneve_truncated_header": (eth() / IP(src="192.0.2.40", dst=L4) / UDP(sport=40001, dport=6081) / Raw(b"\x00\x00\x65"),
+                                "geneve_too_short"),
+    "geneve_version_1": (raw_gen(b"\x40\x00\x65\x58\x00\x00\x02\x00"), "geneve_bad_version"),
+    "geneve_oam": (gen(oam=1) / gen_eth() / inner(), "geneve_oam"),
+    "geneve_unknown_vni": (gen(vni=3) / gen_eth() / inner(), "geneve_unknown_vni"),
+    "geneve_unknown_peer": (gen(src="192.0.2.77") / gen_eth() / inner(), "tunnel_unknown_peer"),
+    "geneve_inner_arp": (gen() / gen_eth() / ARP(), "geneve_inner_not_ip"),
+    "geneve_unknown_protocol": (gen(proto=0x88cc) / Raw(b"\x00" * 40), "geneve_inner_not_ip"),
+    "geneve_truncated_inner_ethernet": (gen() / Raw(b"\x02\x00\x00"), "geneve_inner_too_short"),
     # No stack runs inside tunnels: inner packets for the gateway or link scope stop, counted.
     "ipip_inner_to_gateway": (eth() / IP(src="192.0.2.30", dst=L4, proto=4)
                               / IP(src="10.46.0.7", dst="172.18.0.1") / UDP() / Raw(b"x"), "tunnel_inner_local"),

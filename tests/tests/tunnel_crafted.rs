@@ -66,6 +66,21 @@ vni = 4096
 peers = ["192.0.2.20"]
 
 [[tunnel]]
+name = "cilium"
+kind = "geneve"
+local = "192.0.2.1"
+vni = 2
+peers = ["192.0.2.40"]
+
+[[tunnel]]
+name = "cilium6"
+kind = "geneve"
+local = "fd00:a::1"
+udp_port = 6082
+vni = 5
+peers = ["fd00:a::40"]
+
+[[tunnel]]
 name = "kr"
 kind = "ipip"
 local = "192.0.2.1"
@@ -200,7 +215,7 @@ fn crafted_tunnel_cases_reach_their_named_verdicts() {
     let dir = scratch("crafted");
     let Some(cases) = craft(&dir) else { return };
     assert!(
-        cases.len() >= 40,
+        cases.len() >= 60,
         "the generator lost cases: {}",
         cases.len()
     );

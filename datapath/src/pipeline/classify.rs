@@ -2,11 +2,11 @@
 //! 5.2.2 asks of a router: version, header length, total length, checksum; link padding is
 //! trimmed. Martian sources and destinations that are never forwarded are dropped here.
 
-use super::drop::DropReason;
 use super::{Meta, Next};
+use crate::drop::DropReason;
 use crate::fib::{Fib, PortInfo};
 use crate::wire::{
-    ethernet, ip_proto, EtherType, EthernetFrame, Ipv4Packet, Ipv6Packet, VlanPacket,
+    ethernet, ip_proto, vlan, EtherType, EthernetFrame, Ipv4Packet, Ipv6Packet, VlanPacket,
 };
 
 /// IPv4 link-local 169.254.0.0/16: a router never forwards it, from or to (RFC 3927
@@ -69,7 +69,7 @@ fn classify_inner(
             return Err(DropReason::VlanNotAllowed);
         }
     }
-    let (ethertype, off) = skip_vlan_tags(frame, outer, ethernet::HEADER_LEN)?;
+    let (ethertype, off) = vlan::skip_tags(frame, outer, ethernet::HEADER_LEN)?;
     if ethertype == EtherType::ARP {
         return Ok(Next::Local);
     }
@@ -82,31 +82,6 @@ fn classify_inner(
         return Err(DropReason::L2GroupUnicastIp);
     }
     Ok(next)
-}
-
-/// Skips up to two 802.1Q / 802.1ad tags starting at `off`; returns the EtherType after them
-/// and the offset of what follows.
-///
-/// # Errors
-/// [`DropReason::VlanTooShort`], [`DropReason::VlanTooDeep`].
-#[inline]
-pub fn skip_vlan_tags(
-    frame: &[u8],
-    mut ethertype: u16,
-    mut off: usize,
-) -> Result<(u16, usize), DropReason> {
-    for _ in 0..2 {
-        if ethertype != EtherType::VLAN && ethertype != EtherType::QINQ {
-            return Ok((ethertype, off));
-        }
-        let tag = VlanPacket::new_checked(frame.get(off..).unwrap_or_default())?;
-        ethertype = tag.ethertype();
-        off += crate::wire::vlan::HEADER_LEN;
-    }
-    if ethertype == EtherType::VLAN || ethertype == EtherType::QINQ {
-        return Err(DropReason::VlanTooDeep);
-    }
-    Ok((ethertype, off))
 }
 
 /// Validates the IP header at `off` (bounded by `end`) as RFC 1812 asks, fills `meta`, and
@@ -147,7 +122,7 @@ pub fn classify_ip(
             } else {
                 (off + ip.header_len()) as u16
             };
-            meta.decap = fib.is_some_and(|f| f.is_tunnel_local(crate::fib::v4_key(ip.dst())));
+            meta.decap = fib.is_some_and(|f| f.tunnels().is_local(crate::fib::v4_key(ip.dst())));
             Ok(Next::Route)
         }
         EtherType::IPV6 => {
@@ -185,7 +160,7 @@ pub fn classify_ip(
             } else {
                 (off + ul.offset) as u16
             };
-            meta.decap = fib.is_some_and(|f| f.is_tunnel_local(d));
+            meta.decap = fib.is_some_and(|f| f.tunnels().is_local(d));
             Ok(Next::Route)
         }
         _ => Err(DropReason::UnsupportedEthertype),

@@ -2,16 +2,8 @@
 //! copied: the stage moves the packet's L3 offset to the inner IP header and validates that
 //! header like any routed packet (version, lengths, checksum, martians), so the route stage
 //! then routes the inner packet and the rewrite stage writes a fresh Ethernet header in front
-//! of it.
-//!
-//! - GTP-U (TS 29.281): UDP 2152 to a local GTP-U endpoint; G-PDUs with a known uplink TEID
-//!   from the tunnel's peer are decapsulated; Echo Request is answered ([`super::reply`]); Echo
-//!   Response, Error Indication, End Marker and Supported Extension Headers Notification are
-//!   counted under their own reasons and never forwarded as user data.
-//! - VXLAN (RFC 7348): a configured UDP port and VNI, from a configured peer; the inner
-//!   Ethernet header and up to two VLAN tags are stripped; inner non-IP is counted and dropped.
-//! - IPIP: IPv4 outer with protocol 4 or 41, IPv6 outer with next header 4 or 41 after the
-//!   extension headers classify walked; from a configured peer.
+//! of it. What each kind accepts is its module's in [`crate::tunnel`]: GTP-U, VXLAN and
+//! Geneve by UDP port, IPIP by protocol.
 //!
 //! An IPv6 outer packet whose Routing header still has segments left is not for this endpoint
 //! yet (RFC 8200 section 4.4) and is dropped as `ipv6_segments_left`, whatever it carries.
@@ -23,56 +15,12 @@
 //! exemption is not taken). Inner packets are decapsulated
 //! once: a tunnel inside a tunnel is routed as ordinary traffic.
 
-use super::classify::{classify_ip, skip_vlan_tags};
-use super::drop::DropReason;
+use super::classify::classify_ip;
 use super::{Meta, Next};
-use crate::fib::{v4_key, Fib, GtpuSession};
-use crate::wire::{
-    ethernet, gtpu, ip_proto, ipv4, ipv6, udp, vxlan, EtherType, EthernetFrame, GtpuPacket,
-    UdpPacket, VxlanPacket,
-};
-
-/// The last tunnel a packet of the batch was accepted from: GTP-U (local endpoint, TEID),
-/// VXLAN (local endpoint, UDP port, VNI) or IPIP (local endpoint), with the outer source that
-/// passed the peer check.
-/// Packets of one batch mostly come from one tunnel, so the next one with the same key skips
-/// the tunnel table's hash lookup and the peer check. Emptied at every batch (as VPP's
-/// `last_tunnel_cache4`), so it never outlives the forwarding snapshot it was filled from.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct LastTunnel {
-    key: Option<(u128, u128, u64)>,
-    /// The GTP-U session of that key (its UE range is checked per packet).
-    session: Option<GtpuSession>,
-}
-
-/// Tags that keep GTP-U, VXLAN and IPIP keys apart in [`LastTunnel`].
-const GTPU_KEY: u64 = 1 << 62;
-const VXLAN_KEY: u64 = 2 << 62;
-const IPIP_KEY: u64 = 3 << 62;
-
-impl LastTunnel {
-    /// Forgets the last tunnel.
-    #[inline]
-    pub fn clear(&mut self) {
-        self.key = None;
-    }
-
-    /// Whether `key` is the last accepted tunnel; otherwise runs `check` and remembers `key`
-    /// (and the session `check` found) when it passes. The session stays here, read in place.
-    #[inline]
-    fn accept(
-        &mut self,
-        key: (u128, u128, u64),
-        check: impl FnOnce() -> Result<Option<GtpuSession>, DropReason>,
-    ) -> Result<(), DropReason> {
-        if self.key == Some(key) {
-            return Ok(());
-        }
-        self.session = check()?;
-        self.key = Some(key);
-        Ok(())
-    }
-}
+use crate::drop::DropReason;
+use crate::fib::{v4_key, Fib};
+use crate::tunnel::{self, Decapped, Kind, LastTunnel, Outer};
+use crate::wire::{gtpu, ip_proto, ipv4, ipv6, udp, UdpPacket};
 
 /// Decapsulates one packet classify marked, updating `meta` to describe the inner packet.
 /// Returns [`Next::Route`] for a decapsulated packet, or the local or drop verdict. `last` is
@@ -135,182 +83,65 @@ fn decap_inner(
     }
     let end = usize::from(meta.l3_off) + usize::from(meta.l3_len);
     let l4 = usize::from(meta.l4_off);
-    let Some((src, dst)) = outer(frame, meta) else {
+    let Some((src, local)) = outer(frame, meta) else {
         return Ok(Next::Local);
     };
-    match meta.proto {
+    let o = Outer {
+        local,
+        src,
+        in_port,
+    };
+    let tunnels = fib.tunnels();
+    let decapped = match meta.proto {
         ip_proto::UDP => {
             let seg = frame.get(l4..end).unwrap_or_default();
             let u = UdpPacket::new_checked(seg)?;
             let port = u.dst_port();
-            let is_gtpu = port == gtpu::UDP_PORT && fib.is_gtpu_local(dst);
-            let is_vxlan = !is_gtpu && fib.is_vxlan_port(port);
-            if !is_gtpu && !is_vxlan {
-                return Ok(Next::Local);
-            }
+            let kind = if port == gtpu::UDP_PORT && tunnels.is_gtpu_local(local) {
+                Kind::Gtpu
+            } else {
+                match tunnels.udp_kind(port) {
+                    Some(k) => k,
+                    None => return Ok(Next::Local),
+                }
+            };
             if u.checksum() == 0 && meta.ipv6 {
                 return Err(DropReason::UdpZeroChecksumV6);
             }
             if !meta.csum_trusted && !u.verify_checksum(pseudo_header(meta, src, seg.len())) {
                 return Err(DropReason::UdpBadChecksum);
             }
-            let payload = l4 + udp::HEADER_LEN;
-            let payload_end = l4 + usize::from(u.len());
-            meta.tunnel = if is_gtpu { 0 } else { 1 };
-            if is_gtpu {
-                decap_gtpu(
-                    frame,
-                    fib,
-                    meta,
-                    (dst, src, in_port),
-                    (payload, payload_end),
-                    last,
-                )
-            } else {
-                decap_vxlan(
-                    frame,
-                    fib,
-                    meta,
-                    (dst, port, src, in_port),
-                    (payload, payload_end),
-                    last,
-                )
+            let payload = (l4 + udp::HEADER_LEN, l4 + usize::from(u.len()));
+            meta.tunnel = kind as u8;
+            match kind {
+                Kind::Gtpu => tunnel::gtpu::decap(frame, tunnels, &o, payload, last)?,
+                Kind::Vxlan => tunnel::vxlan::decap(frame, tunnels, &o, port, payload, last)?,
+                Kind::Geneve => tunnel::geneve::decap(frame, tunnels, &o, port, payload, last)?,
+                Kind::Ipip => return Ok(Next::Local),
             }
         }
         ip_proto::IPIP | ip_proto::IPV6 => {
-            meta.tunnel = 2;
-            let key = (dst, src, IPIP_KEY);
-            if last.key != Some(key) {
-                let Some(tunnel) = fib.ipip_tunnel(dst, src) else {
-                    return if fib.is_ipip_local(dst) {
-                        Err(DropReason::TunnelUnknownPeer)
-                    } else {
-                        Ok(Next::Local)
-                    };
-                };
-                peer_check(fib, tunnel, src, in_port)?;
-                last.key = Some(key);
-                last.session = None;
-            }
-            let ethertype = if meta.proto == ip_proto::IPIP {
-                EtherType::IPV4
-            } else {
-                EtherType::IPV6
-            };
-            classify_ip(frame, l4, end, ethertype, None, meta)
+            meta.tunnel = Kind::Ipip as u8;
+            tunnel::ipip::decap(tunnels, &o, meta.proto, (l4, end), last)?
         }
-        _ => Ok(Next::Local),
-    }
-}
-
-fn decap_gtpu(
-    frame: &[u8],
-    fib: &Fib,
-    meta: &mut Meta,
-    (local, src, in_port): (u128, u128, u8),
-    (off, end): (usize, usize),
-    last: &mut LastTunnel,
-) -> Result<Next, DropReason> {
-    let g = GtpuPacket::new_checked(frame.get(off..end).unwrap_or_default())?;
-    match g.msg_type() {
-        gtpu::msg::G_PDU => {}
-        gtpu::msg::ECHO_REQUEST => {
-            // Answered in place after the other stages (see `reply`), and only to a
-            // configured peer on its own port: anyone else would use the gateway as a
-            // reflector.
-            if !fib.is_gtpu_peer_on(local, src, in_port) {
-                return Err(DropReason::TunnelUnknownPeer);
-            }
-            meta.echo_request = true;
-            return Ok(Next::Local);
-        }
-        gtpu::msg::ECHO_RESPONSE => return Err(DropReason::GtpuEchoResponse),
-        gtpu::msg::ERROR_INDICATION => return Err(DropReason::GtpuErrorIndication),
-        gtpu::msg::END_MARKER => return Err(DropReason::GtpuEndMarker),
-        gtpu::msg::SUPPORTED_EXT_HEADERS => return Err(DropReason::GtpuSupportedExtHeaders),
-        _ => return Err(DropReason::GtpuUnknownMessage),
-    }
-    let teid = g.teid();
-    if teid == 0 {
-        return Err(DropReason::GtpuTeidZero);
-    }
-    last.accept((local, src, GTPU_KEY | u64::from(teid)), || {
-        let s = fib
-            .gtpu_session(local, teid)
-            .ok_or(DropReason::GtpuUnknownTeid)?;
-        peer_check(fib, s.tunnel, src, in_port)?;
-        Ok(Some(s))
-    })?;
-    let w = g.walk()?;
-    let inner = off + w.payload_off;
-    let inner_end = off + w.payload_end;
-    let ethertype = match frame.get(inner).map(|b| b >> 4) {
-        Some(4) if inner < inner_end => EtherType::IPV4,
-        Some(6) if inner < inner_end => EtherType::IPV6,
-        _ => return Err(DropReason::GtpuInnerNotIp),
+        _ => return Ok(Next::Local),
     };
-    let next = classify_ip(frame, inner, inner_end, ethertype, None, meta)?;
-    // The UE sends from its own range: anything else on the session is spoofed (the
-    // downlink of another UE, or an address the core never assigned). classify_ip checked
-    // that the header is all there.
-    if let Some(s) = &last.session {
-        let l3 = usize::from(meta.l3_off);
-        let ok = if meta.ipv6 {
-            frame
-                .get(l3 + 8..l3 + 24)
-                .and_then(|b| b.try_into().ok())
-                .is_some_and(|b| s.ue_holds_v6(u128::from_be_bytes(b)))
-        } else {
-            frame
-                .get(l3 + 12..l3 + 16)
-                .and_then(|b| b.try_into().ok())
-                .is_some_and(|b| s.ue_holds_v4(u32::from_be_bytes(b)))
-        };
-        if !ok {
-            return Err(DropReason::GtpuInnerSourceNotUe);
+    match decapped {
+        Decapped::Inner {
+            off,
+            end,
+            ethertype,
+        } => {
+            let next = classify_ip(frame, off, end, ethertype, None, meta)?;
+            last.check_inner_source(frame, usize::from(meta.l3_off), meta.ipv6)?;
+            Ok(next)
         }
-    }
-    Ok(next)
-}
-
-fn decap_vxlan(
-    frame: &[u8],
-    fib: &Fib,
-    meta: &mut Meta,
-    (local, port, src, in_port): (u128, u16, u128, u8),
-    (off, end): (usize, usize),
-    last: &mut LastTunnel,
-) -> Result<Next, DropReason> {
-    let v = VxlanPacket::new_checked(frame.get(off..end).unwrap_or_default())?;
-    let vni = v.vni();
-    let id = VXLAN_KEY | (u64::from(port) << 32) | u64::from(vni);
-    last.accept((local, src, id), || {
-        let tunnel = fib
-            .vxlan_tunnel(local, port, vni)
-            .ok_or(DropReason::VxlanUnknownVni)?;
-        peer_check(fib, tunnel, src, in_port)?;
-        Ok(None)
-    })?;
-    let eth_off = off + vxlan::HEADER_LEN;
-    let inner_frame = frame.get(eth_off..end).unwrap_or_default();
-    let eth =
-        EthernetFrame::new_checked(inner_frame).map_err(|_| DropReason::VxlanInnerTooShort)?;
-    let (ethertype, l3) = skip_vlan_tags(frame, eth.ethertype(), eth_off + ethernet::HEADER_LEN)?;
-    if ethertype != EtherType::IPV4 && ethertype != EtherType::IPV6 {
-        return Err(DropReason::VxlanInnerNotIp);
-    }
-    classify_ip(frame, l3, end, ethertype, None, meta)
-}
-
-/// `tunnel_unknown_peer` unless `src` is a configured peer of `tunnel`, and
-/// `tunnel_wrong_port` unless it arrived on `in_port`, the port the route table reaches that
-/// peer through: a peer's address forged on another segment is refused.
-#[inline]
-fn peer_check(fib: &Fib, tunnel: u16, src: u128, in_port: u8) -> Result<(), DropReason> {
-    match fib.tunnel_peer_port(tunnel, src) {
-        None => Err(DropReason::TunnelUnknownPeer),
-        Some(p) if p != in_port => Err(DropReason::TunnelWrongPort),
-        Some(_) => Ok(()),
+        // Answered in place after the other stages (see `reply`).
+        Decapped::EchoRequest => {
+            meta.echo_request = true;
+            Ok(Next::Local)
+        }
+        Decapped::NotTunnel => Ok(Next::Local),
     }
 }
 

@@ -5,7 +5,6 @@
 pub mod batch;
 pub mod classify;
 pub mod decap;
-pub mod drop;
 pub mod reply;
 pub mod rewrite;
 pub mod route;
@@ -13,8 +12,11 @@ pub mod trace;
 
 use crate::fib::Fib;
 use crate::lpm::NO_ROUTE;
+
+/// Tunnel kinds counted.
+const KINDS: usize = crate::tunnel::KINDS.len();
+use crate::drop::DropReason;
 use batch::{Batch, BATCH};
-use drop::DropReason;
 
 /// What happens to a packet after the pipeline.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -88,12 +90,12 @@ pub struct Pipeline {
     found: [u32; BATCH],
     decapped: u64,
     /// Packets of the last batch decapsulated and encapsulated, by tunnel kind.
-    decapped_kind: [u64; 3],
-    encapped_kind: [u64; 3],
+    decapped_kind: [u64; KINDS],
+    encapped_kind: [u64; KINDS],
     /// ICMP errors sent in the last batch: too big, time exceeded.
     errors_sent: [u64; 2],
     replies_limited: u64,
-    last_tunnel: decap::LastTunnel,
+    last_tunnel: crate::tunnel::LastTunnel,
     /// ICMP errors and GTP-U Echo Responses: what a stranger can make the gateway send.
     replies: crate::ratelimit::TokenBucket,
 }
@@ -115,11 +117,11 @@ impl Pipeline {
             which: [0; BATCH],
             found: [NO_ROUTE; BATCH],
             decapped: 0,
-            decapped_kind: [0; 3],
-            encapped_kind: [0; 3],
+            decapped_kind: [0; KINDS],
+            encapped_kind: [0; KINDS],
             errors_sent: [0; 2],
             replies_limited: 0,
-            last_tunnel: decap::LastTunnel::default(),
+            last_tunnel: crate::tunnel::LastTunnel::default(),
             replies: crate::ratelimit::TokenBucket::new(),
         }
     }
@@ -143,7 +145,7 @@ impl Pipeline {
 
     /// Packets of the last batch decapsulated, and sent encapsulated, by tunnel kind
     /// ([`crate::stats::TUNNEL_KINDS`]).
-    pub fn by_tunnel_kind(&self) -> ([u64; 3], [u64; 3]) {
+    pub fn by_tunnel_kind(&self) -> ([u64; KINDS], [u64; KINDS]) {
         (self.decapped_kind, self.encapped_kind)
     }
 
@@ -246,8 +248,8 @@ impl Pipeline {
         // Decap: packets for a local tunnel endpoint lose their outer headers (by moving the
         // L3 offset; nothing is copied) and continue as their inner packet.
         self.decapped = 0;
-        self.decapped_kind = [0; 3];
-        self.encapped_kind = [0; 3];
+        self.decapped_kind = [0; KINDS];
+        self.encapped_kind = [0; KINDS];
         self.last_tunnel.clear();
         let mut echo_requests = false;
         for ((buf, meta), next) in batch.bufs[..n]
@@ -265,7 +267,7 @@ impl Pipeline {
                 echo_requests |= meta.echo_request;
                 if *next == Next::Route {
                     self.decapped += 1;
-                    self.decapped_kind[usize::from(meta.tunnel) % 3] += 1;
+                    self.decapped_kind[usize::from(meta.tunnel) % KINDS] += 1;
                     buf.truncate(usize::from(meta.l3_off) + usize::from(meta.l3_len));
                 }
             }
@@ -341,7 +343,7 @@ impl Pipeline {
                         rewrite::Rewritten::Failed => {
                             *next = Next::Drop(DropReason::RewriteFailed);
                         }
-                        rewrite::Rewritten::Encap(k) => self.encapped_kind[k % 3] += 1,
+                        rewrite::Rewritten::Encap(k) => self.encapped_kind[k % KINDS] += 1,
                         rewrite::Rewritten::Plain => {}
                     }
                 }

@@ -5,7 +5,7 @@
 use super::batch::Buf;
 use super::{Meta, NO_ENCAP};
 use crate::fib::Fib;
-use crate::tunnel::{patch_outer, Encap, EncapKind};
+use crate::tunnel::{patch_outer, Encap};
 use crate::wire::{ethernet, EtherType, EthernetFrame, Ipv4Packet, Ipv6Packet};
 
 /// What [`rewrite_one`] did.
@@ -84,13 +84,13 @@ fn encap_one(buf: &mut Buf, meta: &Meta, e: &Encap, src_mac: [u8; 6]) -> bool {
     let inner_len = usize::from(meta.l3_len);
     let hdr = e.overhead();
     // RFC 7348 section 5: the UDP source port carries entropy from the inner flow, in the
-    // dynamic range, so that ECMP on the path spreads the flows of one tunnel. Only VXLAN
-    // needs it; it is read before the outer headers overwrite anything.
-    let entropy_port = match e.kind {
-        EncapKind::Vxlan { .. } => {
-            49152 | (super::classify::flow_hash(buf.frame(), meta) & 0x3fff) as u16
-        }
-        _ => 0,
+    // dynamic range, so that ECMP on the path spreads the flows of one tunnel (RFC 8926
+    // section 3.3 asks the same of Geneve). It is read before the outer headers overwrite
+    // anything.
+    let entropy_port = if e.kind.wants_entropy() {
+        49152 | (super::classify::flow_hash(buf.frame(), meta) & 0x3fff) as u16
+    } else {
+        0
     };
     let Some(template) = e.template.get(..hdr) else {
         return false;
@@ -113,6 +113,7 @@ fn encap_one(buf: &mut Buf, meta: &Meta, e: &Encap, src_mac: [u8; 6]) -> bool {
 mod tests {
     use super::*;
     use crate::fib::v4_key;
+    use crate::tunnel::EncapKind;
 
     fn encap(kind: EncapKind, outer_v6: bool) -> Encap {
         let ends = if outer_v6 {

@@ -3,8 +3,8 @@
 //! no reflection out of the input port) are applied once the egress is known.
 
 use super::classify::flow_hash;
-use super::drop::DropReason;
 use super::{Meta, Next};
+use crate::drop::DropReason;
 use crate::fib::{Fib, NextHop};
 use crate::lpm::NO_ROUTE;
 

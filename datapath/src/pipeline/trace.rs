@@ -138,12 +138,9 @@ impl Record {
         }
         let head = &self.head[..usize::from(self.len).min(HEAD)];
         let eth = crate::wire::EthernetFrame::new_checked(head).ok()?;
-        let (t, off) = super::classify::skip_vlan_tags(
-            head,
-            eth.ethertype(),
-            crate::wire::ethernet::HEADER_LEN,
-        )
-        .ok()?;
+        let (t, off) =
+            crate::wire::vlan::skip_tags(head, eth.ethertype(), crate::wire::ethernet::HEADER_LEN)
+                .ok()?;
         let ipv6 = match t {
             crate::wire::EtherType::IPV4 => false,
             crate::wire::EtherType::IPV6 => true,
@@ -316,7 +313,7 @@ impl Tap {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pipeline::drop::DropReason;
+    use crate::drop::DropReason;
 
     fn record(src: [u8; 4], dst: [u8; 4], proto: u8) -> Record {
         let mut r = Record {

@@ -1,25 +1,100 @@
-//! Tunnels: one file per kind, each owning what the kind adds to the packet path. The
-//! encapsulation side lives here: an [`Encap`] (the kind, the outer addresses and next hop,
-//! and its header template), the overhead of each kind, the template written once when the
-//! forwarding snapshot is built, and the per-packet patch that the rewrite stage applies after
-//! copying the template. The stages call it through [`Encap::new`], [`Encap::overhead`] and
-//! [`patch_outer`]; the snapshot holds the data.
+//! Tunnels: one file per kind, each owning what the kind adds to the packet path: its
+//! decapsulation (from the outer packet's payload to the inner packet), its encapsulation
+//! template, its overhead and its per-packet patch, built on the [`crate::wire`] views.
 //!
-//! - [`gtpu`]: GTP-U G-PDUs over UDP (TS 29.281), with a PDU Session Container when the
-//!   session has a QFI;
+//! - [`gtpu`]: GTP-U over UDP (TS 29.281), with a PDU Session Container when the session has a
+//!   QFI;
 //! - [`vxlan`]: Ethernet in VXLAN over UDP (RFC 7348);
+//! - [`geneve`]: Ethernet or IP in Geneve over UDP (RFC 8926);
 //! - [`ipip`]: IP in IP (RFC 2003, RFC 2473).
 //!
-//! Decapsulation is still done by [`crate::pipeline::decap`].
+//! The decap stage calls each kind's `decap`, which answers a [`Decapped`] (or the drop
+//! reason), and then validates the inner header itself; the rewrite stage copies an
+//! [`Encap`]'s template and calls [`patch_outer`]. The forwarding snapshot holds the data:
+//! the [`Tunnels`] table and the [`Encap`]s. Nothing here imports the stages or the snapshot.
 
+pub mod geneve;
 pub mod gtpu;
 pub mod ipip;
+mod table;
 pub mod vxlan;
 
+pub use table::{GtpuSession, LastTunnel, Tunnels};
+
+use crate::drop::DropReason;
 use crate::wire::{
-    ethernet, ip_proto, ipv4, ipv6, udp, write_ip_header, EtherType, EthernetFrame, Ipv4Packet,
-    Ipv6Packet, UdpPacket, UdpRepr,
+    ethernet, ip_proto, ipv4, ipv6, udp, vlan, write_ip_header, EtherType, EthernetFrame,
+    Ipv4Packet, Ipv6Packet, UdpPacket, UdpRepr,
 };
+
+/// A tunnel kind; its value is its index in the per-kind counters and [`KINDS`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Kind {
+    /// GTP-U.
+    Gtpu = 0,
+    /// VXLAN.
+    Vxlan = 1,
+    /// IPIP.
+    Ipip = 2,
+    /// Geneve.
+    Geneve = 3,
+}
+
+/// The kinds' names, by [`Kind`] value (metric labels, trace filters, reports).
+pub const KINDS: [&str; 4] = ["gtpu", "vxlan", "ipip", "geneve"];
+
+/// The outer packet as the decap stage saw it.
+#[derive(Debug, Clone, Copy)]
+pub struct Outer {
+    /// The local endpoint it was sent to (a `crate::fib::v4_key` or IPv6 address).
+    pub local: u128,
+    /// Its source.
+    pub src: u128,
+    /// The port it arrived on.
+    pub in_port: u8,
+}
+
+/// What decapsulation found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decapped {
+    /// The inner packet: its IP header at `off`, its end, and its EtherType (IPv4 or IPv6);
+    /// not yet validated.
+    Inner {
+        /// Offset of the inner IP header.
+        off: usize,
+        /// End of the inner packet.
+        end: usize,
+        /// [`EtherType::IPV4`] or [`EtherType::IPV6`].
+        ethertype: u16,
+    },
+    /// A GTP-U Echo Request from a configured peer, to be answered.
+    EchoRequest,
+    /// Not a tunnel packet after all (for the local stack).
+    NotTunnel,
+}
+
+/// The IP packet in the Ethernet frame at `off..end` (up to two VLAN tags skipped), for the
+/// kinds that carry Ethernet; `too_short` and `not_ip` are the kind's reasons.
+#[inline]
+fn inner_ethernet(
+    frame: &[u8],
+    (off, end): (usize, usize),
+    too_short: DropReason,
+    not_ip: DropReason,
+) -> Result<Decapped, DropReason> {
+    let eth = EthernetFrame::new_checked(frame.get(off..end).unwrap_or_default())
+        .map_err(|_| too_short)?;
+    let (ethertype, l3) = vlan::skip_tags(frame, eth.ethertype(), off + ethernet::HEADER_LEN)?;
+    if ethertype != EtherType::IPV4 && ethertype != EtherType::IPV6 {
+        return Err(not_ip);
+    }
+    Ok(Decapped::Inner {
+        off: l3,
+        end,
+        ethertype,
+    })
+}
 
 /// How to encapsulate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,16 +121,37 @@ pub enum EncapKind {
         /// Inner source MAC.
         inner_src: [u8; 6],
     },
+    /// Geneve toward a peer: the inner packet in an Ethernet frame with these MACs
+    /// (destination, source) when given, else bare.
+    Geneve {
+        /// VNI.
+        vni: u32,
+        /// Destination UDP port.
+        udp_port: u16,
+        /// Inner Ethernet destination and source.
+        inner_macs: Option<[[u8; 6]; 2]>,
+    },
 }
 
 impl EncapKind {
-    /// This kind's index in the per-kind counters ([`crate::stats::TUNNEL_KINDS`]).
-    pub fn index(&self) -> usize {
+    /// This kind.
+    pub fn kind(&self) -> Kind {
         match self {
-            EncapKind::Gtpu { .. } => 0,
-            EncapKind::Vxlan { .. } => 1,
-            EncapKind::Ipip => 2,
+            EncapKind::Gtpu { .. } => Kind::Gtpu,
+            EncapKind::Vxlan { .. } => Kind::Vxlan,
+            EncapKind::Ipip => Kind::Ipip,
+            EncapKind::Geneve { .. } => Kind::Geneve,
         }
+    }
+
+    /// This kind's index in the per-kind counters ([`KINDS`]).
+    pub fn index(&self) -> usize {
+        self.kind() as usize
+    }
+
+    /// Whether the outer UDP source port carries the inner flow's entropy.
+    pub fn wants_entropy(&self) -> bool {
+        matches!(self, EncapKind::Vxlan { .. } | EncapKind::Geneve { .. })
     }
 
     /// Bytes this kind writes after the outer IP header.
@@ -64,12 +160,14 @@ impl EncapKind {
             EncapKind::Gtpu { qfi, .. } => gtpu::after_ip_len(qfi),
             EncapKind::Vxlan { .. } => vxlan::AFTER_IP_LEN,
             EncapKind::Ipip => ipip::AFTER_IP_LEN,
+            EncapKind::Geneve { inner_macs, .. } => geneve::after_ip_len(inner_macs.is_some()),
         }
     }
 }
 
 /// The longest outer header an encapsulation writes: Ethernet, IPv6 and the longest that any
-/// kind adds after it (VXLAN's UDP, VXLAN and inner Ethernet headers: 84 bytes in all).
+/// kind adds after it (VXLAN's UDP, VXLAN and inner Ethernet headers, as long as Geneve's with
+/// Ethernet and no options: 84 bytes in all).
 pub const ENCAP_HEADER_MAX: usize = ethernet::HEADER_LEN + ipv6::HEADER_LEN + vxlan::AFTER_IP_LEN;
 
 /// An encapsulation: outer addresses, the outer next hop, and the kind.
@@ -179,6 +277,9 @@ pub fn patch_outer(
         EncapKind::Ipip => return true,
         EncapKind::Gtpu { .. } => gtpu::patch(&mut f[l4..], grow),
         EncapKind::Vxlan { .. } => vxlan::patch(&mut f[l4..], grow, inner_ipv6, sport),
+        EncapKind::Geneve { inner_macs, .. } => {
+            geneve::patch(&mut f[l4..], grow, inner_macs.is_some(), inner_ipv6, sport)
+        }
     };
     if e.ipv6 {
         let udp_len = usize::from(udp_len);
@@ -247,6 +348,17 @@ pub fn write_outer(
             inner_ipv6,
             entropy_port,
         ),
+        EncapKind::Geneve {
+            vni,
+            udp_port,
+            inner_macs,
+        } => geneve::write(
+            after_udp,
+            (vni, udp_port),
+            inner_macs,
+            inner_ipv6,
+            entropy_port,
+        ),
     };
     UdpRepr {
         src_port,
@@ -285,6 +397,16 @@ mod tests {
                     inner_dst,
                     inner_src,
                 }),
+            (
+                0u32..1 << 24,
+                any::<u16>(),
+                proptest::option::of(any::<[[u8; 6]; 2]>())
+            )
+                .prop_map(|(vni, udp_port, inner_macs)| EncapKind::Geneve {
+                    vni,
+                    udp_port,
+                    inner_macs,
+                }),
         ]
     }
 
@@ -306,11 +428,19 @@ mod tests {
             inner_dst: [0; 6],
             inner_src: [0; 6],
         };
-        // Ethernet + IP + (UDP + GTP-U [+ PSC] | UDP + VXLAN + Ethernet | nothing).
+        let gen = |inner_macs| EncapKind::Geneve {
+            vni: 1,
+            udp_port: 6081,
+            inner_macs,
+        };
+        // Ethernet + IP + (UDP + GTP-U [+ PSC] | UDP + VXLAN + Ethernet | UDP + Geneve
+        // [+ Ethernet] | nothing).
         for (k, v4, v6) in [
             (g(None), 50, 70),
             (g(Some(9)), 58, 78),
             (vx, 64, 84),
+            (gen(Some([[0; 6]; 2])), 64, 84),
+            (gen(None), 50, 70),
             (EncapKind::Ipip, 34, 54),
         ] {
             assert_eq!(encap(k, false).overhead(), v4, "{k:?}");

@@ -5,7 +5,7 @@
 //! panics (each module documents the setters that void this). Byte ranges live in a `field`
 //! module; accessor bodies hold no numeric offsets. Every module has one small `Copy` error enum
 //! whose variants carry the offending values, and each variant maps to exactly one
-//! [`crate::pipeline::drop::DropReason`].
+//! [`crate::drop::DropReason`].
 //!
 //! This module forbids `unsafe`.
 
@@ -13,6 +13,7 @@
 
 pub mod checksum;
 pub mod ethernet;
+pub mod geneve;
 pub mod gtpu;
 pub mod icmp;
 pub mod ipv4;
@@ -27,6 +28,7 @@ pub(crate) mod fixtures;
 pub use ethernet::{
     Error as EthernetError, EtherType, Packet as EthernetFrame, Repr as EthernetRepr,
 };
+pub use geneve::{Error as GeneveError, Packet as GenevePacket, Repr as GeneveRepr};
 pub use gtpu::{Error as GtpuError, Packet as GtpuPacket, Repr as GtpuRepr};
 pub use icmp::{Error as IcmpError, Packet as IcmpPacket, Repr as IcmpRepr};
 pub use ipv4::{Error as Ipv4Error, Packet as Ipv4Packet, Repr as Ipv4Repr};

@@ -33,6 +33,8 @@ pub enum Error {
         /// Bytes available.
         len: usize,
     },
+    /// A third tag: more than QinQ's two.
+    TooDeep,
 }
 
 /// A view of a VLAN tag. After [`Packet::check_len`] no accessor panics.
@@ -145,6 +147,28 @@ impl Repr {
         p.set_tci(self.pcp, self.dei, self.vid);
         p.set_ethertype(self.ethertype);
     }
+}
+
+/// Skips up to two 802.1Q / 802.1ad tags starting at `off` in `frame`, the first announced
+/// by `ethertype`; returns the EtherType after them and the offset of what follows.
+///
+/// # Errors
+/// [`Error::TooShort`], [`Error::TooDeep`].
+#[inline]
+pub fn skip_tags(frame: &[u8], mut ethertype: u16, mut off: usize) -> Result<(u16, usize), Error> {
+    use super::EtherType;
+    for _ in 0..2 {
+        if ethertype != EtherType::VLAN && ethertype != EtherType::QINQ {
+            return Ok((ethertype, off));
+        }
+        let tag = Packet::new_checked(frame.get(off..).unwrap_or_default())?;
+        ethertype = tag.ethertype();
+        off += HEADER_LEN;
+    }
+    if ethertype == EtherType::VLAN || ethertype == EtherType::QINQ {
+        return Err(Error::TooDeep);
+    }
+    Ok((ethertype, off))
 }
 
 #[cfg(test)]

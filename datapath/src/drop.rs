@@ -85,6 +85,14 @@ drop_reasons! {
     VxlanUnknownVni => "vxlan_unknown_vni", "VXLAN VNI of no configured tunnel";
     VxlanInnerTooShort => "vxlan_inner_too_short", "VXLAN payload shorter than an Ethernet header";
     VxlanInnerNotIp => "vxlan_inner_not_ip", "VXLAN inner frame is not IPv4 or IPv6 (ARP, ...)";
+    GeneveTooShort => "geneve_too_short", "shorter than a Geneve header and the options its Opt Len announces";
+    GeneveBadVersion => "geneve_bad_version", "Geneve version is not 0 (RFC 8926 3.4)";
+    GeneveOptionOverrun => "geneve_option_overrun", "Geneve option running past the options area";
+    GeneveCriticalOption => "geneve_critical_option", "Geneve option with the critical bit set (the gateway understands no option)";
+    GeneveOam => "geneve_oam", "Geneve control message (O bit: counted, never forwarded)";
+    GeneveUnknownVni => "geneve_unknown_vni", "Geneve VNI of no configured tunnel";
+    GeneveInnerTooShort => "geneve_inner_too_short", "Geneve Ethernet payload shorter than an Ethernet header";
+    GeneveInnerNotIp => "geneve_inner_not_ip", "Geneve payload is not IPv4 or IPv6 (by Protocol Type, or the inner EtherType)";
     Ipv6SegmentsLeft => "ipv6_segments_left", "tunnel packet for a local endpoint with a Routing header that has segments left (the gateway is no segment endpoint)";
     TunnelUnknownPeer => "tunnel_unknown_peer", "tunnel packet (or GTP-U Echo Request) from a source that is not a configured peer";
     TunnelWrongPort => "tunnel_wrong_port", "tunnel packet from a configured peer's address, but on a port that peer is not reached through (spoofed)";
@@ -136,6 +144,18 @@ impl From<crate::wire::VxlanError> for DropReason {
     }
 }
 
+impl From<crate::wire::GeneveError> for DropReason {
+    fn from(e: crate::wire::GeneveError) -> Self {
+        use crate::wire::GeneveError as E;
+        match e {
+            E::TooShort { .. } => DropReason::GeneveTooShort,
+            E::BadVersion { .. } => DropReason::GeneveBadVersion,
+            E::OptionOverrun { .. } => DropReason::GeneveOptionOverrun,
+            E::CriticalOption { .. } => DropReason::GeneveCriticalOption,
+        }
+    }
+}
+
 impl From<EthernetError> for DropReason {
     fn from(e: EthernetError) -> Self {
         match e {
@@ -148,6 +168,7 @@ impl From<VlanError> for DropReason {
     fn from(e: VlanError) -> Self {
         match e {
             VlanError::TooShort { .. } => DropReason::VlanTooShort,
+            VlanError::TooDeep => DropReason::VlanTooDeep,
         }
     }
 }
