@@ -10,7 +10,7 @@ count() {
   valgrind --tool=callgrind --callgrind-out-file="$out" "$@" >/dev/null 2>&1
   awk '/^summary:/ {print $2}' "$out"; rm -f "$out"
 }
-for kind in ipv4 ipv6 gtpu vxlan ipip gtpu-encap; do
+for kind in ${KINDS:-ipv4 ipv6 gtpu vxlan ipip geneve gtpu-encap geneve-encap}; do
   a=$(count target/release/examples/pipeline_loop "$kind" 1000)
   b=$(count target/release/examples/pipeline_loop "$kind" 2000)
   echo "$kind: $(( (b - a) / 32000 )) instructions/packet (pipeline incl. refill of a 64-byte frame)"

@@ -134,7 +134,9 @@ fn bench_tunnels(c: &mut Criterion) {
         Kind::Gtpu,
         Kind::Vxlan,
         Kind::Ipip,
+        Kind::Geneve,
         Kind::GtpuEncap,
+        Kind::GeneveEncap,
     ] {
         // Rotate through 128 bursts so destinations vary like traffic, not one cached batch.
         let bursts: Vec<Vec<Vec<u8>>> = (0..128)

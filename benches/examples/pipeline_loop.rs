@@ -2,7 +2,7 @@
 //! counting under callgrind (see `benches/callgrind.sh`): the difference between two values of
 //! `N`, divided by the packets, is the per-packet cost with all setup cancelled out.
 //!
-//! Usage: `pipeline_loop <ipv4|ipv6|gtpu|vxlan|ipip|gtpu-encap> <iterations>`
+//! Usage: `pipeline_loop <ipv4|ipv6|gtpu|vxlan|ipip|geneve|gtpu-encap|geneve-encap> <iterations>`
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -18,6 +18,8 @@ fn main() {
         Some("vxlan") => Kind::Vxlan,
         Some("ipip") => Kind::Ipip,
         Some("gtpu-encap") => Kind::GtpuEncap,
+        Some("geneve") => Kind::Geneve,
+        Some("geneve-encap") => Kind::GeneveEncap,
         _ => Kind::Plain4,
     };
     let n: usize = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(1000);

@@ -72,6 +72,22 @@ pub fn fib_with(extra: &[(u32, u8, u32)]) -> Fib {
     );
     b.add_vxlan_tunnel("calico", gw, 4789, 4096, &["192.0.2.20".parse().unwrap()]);
     b.add_ipip_tunnel("kr", gw, &["192.0.2.30".parse().unwrap()]);
+    b.add_geneve_tunnel("cilium", gw, 6081, 2, &["192.0.2.40".parse().unwrap()]);
+    // Pod traffic toward the other cluster: Geneve with an inner Ethernet header, as Cilium's.
+    b.add_neighbor("192.0.2.40".parse().unwrap(), [0x02, 0, 0, 0, 0, 0x28]);
+    let geneve = datapath::fib::EncapKind::Geneve {
+        vni: 2,
+        udp_port: 6081,
+        inner_macs: Some([[0x02, 0, 0, 0, 0, 0x29], EXT_MAC]),
+    };
+    b.add_encap_route(
+        "10.60.0.0".parse().unwrap(),
+        16,
+        geneve,
+        gw,
+        "192.0.2.40".parse().unwrap(),
+    )
+    .unwrap();
     // Downlink to the UE range: GTP-U toward the gNB with a PDU Session Container.
     b.add_neighbor("192.0.2.10".parse().unwrap(), [0x02, 0, 0, 0, 0, 0x0a]);
     let kind = datapath::fib::EncapKind::Gtpu {
@@ -133,6 +149,10 @@ pub enum Kind {
     Ipip,
     /// Plain IPv4 to the UE range, encapsulated into GTP-U (TEID 0x2001, QFI 9).
     GtpuEncap,
+    /// IPv4/UDP in Ethernet inside Geneve (VNI 2, no options), as Cilium sends it.
+    Geneve,
+    /// Plain IPv4 to 10.60.0.0/16, encapsulated into Geneve with an inner Ethernet header.
+    GeneveEncap,
 }
 
 /// Ethernet + IPv4 from `src` to the gateway (192.0.2.1): UDP to `dport` around `payload`,
@@ -149,7 +169,7 @@ fn outer(src: [u8; 4], proto: u8, dport: u16, payload: &[u8]) -> Vec<u8> {
 
 /// A burst of [`BURST`] frames of `kind` whose inner destinations are `dsts` (cycled).
 pub fn burst(kind: Kind, dsts: &[u32]) -> Vec<Vec<u8>> {
-    use datapath::craft::{gtpu_payload, vxlan_payload};
+    use datapath::craft::{geneve_payload, gtpu_payload, vxlan_payload};
     (0..BURST)
         .map(|i| {
             let dst = IpAddr::from(dsts[i % dsts.len()].to_be_bytes());
@@ -177,6 +197,23 @@ pub fn burst(kind: Kind, dsts: &[u32]) -> Vec<Vec<u8>> {
                     outer([192, 0, 2, 20], 17, 4789, &vxlan_payload(4096, &eth))
                 }
                 Kind::Ipip => outer([192, 0, 2, 30], 4, 0, &inner([0; 6], [0; 6])[14..]),
+                Kind::Geneve => {
+                    let eth = inner([2, 0, 0, 0, 0, 0x98], [2, 0, 0, 0, 0, 0x97]);
+                    let p = geneve_payload(2, datapath::wire::geneve::PROTOCOL_ETHERNET, &eth);
+                    outer([192, 0, 2, 40], 17, 6081, &p)
+                }
+                Kind::GeneveEncap => {
+                    let mut f = inner([2, 0, 0, 0, 0, 0x99], EXT_MAC);
+                    let mut ip = datapath::wire::Ipv4Packet::new_unchecked(&mut f[14..]);
+                    ip.set_dst(u32::from_be_bytes([
+                        10,
+                        60,
+                        (i / 250) as u8,
+                        (i % 250) as u8 + 1,
+                    ]));
+                    ip.fill_checksum();
+                    f
+                }
                 Kind::GtpuEncap => {
                     let mut f = inner([2, 0, 0, 0, 0, 0x99], EXT_MAC);
                     // Toward a UE instead: rewrite the destination and the IPv4 checksum.

@@ -174,6 +174,16 @@ pub fn gtpu_payload(teid: u32, qfi: Option<u8>, inner: &[u8]) -> Vec<u8> {
     g
 }
 
+/// A Geneve header with `vni`, no options and `protocol` (an EtherType, or
+/// [`crate::wire::geneve::PROTOCOL_ETHERNET`]) followed by `inner`.
+pub fn geneve_payload(vni: u32, protocol: u16, inner: &[u8]) -> Vec<u8> {
+    let mut v = vec![0u8; crate::wire::geneve::HEADER_LEN];
+    crate::wire::GeneveRepr { vni, protocol }
+        .emit(&mut crate::wire::GenevePacket::new_unchecked(&mut v[..]));
+    v.extend_from_slice(inner);
+    v
+}
+
 /// A VXLAN header with `vni` followed by `inner` (an Ethernet frame).
 pub fn vxlan_payload(vni: u32, inner: &[u8]) -> Vec<u8> {
     let mut v = vec![0u8; crate::wire::vxlan::HEADER_LEN];
