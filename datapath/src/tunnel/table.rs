@@ -296,16 +296,25 @@ impl LastTunnel {
     ///
     /// # Errors
     /// [`DropReason::GtpuInnerSourceNotUe`].
-    #[inline]
+    #[inline(always)]
     pub fn check_inner_source(
         &self,
         frame: &[u8],
         l3: usize,
         ipv6: bool,
     ) -> Result<(), DropReason> {
-        let Some(s) = &self.session else {
-            return Ok(());
-        };
+        match &self.session {
+            None => Ok(()),
+            Some(s) => ue_source_check(s, frame, l3, ipv6),
+        }
+    }
+}
+
+/// The UE-range check of [`LastTunnel::check_inner_source`], kept out of line: only G-PDUs
+/// reach it.
+#[inline(never)]
+fn ue_source_check(s: &GtpuSession, frame: &[u8], l3: usize, ipv6: bool) -> Result<(), DropReason> {
+    {
         let ok = if ipv6 {
             let r = crate::wire::ipv6::field::SRC;
             frame
