@@ -15,7 +15,7 @@
 //!
 //! Invariants: no packet can make this crate panic (`check_len` guards every accessor and the
 //! fuzz targets enforce it); nothing on the per-packet path allocates, locks or makes a syscall;
-//! every dropped packet is counted under a [`drop::DropReason`]. No logging and no
+//! every dropped packet is counted under a [`pipeline::drop::DropReason`]. No logging and no
 //! configuration parsing happen here.
 //!
 //! Not supported yet: ICMP time exceeded, IPv4 fragmentation, outer reassembly of fragmented
@@ -23,7 +23,6 @@
 //! control thread through [`local`]; next hops are resolved there into [`neigh`].
 
 pub mod craft;
-pub mod drop;
 pub mod fib;
 pub mod local;
 pub mod log;

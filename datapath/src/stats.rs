@@ -2,7 +2,7 @@
 //! drops by reason. Each worker writes only its own [`Stats`] (plain relaxed load + store, no
 //! read-modify-write); readers on other threads sum them.
 
-use crate::drop::DropReason;
+use crate::pipeline::drop::DropReason;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// The largest number of ports.

@@ -1,11 +1,11 @@
 //! The per-core loop: poll each port for a burst, run the pipeline to completion, hand each
 //! egress port its packets in one call, and count everything.
 
-use crate::drop::DropReason;
 use crate::fib::Fib;
 use crate::local::{local_kind, LocalKind, LocalPath};
 use crate::lpm::Reader;
 use crate::pipeline::batch::{Batch, BATCH};
+use crate::pipeline::drop::DropReason;
 use crate::pipeline::trace::{Record, Tap};
 use crate::pipeline::{Next, Pipeline};
 use crate::port::Port;

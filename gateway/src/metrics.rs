@@ -12,7 +12,7 @@
 //!   table (`gateway stats`, `gateway run`).
 
 use config::{Config, Driver};
-use datapath::drop::DropReason;
+use datapath::pipeline::drop::DropReason;
 use datapath::stats::Stats;
 use std::fmt::Write as _;
 use std::sync::{Arc, Mutex};

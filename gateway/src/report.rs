@@ -1,7 +1,7 @@
 //! Human and JSON renderings: the configuration summary and the counter tables.
 
 use config::{Config, Driver, RouteTarget};
-use datapath::drop::DropReason;
+use datapath::pipeline::drop::DropReason;
 use datapath::stats::PortSnapshot;
 use serde_json::{json, Map, Value};
 use std::fmt::Write;

@@ -396,8 +396,8 @@ pub fn explain(
     if !batch.bufs[0].load(frame, 0) {
         let mut r = Record {
             in_port,
-            verdict: Next::Drop(datapath::drop::DropReason::RxOversize),
-            classified: Next::Drop(datapath::drop::DropReason::RxOversize),
+            verdict: Next::Drop(datapath::pipeline::drop::DropReason::RxOversize),
+            classified: Next::Drop(datapath::pipeline::drop::DropReason::RxOversize),
             len: frame.len().min(usize::from(u16::MAX)) as u16,
             ..Record::default()
         };

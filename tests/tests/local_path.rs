@@ -5,10 +5,10 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use datapath::drop::DropReason;
 use datapath::fib::{Fib, FibBuilder, PortInfo};
 use datapath::local::LocalPath;
 use datapath::pipeline::batch::Batch;
+use datapath::pipeline::drop::DropReason;
 use datapath::port::mem::MemPort;
 use datapath::port::Port;
 use datapath::stats::{snapshot, PortStats, Stats};

@@ -3,8 +3,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use datapath::drop::DropReason;
 use datapath::fib::{FibBuilder, PortInfo, RouteAction};
+use datapath::pipeline::drop::DropReason;
 use datapath::port::mem::MemPort;
 use datapath::port::Port;
 use datapath::stats::Stats;

@@ -3,8 +3,8 @@
 //! trimmed. Martian sources and destinations that are never forwarded are dropped here.
 
 use super::{Meta, Next};
-use crate::drop::DropReason;
 use crate::fib::{Fib, PortInfo};
+use crate::pipeline::drop::DropReason;
 use crate::wire::{
     ethernet, ip_proto, vlan, EtherType, EthernetFrame, Ipv4Packet, Ipv6Packet, VlanPacket,
 };

@@ -17,8 +17,8 @@
 
 use super::classify::classify_ip;
 use super::{Meta, Next};
-use crate::drop::DropReason;
 use crate::fib::{v4_key, Fib};
+use crate::pipeline::drop::DropReason;
 use crate::tunnel::{self, Decapped, Kind, LastTunnel, Outer};
 use crate::wire::{gtpu, ip_proto, ipv4, ipv6, udp, UdpPacket};
 

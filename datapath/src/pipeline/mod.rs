@@ -5,6 +5,7 @@
 pub mod batch;
 pub mod classify;
 pub mod decap;
+pub mod drop;
 pub mod reply;
 pub mod rewrite;
 pub mod route;
@@ -15,7 +16,7 @@ use crate::lpm::NO_ROUTE;
 
 /// Tunnel kinds counted.
 const KINDS: usize = crate::tunnel::KINDS.len();
-use crate::drop::DropReason;
+use crate::pipeline::drop::DropReason;
 use batch::{Batch, BATCH};
 
 /// What happens to a packet after the pipeline.

@@ -4,9 +4,9 @@
 
 use super::classify::flow_hash;
 use super::{Meta, Next};
-use crate::drop::DropReason;
 use crate::fib::{Fib, NextHop};
 use crate::lpm::NO_ROUTE;
+use crate::pipeline::drop::DropReason;
 
 /// The member of an ECMP next hop `nh` that [`resolve_one`] chooses for this packet, for the
 /// trace; `None` when `nh` is not ECMP.

@@ -313,7 +313,7 @@ impl Tap {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::drop::DropReason;
+    use crate::pipeline::drop::DropReason;
 
     fn record(src: [u8; 4], dst: [u8; 4], proto: u8) -> Record {
         let mut r = Record {

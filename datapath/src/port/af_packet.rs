@@ -14,8 +14,8 @@
 #![allow(unsafe_code)]
 
 use super::Port;
-use crate::drop::DropReason;
 use crate::pipeline::batch::{Batch, MAX_FRAME};
+use crate::pipeline::drop::DropReason;
 use crate::stats::PortStats;
 use std::ffi::CString;
 use std::io;

@@ -22,8 +22,8 @@
 
 use super::bpf::{self, XdpMode};
 use super::Port;
-use crate::drop::DropReason;
 use crate::pipeline::batch::{Batch, MAX_FRAME};
+use crate::pipeline::drop::DropReason;
 use crate::stats::PortStats;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};

@@ -2,8 +2,8 @@
 //! it transmits or only counts it.
 
 use super::Port;
-use crate::drop::DropReason;
 use crate::pipeline::batch::Batch;
+use crate::pipeline::drop::DropReason;
 use crate::stats::PortStats;
 use std::collections::VecDeque;
 

@@ -12,8 +12,8 @@
 //! as a corrupt file and ends the replay with an error, never an unbounded allocation.
 
 use super::Port;
-use crate::drop::DropReason;
 use crate::pipeline::batch::{Batch, Buf, MAX_FRAME};
+use crate::pipeline::drop::DropReason;
 use crate::stats::PortStats;
 use std::fs::File;
 use std::io::{self, BufReader, BufWriter, Read, Write};

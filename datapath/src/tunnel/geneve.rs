@@ -12,7 +12,7 @@
 //!   Protocol Type.
 
 use super::{Decapped, Kind, LastTunnel, Outer, Tunnels};
-use crate::drop::DropReason;
+use crate::pipeline::drop::DropReason;
 use crate::wire::{
     ethernet, geneve, udp, EtherType, EthernetFrame, GenevePacket, GeneveRepr, UdpPacket,
 };

@@ -10,7 +10,7 @@
 //!   Session Container of type 0 (downlink, TS 38.415 5.5.2.1) when the session has a QFI.
 
 use super::{Decapped, Kind, LastTunnel, Outer, Tunnels};
-use crate::drop::DropReason;
+use crate::pipeline::drop::DropReason;
 use crate::wire::{gtpu, udp, EtherType, GtpuPacket, GtpuRepr};
 
 /// Decapsulates the GTP-U message at `off..end` (the UDP payload).

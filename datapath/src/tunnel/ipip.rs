@@ -4,7 +4,7 @@
 //! outer with next header 4 or 41 after the extension headers classify walked.
 
 use super::{Decapped, Kind, LastTunnel, Outer, Tunnels};
-use crate::drop::DropReason;
+use crate::pipeline::drop::DropReason;
 use crate::wire::{ip_proto, EtherType};
 
 /// Decapsulates the inner packet at `off..end`, announced by outer protocol `proto` (4 or

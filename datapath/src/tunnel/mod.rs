@@ -21,7 +21,7 @@ pub mod vxlan;
 
 pub use table::{GtpuSession, LastTunnel, Tunnels};
 
-use crate::drop::DropReason;
+use crate::pipeline::drop::DropReason;
 use crate::wire::{
     ethernet, ip_proto, ipv4, ipv6, udp, vlan, write_ip_header, EtherType, EthernetFrame,
     Ipv4Packet, Ipv6Packet, UdpPacket, UdpRepr,

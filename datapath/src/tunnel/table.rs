@@ -4,7 +4,7 @@
 //! one [`Tunnels`]; the kinds' `decap` functions read it.
 
 use super::Kind;
-use crate::drop::DropReason;
+use crate::pipeline::drop::DropReason;
 use hashbrown::HashMap;
 
 /// A GTP-U session as decapsulation checks it: its tunnel, and the UE range its uplink inner

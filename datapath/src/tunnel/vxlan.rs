@@ -8,7 +8,7 @@
 //!   tunnel.
 
 use super::{Decapped, Kind, LastTunnel, Outer, Tunnels};
-use crate::drop::DropReason;
+use crate::pipeline::drop::DropReason;
 use crate::wire::{
     ethernet, udp, vxlan, EtherType, EthernetFrame, UdpPacket, VxlanPacket, VxlanRepr,
 };

@@ -5,7 +5,7 @@
 //! panics (each module documents the setters that void this). Byte ranges live in a `field`
 //! module; accessor bodies hold no numeric offsets. Every module has one small `Copy` error enum
 //! whose variants carry the offending values, and each variant maps to exactly one
-//! [`crate::drop::DropReason`].
+//! [`crate::pipeline::drop::DropReason`].
 //!
 //! This module forbids `unsafe`.
 
