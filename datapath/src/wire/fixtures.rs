@@ -111,3 +111,17 @@ pub const VXLAN_4096: [u8; 10] = [
     0x08, 0x00, 0x00, 0x00,  0x00, 0x10, 0x00, 0x00,
     0x78, 0x78,
 ];
+
+/// scapy (`scapy.contrib.geneve`): `GENEVE(vni=7, proto=0x6558,
+/// options=GeneveOptions(classid=0x102, type=0x80, data=b"abcd"))/Raw(b"\xff\xff")`: one
+/// critical option of the OVN class.
+#[rustfmt::skip]
+pub const GENEVE_CRITICAL: [u8; 18] = [
+    // version 0, Opt Len 2 words; flags; Protocol Type 0x6558 (Ethernet)
+    0x02, 0x00, 0x65, 0x58,
+    // VNI 7, reserved
+    0x00, 0x00, 0x07, 0x00,
+    // option: class 0x0102, type 0x80 (critical), length 1 word, data "abcd"
+    0x01, 0x02, 0x80, 0x01,  0x61, 0x62, 0x63, 0x64,
+    0xff, 0xff,
+];

@@ -270,14 +270,8 @@ impl Repr {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::wire::fixtures::GENEVE_CRITICAL as CRITICAL;
     use proptest::prelude::*;
-
-    /// scapy: `GENEVE(vni=7, proto=0x6558, options=GeneveOptions(classid=0x102, type=0x80,
-    /// data=b"abcd"))`, then two payload bytes.
-    const CRITICAL: [u8; 18] = [
-        0x02, 0x00, 0x65, 0x58, 0x00, 0x00, 0x07, 0x00, 0x01, 0x02, 0x80, 0x01, b'a', b'b', b'c',
-        b'd', 0xff, 0xff,
-    ];
 
     #[test]
     fn deconstruct_reads_every_field() {
@@ -294,6 +288,18 @@ mod tests {
                 kind: 0x80
             })
         );
+    }
+
+    #[test]
+    fn construct_writes_fixture_bytes() {
+        let mut buf = [0xa5u8; 8];
+        let mut p = Packet::new_unchecked(&mut buf[..]);
+        p.clear_flags();
+        p.set_protocol(PROTOCOL_ETHERNET);
+        p.set_vni(7);
+        // The fixture without its options: Opt Len 0.
+        assert_eq!(buf, [0x00, 0x00, 0x65, 0x58, 0x00, 0x00, 0x07, 0x00]);
+        assert_eq!(&buf[1..], &CRITICAL[1..8]);
     }
 
     #[test]
