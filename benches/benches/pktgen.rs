@@ -13,7 +13,7 @@ use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughpu
 #[derive(Parser)]
 struct T {
     #[command(flatten)]
-    spec: gateway::pktgen::Spec,
+    spec: gateway::tools::pktgen::Spec,
 }
 
 fn bench_construct(c: &mut Criterion) {
@@ -30,7 +30,7 @@ fn bench_construct(c: &mut Criterion) {
     ];
     for (name, args) in cases {
         let spec = T::parse_from([&["t"], args].concat()).spec;
-        let snd = gateway::pktgen::sender(&spec, spec.size).unwrap();
+        let snd = gateway::tools::pktgen::sender(&spec, spec.size).unwrap();
         let mut buf = vec![0u8; snd.frame.len()];
         let mut seq = 0u32;
         g.bench_function(format!("render_{name}"), |b| {

@@ -9,8 +9,12 @@
 //!   classify → decap → route → rewrite (and encap), then TX grouped by port.
 //! - [`craft`]: frame builders for tests, benches and the demo (never on the packet path).
 //! - [`port`]: the `Port` trait and its backends (in-memory, pcap, AF_PACKET, AF_XDP with its BPF
-//!   program), and the kernel-mapped
-//!   huge-page memory of `port::hugemem`, the one place outside backends where `unsafe` lives.
+//!   program), and pktgen's live-frames sender (`port::live_frames`, which the forwarding code
+//!   never uses).
+//! - [`hugemem`]: kernel-mapped huge-page memory for the route tables and the AF_XDP UMEM,
+//!   below both; the one place outside port backends where `unsafe` lives.
+//! - [`tunnel`]: one file per tunnel kind (decapsulation, encapsulation template and patch)
+//!   and the tunnel table the snapshot holds.
 //! - [`worker`]: the per-core loop; [`stats`]: its counters.
 //!
 //! Invariants: no packet can make this crate panic (`check_len` guards every accessor and the
@@ -18,12 +22,13 @@
 //! every dropped packet is counted under a [`pipeline::drop::DropReason`]. No logging and no
 //! configuration parsing happen here.
 //!
-//! Not supported yet: ICMP time exceeded, IPv4 fragmentation, outer reassembly of fragmented
+//! Not supported yet: IPv4 fragmentation, outer reassembly of fragmented
 //! tunnel packets, several queues per port. Frames for the gateway's own addresses go to the
 //! control thread through [`local`]; next hops are resolved there into [`neigh`].
 
 pub mod craft;
 pub mod fib;
+pub mod hugemem;
 pub mod local;
 pub mod log;
 pub mod lpm;

@@ -5,7 +5,8 @@
 //! talk to a running gateway; `explain` runs the pipeline on one frame, offline or on a running
 //! gateway's snapshot; `pktgen` generates traffic; `demo` shows the gateway at work.
 
-use gateway::{demo, report, tables};
+use gateway::tools::demo;
+use gateway::{report, tables};
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
@@ -61,7 +62,7 @@ enum Command {
     },
     /// Generate plain or tunnelled traffic: on an interface through BPF live frames (as root),
     /// or into a pcap file.
-    Pktgen(Box<gateway::pktgen::Args>),
+    Pktgen(Box<gateway::tools::pktgen::Args>),
     /// The benchmark's ceiling: a minimal AF_XDP forwarder (rx, rewrite MACs, tx) with no
     /// pipeline, until Ctrl-C or SIGTERM.
     #[command(hide = true)]
@@ -135,7 +136,7 @@ enum Command {
     /// each frame of --pcap (or its --index'th), or built from pktgen's flags
     /// (`--kind gtpu --teid 0x1001 --inner-dst 10.244.1.5`), then addressed to the input
     /// port's MAC.
-    Explain(Box<gateway::trace::ExplainArgs>),
+    Explain(Box<gateway::tools::explain::ExplainArgs>),
     /// Reload a running gateway's configuration file, through its control socket: routes,
     /// tunnels and neighbours change while the workers forward; a file with problems changes
     /// nothing (they are listed) and port or worker changes need a restart. SIGHUP does the
@@ -311,7 +312,7 @@ fn run() -> Result<ExitCode> {
             if !(seconds.is_finite() && seconds >= 2.0) {
                 bail!("--seconds must be at least 2");
             }
-            if in_memory || !gateway::lab::is_root() {
+            if in_memory || !gateway::tools::lab::is_root() {
                 if !in_memory {
                     println!("(not root: running the in-memory demo; run as root for the namespace demo)\n");
                 }
@@ -322,7 +323,7 @@ fn run() -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Pktgen(args) => {
-            gateway::pktgen::main(*args)?;
+            gateway::tools::pktgen::main(*args)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::XdpForward {
@@ -332,8 +333,14 @@ fn run() -> Result<ExitCode> {
             dst_mac,
             core,
         } => {
-            let mac = gateway::pktgen::mac;
-            let n = gateway::baseline::forward(&from, &to, mac(&src_mac)?, mac(&dst_mac)?, core)?;
+            let mac = gateway::tools::pktgen::mac;
+            let n = gateway::tools::baseline::forward(
+                &from,
+                &to,
+                mac(&src_mac)?,
+                mac(&dst_mac)?,
+                core,
+            )?;
             println!("forwarded {n} frames");
             Ok(ExitCode::SUCCESS)
         }
@@ -393,7 +400,7 @@ fn run() -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Explain(a) => {
-            let explained = gateway::trace::explain_cli(&a)?;
+            let explained = gateway::tools::explain::explain_cli(&a)?;
             for v in &explained {
                 if a.json {
                     println!("{v}");

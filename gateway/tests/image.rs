@@ -9,7 +9,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use gateway::lab::{config_for, is_root, Lab};
+use gateway::tools::lab::{config_for, is_root, Lab};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::Duration;

@@ -1,11 +1,11 @@
 //! The gateway on real interfaces, with real peers, in network namespaces the test creates and
-//! removes whatever happens ([`gateway::lab`]): an external host, the gateway, and a pod host,
+//! removes whatever happens ([`gateway::tools::lab`]): an external host, the gateway, and a pod host,
 //! joined by veth pairs; the gateway runs on AF_PACKET ports. Needs root: without it the tests
 //! are skipped ([`gateway::skipped`]), and under CI=true that is a failure.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use gateway::lab::{config_for, is_root, Lab};
+use gateway::tools::lab::{config_for, is_root, Lab};
 use std::process::Command;
 use std::sync::Mutex;
 use std::time::Duration;
@@ -401,7 +401,7 @@ fn af_xdp_gateway_answers_arp_and_ping_serves_counters_and_stops_on_sigterm() {
         "ping fd00:244::6 through the gateway:\n{fwd_ping6}\n{stdout}"
     );
     assert!(
-        neigh.contains(gateway::lab::GW_EXT_MAC),
+        neigh.contains(gateway::tools::lab::GW_EXT_MAC),
         "the external host learned the gateway's MAC by ARP: {neigh}"
     );
     assert!(
@@ -498,7 +498,7 @@ fn af_xdp_gateway_resolves_next_hops_by_arp_and_counts_the_unresolved() {
     );
     // The pod host learned the gateway from its ARP request, as a kernel does.
     assert!(
-        pods_neigh.contains("172.18.0.1") && pods_neigh.contains(gateway::lab::GW_PODS_MAC),
+        pods_neigh.contains("172.18.0.1") && pods_neigh.contains(gateway::tools::lab::GW_PODS_MAC),
         "{pods_neigh}"
     );
     let _ = std::fs::remove_dir_all(&dir);

@@ -291,7 +291,7 @@ teid_out = 0x2001
 }
 
 fn root_or_skip() -> bool {
-    if gateway::lab::is_root() {
+    if gateway::tools::lab::is_root() {
         return true;
     }
     gateway::skipped("needs root");
@@ -308,12 +308,12 @@ fn the_bpf_sender_writes_exactly_the_frames_render_describes() {
         return;
     }
     use clap::Parser;
-    use datapath::port::bpf;
+    use datapath::port::{bpf, live_frames};
     use std::os::fd::AsRawFd;
     #[derive(Parser)]
     struct T {
         #[command(flatten)]
-        spec: gateway::pktgen::Spec,
+        spec: gateway::tools::pktgen::Spec,
     }
     let cases: [&[&str]; 5] = [
         &["--flows", "300", "--vary", "sport,dport,src,dst"],
@@ -345,9 +345,9 @@ fn the_bpf_sender_writes_exactly_the_frames_render_describes() {
     ];
     for args in cases {
         let spec = T::parse_from([&["t"], args].concat()).spec;
-        for (snd, _) in gateway::pktgen::senders(&spec).unwrap() {
-            let map = bpf::create_counter_map().unwrap();
-            let insns = bpf::sender_program(&snd, map.as_raw_fd()).unwrap();
+        for (snd, _) in gateway::tools::pktgen::senders(&spec).unwrap() {
+            let map = live_frames::create_counter_map().unwrap();
+            let insns = live_frames::sender_program(&snd, map.as_raw_fd()).unwrap();
             let prog = bpf::load_xdp(&insns, "gw_pktgen_test").unwrap();
             for seq in 0..20u32 {
                 // What a previous frame left in the buffer must not matter.
@@ -396,7 +396,7 @@ fn receiver_summary(out: std::process::Output) -> serde_json::Value {
 /// interface's own count equal to it.
 #[test]
 fn live_frames_arrive_on_the_peer_in_the_count_reported() {
-    if !gateway::lab::is_root() {
+    if !gateway::tools::lab::is_root() {
         gateway::skipped("needs root");
         return;
     }
@@ -515,7 +515,7 @@ fn through_gateway(driver: &str) {
         return;
     }
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    use gateway::lab::{config_for, Lab};
+    use gateway::tools::lab::{config_for, Lab};
     let id = format!("pg{}{}", std::process::id(), &driver[3..]);
     let lab = Lab::build(&id).unwrap();
     let dir = scratch(&format!("through-gateway-{driver}"));
@@ -625,7 +625,7 @@ fn through_gateway(driver: &str) {
                     "--src-mac",
                     "02:00:00:00:02:01",
                     "--dst-mac",
-                    gateway::lab::GW_PODS_MAC,
+                    gateway::tools::lab::GW_PODS_MAC,
                     "--src",
                     "10.244.1.5",
                     "--dst",

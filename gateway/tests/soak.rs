@@ -1,5 +1,5 @@
 //! The soak test: the gateway under a hostile neighbourhood for a minute (`SOAK_SECONDS`, 60 by
-//! default; CI runs the default), in the lab's namespaces ([`gateway::lab`]) on AF_XDP.
+//! default; CI runs the default), in the lab's namespaces ([`gateway::tools::lab`]) on AF_XDP.
 //!
 //! The load, all at once:
 //! - a stamped pktgen flow from the external host to a pod, through a next hop the gateway
@@ -32,7 +32,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use gateway::lab::{config_for, is_root, Lab};
+use gateway::tools::lab::{config_for, is_root, Lab};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 

@@ -276,17 +276,18 @@ fn crafted_tunnel_cases_reach_their_named_verdicts() {
         }
         // `gateway explain` on the same frame names the same outcome, at the stage that
         // reached it, with no stage after it.
-        let explained = gateway::trace::explain_cli(&gateway::trace::ExplainArgs {
-            config: Some(path.clone()),
-            socket: None,
-            in_port: Some("ext".into()),
-            hex: None,
-            pcap: Some(dir.join(format!("{name}.pcap"))),
-            index: None,
-            json: true,
-            spec: gateway::pktgen::Spec::default(),
-        })
-        .unwrap();
+        let explained =
+            gateway::tools::explain::explain_cli(&gateway::tools::explain::ExplainArgs {
+                config: Some(path.clone()),
+                socket: None,
+                in_port: Some("ext".into()),
+                hex: None,
+                pcap: Some(dir.join(format!("{name}.pcap"))),
+                index: None,
+                json: true,
+                spec: gateway::tools::pktgen::Spec::default(),
+            })
+            .unwrap();
         if let Err(why) = explained_as(&explained, expect) {
             wrong.push(format!("{name}: explain: {why}: {}", explained[0]));
         }

@@ -20,7 +20,7 @@
 //! point ([`super::publish`]).
 
 use super::NO_ROUTE;
-use crate::port::hugemem::HugeAtomics;
+use crate::hugemem::HugeAtomics;
 use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 
 /// Bits of the index field.

@@ -6,7 +6,7 @@ pub mod af_packet;
 pub mod af_xdp;
 pub mod bpf;
 pub mod ethtool;
-pub mod hugemem;
+pub mod live_frames;
 pub mod mem;
 pub mod pcap;
 

@@ -9,7 +9,7 @@
 //! nanoseconds of CLOCK_TAI, zero when unknown). Frame `n` belongs to flow
 //! `n % flows`, so the receiver can tell each flow's losses from the sequence numbers alone.
 
-use datapath::port::bpf::{LiveChecksum, LiveField, LiveSender};
+use datapath::port::live_frames::{LiveChecksum, LiveField, LiveSender};
 use datapath::wire::{
     ethernet, ipv4, ipv6, udp, vxlan, EtherType, EthernetFrame, EthernetRepr, Ipv4Packet, Ipv4Repr,
     Ipv6Packet, Ipv6Repr, UdpPacket, UdpRepr, VxlanPacket, VxlanRepr,

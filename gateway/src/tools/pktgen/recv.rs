@@ -18,7 +18,7 @@
 use super::frame::read_stamp;
 use anyhow::{bail, Result};
 use datapath::pipeline::batch::{Batch, BATCH};
-use datapath::port::bpf::tai_ns;
+use datapath::port::live_frames::tai_ns;
 use datapath::stats::PortStats;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -500,7 +500,7 @@ mod tests {
         #[derive(Parser)]
         struct T {
             #[command(flatten)]
-            spec: crate::pktgen::Spec,
+            spec: crate::tools::pktgen::Spec,
         }
         let cases: [&[&str]; 5] = [
             &[],
@@ -520,7 +520,9 @@ mod tests {
             .iter()
             .map(|a| {
                 let spec = T::parse_from([&["t"], *a].concat()).spec;
-                crate::pktgen::sender(&spec, 128).unwrap().render(7, 9)
+                crate::tools::pktgen::sender(&spec, 128)
+                    .unwrap()
+                    .render(7, 9)
             })
             .collect()
     }

@@ -6,7 +6,8 @@
 //! advised `MADV_HUGEPAGE`; where the kernel declines, ordinary pages are used and nothing
 //! else changes. Pages come zeroed and are touched lazily, so creating a table costs no memset.
 //!
-//! This is one of the two places `unsafe` is allowed (with the other port backends); every
+//! It sits below the route tables and the ports, which both use it, so that neither imports
+//! the other. It is the one place outside the port backends where `unsafe` is allowed; every
 //! block names what justifies it.
 
 #![allow(unsafe_code)]

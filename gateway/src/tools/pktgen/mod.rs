@@ -2,7 +2,7 @@
 //!
 //! Sending goes through the kernel's fastest path on veth (BPF live frames: an XDP program
 //! that writes each frame and transmits it, run by `BPF_PROG_RUN`; see
-//! [`datapath::port::bpf::run_live_frames`]), or into a pcap file. Every frame carries a
+//! [`datapath::port::live_frames::run_live_frames`]), or into a pcap file. Every frame carries a
 //! stamp (see [`frame`]) with its sequence number and send time, which `gateway pktgen
 //! receive` (see [`recv`]) turns into per-flow counts, loss, reordering and latency.
 //!
@@ -15,7 +15,7 @@ pub mod frame;
 pub mod recv;
 
 use anyhow::{bail, Context, Result};
-use datapath::port::bpf::LiveSender;
+use datapath::port::live_frames::LiveSender;
 use frame::L4;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -476,12 +476,12 @@ fn send_live(
     run: &Run,
     rate: Option<u64>,
 ) -> Result<Sent> {
-    use datapath::port::bpf;
+    use datapath::port::{bpf, live_frames};
     use std::os::fd::AsRawFd;
-    let counter = bpf::create_counter_map().context("BPF counter map (needs root)")?;
+    let counter = live_frames::create_counter_map().context("BPF counter map (needs root)")?;
     let mut progs = Vec::new();
     for (snd, w) in senders {
-        let insns = bpf::sender_program(snd, counter.as_raw_fd())
+        let insns = live_frames::sender_program(snd, counter.as_raw_fd())
             .context("frame too large for the sender")?;
         progs.push((bpf::load_xdp(&insns, "gw_pktgen")?, &snd.frame, *w));
     }
@@ -492,7 +492,7 @@ fn send_live(
         let (mut n, mut bytes) = (0u64, 0u64);
         for (prog, f, w) in &progs {
             let k = (unit * w).min(u64::from(u32::MAX)) as u32;
-            bpf::run_live_frames(prog, f, k, ifindex).context("BPF live-frames run")?;
+            live_frames::run_live_frames(prog, f, k, ifindex).context("BPF live-frames run")?;
             n += u64::from(k);
             bytes += u64::from(k) * (f.len() as u64 + 4);
         }
@@ -520,7 +520,7 @@ fn send_port(
         let (mut n, mut bytes) = (0u64, 0u64);
         while n < want {
             let k = (want - n).min(BATCH as u64) as usize;
-            let now = datapath::port::bpf::tai_ns();
+            let now = datapath::port::live_frames::tai_ns();
             for (j, b) in batch.bufs[..k].iter_mut().enumerate() {
                 let s = seq.wrapping_add(j as u32);
                 let snd = cycle[s as usize % cycle.len()];

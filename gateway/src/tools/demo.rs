@@ -385,7 +385,7 @@ fn say(line: &str) {
     let _ = writeln!(std::io::stdout(), "{line}");
 }
 
-/// The namespace demo (needs root): builds the [`crate::lab`] topology, runs the gateway in
+/// The namespace demo (needs root): builds the [`crate::tools::lab`] topology, runs the gateway in
 /// its namespace for `seconds`, sends traffic from the external host, removes the topology,
 /// then reports.
 pub fn namespaces(seconds: f64) -> Result<()> {
@@ -396,16 +396,16 @@ pub fn namespaces(seconds: f64) -> Result<()> {
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(sig, std::sync::Arc::clone(&interrupted))?;
     }
-    crate::lab::Lab::check_tools()?;
+    crate::tools::lab::Lab::check_tools()?;
     let exe = std::env::current_exe()?;
     let tag = std::process::id().to_string();
     let dir = std::env::temp_dir().join(format!("gateway-demo-{tag}"));
     std::fs::create_dir_all(&dir)?;
     let result = (|| -> Result<String> {
         say("gateway demo: building namespaces (external host, gateway, pods) ...");
-        let lab = crate::lab::Lab::build(&tag)?;
+        let lab = crate::tools::lab::Lab::build(&tag)?;
         let cfg = dir.join("gateway.toml");
-        let config = crate::lab::config_for("af_xdp");
+        let config = crate::tools::lab::config_for("af_xdp");
         std::fs::write(&cfg, &config)?;
         let frames = dir.join("uplink.pcap");
         let mut w = datapath::port::pcap::PcapWriter::create(&frames)?;
