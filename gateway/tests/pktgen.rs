@@ -262,32 +262,42 @@ peer = "192.0.2.10"
 ue = "10.46.0.0/16"
 teid_in = 0x1001
 teid_out = 0x2001
+[[tunnel]]
+name = "cilium"
+kind = "geneve"
+local = "192.0.2.1"
+vni = 2
+peers = ["192.0.2.10"]
 "#;
     std::fs::write(dir.join("gw.toml"), cfg).unwrap();
-    let out = gateway()
-        .args([
-            "pktgen", "--kind", "gtpu", "--flows", "16", "--count", "100", "--pcap",
-        ])
-        .arg(dir.join("in.pcap"))
-        .output()
-        .unwrap();
-    assert!(out.status.success());
-    let run = gateway()
-        .args(["run", "--config"])
-        .arg(dir.join("gw.toml"))
-        .arg("--stats-json")
-        .arg(dir.join("stats.json"))
-        .output()
-        .unwrap();
-    assert!(
-        run.status.success(),
-        "{}",
-        String::from_utf8_lossy(&run.stderr)
-    );
-    let json: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.join("stats.json")).unwrap()).unwrap();
-    assert_eq!(json["ports"]["ext"]["decap"], 100, "{json}");
-    assert_eq!(json["ports"]["pods"]["tx_packets"], 100, "{json}");
+    for kind in ["gtpu", "geneve"] {
+        let out = gateway()
+            .args([
+                "pktgen", "--kind", kind, "--vni", "2", "--flows", "16", "--count", "100", "--pcap",
+            ])
+            .arg(dir.join("in.pcap"))
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        let run = gateway()
+            .args(["run", "--config"])
+            .arg(dir.join("gw.toml"))
+            .arg("--stats-json")
+            .arg(dir.join("stats.json"))
+            .output()
+            .unwrap();
+        assert!(
+            run.status.success(),
+            "{}",
+            String::from_utf8_lossy(&run.stderr)
+        );
+        let json: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.join("stats.json")).unwrap())
+                .unwrap();
+        let ext = &json["ports"]["ext"];
+        assert_eq!(ext["tunnels"][kind]["decap"], 100, "{kind}: {json}");
+        assert_eq!(json["ports"]["pods"]["tx_packets"], 100, "{kind}: {json}");
+    }
 }
 
 fn root_or_skip() -> bool {

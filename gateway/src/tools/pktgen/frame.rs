@@ -11,8 +11,9 @@
 
 use datapath::port::live_frames::{LiveChecksum, LiveField, LiveSender};
 use datapath::wire::{
-    ethernet, ipv4, ipv6, udp, vxlan, EtherType, EthernetFrame, EthernetRepr, Ipv4Packet, Ipv4Repr,
-    Ipv6Packet, Ipv6Repr, UdpPacket, UdpRepr, VxlanPacket, VxlanRepr,
+    ethernet, geneve, ipv4, ipv6, udp, vxlan, EtherType, EthernetFrame, EthernetRepr, GenevePacket,
+    GeneveRepr, Ipv4Packet, Ipv4Repr, Ipv6Packet, Ipv6Repr, UdpPacket, UdpRepr, VxlanPacket,
+    VxlanRepr,
 };
 use std::net::IpAddr;
 
@@ -291,6 +292,21 @@ pub fn vxlan(vni: u32, inner: Part) -> Part {
     let mut p = inner.prepend(h);
     // The VNI's 24 bits and the reserved byte after them vary as one 32-bit word.
     p.field("vni", vxlan::field::VNI.start, 4, vni << 8, 8);
+    p
+}
+
+/// A Geneve header (version 0, no options, Protocol Type 0x6558, `vni`) in front of `inner`
+/// (an Ethernet frame).
+pub fn geneve(vni: u32, inner: Part) -> Part {
+    let mut h = vec![0u8; geneve::HEADER_LEN];
+    GeneveRepr {
+        vni,
+        protocol: geneve::PROTOCOL_ETHERNET,
+    }
+    .emit(&mut GenevePacket::new_unchecked(&mut h[..]));
+    let mut p = inner.prepend(h);
+    // As VXLAN's: the VNI and the reserved byte after it vary as one 32-bit word.
+    p.field("vni", geneve::field::VNI.start, 4, vni << 8, 8);
     p
 }
 

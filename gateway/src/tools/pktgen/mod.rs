@@ -35,6 +35,9 @@ pub enum Kind {
     Gtpu,
     /// IP in IP: 4in4, 6in4, 4in6 or 6in6 from the families of the outer and inner addresses.
     Ipip,
+    /// An Ethernet frame inside Geneve (Protocol Type 0x6558, no options) over UDP/IPv4, as
+    /// Cilium sends it.
+    Geneve,
 }
 
 /// The traffic: its kind, shape and addresses. Also the `[traffic]` table of a profile
@@ -60,7 +63,7 @@ pub struct Spec {
     pub flows: u16,
     /// Fields that step with the flow number, comma-separated: sport, dport, src, dst
     /// (innermost; the last 32 bits of an IPv6 address), outer-sport, teid, vni. Default:
-    /// outer-sport for VXLAN and GTP-U, sport otherwise.
+    /// outer-sport for VXLAN, Geneve and GTP-U, sport otherwise.
     #[arg(long, value_delimiter = ',')]
     pub vary: Vec<String>,
     /// Source MAC.
@@ -87,18 +90,21 @@ pub struct Spec {
     /// Innermost destination port.
     #[arg(long, default_value_t = 9)]
     pub dport: u16,
-    /// Outer UDP source port of VXLAN and GTP-U.
+    /// Outer UDP source port of VXLAN, Geneve and GTP-U.
     #[arg(long, default_value_t = 10000)]
     pub outer_sport: u16,
-    /// Inner destination MAC for VXLAN (the decapsulating VTEP's).
+    /// Inner destination MAC for VXLAN and Geneve (the decapsulating endpoint's).
     #[arg(long, default_value = "02:00:00:00:00:01")]
     pub inner_mac: String,
-    /// VXLAN VNI.
+    /// VXLAN or Geneve VNI.
     #[arg(long, default_value_t = 4096)]
     pub vni: u32,
     /// VXLAN UDP port.
     #[arg(long, default_value_t = 4789)]
     pub vxlan_port: u16,
+    /// Geneve UDP port.
+    #[arg(long, default_value_t = 6081)]
+    pub geneve_port: u16,
     /// GTP-U TEID (decimal or 0x hex).
     #[arg(long, default_value_t = 0x1001, value_parser = number_u32)]
     pub teid: u32,
@@ -227,17 +233,21 @@ pub fn sender(s: &Spec, size: usize) -> Result<LiveSender> {
         let outer = match s.kind {
             Kind::Plain => inner,
             Kind::Ipip => frame::ip(s.src, s.dst, frame::ip_in_ip(isrc), inner, false),
-            Kind::Vxlan | Kind::Gtpu => {
+            Kind::Vxlan | Kind::Geneve | Kind::Gtpu => {
                 if !s.src.is_ipv4() {
-                    bail!("VXLAN and GTP-U are sent over IPv4 only");
+                    bail!("VXLAN, Geneve and GTP-U are sent over IPv4 only");
                 }
-                let payload = if s.kind == Kind::Vxlan {
+                let payload = if s.kind != Kind::Gtpu {
                     if s.vni > 0xff_ffff {
                         bail!("--vni {} does not fit 24 bits", s.vni);
                     }
                     let eth =
                         frame::ethernet(mac(&s.inner_mac)?, src_mac, frame::ethertype(isrc), inner);
-                    frame::udp(s.outer_sport, s.vxlan_port, frame::vxlan(s.vni, eth))
+                    if s.kind == Kind::Vxlan {
+                        frame::udp(s.outer_sport, s.vxlan_port, frame::vxlan(s.vni, eth))
+                    } else {
+                        frame::udp(s.outer_sport, s.geneve_port, frame::geneve(s.vni, eth))
+                    }
                 } else {
                     let qfi = (!s.no_psc).then_some(s.qfi & 0x3f);
                     frame::udp(s.outer_sport, 2152, frame::gtpu(s.teid, qfi, inner))
@@ -256,7 +266,7 @@ pub fn sender(s: &Spec, size: usize) -> Result<LiveSender> {
     let part = build(wire.saturating_sub(smallest))?;
     let vary = if s.vary.is_empty() {
         vec![match s.kind {
-            Kind::Vxlan | Kind::Gtpu => "outer-sport".to_string(),
+            Kind::Vxlan | Kind::Geneve | Kind::Gtpu => "outer-sport".to_string(),
             _ => "sport".to_string(),
         }]
     } else {
@@ -659,7 +669,7 @@ mod tests {
 
     #[test]
     fn frames_have_the_requested_size_and_parse_back() {
-        for kind in ["plain", "vxlan", "gtpu", "ipip"] {
+        for kind in ["plain", "vxlan", "geneve", "gtpu", "ipip"] {
             let s = sender(&spec(&["--kind", kind, "--size", "128"]), 128).unwrap();
             assert_eq!(s.frame.len(), 124, "{kind}");
         }

@@ -1,7 +1,7 @@
 //! `gateway pktgen receive`: counts and times stamped traffic where it ends up.
 //!
 //! Each frame is walked down to its innermost payload (through VLAN tags, IPv4/IPv6, IPIP,
-//! VXLAN on port 4789 and GTP-U on port 2152, so it works on the gateway's output and on the
+//! VXLAN on port 4789, Geneve on port 6081 and GTP-U on port 2152, so it works on the gateway's output and on the
 //! generator's own tunnelled frames) and the stamp read there (see [`super::frame`]). Frames
 //! without a stamp are counted as `other`.
 //!
@@ -343,6 +343,17 @@ pub fn find_stamp(frame: &[u8]) -> Option<&[u8]> {
                         ethertype = be16(inner, 12)?;
                         p = inner.get(14..)?;
                     }
+                    // Geneve: past its options, Ethernet or IP by the Protocol Type.
+                    6081 => {
+                        let inner = data.get(8 + usize::from(*data.first()? & 0x3f) * 4..)?;
+                        match be16(data, 2)? {
+                            0x6558 => {
+                                ethertype = be16(inner, 12)?;
+                                p = inner.get(14..)?;
+                            }
+                            t => (ethertype, p) = (t, inner),
+                        }
+                    }
                     2152 => {
                         let flags = *data.first()?;
                         let mut off = 8;
@@ -502,10 +513,11 @@ mod tests {
             #[command(flatten)]
             spec: crate::tools::pktgen::Spec,
         }
-        let cases: [&[&str]; 5] = [
+        let cases: [&[&str]; 6] = [
             &[],
             &["--l4", "tcp", "--dst", "fd00::2", "--src", "fd00::1"],
             &["--kind", "vxlan"],
+            &["--kind", "geneve"],
             &[
                 "--kind",
                 "gtpu",
