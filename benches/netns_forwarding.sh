@@ -5,8 +5,11 @@
 #   [ext] ext-a ==== ext-g [mid] pod-g ==== pod-b [pods]
 #
 # The sender (`gateway pktgen`, BPF live frames) runs in ext pinned to CPU 0; whatever
-# forwards in mid (the gateway's worker, or the kernel's softirq) runs on CPU 1; frames are
-# counted arriving on pod-b (the pods namespace drops them: no forwarding, no listener).
+# forwards in mid (the gateway's worker, the reference forwarder, or the kernel's softirq)
+# runs on CPU 1; frames are counted arriving on pod-b, where an XDP program drops them
+# (libxdp's deny-all program, counted by veth's xdp_drops), so that the pods side costs
+# nothing on either CPU. The sink is detached for the latency phase, whose receiver reads
+# pod-b through AF_PACKET.
 # The gateway and the minimal forwarder busy-poll, so they do not run real-time: the
 # kernel throttles real-time tasks for 50 ms of every second (sched_rt_runtime_us), which
 # showed as 30-40 ms latency tails and losses at 50 kpps when they did.
@@ -21,10 +24,13 @@
 #                             (curl, on CPU 0 with the gateway's other threads): what a
 #                             scrape costs the worker
 #   gateway-af-packet-plain   the fallback port, plain UDP
-#   xdp-forward-minimal       the ceiling: a minimal AF_XDP forwarder on the gateway's own
-#                             ports (rx, rewrite MACs, tx; no pipeline), plain UDP
-#   xdp-forward-minimal-vxlan / -gtpu   the same forwarder fed the tunnel traffic (it
-#                             forwards each frame whole): the ceiling for the same input
+#   gateway-geneve   the gateway decapsulating Geneve (Ethernet inside, no options)
+#   xdp-forward-minimal       `gateway xdp-forward`: a minimal AF_XDP forwarder on the
+#                             gateway's own ports (rx, rewrite MACs, tx; no pipeline)
+#   c-xsk-fwd        the reference: benches/xsk_fwd.c, about 150 lines of C on libxdp's xsk
+#                    API (copy mode, shared UMEM, MAC rewrite), built here; plain UDP
+#   c-xsk-fwd-vxlan / -gtpu / -geneve   the reference fed the tunnel traffic (it forwards
+#                    each frame whole): the ceiling for the same input
 #
 # Each run measures twice: throughput with the sender free-running (forwarded = frames
 # counted on pod-b), then latency at a rate every mode forwards without loss (LAT_RATE,
@@ -33,10 +39,12 @@
 # kernel's receive timestamp on pod-b).
 #
 # Usage (root): benches/netns_forwarding.sh [seconds per run] [runs] [--append]
-# ONLY=REGEX runs only the modes whose names match.
+# ONLY=REGEX runs only the modes whose names match. The modes are alternated: round 1 of every
+# mode, then round 2, so that a machine slowing down during the run weighs on all of them.
 # Prints medians of the runs; with --append also appends the table to BENCHMARKS.md.
-# Needs: iproute2, ethtool, util-linux (taskset, chrt), and a release build of the gateway
-# (built here if missing).
+# Needs: iproute2, ethtool, util-linux (taskset, chrt), gcc, libxdp-dev and libbpf-dev
+# (tests/install-deps.sh installs them), and a release build of the gateway (built here if
+# missing).
 set -euo pipefail
 
 SECS=${1:-5}
@@ -55,6 +63,10 @@ WORK=$(mktemp -d)
 
 [ "$(id -u)" = 0 ] || { echo "needs root (network namespaces, BPF)"; exit 1; }
 [ -x "$GW" ] || (cd "$ROOT" && cargo build --release -p gateway)
+SINK=/usr/lib/x86_64-linux-gnu/bpf/xdpfilt_dny_all.o
+[ -f "$SINK" ] || { echo "needs libxdp's $SINK (apt-get install libxdp-dev)"; exit 1; }
+XSK_FWD="$WORK/xsk_fwd"
+cc -O2 -Wall -o "$XSK_FWD" "$ROOT/benches/xsk_fwd.c" -lxdp -lbpf
 
 nsx() { local ns=$1; shift; ip netns exec "$ns" "$@"; }
 
@@ -91,6 +103,16 @@ topology() {
     nsx "$MID" ethtool -K ext-g gro on >/dev/null
     nsx "$POD" ip link set pod-b address $POD_MAC up
     nsx "$POD" ip addr add 172.18.0.2/16 dev pod-b
+    sink on
+}
+
+# The XDP drop sink on pod-b: on for throughput, off for the latency receiver.
+sink() {
+    if [ "$1" = on ]; then
+        nsx "$POD" ip link set dev pod-b xdpdrv obj "$SINK" sec xdp
+    else
+        nsx "$POD" ip link set dev pod-b xdpdrv off
+    fi
 }
 
 kernel_mid() {
@@ -148,6 +170,12 @@ local = "192.0.2.1"
 vni = 4096
 peers = ["192.0.2.10"]
 [[tunnel]]
+name = "cilium"
+kind = "geneve"
+local = "192.0.2.1"
+vni = 4096
+peers = ["192.0.2.10"]
+[[tunnel]]
 name = "ran"
 kind = "gtpu"
 local = "192.0.2.1"
@@ -181,7 +209,15 @@ minimal_mid() {
     sleep 1.5
 }
 
-rx_on_pod_b() { nsx "$POD" cat /sys/class/net/pod-b/statistics/rx_packets; }
+c_mid() {
+    ip netns exec "$MID" taskset -c 1 "$XSK_FWD" ext-g pod-g $POD_MAC $GW_POD_MAC \
+        >"$WORK/gw.out" 2>&1 &
+    echo $! >"$WORK/pid"   # ip netns exec and taskset exec: this is the forwarder's pid
+    sleep 1.5
+}
+
+# Frames the sink dropped on pod-b: every frame that arrived.
+rx_on_pod_b() { nsx "$POD" ethtool -S pod-b | awk '/_xdp_drops:/ { s += $2 } END { print s + 0 }'; }
 
 # One measurement: prints "offered_pps forwarded_pps", both over the sender's own time.
 measure() {
@@ -200,6 +236,7 @@ measure() {
 # Latency at LAT_RATE: prints "sent received p50_ns p99_ns".
 latency() {
     local kind=$1; shift
+    sink off
     nsx "$POD" "$GW" pktgen receive --interface pod-b --idle 1 --seconds 30 --quiet --json \
         >"$WORK/recv.json" 2>/dev/null &
     local rpid=$!
@@ -215,36 +252,56 @@ latency() {
 
 median() { sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
 
-run_mode() {
+# One round of one mode: appends its figures to $WORK/runs.
+run_once() {
     local mode=$1 kind=$2; shift 2
     [[ $mode =~ $ONLY ]] || return 0
-    local offs=() fwds=() p50s=() p99s=() lost=0
-    for _ in $(seq "$RUNS"); do
-        topology
-        case $mode in
-            kernel-forward) kernel_mid plain ;;
-            kernel-vxlan) kernel_mid vxlan ;;
-            gateway-af-packet-*) gateway_mid af_packet ;;
-            gateway-plain-scraped) gateway_mid af_xdp scrape ;;
-            xdp-forward-minimal*) minimal_mid ;;
-            gateway-*) gateway_mid af_xdp ;;
-        esac
-        read -r o f < <(measure "$kind" "$@")
-        offs+=("$o") fwds+=("$f")
-        read -r sent got p50 p99 < <(latency "$kind" "$@")
-        p50s+=("${p50:-0}") p99s+=("${p99:-0}")
-        lost=$((lost + ${sent:-0} - ${got:-0}))
-        teardown
-    done
-    local o f p50 p99
-    o=$(printf '%s\n' "${offs[@]}" | median)
-    f=$(printf '%s\n' "${fwds[@]}" | median)
-    p50=$(printf '%s\n' "${p50s[@]}" | median)
-    p99=$(printf '%s\n' "${p99s[@]}" | median)
-    awk -v m="$mode" -v o="$o" -v f="$f" -v all="${fwds[*]}" -v p50="$p50" -v p99="$p99" -v lost="$lost" \
-        'BEGIN { printf "| %-24s | %8.3f | %9.3f | %6.1f%% | %7.1f | %7.1f | %d | %s |\n", m, o / 1e6, f / 1e6, 100 * (1 - f / o), p50 / 1e3, p99 / 1e3, lost, all }'
+    topology
+    case $mode in
+        kernel-forward) kernel_mid plain ;;
+        kernel-vxlan) kernel_mid vxlan ;;
+        gateway-af-packet-*) gateway_mid af_packet ;;
+        gateway-plain-scraped) gateway_mid af_xdp scrape ;;
+        xdp-forward-minimal*) minimal_mid ;;
+        c-xsk-fwd*) c_mid ;;
+        gateway-*) gateway_mid af_xdp ;;
+    esac
+    local o f sent got p50 p99
+    read -r o f < <(measure "$kind" "$@")
+    read -r sent got p50 p99 < <(latency "$kind" "$@")
+    teardown
+    echo "$mode $o $f ${p50:-0} ${p99:-0} $(( ${sent:-0} - ${got:-0} ))" >>"$WORK/runs"
+}
+
+# The medians of a mode's rounds, as a table row.
+summarize() {
+    local mode=$1
+    grep -q "^$mode " "$WORK/runs" 2>/dev/null || return 0
+    local col o f p50 p99 lost all
+    col() { awk -v m="$mode" -v c="$1" '$1 == m { print $c }' "$WORK/runs" | median; }
+    o=$(col 2) f=$(col 3) p50=$(col 4) p99=$(col 5)
+    lost=$(awk -v m="$mode" '$1 == m { s += $6 } END { print s + 0 }' "$WORK/runs")
+    all=$(awk -v m="$mode" '$1 == m { printf "%s ", $3 }' "$WORK/runs")
+    awk -v m="$mode" -v o="$o" -v f="$f" -v all="$all" -v p50="$p50" -v p99="$p99" -v lost="$lost" \
+        'BEGIN { printf "| %-24s | %8.3f | %9.3f | %6.1f%% | %7.1f | %7.1f | %d | %s|\n", m, o / 1e6, f / 1e6, 100 * (1 - f / o), p50 / 1e3, p99 / 1e3, lost, all }'
     echo "$mode $f" >>"$WORK/medians"
 }
+
+MODES=(
+    "kernel-forward plain4 --dst-mac $GW_EXT_MAC --dst 10.244.9.9"
+    "kernel-vxlan vxlan --inner-mac $VX_MAC --inner-src 10.99.0.1"
+    "gateway-plain plain4 --dst 10.244.9.9"
+    "gateway-vxlan vxlan --inner-src 10.99.0.1"
+    "gateway-gtpu gtpu"
+    "gateway-geneve geneve"
+    "gateway-plain-scraped plain4 --dst 10.244.9.9"
+    "gateway-af-packet-plain plain4 --dst 10.244.9.9"
+    "xdp-forward-minimal plain4 --dst 10.244.9.9"
+    "c-xsk-fwd plain4 --dst 10.244.9.9"
+    "c-xsk-fwd-vxlan vxlan --inner-src 10.99.0.1"
+    "c-xsk-fwd-gtpu gtpu"
+    "c-xsk-fwd-geneve geneve"
+)
 
 HEADER="| mode | offered Mpps | forwarded Mpps | loss | latency p50 us | latency p99 us | lost at $LAT_RATE/s | forwarded pps per run |
 |---|---|---|---|---|---|---|---|"
@@ -252,7 +309,8 @@ HEADER="| mode | offered Mpps | forwarded Mpps | loss | latency p50 us | latency
     echo "### Namespace forwarding, $(date -u +%Y-%m-%d), $(nproc) vCPU $(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -1)"
     echo
     echo "\`benches/netns_forwarding.sh $SECS $RUNS\`: 64-byte frames (tunnel kinds: the smallest"
-    echo "that holds their headers), $FLOWS flows, sender on CPU 0 (\`chrt -f 5\`), forwarder on CPU 1"
+    echo "that holds their headers), $FLOWS flows, sender on CPU 0 (\`chrt -f 5\`), forwarder on CPU 1,"
+    echo "XDP-drop sink on pod-b, modes alternated round by round"
     echo "(kernel: threaded NAPI at \`chrt -f 5\`; gateway and minimal forwarder: pinned, not real-time,"
     echo "as a real-time busy poller is throttled 50 ms of every second); medians of $RUNS runs of $SECS s."
     echo "Latency: at $LAT_RATE frames/s for 2 s in each run (sent through AF_PACKET in 1 ms bursts),"
@@ -260,25 +318,22 @@ HEADER="| mode | offered Mpps | forwarded Mpps | loss | latency p50 us | latency
     echo "the runs' percentiles; lost: frames sent minus received over all runs)."
     echo
     echo "$HEADER"
-    run_mode kernel-forward plain4 --dst-mac $GW_EXT_MAC --dst 10.244.9.9
-    run_mode kernel-vxlan vxlan --inner-mac $VX_MAC --inner-src 10.99.0.1
-    run_mode gateway-plain plain4 --dst 10.244.9.9
-    run_mode gateway-plain-scraped plain4 --dst 10.244.9.9
-    run_mode gateway-vxlan vxlan --inner-src 10.99.0.1
-    run_mode gateway-gtpu gtpu
-    run_mode gateway-af-packet-plain plain4 --dst 10.244.9.9
-    run_mode xdp-forward-minimal plain4 --dst 10.244.9.9
-    run_mode xdp-forward-minimal-vxlan vxlan --inner-src 10.99.0.1
-    run_mode xdp-forward-minimal-gtpu gtpu
+    for _ in $(seq "$RUNS"); do
+        for m in "${MODES[@]}"; do
+            # shellcheck disable=SC2086 # the mode's words are its arguments
+            run_once $m
+        done
+    done
+    for m in "${MODES[@]}"; do summarize "${m%% *}"; done
     echo
-    awk 'function r(a, b) { return b > 0 ? sprintf("%.2f", a / b) : "n/a" }
+    awk 'function r(a, b) { return (a > 0 && b > 0) ? sprintf("%.2f", a / b) : "n/a" }
     { m[$1] = $2 } END {
-        printf "Ratios of forwarded medians: gateway-plain / kernel-forward = %s; gateway-vxlan / kernel-vxlan = %s;", r(m["gateway-plain"], m["kernel-forward"]), r(m["gateway-vxlan"], m["kernel-vxlan"])
-        printf " gateway-gtpu / kernel-vxlan = %s; gateway-plain / xdp-forward-minimal = %s;", r(m["gateway-gtpu"], m["kernel-vxlan"]), r(m["gateway-plain"], m["xdp-forward-minimal"])
-        printf " gateway-vxlan / xdp-forward-minimal = %s;", r(m["gateway-vxlan"], m["xdp-forward-minimal"])
-        printf " gateway-vxlan / xdp-forward-minimal-vxlan = %s;", r(m["gateway-vxlan"], m["xdp-forward-minimal-vxlan"])
-        printf " gateway-gtpu / xdp-forward-minimal-gtpu = %s;", r(m["gateway-gtpu"], m["xdp-forward-minimal-gtpu"])
-        printf " gateway-plain-scraped / gateway-plain = %s.\n", r(m["gateway-plain-scraped"], m["gateway-plain"]) }' "$WORK/medians"
+        printf "Ratios of forwarded medians, against the reference fed the same frames: gateway-plain / c-xsk-fwd = %s (target 0.95);", r(m["gateway-plain"], m["c-xsk-fwd"])
+        printf " gateway-vxlan / c-xsk-fwd-vxlan = %s; gateway-gtpu / c-xsk-fwd-gtpu = %s;", r(m["gateway-vxlan"], m["c-xsk-fwd-vxlan"]), r(m["gateway-gtpu"], m["c-xsk-fwd-gtpu"])
+        printf " gateway-geneve / c-xsk-fwd-geneve = %s (targets 0.9).", r(m["gateway-geneve"], m["c-xsk-fwd-geneve"])
+        printf " For the record: xdp-forward-minimal / c-xsk-fwd = %s; gateway-plain / kernel-forward = %s;", r(m["xdp-forward-minimal"], m["c-xsk-fwd"]), r(m["gateway-plain"], m["kernel-forward"])
+        printf " gateway-vxlan / kernel-vxlan = %s; gateway-plain-scraped / gateway-plain = %s;", r(m["gateway-vxlan"], m["kernel-vxlan"]), r(m["gateway-plain-scraped"], m["gateway-plain"])
+        printf " gateway-af-packet-plain / gateway-plain = %s.\n", r(m["gateway-af-packet-plain"], m["gateway-plain"]) }' "$WORK/medians"
 } | tee "$WORK/table"
 
 if [ "$APPEND" = --append ]; then

@@ -7,7 +7,9 @@ PACKAGES=(
   python3-scapy   # crafts tunnel cases and the soak test's neighbour flood (/usr/bin/python3)
   tcpdump
   iproute2        # ip: namespaces, veths, routes
-  ethtool         # benches/netns_forwarding.sh sets GRO
+  ethtool         # benches/netns_forwarding.sh sets GRO and reads the sink's XDP counters
+  libxdp-dev libbpf-dev gcc  # benches/netns_forwarding.sh builds the C reference forwarder
+                             # (benches/xsk_fwd.c); libxdp's deny-all program is its sink
   iputils-ping
   procps          # sysctl, in the namespace lab
   util-linux      # setpriv (control socket peer checks), taskset (soak test)
