@@ -191,7 +191,10 @@ fn demo_counters_add_up_to_the_traffic_it_generated() {
     let (ext, pods) = (row("ext"), row("pods"));
     assert_eq!(ext.len(), 7, "{stdout}");
     let decap = generated("(decap)");
-    let tunnelled = generated("GTP-U uplink") + generated("VXLAN from") + generated("IPIP from");
+    let tunnelled = generated("GTP-U uplink")
+        + generated("VXLAN from")
+        + generated("IPIP from")
+        + generated("Geneve from");
     assert_eq!(ext[4], tunnelled, "decap column:\n{stdout}");
     assert!(decap > 0);
     assert_eq!(

@@ -6,7 +6,7 @@
 use crate::{report, tables};
 use anyhow::{anyhow, bail, Result};
 use datapath::craft::{
-    gtpu_payload, ipv4_frame, ipv4_udp_frame, udp_frame, vxlan_payload, UdpSpec,
+    geneve_payload, gtpu_payload, ipv4_frame, ipv4_udp_frame, udp_frame, vxlan_payload, UdpSpec,
 };
 use datapath::port::mem::MemPort;
 use datapath::port::Port;
@@ -95,6 +95,13 @@ kind = "ipip"
 local = "192.0.2.1"
 peers = ["192.0.2.30"]
 
+[[tunnel]]
+name = "peer-cluster"             # Geneve (Ethernet inside) from another cluster's gateway
+kind = "geneve"
+local = "192.0.2.1"
+vni = 2
+peers = ["192.0.2.40"]
+
 [[route]]
 prefix = "10.46.0.0/16"           # downlink to the UEs: encapsulated toward the gNB
 tunnel = "ran"
@@ -110,6 +117,8 @@ enum Wrap {
     Vxlan,
     /// IPIP from a kube-router node.
     Ipip,
+    /// Geneve VNI 2 (Ethernet inside) from a peer cluster's gateway.
+    Geneve,
     /// Plain, from a pod (downlink toward a UE).
     FromPod,
 }
@@ -170,6 +179,12 @@ const KINDS: &[Kind] = &[
         8,
         "10.244.3.3",
         Wrap::Ipip,
+    ),
+    kind(
+        "Geneve from a peer cluster to a pod (decap)",
+        8,
+        "10.244.3.4",
+        Wrap::Geneve,
     ),
     kind(
         "downlink from a pod to a UE (GTP-U encap)",
@@ -251,6 +266,13 @@ fn frame(kind: &Kind, i: usize) -> (Vec<u8>, bool) {
             &vxlan_payload(4096, &f),
         ),
         Wrap::Ipip => ipv4_frame(PEER_MAC, EXT_MAC, 0xc000_021e, GW, 4, &f[14..]),
+        Wrap::Geneve => ipv4_udp_frame(
+            PEER_MAC,
+            EXT_MAC,
+            (0xc000_0228, 49152),
+            (GW, 6081),
+            &geneve_payload(2, datapath::wire::geneve::PROTOCOL_ETHERNET, &f),
+        ),
     };
     (outer, false)
 }
