@@ -1,5 +1,6 @@
 //! Helpers shared by the end-to-end tests: scratch directories, pcap files written and read
-//! back with the project's own pcap port code, and where the shared captures live.
+//! back with the project's own pcap port code, where the shared captures live, a
+//! configuration run offline, and tshark.
 
 // Test support: failing loudly is the point.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -71,4 +72,34 @@ pub fn mem_port(
                 .downcast_mut::<datapath::port::mem::MemPort>()
         })
         .expect("an in-memory port")
+}
+
+/// Runs the configuration `cfg` offline (`{d}` in it replaced by `dir`), written to
+/// `dir/name`, and returns its counters as `gateway run --stats-json` writes them. A warning
+/// fails the test.
+pub fn run_offline(cfg: &str, dir: &Path, name: &str) -> serde_json::Value {
+    let path = dir.join(name);
+    std::fs::write(&path, cfg.replace("{d}", &dir.display().to_string())).unwrap();
+    let cfg =
+        config::load_file(&path, config::Machine { cores: 1 }).unwrap_or_else(|e| panic!("{e}"));
+    let outcome = gateway::tables::run_offline(&cfg).unwrap_or_else(|e| panic!("{e:#}"));
+    assert!(outcome.warnings.is_empty(), "{:?}", outcome.warnings);
+    gateway::report::json(&cfg, &outcome.stats)
+}
+
+/// tshark's output on `file` with `args`, or `None` (listed as skipped, which fails under
+/// `CI=true`) when tshark cannot run.
+pub fn tshark(file: &Path, args: &[&str]) -> Option<String> {
+    let out = std::process::Command::new("tshark")
+        .arg("-r")
+        .arg(file)
+        .args(args)
+        .output();
+    match out {
+        Ok(o) if o.status.success() => Some(String::from_utf8_lossy(&o.stdout).into_owned()),
+        _ => {
+            gateway::skipped("tshark not installed, emitted frames not dissected");
+            None
+        }
+    }
 }

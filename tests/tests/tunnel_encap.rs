@@ -7,9 +7,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use etherparse::{NetSlice, PacketBuilder, SlicedPacket};
-use gateway_tests::{read_pcap, scratch, write_pcap};
-use std::path::Path;
-use std::process::Command;
+use gateway_tests::{read_pcap, run_offline as run, scratch, tshark, write_pcap};
 
 const PODS_MAC: [u8; 6] = [2, 0, 0, 0, 1, 1];
 const POD_MAC: [u8; 6] = [2, 0, 0, 0, 2, 1];
@@ -172,31 +170,6 @@ fn pod_packet(dst: [u8; 4], ttl: u8, payload_len: usize, id: u16) -> Vec<u8> {
     });
     out[24..26].copy_from_slice(&c.to_be_bytes());
     out
-}
-
-fn run(cfg: &str, dir: &Path, name: &str) -> serde_json::Value {
-    let path = dir.join(name);
-    std::fs::write(&path, cfg.replace("{d}", &dir.display().to_string())).unwrap();
-    let cfg =
-        config::load_file(&path, config::Machine { cores: 1 }).unwrap_or_else(|e| panic!("{e}"));
-    let outcome = gateway::tables::run_offline(&cfg).unwrap_or_else(|e| panic!("{e:#}"));
-    assert!(outcome.warnings.is_empty(), "{:?}", outcome.warnings);
-    gateway::report::json(&cfg, &outcome.stats)
-}
-
-fn tshark(file: &Path, args: &[&str]) -> Option<String> {
-    let out = Command::new("tshark")
-        .arg("-r")
-        .arg(file)
-        .args(args)
-        .output();
-    match out {
-        Ok(o) if o.status.success() => Some(String::from_utf8_lossy(&o.stdout).into_owned()),
-        _ => {
-            gateway::skipped("tshark not installed, emitted frames not dissected");
-            None
-        }
-    }
 }
 
 #[test]

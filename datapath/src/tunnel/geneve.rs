@@ -69,14 +69,6 @@ pub const fn after_ip_len(ethernet: bool) -> usize {
     udp::HEADER_LEN + geneve::HEADER_LEN + if ethernet { ethernet::HEADER_LEN } else { 0 }
 }
 
-fn inner_ethertype(inner_ipv6: bool) -> u16 {
-    if inner_ipv6 {
-        EtherType::IPV6
-    } else {
-        EtherType::IPV4
-    }
-}
-
 /// Writes the Geneve header, and the inner Ethernet header when `macs` (destination, source)
 /// are given, at the start of `f` (just after the UDP header); returns the UDP ports.
 pub fn write(
@@ -88,14 +80,14 @@ pub fn write(
 ) -> (u16, u16) {
     let protocol = match macs {
         Some(_) => geneve::PROTOCOL_ETHERNET,
-        None => inner_ethertype(inner_ipv6),
+        None => super::ip_ethertype(inner_ipv6),
     };
     GeneveRepr { vni, protocol }.emit(&mut GenevePacket::new_unchecked(&mut f[..]));
     if let Some([dst, src]) = macs {
         let mut inner = EthernetFrame::new_unchecked(&mut f[geneve::HEADER_LEN..]);
         inner.set_dst(dst);
         inner.set_src(src);
-        inner.set_ethertype(inner_ethertype(inner_ipv6));
+        inner.set_ethertype(super::ip_ethertype(inner_ipv6));
     }
     (entropy_port, udp_port)
 }
@@ -109,9 +101,9 @@ pub fn patch(f: &mut [u8], grow: u16, ethernet: bool, inner_ipv6: bool, sport: u
     let g = &mut f[udp::HEADER_LEN..];
     if ethernet {
         EthernetFrame::new_unchecked(&mut g[geneve::HEADER_LEN..])
-            .set_ethertype(inner_ethertype(inner_ipv6));
+            .set_ethertype(super::ip_ethertype(inner_ipv6));
     } else {
-        GenevePacket::new_unchecked(g).set_protocol(inner_ethertype(inner_ipv6));
+        GenevePacket::new_unchecked(g).set_protocol(super::ip_ethertype(inner_ipv6));
     }
     udp_len
 }

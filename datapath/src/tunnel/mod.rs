@@ -74,6 +74,16 @@ pub enum Decapped {
     NotTunnel,
 }
 
+/// The EtherType of an IP packet of the family `ipv6`, for the kinds that name the inner
+/// family in an Ethernet header or a Protocol Type.
+fn ip_ethertype(ipv6: bool) -> u16 {
+    if ipv6 {
+        EtherType::IPV6
+    } else {
+        EtherType::IPV4
+    }
+}
+
 /// The IP packet in the Ethernet frame at `off..end` (up to two VLAN tags skipped), for the
 /// kinds that carry Ethernet; `too_short` and `not_ip` are the kind's reasons.
 #[inline]
@@ -318,11 +328,7 @@ pub fn write_outer(
     let mut eth = EthernetFrame::new_unchecked(&mut f[..]);
     eth.set_dst(dst_mac);
     eth.set_src(src_mac);
-    eth.set_ethertype(if e.ipv6 {
-        EtherType::IPV6
-    } else {
-        EtherType::IPV4
-    });
+    eth.set_ethertype(ip_ethertype(e.ipv6));
     write_ip_header(
         &mut f[ethernet::HEADER_LEN..],
         e.ipv6,

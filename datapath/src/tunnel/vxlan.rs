@@ -9,9 +9,7 @@
 
 use super::{Decapped, Kind, LastTunnel, Outer, Tunnels};
 use crate::pipeline::drop::DropReason;
-use crate::wire::{
-    ethernet, udp, vxlan, EtherType, EthernetFrame, UdpPacket, VxlanPacket, VxlanRepr,
-};
+use crate::wire::{ethernet, udp, vxlan, EthernetFrame, UdpPacket, VxlanPacket, VxlanRepr};
 
 /// Decapsulates the VXLAN packet at `off..end` (the payload of UDP port `port`).
 ///
@@ -47,14 +45,6 @@ pub fn decap(
 /// Bytes after the outer IP header: UDP, VXLAN, and the inner Ethernet header.
 pub const AFTER_IP_LEN: usize = udp::HEADER_LEN + vxlan::HEADER_LEN + ethernet::HEADER_LEN;
 
-fn inner_ethertype(inner_ipv6: bool) -> u16 {
-    if inner_ipv6 {
-        EtherType::IPV6
-    } else {
-        EtherType::IPV4
-    }
-}
-
 /// Writes the VXLAN header and the inner Ethernet header (`macs`: destination, source) at
 /// the start of `f` (just after the UDP header); returns the UDP ports.
 pub fn write(
@@ -68,7 +58,7 @@ pub fn write(
     let mut inner = EthernetFrame::new_unchecked(&mut f[vxlan::HEADER_LEN..]);
     inner.set_dst(inner_dst);
     inner.set_src(inner_src);
-    inner.set_ethertype(inner_ethertype(inner_ipv6));
+    inner.set_ethertype(super::ip_ethertype(inner_ipv6));
     (entropy_port, udp_port)
 }
 
@@ -79,6 +69,6 @@ pub fn patch(f: &mut [u8], grow: u16, inner_ipv6: bool, sport: u16) -> u16 {
     let udp_len = super::grow_udp(f, grow);
     UdpPacket::new_unchecked(&mut f[..]).set_src_port(sport);
     let mut inner = EthernetFrame::new_unchecked(&mut f[udp::HEADER_LEN + vxlan::HEADER_LEN..]);
-    inner.set_ethertype(inner_ethertype(inner_ipv6));
+    inner.set_ethertype(super::ip_ethertype(inner_ipv6));
     udp_len
 }
