@@ -181,6 +181,7 @@ mod tests {
         );
         b.add_vxlan_tunnel("calico", ip("192.0.2.1"), 4789, 4096, &[ip("192.0.2.20")]);
         b.add_ipip_tunnel("tunl", ip("192.0.2.1"), &[ip("192.0.2.30")]);
+        b.add_geneve_tunnel("gen", ip("192.0.2.1"), 6081, 2, &[ip("192.0.2.40")]);
         b.build().unwrap()
     }
 
@@ -221,6 +222,19 @@ mod tests {
         )
     }
 
+    fn geneve(src: [u8; 4], vni: u32) -> Vec<u8> {
+        let mut eth = vec![2, 0, 0, 0, 0, 1, 2, 0, 0, 0, 0, 0x98, 0x08, 0];
+        eth.extend_from_slice(&inner());
+        let p = crate::craft::geneve_payload(vni, crate::wire::geneve::PROTOCOL_ETHERNET, &eth);
+        ipv4_udp_frame(
+            PEER,
+            GW,
+            (u32::from_be_bytes(src), 40000),
+            (0xc000_0201, 6081),
+            &p,
+        )
+    }
+
     fn vxlan(src: [u8; 4], vni: u32) -> Vec<u8> {
         let mut eth = vec![2, 0, 0, 0, 0, 1, 2, 0, 0, 0, 0, 0x98, 0x08, 0];
         eth.extend_from_slice(&inner());
@@ -252,6 +266,10 @@ mod tests {
             ipip([192, 0, 2, 30]),
             ipip([192, 0, 2, 31]),
             ipip([192, 0, 2, 30]),
+            geneve([192, 0, 2, 40], 2),
+            geneve([192, 0, 2, 41], 2),
+            geneve([192, 0, 2, 40], 3),
+            geneve([192, 0, 2, 40], 2),
         ];
         let want = [
             Next::Tx(1),
@@ -267,6 +285,10 @@ mod tests {
             Next::Tx(1),
             Next::Tx(1),
             Next::Drop(DropReason::TunnelUnknownPeer),
+            Next::Tx(1),
+            Next::Tx(1),
+            Next::Drop(DropReason::TunnelUnknownPeer),
+            Next::Drop(DropReason::GeneveUnknownVni),
             Next::Tx(1),
         ];
         let fib = fib();
