@@ -106,6 +106,7 @@ drop_reasons! {
     LocalRateLimited => "local_rate_limited", "for the gateway itself, above the rate the control path takes for its kind (ARP/NDP, or ping and the rest)";
     RewriteFailed => "rewrite_failed", "could not be rewritten for its egress (no room for the encapsulation's headers, or its tunnel is gone from the snapshot)";
     EcmpNested => "ecmp_nested", "an ECMP member that is itself an ECMP group (not followed)";
+    UnknownNextHop => "unknown_next_hop", "routed to a next hop or encapsulation the forwarding snapshot does not have (an inconsistent snapshot: counted, not sent)";
     UnknownInputPort => "unknown_input_port", "received on a port the forwarding snapshot does not have";
     UnknownOutputPort => "unknown_output_port", "routed to a port the worker does not have";
     NoVerdict => "no_verdict", "left by the pipeline without a verdict (a defect: counted, not sent)";

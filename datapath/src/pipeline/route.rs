@@ -34,11 +34,11 @@ pub fn resolve_one(fib: &Fib, nh: u32, frame: &[u8], in_port: u8, meta: &mut Met
     meta.resolve = (0, 0);
     let neigh = fib.neighbors();
     let (port, mac, hairpin) = match hop {
-        None => return Next::Drop(DropReason::NoRoute),
+        None => return Next::Drop(DropReason::UnknownNextHop),
         Some(NextHop::NoSession) => return Next::Drop(DropReason::GtpuNoSession),
         Some(&NextHop::Encap { index }) => {
             let Some(e) = fib.encap(index) else {
-                return Next::Drop(DropReason::NoRoute);
+                return Next::Drop(DropReason::UnknownNextHop);
             };
             // The outer packet must fit the egress MTU. The drop is counted, and the reply stage
             // sends ICMP "fragmentation needed" / "packet too big" toward the source with
@@ -109,4 +109,31 @@ pub fn resolve_one(fib: &Fib, nh: u32, frame: &[u8], in_port: u8, meta: &mut Met
     };
     meta.dst_mac = mac;
     Next::Tx(port)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fib::{FibBuilder, PortInfo};
+
+    #[test]
+    fn a_next_hop_index_the_snapshot_lacks_is_its_own_drop_not_no_route() {
+        let mut b = FibBuilder::new();
+        b.add_port(PortInfo {
+            mac: [2, 0, 0, 0, 0, 1],
+            mtu: 1500,
+            promiscuous: false,
+        })
+        .unwrap();
+        let fib = b.build().unwrap();
+        let mut meta = Meta::default();
+        assert_eq!(
+            resolve_one(&fib, 9999, &[0; 64], 0, &mut meta),
+            Next::Drop(DropReason::UnknownNextHop)
+        );
+        assert_eq!(
+            resolve_one(&fib, NO_ROUTE, &[0; 64], 0, &mut meta),
+            Next::Drop(DropReason::NoRoute)
+        );
+    }
 }
