@@ -191,19 +191,17 @@ pub fn parse_and_validate(
         Err(e) => {
             let path = path_from_serde(e.path());
             let doc = doc();
-            let mut problems = locate(&doc, unknown);
-            problems.push(Problem {
-                location: e
-                    .inner()
-                    .span()
-                    .or_else(|| doc.as_ref().and_then(|d| span_of(d, &path)))
-                    .map(|s| line_col(src, s.start)),
-                path,
-                message: e.inner().message().to_string(),
-            });
+            // The first value of the wrong type stops serde; every entry is then read on its
+            // own, so that one run reports each entry's first such problem.
+            let mut typed = entry_type_problems(src);
+            if typed.is_empty() {
+                typed.push((path, e.inner().message().to_string()));
+            }
+            let mut all = unknown;
+            all.extend(typed);
             return Err(ConfigError::Syntax {
                 file: file.to_string(),
-                problems,
+                problems: locate(&doc, all),
             });
         }
     };
@@ -221,6 +219,50 @@ pub fn parse_and_validate(
             problems: locate(&doc(), v.problems),
         })
     }
+}
+
+/// The type problems of `src`, one per top-level table or `[[array]]` entry that does not
+/// deserialize (missing keys, values of the wrong type), each with its full path. Unknown keys
+/// are not among them: they are gathered while the whole file is read.
+fn entry_type_problems(src: &str) -> Vec<(TomlPath, String)> {
+    use serde::de::DeserializeOwned;
+    fn one<T: DeserializeOwned>(v: toml::Value, at: TomlPath, out: &mut Vec<(TomlPath, String)>) {
+        if let Err(e) = serde_path_to_error::deserialize::<_, T>(v) {
+            let mut path = at;
+            path.0.extend(path_from_serde(e.path()).0);
+            out.push((path, e.inner().message().to_string()));
+        }
+    }
+    fn entries<T: DeserializeOwned>(name: &str, v: toml::Value, out: &mut Vec<(TomlPath, String)>) {
+        match v {
+            toml::Value::Array(list) => {
+                for (i, e) in list.into_iter().enumerate() {
+                    one::<T>(e, TomlPath::entry(name, i), out);
+                }
+            }
+            v => one::<Vec<T>>(v, TomlPath::key(name), out),
+        }
+    }
+    let Ok(table) = src.parse::<toml::Table>() else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    if !table.contains_key("gateway") {
+        out.push((TomlPath::default(), "missing field `gateway`".to_string()));
+    }
+    for (key, v) in table {
+        match key.as_str() {
+            "gateway" => one::<RawGateway>(v, TomlPath::key("gateway"), &mut out),
+            "port" => entries::<RawPort>("port", v, &mut out),
+            "neighbor" => entries::<RawNeighbor>("neighbor", v, &mut out),
+            "route" => entries::<RawRoute>("route", v, &mut out),
+            "tunnel" => entries::<RawTunnel>("tunnel", v, &mut out),
+            "icmp" => one::<RawIcmp>(v, TomlPath::key("icmp"), &mut out),
+            "metrics" => one::<RawMetrics>(v, TomlPath::key("metrics"), &mut out),
+            _ => {}
+        }
+    }
+    out
 }
 
 /// How an unknown key's problem starts (serde's own wording, which users and tests know).

@@ -790,3 +790,31 @@ fn bad_geneve_tunnels_get_every_problem_at_once() {
         "already carries vxlan",
     );
 }
+
+#[test]
+fn values_of_the_wrong_type_in_several_entries_are_all_reported() {
+    // Serde stops at the first; each entry is then read on its own.
+    let src = format!(
+        "{HEAD}\n[[route]]\nprefix = \"10.0.0.0/8\"\nvia = \"172.18.0.2\"\nhairpin = \"yes\"\n\n[[route]]\nprefix = \"10.1.0.0/16\"\nvia = \"172.18.0.2\"\n\n[[tunnel]]\nkind = \"ipip\"\nlocal = \"192.0.2.1\"\npeers = [\"192.0.2.30\"]\n\n[icmp]\nrate = -5\n"
+    );
+    let err = check(&src).expect_err("rejected");
+    assert_eq!(err.problems().len(), 3, "{err}");
+    assert_problem(
+        &src,
+        "route[0].hairpin",
+        line_of(&src, "hairpin ="),
+        "invalid type",
+    );
+    assert_problem(
+        &src,
+        "tunnel[0]",
+        line_of(&src, "kind = \"ipip\"") - 1,
+        "missing field `name`",
+    );
+    assert_problem(
+        &src,
+        "icmp.rate",
+        line_of(&src, "rate = -5"),
+        "invalid value",
+    );
+}
