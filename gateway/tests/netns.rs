@@ -940,11 +940,21 @@ fn af_packet_control_socket_checks_its_peers_and_answers_during_a_long_reload() 
 /// control socket), and stops cleanly on SIGTERM.
 #[test]
 fn af_xdp_port_counts_a_link_down_resumes_and_survives_a_removed_interface() {
-    let Some((_serial, lab, dir)) = lab_for("lnk") else {
+    link_faults("af_xdp", "lnk");
+}
+
+/// The same link faults on the AF_PACKET fallback.
+#[test]
+fn af_packet_port_counts_a_link_down_resumes_and_survives_a_removed_interface() {
+    link_faults("af_packet", "lnp");
+}
+
+fn link_faults(driver: &str, tag: &str) {
+    let Some((_serial, lab, dir)) = lab_for(tag) else {
         return;
     };
     let cfg = dir.join("gw.toml");
-    std::fs::write(&cfg, config_for("af_xdp")).unwrap();
+    std::fs::write(&cfg, config_for(driver)).unwrap();
     let sock = dir.join("control.sock");
     let gateway = start_gateway(
         &lab,

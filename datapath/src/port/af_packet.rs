@@ -74,6 +74,10 @@ pub struct AfPacketPort {
     tx_next: u32,
     /// Running total of PACKET_STATISTICS drops (the kernel resets them on each read).
     kernel_dropped: u64,
+    /// The interface, its index, and its link as last seen.
+    interface: String,
+    ifindex: u32,
+    link: super::Link,
 }
 
 // SAFETY: the rings' mapping is owned by this port alone (no other handle to it exists) and
@@ -205,6 +209,9 @@ impl AfPacketPort {
             tx_ring: unsafe { ring.add(rx_len) },
             tx_next: 0,
             kernel_dropped: 0,
+            interface: interface.to_string(),
+            ifindex: ifindex as u32,
+            link: super::Link::Up,
         };
         // Joining a fanout group needs a bound socket, and a bound socket outside the group
         // hears every frame of the interface, which the sockets already in the group hear too.
@@ -356,6 +363,10 @@ impl Port for AfPacketPort {
     }
 
     fn tx(&mut self, batch: &Batch, idx: &[u8]) -> usize {
+        if self.link != super::Link::Up {
+            // Nothing is queued behind a dead link: the worker counts these as link_down.
+            return 0;
+        }
         let room = TX_FRAME_SIZE as usize - TX_DATA_OFF;
         let mut queued = 0;
         for &i in idx {
@@ -415,6 +426,18 @@ impl Port for AfPacketPort {
             self.kernel_dropped += u64::from(st[1]);
         }
         self.kernel_dropped
+    }
+
+    fn link(&self) -> super::Link {
+        self.link
+    }
+
+    fn check_link(&mut self) -> super::Link {
+        let now = super::read_link(&self.interface, self.ifindex);
+        if super::note_link(&self.interface, 0, self.link, now, "interface state") {
+            self.link = now;
+        }
+        self.link
     }
 
     fn as_any_mut(&mut self) -> &mut dyn std::any::Any {

@@ -513,73 +513,14 @@ impl AfXdpPort {
 
     /// Records a change of the link and says so once.
     fn set_link(&mut self, link: super::Link, why: &str) {
-        use super::Link;
-        if self.link == link || self.link == Link::Gone {
-            return;
+        if super::note_link(&self.attachment.interface, self.queue, self.link, link, why) {
+            self.link = link;
         }
-        let name = &self.attachment.interface;
-        let q = self.queue;
-        match link {
-            Link::Up => crate::log::event(
-                "link_up",
-                &[
-                    ("port", name),
-                    ("queue", &q),
-                    ("note", &"transmitting again"),
-                ],
-            ),
-            Link::Down => crate::log::event(
-                "link_down",
-                &[
-                    ("port", name),
-                    ("queue", &q),
-                    ("why", &why),
-                    (
-                        "note",
-                        &"frames for it are counted as link_down until it comes back",
-                    ),
-                ],
-            ),
-            Link::Gone => crate::log::event(
-                "link_removed",
-                &[
-                    ("port", name),
-                    ("queue", &q),
-                    ("why", &why),
-                    (
-                        "note",
-                        &"the port will not send or receive again (counted as link_down); \
-                          the gateway goes on with its other ports",
-                    ),
-                ],
-            ),
-        }
-        self.link = link;
     }
 
-    /// The interface's state from sysfs: removed (its index gone or another's), down (not
-    /// administratively up, or no carrier), or up. Unreadable files say up: the transmit
-    /// path's own errors still catch a fault.
+    /// The interface's state from sysfs ([`super::read_link`]).
     fn read_link(&self) -> super::Link {
-        use super::Link;
-        let dir = format!("/sys/class/net/{}", self.attachment.interface);
-        let read = |f: &str| std::fs::read_to_string(format!("{dir}/{f}"));
-        match read("ifindex").map(|s| s.trim().parse::<u32>()) {
-            Ok(Ok(i)) if i != self.attachment.ifindex => return Link::Gone,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Link::Gone,
-            _ => {}
-        }
-        let up = read("flags")
-            .ok()
-            .and_then(|f| u32::from_str_radix(f.trim().trim_start_matches("0x"), 16).ok())
-            .is_none_or(|f| f & libc::IFF_UP as u32 != 0);
-        // Reading `carrier` fails (EINVAL) while the interface is down.
-        let carrier = read("carrier").map_or(up, |c| c.trim() != "0");
-        if up && carrier {
-            Link::Up
-        } else {
-            Link::Down
-        }
+        super::read_link(&self.attachment.interface, self.attachment.ifindex)
     }
 
     /// Kicks the kernel until the TX ring drains, at most [`MAX_KICKS`] times and only while

@@ -25,6 +25,75 @@ pub enum Link {
     Gone,
 }
 
+/// An interface's state from sysfs: removed (its index gone, or now another interface's),
+/// down (not administratively up, or no carrier), or up. Unreadable files say up: the transmit
+/// path's own errors still catch a fault. A file read: call it rarely.
+pub(crate) fn read_link(interface: &str, ifindex: u32) -> Link {
+    let dir = format!("/sys/class/net/{interface}");
+    let read = |f: &str| std::fs::read_to_string(format!("{dir}/{f}"));
+    match read("ifindex").map(|s| s.trim().parse::<u32>()) {
+        Ok(Ok(i)) if i != ifindex => return Link::Gone,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Link::Gone,
+        _ => {}
+    }
+    let up = read("flags")
+        .ok()
+        .and_then(|f| u32::from_str_radix(f.trim().trim_start_matches("0x"), 16).ok())
+        .is_none_or(|f| f & libc::IFF_UP as u32 != 0);
+    // Reading `carrier` fails (EINVAL) while the interface is down.
+    let carrier = read("carrier").map_or(up, |c| c.trim() != "0");
+    if up && carrier {
+        Link::Up
+    } else {
+        Link::Down
+    }
+}
+
+/// Says once, as an event, that the link of `interface` (queue `queue`) went from `old` to
+/// `new`, and why; returns whether the port should take `new` (a removed interface stays
+/// removed).
+pub(crate) fn note_link(interface: &str, queue: u32, old: Link, new: Link, why: &str) -> bool {
+    if old == new || old == Link::Gone {
+        return false;
+    }
+    match new {
+        Link::Up => crate::log::event(
+            "link_up",
+            &[
+                ("port", &interface),
+                ("queue", &queue),
+                ("note", &"transmitting again"),
+            ],
+        ),
+        Link::Down => crate::log::event(
+            "link_down",
+            &[
+                ("port", &interface),
+                ("queue", &queue),
+                ("why", &why),
+                (
+                    "note",
+                    &"frames for it are counted as link_down until it comes back",
+                ),
+            ],
+        ),
+        Link::Gone => crate::log::event(
+            "link_removed",
+            &[
+                ("port", &interface),
+                ("queue", &queue),
+                ("why", &why),
+                (
+                    "note",
+                    &"the port will not send or receive again (counted as link_down); \
+                      the gateway goes on with its other ports",
+                ),
+            ],
+        ),
+    }
+    true
+}
+
 /// A packet port.
 pub trait Port: Send {
     /// Receives up to `max` frames into `batch.bufs[..]`, sets `batch.len` and returns it.
