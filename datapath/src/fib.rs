@@ -557,7 +557,7 @@ impl FibBuilder {
             qsbr: qsbr.clone(),
             tunnels: self.tunnels,
             encap: self.encap,
-            nexthops: self.nexthops,
+            nexthops: Arc::new(NextHopTable::new(self.nexthops, RUNTIME_NEXT_HOPS)),
             ecmp: self.ecmp,
             neigh4: self.neigh4,
             neigh6: self.neigh6,
@@ -614,6 +614,63 @@ pub struct RouteWriters {
     pub qsbr: Arc<Qsbr>,
 }
 
+/// Next hops a running snapshot can take on, besides those it was built with: routes added at
+/// run time through a gateway the file never named.
+pub const RUNTIME_NEXT_HOPS: usize = 4096;
+
+/// The next hops routes point at. Filled when the snapshot is built, and appended to at run
+/// time by the single route writer ([`NextHopTable::push`]): a slot is written once, before
+/// any route can name it, so readers never lock and never see it change. Its capacity is fixed
+/// when the snapshot is built (its next hops and [`RUNTIME_NEXT_HOPS`] more).
+pub struct NextHopTable {
+    slots: Box<[std::sync::OnceLock<NextHop>]>,
+    len: std::sync::atomic::AtomicUsize,
+}
+
+impl NextHopTable {
+    fn new(initial: Vec<NextHop>, spare: usize) -> Self {
+        let slots: Box<[std::sync::OnceLock<NextHop>]> = (0..initial.len() + spare)
+            .map(|_| std::sync::OnceLock::new())
+            .collect();
+        for (slot, nh) in slots.iter().zip(&initial) {
+            let _ = slot.set(*nh);
+        }
+        NextHopTable {
+            slots,
+            len: std::sync::atomic::AtomicUsize::new(initial.len()),
+        }
+    }
+
+    /// The next hop at `index`, once written.
+    #[inline]
+    pub fn get(&self, index: u32) -> Option<&NextHop> {
+        self.slots.get(index as usize)?.get()
+    }
+
+    /// Next hops written.
+    pub fn len(&self) -> usize {
+        self.len.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// True when no next hop is written.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The index of `nh`: an equal next hop already written, or a new slot. `None` when the
+    /// table is full. For the single route writer only.
+    pub fn push(&self, nh: NextHop) -> Option<u32> {
+        use std::sync::atomic::Ordering;
+        let len = self.len.load(Ordering::Acquire);
+        if let Some(i) = (0..len).find(|&i| self.slots[i].get() == Some(&nh)) {
+            return Some(i as u32);
+        }
+        self.slots.get(len)?.set(nh).ok()?;
+        self.len.store(len + 1, Ordering::Release);
+        Some(len as u32)
+    }
+}
+
 /// The immutable forwarding snapshot.
 pub struct Fib {
     /// IPv4 routes (lookup view; the writer is in [`RouteWriters`]).
@@ -623,7 +680,7 @@ pub struct Fib {
     qsbr: Arc<Qsbr>,
     tunnels: Tunnels,
     encap: Vec<Encap>,
-    nexthops: Vec<NextHop>,
+    nexthops: Arc<NextHopTable>,
     ecmp: Vec<u32>,
     neigh4: HashMap<u32, [u8; 6]>,
     neigh6: HashMap<u128, [u8; 6]>,
@@ -730,7 +787,12 @@ impl Fib {
     /// The next hop at `index` (a value returned by a route lookup).
     #[inline]
     pub fn nexthop(&self, index: u32) -> Option<&NextHop> {
-        self.nexthops.get(index as usize)
+        self.nexthops.get(index)
+    }
+
+    /// The next-hop table, shared with the route writer, which appends to it.
+    pub fn next_hops(&self) -> &Arc<NextHopTable> {
+        &self.nexthops
     }
 
     /// The ECMP member chosen for `hash`, as a next hop that is not itself ECMP.

@@ -84,8 +84,8 @@ enum Command {
         core: usize,
     },
     /// Add or remove a route on a running gateway, through its control socket: applied by the
-    /// route tables' single writer while the workers forward. Next hops are those the gateway
-    /// was started with (a [[neighbor]] or a route's via), or drop.
+    /// route tables' single writer while the workers forward. Next hops are gateways in a
+    /// connected subnet of a port, or drop.
     Route {
         /// The gateway's --control-socket.
         #[arg(long)]

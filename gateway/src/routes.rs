@@ -3,10 +3,10 @@
 //! ([`datapath::fib::RouteWriters`]), and each worker's next lookup sees the table before or
 //! after the change, never between. Nothing is rebuilt and no worker waits.
 //!
-//! A route added at run time uses a next hop the gateway was started with: the address of a
-//! `[[neighbor]]` or of a configured route's `via` (the next-hop table is part of the
-//! forwarding snapshot), or `drop`. The connected subnets and the interface addresses are not
-//! routes to change: adding or removing exactly those prefixes is refused.
+//! A route added at run time goes through a gateway in a connected subnet of one of the ports
+//! (the next-hop table of the snapshot grows for one it was not built with: see
+//! [`datapath::fib::NextHopTable`]), or `drop`. The connected subnets and the interface
+//! addresses are not routes to change: adding or removing exactly those prefixes is refused.
 //!
 //! Requests (one line each):
 //!
@@ -35,7 +35,7 @@ pub enum Request {
 /// Where an added route sends its packets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Target {
-    /// A next hop the gateway was started with.
+    /// A gateway in a connected subnet.
     Via(IpAddr),
     /// Dropped and counted as `blackhole`.
     Drop,
@@ -74,30 +74,48 @@ fn prefix(s: &str) -> Result<IpNet, String> {
     Ok(n)
 }
 
+/// Where a next hop the snapshot was not built with may be: the connected subnets (with their
+/// port) and the static neighbours' MACs, from the configuration.
+#[derive(Debug, Clone, Default)]
+pub struct Reachable {
+    /// Each port's interface subnets.
+    pub connected: Vec<(IpNet, u8)>,
+    /// Static neighbours.
+    pub macs: Vec<(IpAddr, [u8; 6])>,
+}
+
 /// The control thread's side: the single writers and the next hops routes may use.
 pub struct RouteControl {
     writers: RouteWriters,
     vias: Vec<(IpAddr, u32)>,
     blackhole: u32,
     fixed: Vec<IpNet>,
+    /// The snapshot's next-hop table, which a route through a new gateway appends to.
+    next_hops: std::sync::Arc<datapath::fib::NextHopTable>,
+    reachable: Reachable,
     /// Prefixes added or replaced by `gateway route` since the snapshot was built.
     changed: std::collections::HashSet<IpNet>,
 }
 
 impl RouteControl {
     /// Wraps the writers of a FIB. `vias` maps next-hop addresses to their next-hop indices,
-    /// `blackhole` is the drop next hop, `fixed` the prefixes no request may touch.
+    /// `blackhole` is the drop next hop, `fixed` the prefixes no request may touch;
+    /// `next_hops` is the snapshot's table, where a gateway in `reachable` that no index names
+    /// yet gets one.
     pub fn new(
         writers: RouteWriters,
-        vias: Vec<(IpAddr, u32)>,
-        blackhole: u32,
+        (vias, blackhole): (Vec<(IpAddr, u32)>, u32),
         fixed: Vec<IpNet>,
+        next_hops: std::sync::Arc<datapath::fib::NextHopTable>,
+        reachable: Reachable,
     ) -> Self {
         RouteControl {
             writers,
             vias,
             blackhole,
             fixed,
+            next_hops,
+            reachable,
             changed: std::collections::HashSet::new(),
         }
     }
@@ -226,6 +244,44 @@ impl RouteControl {
         }
     }
 
+    /// The next-hop index of gateway `a`: the one it already has, or a new one when it lies
+    /// in a connected subnet (through its static MAC, or resolved by ARP/NDP).
+    fn via_index(&mut self, a: IpAddr) -> Result<u32, String> {
+        if let Some(&(_, i)) = self.vias.iter().find(|(v, _)| *v == a) {
+            return Ok(i);
+        }
+        let Some(&(_, port)) = self
+            .reachable
+            .connected
+            .iter()
+            .find(|(n, _)| n.contains(&a))
+        else {
+            return Err(format!(
+                "{a} is in no connected subnet of the gateway's ports"
+            ));
+        };
+        let nh = match self.reachable.macs.iter().find(|(m, _)| *m == a) {
+            Some(&(_, mac)) => NextHop::Forward {
+                port,
+                mac,
+                hairpin: false,
+            },
+            None => NextHop::Unresolved {
+                port,
+                addr: datapath::fib::ip_key(a),
+                hairpin: false,
+            },
+        };
+        let i = self.next_hops.push(nh).ok_or_else(|| {
+            format!(
+                "the next-hop table is full ({} next hops; a reload makes room)",
+                self.next_hops.len()
+            )
+        })?;
+        self.vias.push((a, i));
+        Ok(i)
+    }
+
     /// Applies a request.
     ///
     /// # Errors
@@ -249,13 +305,7 @@ impl RouteControl {
                                 "{p} and its next hop {a} are of different families"
                             ));
                         }
-                        self.vias
-                            .iter()
-                            .find(|(v, _)| *v == a)
-                            .map(|&(_, i)| i)
-                            .ok_or_else(|| {
-                                format!("{a} is not a next hop this gateway was started with (a [[neighbor]] or a route's via)")
-                            })?
+                        self.via_index(a)?
                     }
                 };
                 let old = match p {
@@ -402,6 +452,53 @@ mod tests {
     use datapath::fib::NextHop;
 
     #[test]
+    fn a_route_through_a_gateway_the_file_never_named_grows_the_next_hop_table() {
+        let c = crate::testing::parse(crate::testing::TWO_PORTS);
+        let (fib, mut routes) = crate::tables::build_fib_with_routes(&c, None).unwrap();
+        let before = fib.next_hops().len();
+        let a = u32::from(std::net::Ipv4Addr::new(10, 9, 1, 1));
+        // 172.18.0.9 is in the pods port's subnet, and neither a neighbour nor a via.
+        assert_eq!(
+            routes.handle("route add 10.9.0.0/16 via 172.18.0.9"),
+            "ok: added 10.9.0.0/16\n"
+        );
+        let nh = fib.v4.lookup(a).and_then(|i| fib.nexthop(i)).copied();
+        let key = datapath::fib::ip_key("172.18.0.9".parse().unwrap());
+        assert_eq!(
+            nh,
+            Some(NextHop::Unresolved {
+                port: 1,
+                addr: key,
+                hairpin: false
+            })
+        );
+        assert_eq!(fib.next_hops().len(), before + 1);
+        // The same gateway again, for another prefix: the same next hop, no new slot.
+        assert_eq!(
+            routes.handle("route add 10.8.0.0/16 via 172.18.0.9"),
+            "ok: added 10.8.0.0/16\n"
+        );
+        assert_eq!(fib.next_hops().len(), before + 1);
+        // A full table refuses, and changes nothing.
+        let mut n = 0u32;
+        let full = loop {
+            let a = std::net::Ipv4Addr::from(0xac12_1000 + n);
+            let got = routes.handle(&format!(
+                "route add 10.{}.{}.0/24 via {a}",
+                100 + n / 256,
+                n % 256
+            ));
+            if got.starts_with("error") {
+                break got;
+            }
+            n += 1;
+            assert!(n as usize <= datapath::fib::RUNTIME_NEXT_HOPS, "never full");
+        };
+        assert!(full.contains("next-hop table is full"), "{full}");
+        assert_eq!(n as usize, datapath::fib::RUNTIME_NEXT_HOPS - 1);
+    }
+
+    #[test]
     fn route_changes_reach_the_workers_view_and_bad_ones_change_nothing() {
         let c = crate::testing::parse(crate::testing::TWO_PORTS);
         let (fib, mut routes) = crate::tables::build_fib_with_routes(&c, None).unwrap();
@@ -464,8 +561,8 @@ mod tests {
         for (req, why) in [
             ("route del 10.9.0.0/16", "no route 10.9.0.0/16"),
             (
-                "route add 10.9.0.0/16 via 172.18.0.9",
-                "172.18.0.9 is not a next hop this gateway was started with",
+                "route add 10.9.0.0/16 via 198.51.100.9",
+                "198.51.100.9 is in no connected subnet",
             ),
             (
                 "route add fd00:9::/64 via 172.18.0.2",

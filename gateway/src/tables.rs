@@ -127,10 +127,23 @@ pub fn build_fib_with_routes(c: &Config, after: Option<&Fib>) -> Result<(Fib, Ro
             [a.trunc(), host]
         })
         .collect();
+    let reachable = crate::routes::Reachable {
+        connected: c
+            .ports
+            .iter()
+            .enumerate()
+            .flat_map(|(i, p)| p.addresses.iter().map(move |a| (a.trunc(), i as u8)))
+            .collect(),
+        macs: c.neighbors.iter().map(|n| (n.address, n.mac.0)).collect(),
+    };
     let (fib, writers) = b
         .build_with_writers()
         .map_err(|e| anyhow::anyhow!("building the route tables: {e}"))?;
-    Ok((fib, RouteControl::new(writers, vias, blackhole, fixed)))
+    let next_hops = fib.next_hops().clone();
+    Ok((
+        fib,
+        RouteControl::new(writers, (vias, blackhole), fixed, next_hops, reachable),
+    ))
 }
 
 /// A `[[route]]` into a tunnel. GTP-U: each session whose UE range lies inside the prefix is

@@ -585,9 +585,10 @@ fn af_xdp_port_passes_traffic_it_does_not_own_to_the_kernel() {
 
 /// Routes changed at run time: `gateway route add` on the control socket makes a prefix the
 /// gateway had no route for reachable (ping through it succeeds, where before it was dropped
-/// as `no_route`), `gateway route del` takes it away again, and a route through a next hop
-/// the gateway was not started with is refused with the reason and exit status 1. All while
-/// the AF_XDP worker forwards; nothing restarts.
+/// as `no_route`), `gateway route del` takes it away again, and a route through an address in
+/// no connected subnet is refused with the reason and exit status 1. A route through a gateway
+/// the file never named (a second address of the pod host) gets a new next hop, resolved by
+/// ARP, and carries the pings. All while the AF_XDP worker forwards; nothing restarts.
 #[test]
 fn af_xdp_gateway_adds_and_removes_routes_at_run_time_through_the_control_socket() {
     let Some((_serial, lab, dir)) = lab_for("rt") else {
@@ -602,7 +603,7 @@ fn af_xdp_gateway_adds_and_removes_routes_at_run_time_through_the_control_socket
         &cfg,
         &[
             "--duration".as_ref(),
-            "9".as_ref(),
+            "12".as_ref(),
             "--control-socket".as_ref(),
             sock.as_os_str(),
             "--stats-json".as_ref(),
@@ -636,9 +637,17 @@ fn af_xdp_gateway_adds_and_removes_routes_at_run_time_through_the_control_socket
         .output()
         .unwrap();
     let looked_up = String::from_utf8_lossy(&looked_up.stdout).to_string();
-    let refused = route(&["add", "10.78.0.0/16", "via", "172.18.0.99"]);
+    let refused = route(&["add", "10.78.0.0/16", "via", "198.51.100.9"]);
     let removed = route(&["del", "10.77.0.0/16"]);
     let after = ping();
+    lab.exec(
+        &lab.pods,
+        &["ip", "addr", "add", "172.18.0.3/16", "dev", "pod-b"],
+    )
+    .unwrap();
+    let added_new_hop = route(&["add", "10.77.0.0/16", "via", "172.18.0.3"]);
+    // The first ping may go while ARP resolves the new next hop.
+    let through_new_hop = ping_from_ext(&lab, "5", "0.2", "10.77.0.5");
     assert!(gateway.wait_with_output().unwrap().status.success());
     let json: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&stats).unwrap()).unwrap();
@@ -653,11 +662,19 @@ fn af_xdp_gateway_adds_and_removes_routes_at_run_time_through_the_control_socket
         "after route add:\n{with_route}\n{json}"
     );
     assert!(
-        !refused.0 && refused.1.contains("172.18.0.99 is not a next hop"),
+        !refused.0 && refused.1.contains("198.51.100.9 is in no connected subnet"),
         "{refused:?}"
     );
     assert_eq!(removed, (true, "ok: removed 10.77.0.0/16\n".to_string()));
     assert!(after.contains(" 0 received"), "after route del:\n{after}");
+    assert_eq!(
+        added_new_hop,
+        (true, "ok: added 10.77.0.0/16\n".to_string())
+    );
+    assert!(
+        through_new_hop.contains(" 4 received") || through_new_hop.contains(" 5 received"),
+        "through a next hop the file never named:\n{through_new_hop}\n{json}"
+    );
     let no_route = json["ports"]["ext"]["drops"]["no_route"]
         .as_u64()
         .unwrap_or(0);
