@@ -192,16 +192,31 @@ pub fn parse_and_validate(
             let path = path_from_serde(e.path());
             let doc = doc();
             // The first value of the wrong type stops serde; every entry is then read on its
-            // own, so that one run reports each entry's first such problem.
-            let mut typed = entry_type_problems(src);
-            if typed.is_empty() {
-                typed.push((path, e.inner().message().to_string()));
-            }
-            let mut all = unknown;
-            all.extend(typed);
+            // own, so that one run reports each entry's first such problem, not only the
+            // first of the file.
+            let others: Vec<_> = entry_type_problems(src)
+                .into_iter()
+                .filter(|(p, _)| *p != path)
+                .collect();
+            let mut problems = locate(&doc, unknown);
+            problems.push(Problem {
+                location: e
+                    .inner()
+                    .span()
+                    .or_else(|| doc.as_ref().and_then(|d| span_of(d, &path)))
+                    .map(|s| line_col(src, s.start)),
+                path,
+                message: e.inner().message().to_string(),
+            });
+            // Serde's own problem is always there; another is only worth its line.
+            problems.extend(
+                locate(&doc, others)
+                    .into_iter()
+                    .filter(|p| p.location.is_some()),
+            );
             return Err(ConfigError::Syntax {
                 file: file.to_string(),
-                problems: locate(&doc, all),
+                problems,
             });
         }
     };
@@ -247,9 +262,6 @@ fn entry_type_problems(src: &str) -> Vec<(TomlPath, String)> {
         return Vec::new();
     };
     let mut out = Vec::new();
-    if !table.contains_key("gateway") {
-        out.push((TomlPath::default(), "missing field `gateway`".to_string()));
-    }
     for (key, v) in table {
         match key.as_str() {
             "gateway" => one::<RawGateway>(v, TomlPath::key("gateway"), &mut out),
