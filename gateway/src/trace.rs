@@ -391,7 +391,8 @@ pub fn explain(
     routes: Option<&RouteControl>,
     ports: &[String],
 ) -> Value {
-    let mut batch = Batch::new();
+    // One buffer, not a worker's burst of them: a socket request costs 16 KiB, not 1 MiB.
+    let mut batch = Batch::of(1);
     let mut records = [Record::default()];
     if !batch.bufs[0].load(frame, 0) {
         let mut r = Record {

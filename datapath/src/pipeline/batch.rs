@@ -143,8 +143,18 @@ impl Batch {
         }
     }
 
+    /// A batch of `n` buffers (at most [`BATCH`]), for tools that look at a frame or two at a
+    /// time and need not hold a worker's burst.
+    pub fn of(n: usize) -> Self {
+        Batch {
+            bufs: (0..n.min(BATCH)).map(|_| Buf::new()).collect(),
+            len: 0,
+            in_port: 0,
+        }
+    }
+
     /// The packets in the batch.
     pub fn packets(&self) -> &[Buf] {
-        &self.bufs[..self.len.min(BATCH)]
+        &self.bufs[..self.len.min(self.bufs.len())]
     }
 }

@@ -323,6 +323,15 @@ mod tests {
     }
 
     #[test]
+    fn a_batch_with_fewer_buffers_than_its_length_runs_over_the_buffers_it_has() {
+        let fib = fib();
+        let mut batch = Batch::of(1);
+        assert!(batch.bufs[0].load(&gtpu([192, 0, 2, 10], 0x1001), 0));
+        batch.len = 5;
+        assert_eq!(Pipeline::new().process(&mut batch, &fib), [Next::Tx(1)]);
+    }
+
+    #[test]
     fn a_batch_from_a_port_the_snapshot_lacks_is_dropped_under_its_own_name() {
         let fib = fib();
         let frame = ipv4_udp_frame(PEER, GW, (0xc000_0209, 1000), (0x0af4_0105, 53), b"x");

@@ -186,7 +186,8 @@ impl Pipeline {
 
     fn run(&mut self, batch: &mut Batch, fib: &Fib, records: &mut [trace::Record]) -> &[Next] {
         let traced = !records.is_empty();
-        let n = batch.len.min(BATCH);
+        // A batch built with fewer buffers (`Batch::of`) is run over those it has.
+        let n = batch.len.min(BATCH).min(batch.bufs.len());
         let in_port = batch.in_port;
         if traced {
             for (r, buf) in records.iter_mut().zip(&batch.bufs[..n]) {
