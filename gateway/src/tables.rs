@@ -194,11 +194,8 @@ fn add_tunnel_route(
         } => chosen(peers)
             .into_iter()
             .map(|peer| {
-                let inner_macs = peers
-                    .iter()
-                    .position(|p| *p == peer)
-                    .and_then(|i| peer_macs.get(i))
-                    .map(|m| [m.0, port_mac_toward(c, peer)]);
+                let inner_macs =
+                    peer_mac_of(peers, peer_macs, peer).map(|m| [m.0, port_mac_toward(c, peer)]);
                 let kind = EncapKind::Geneve {
                     vni: *vni,
                     udp_port: *udp_port,
@@ -215,11 +212,7 @@ fn add_tunnel_route(
         } => {
             let mut members = Vec::new();
             for peer in chosen(peers) {
-                let Some(peer_mac) = peers
-                    .iter()
-                    .position(|p| *p == peer)
-                    .and_then(|i| peer_macs.get(i))
-                else {
+                let Some(peer_mac) = peer_mac_of(peers, peer_macs, peer) else {
                     bail!(
                         "route {prefix}: vxlan tunnel `{}` has no peer_mac for {peer}",
                         tunnel.name
@@ -247,6 +240,18 @@ fn add_tunnel_route(
         &members,
     )
     .map_err(|e| anyhow::anyhow!("route {prefix} into tunnel {}: {e}", tunnel.name))
+}
+
+/// The configured MAC of `peer`'s device (`peer_macs` is parallel to `peers`).
+fn peer_mac_of<'a>(
+    peers: &[std::net::IpAddr],
+    peer_macs: &'a [config::MacAddr],
+    peer: std::net::IpAddr,
+) -> Option<&'a config::MacAddr> {
+    peers
+        .iter()
+        .position(|p| *p == peer)
+        .and_then(|i| peer_macs.get(i))
 }
 
 /// The inner source MAC of an Ethernet-carrying tunnel: the gateway's port toward the peer.

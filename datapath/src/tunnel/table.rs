@@ -314,24 +314,22 @@ impl LastTunnel {
 /// reach it.
 #[inline(never)]
 fn ue_source_check(s: &GtpuSession, frame: &[u8], l3: usize, ipv6: bool) -> Result<(), DropReason> {
-    {
-        let ok = if ipv6 {
-            let r = crate::wire::ipv6::field::SRC;
-            frame
-                .get(l3 + r.start..l3 + r.end)
-                .and_then(|b| b.try_into().ok())
-                .is_some_and(|b| s.ue_holds_v6(u128::from_be_bytes(b)))
-        } else {
-            let r = crate::wire::ipv4::field::SRC;
-            frame
-                .get(l3 + r.start..l3 + r.end)
-                .and_then(|b| b.try_into().ok())
-                .is_some_and(|b| s.ue_holds_v4(u32::from_be_bytes(b)))
-        };
-        if ok {
-            Ok(())
-        } else {
-            Err(DropReason::GtpuInnerSourceNotUe)
-        }
+    let ok = if ipv6 {
+        let r = crate::wire::ipv6::field::SRC;
+        frame
+            .get(l3 + r.start..l3 + r.end)
+            .and_then(|b| b.try_into().ok())
+            .is_some_and(|b| s.ue_holds_v6(u128::from_be_bytes(b)))
+    } else {
+        let r = crate::wire::ipv4::field::SRC;
+        frame
+            .get(l3 + r.start..l3 + r.end)
+            .and_then(|b| b.try_into().ok())
+            .is_some_and(|b| s.ue_holds_v4(u32::from_be_bytes(b)))
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(DropReason::GtpuInnerSourceNotUe)
     }
 }

@@ -20,6 +20,7 @@ use anyhow::{bail, Result};
 use datapath::pipeline::batch::{Batch, BATCH};
 use datapath::port::live_frames::tai_ns;
 use datapath::stats::PortStats;
+use datapath::wire::{geneve, GenevePacket};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -344,10 +345,11 @@ pub fn find_stamp(frame: &[u8]) -> Option<&[u8]> {
                         p = inner.get(14..)?;
                     }
                     // Geneve: past its options, Ethernet or IP by the Protocol Type.
-                    6081 => {
-                        let inner = data.get(8 + usize::from(*data.first()? & 0x3f) * 4..)?;
-                        match be16(data, 2)? {
-                            0x6558 => {
+                    geneve::UDP_PORT => {
+                        let g = GenevePacket::new_checked(data).ok()?;
+                        let inner = data.get(g.header_len()..)?;
+                        match g.protocol() {
+                            geneve::PROTOCOL_ETHERNET => {
                                 ethertype = be16(inner, 12)?;
                                 p = inner.get(14..)?;
                             }
