@@ -151,7 +151,76 @@ pub struct Config {
     pub reply_limit: ReplyLimit,
     /// `[metrics] listen`: where Prometheus metrics are served, if anywhere.
     pub metrics: Option<std::net::SocketAddr>,
+    /// Kernel routing tables mirrored into the route tables.
+    pub route_sources: Vec<RouteSource>,
+    /// The kernel table the served prefixes are written into.
+    pub route_export: Option<RouteExport>,
 }
+
+/// A kernel routing table mirrored into the route tables.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouteSource {
+    /// The kernel table (1..=2^32-1, not 255, the host's local table).
+    pub table: u32,
+    /// Mirror IPv4 routes.
+    pub v4: bool,
+    /// Mirror IPv6 routes.
+    pub v6: bool,
+    /// Mirror only routes of these protocol numbers; all when empty.
+    pub protocols: Vec<u8>,
+    /// The file's route wins over a mirrored one for the same prefix.
+    pub prefer_file: bool,
+}
+
+/// The kernel table the gateway writes the prefixes it serves into.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouteExport {
+    /// The kernel table.
+    pub table: u32,
+    /// Prefixes listed under `announce`.
+    pub announce: Vec<IpNet>,
+    /// Also the UE ranges of the GTP-U sessions.
+    pub sessions: bool,
+    /// The device the exported routes point at.
+    pub device: String,
+}
+
+impl RouteExport {
+    /// Every prefix to export: `announce`, then the UE ranges of `tunnels`' sessions when
+    /// `sessions` is set, each once.
+    pub fn prefixes(&self, tunnels: &[Tunnel]) -> Vec<IpNet> {
+        let mut out = self.announce.clone();
+        if self.sessions {
+            for t in tunnels {
+                if let TunnelKind::Gtpu { sessions, .. } = &t.kind {
+                    out.extend(sessions.iter().map(|s| s.ue));
+                }
+            }
+        }
+        let mut seen = std::collections::HashSet::new();
+        out.retain(|p| seen.insert(*p));
+        out
+    }
+}
+
+/// The names of routing protocols in `/etc/iproute2/rt_protos`, with their numbers.
+pub const ROUTE_PROTOCOLS: &[(&str, u8)] = &[
+    ("redirect", 1),
+    ("kernel", 2),
+    ("boot", 3),
+    ("static", 4),
+    ("ra", 9),
+    ("zebra", 11),
+    ("bird", 12),
+    ("dhcp", 16),
+    ("keepalived", 18),
+    ("babel", 42),
+    ("bgp", 186),
+    ("isis", 187),
+    ("ospf", 188),
+    ("rip", 189),
+    ("eigrp", 192),
+];
 
 /// A GTP-U session.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -234,6 +303,8 @@ impl Tunnel {
 pub const MAX_BURST: usize = 64;
 /// The largest number of ports.
 pub const MAX_PORTS: usize = 16;
+/// The largest number of `[[route_source]]` tables.
+pub const MAX_ROUTE_SOURCES: usize = 8;
 /// The largest number of next hops in one ECMP route.
 pub const MAX_ECMP: usize = 16;
 

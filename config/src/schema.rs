@@ -28,6 +28,101 @@ pub struct RawConfig {
     /// `[metrics]`: the Prometheus endpoint.
     #[serde(default)]
     pub metrics: RawMetrics,
+    /// `[[route_source]]`: kernel routing tables mirrored into the route tables.
+    #[serde(default, rename = "route_source")]
+    pub route_sources: Vec<RawRouteSource>,
+    /// `[route_export]`: the kernel table the gateway writes the prefixes it serves into.
+    #[serde(default)]
+    pub route_export: Option<RawRouteExport>,
+}
+
+/// Where mirrored routes come from.
+#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum RawRouteSourceKind {
+    /// A Linux routing table, read and followed over rtnetlink.
+    Kernel,
+}
+
+/// Which address families a route source mirrors.
+#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum RawFamily {
+    /// IPv4 only.
+    Ipv4,
+    /// IPv6 only.
+    Ipv6,
+    /// Both (the default).
+    #[default]
+    Both,
+}
+
+/// Which route wins when the file and a route source have the same prefix.
+#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum RawPrefer {
+    /// The file's route (the default): the mirrored one is refused and counted.
+    #[default]
+    File,
+    /// The mirrored route, while it exists; the file's comes back when it goes.
+    Source,
+}
+
+/// A routing protocol, by its name in `/etc/iproute2/rt_protos` or its number.
+#[derive(Debug, Deserialize, Clone, PartialEq, Eq)]
+#[serde(untagged)]
+pub enum RawProtocol {
+    /// `"bird"`
+    Name(String),
+    /// `12`
+    Number(i64),
+}
+
+/// `[[route_source]]`: a kernel routing table (filled by BIRD, for example) whose routes the
+/// gateway mirrors into its own, live.
+#[derive(Debug, Deserialize)]
+pub struct RawRouteSource {
+    /// `kernel`.
+    pub kind: RawRouteSourceKind,
+    /// The kernel table's number (`ip route show table N`).
+    pub table: i64,
+    /// `ipv4`, `ipv6` or `both` (the default).
+    #[serde(default)]
+    pub family: RawFamily,
+    /// Only routes installed by these protocols (`bird`, `static`, `12`, ...); all when empty.
+    #[serde(default)]
+    pub protocols: Vec<RawProtocol>,
+    /// `file` (the default) or `source`: which wins for a prefix both have.
+    #[serde(default)]
+    pub prefer: RawPrefer,
+}
+
+/// `[route_export]`: the prefixes this gateway serves, written into a kernel table for BIRD to
+/// announce, through a device that the kernel deletes (with the routes) when the gateway's
+/// process ends, however it ends.
+#[derive(Debug, Deserialize)]
+pub struct RawRouteExport {
+    /// The kernel table's number.
+    pub table: i64,
+    /// Prefixes to announce.
+    #[serde(default)]
+    pub announce: Vec<String>,
+    /// Announce the UE ranges of the GTP-U sessions too (the default).
+    #[serde(default = "default_true")]
+    pub sessions: bool,
+    /// The device the exported routes point at (default `gw-announce`).
+    #[serde(default = "default_export_device")]
+    pub device: String,
+}
+
+/// `true`.
+pub fn default_true() -> bool {
+    true
+}
+
+/// The default device of exported routes.
+pub fn default_export_device() -> String {
+    "gw-announce".to_string()
 }
 
 /// `[metrics]`: where `GET /metrics` is served (off unless `listen` is set).

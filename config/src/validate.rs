@@ -271,6 +271,8 @@ fn entry_type_problems(src: &str) -> Vec<(TomlPath, String)> {
             "tunnel" => entries::<RawTunnel>("tunnel", v, &mut out),
             "icmp" => one::<RawIcmp>(v, TomlPath::key("icmp"), &mut out),
             "metrics" => one::<RawMetrics>(v, TomlPath::key("metrics"), &mut out),
+            "route_source" => entries::<RawRouteSource>("route_source", v, &mut out),
+            "route_export" => one::<RawRouteExport>(v, TomlPath::key("route_export"), &mut out),
             _ => {}
         }
     }
@@ -425,6 +427,11 @@ impl Validator<'_> {
         let neighbors = self.neighbors(&raw.neighbors, &ports);
         let tunnels = self.tunnels(&raw.tunnels, &ports);
         let routes = self.routes(&raw.routes, &ports, &raw.tunnels);
+        let route_sources = self.route_sources(&raw.route_sources);
+        let route_export = raw
+            .route_export
+            .as_ref()
+            .map(|e| self.route_export(e, &route_sources));
         Config {
             name: g.name.clone(),
             workers: g.workers.clone(),
@@ -439,6 +446,128 @@ impl Validator<'_> {
                 burst: raw.icmp.burst.max(1),
             },
             metrics,
+            route_sources,
+            route_export,
+        }
+    }
+
+    /// A kernel table number: 1..=2^32-1, and not 255 (the host's own addresses).
+    fn kernel_table(&mut self, at: TomlPath, n: i64) -> u32 {
+        match u32::try_from(n) {
+            Ok(0) | Err(_) => {
+                self.err(
+                    at,
+                    format!("table {n} is not a kernel routing table (1..=4294967295)"),
+                );
+                0
+            }
+            Ok(255) => {
+                self.err(
+                    at,
+                    "table 255 is the host's `local` table (its own addresses), not routes to mirror or write",
+                );
+                255
+            }
+            Ok(t) => t,
+        }
+    }
+
+    fn route_sources(&mut self, raw: &[RawRouteSource]) -> Vec<RouteSource> {
+        let mut out: Vec<RouteSource> = Vec::new();
+        for (i, r) in raw.iter().enumerate() {
+            let at = TomlPath::entry("route_source", i);
+            if i >= MAX_ROUTE_SOURCES {
+                self.err(
+                    at.clone(),
+                    format!("at most {MAX_ROUTE_SOURCES} route sources"),
+                );
+            }
+            let table = self.kernel_table(at.k("table"), r.table);
+            if table != 0 && out.iter().any(|o| o.table == table) {
+                self.err(at.k("table"), format!("table {table} is mirrored twice"));
+            }
+            let mut protocols = Vec::new();
+            for (j, p) in r.protocols.iter().enumerate() {
+                let number = match p {
+                    RawProtocol::Number(n) => u8::try_from(*n).ok(),
+                    RawProtocol::Name(name) => ROUTE_PROTOCOLS
+                        .iter()
+                        .find(|(n, _)| n == name)
+                        .map(|&(_, v)| v)
+                        .or_else(|| name.parse().ok()),
+                };
+                match number {
+                    Some(n) => protocols.push(n),
+                    None => {
+                        let names: Vec<&str> = ROUTE_PROTOCOLS.iter().map(|(n, _)| *n).collect();
+                        let shown = match p {
+                            RawProtocol::Number(n) => n.to_string(),
+                            RawProtocol::Name(n) => format!("`{n}`"),
+                        };
+                        self.err(
+                            at.k("protocols").i(j),
+                            format!(
+                                "{shown} is not a routing protocol: a number 0..=255 or one of {}",
+                                names.join(", ")
+                            ),
+                        );
+                    }
+                }
+            }
+            out.push(RouteSource {
+                table,
+                v4: r.family != RawFamily::Ipv6,
+                v6: r.family != RawFamily::Ipv4,
+                protocols,
+                prefer_file: r.prefer == RawPrefer::File,
+            });
+        }
+        out
+    }
+
+    fn route_export(&mut self, e: &RawRouteExport, sources: &[RouteSource]) -> RouteExport {
+        let at = TomlPath::key("route_export");
+        let table = self.kernel_table(at.k("table"), e.table);
+        if sources.iter().any(|s| s.table == table && table != 0) {
+            self.err(
+                at.k("table"),
+                format!("table {table} is also a route source: the gateway would mirror its own announcements"),
+            );
+        }
+        let mut announce = Vec::new();
+        for (i, a) in e.announce.iter().enumerate() {
+            match a.parse::<IpNet>() {
+                Ok(p) if p != p.trunc() => self.err(
+                    at.k("announce").i(i),
+                    format!("{p} has host bits set; did you mean {}?", p.trunc()),
+                ),
+                Ok(p) => announce.push(p),
+                Err(_) => self.err(
+                    at.k("announce").i(i),
+                    format!("`{a}` is not a prefix (10.96.0.0/12 or fd00::/64)"),
+                ),
+            }
+        }
+        // IFNAMSIZ less its NUL; the characters `ip link` accepts without quoting.
+        let name_ok = !e.device.is_empty()
+            && e.device.len() <= 15
+            && e.device
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+        if !name_ok {
+            self.err(
+                at.k("device"),
+                format!(
+                    "`{}` is not an interface name (1 to 15 letters, digits, `-`, `_` or `.`)",
+                    e.device
+                ),
+            );
+        }
+        RouteExport {
+            table,
+            announce,
+            sessions: e.sessions,
+            device: e.device.clone(),
         }
     }
 

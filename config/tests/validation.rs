@@ -818,3 +818,132 @@ fn values_of_the_wrong_type_in_several_entries_are_all_reported() {
         "invalid value",
     );
 }
+
+#[test]
+fn route_sources_and_export_read_with_their_defaults() {
+    let src = format!(
+        "{HEAD}\n[[route_source]]\nkind = \"kernel\"\ntable = 100\nprotocols = [\"bird\", 4]\n\n[[route_source]]\nkind = \"kernel\"\ntable = 1000\nfamily = \"ipv6\"\nprefer = \"source\"\n\n[route_export]\ntable = 101\nannounce = [\"10.245.0.0/16\"]\n"
+    );
+    let c = check(&src).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        c.route_sources,
+        vec![
+            config::RouteSource {
+                table: 100,
+                v4: true,
+                v6: true,
+                protocols: vec![12, 4],
+                prefer_file: true,
+            },
+            config::RouteSource {
+                table: 1000,
+                v4: false,
+                v6: true,
+                protocols: vec![],
+                prefer_file: false,
+            },
+        ]
+    );
+    let e = c.route_export.unwrap();
+    assert_eq!(
+        (e.table, e.sessions, e.device.as_str()),
+        (101, true, "gw-announce")
+    );
+    assert_eq!(
+        e.announce,
+        vec!["10.245.0.0/16".parse::<ipnet::IpNet>().unwrap()]
+    );
+}
+
+#[test]
+fn bad_route_sources_and_export_get_every_problem_at_once() {
+    // Table 0; table 255 (local); the same table twice; an unknown protocol name and one past
+    // 255; an unknown key; an export into a mirrored table; a prefix with host bits and one
+    // that is no prefix; a device name too long.
+    let src = format!(
+        "{HEAD}\n[[route_source]]\nkind = \"kernel\"\ntable = 0\n\n[[route_source]]\nkind = \"kernel\"\ntable = 255\n\n[[route_source]]\nkind = \"kernel\"\ntable = 100\nprotocols = [\"birdd\", 300]\nfamilly = \"ipv4\"\n\n[[route_source]]\nkind = \"kernel\"\ntable = 100\n\n[route_export]\ntable = 100\nannounce = [\"10.245.0.1/16\", \"nope\"]\ndevice = \"a-very-long-device-name\"\n"
+    );
+    let err = check(&src).expect_err("rejected");
+    assert_eq!(err.problems().len(), 10, "{err}");
+    assert_problem(
+        &src,
+        "route_source[0].table",
+        line_of(&src, "table = 0"),
+        "not a kernel routing table",
+    );
+    assert_problem(
+        &src,
+        "route_source[1].table",
+        line_of(&src, "table = 255"),
+        "`local` table",
+    );
+    assert_problem(
+        &src,
+        "route_source[2].protocols[0]",
+        line_of(&src, "protocols = "),
+        "`birdd` is not a routing protocol",
+    );
+    assert_problem(
+        &src,
+        "route_source[2].protocols[1]",
+        line_of(&src, "protocols = "),
+        "300 is not a routing protocol",
+    );
+    assert_problem(
+        &src,
+        "route_source[2].familly",
+        line_of(&src, "familly"),
+        "unknown field",
+    );
+    assert_problem(
+        &src,
+        "route_source[3].table",
+        line_of(&src, "familly") + 4,
+        "mirrored twice",
+    );
+    assert_problem(
+        &src,
+        "route_export.table",
+        line_of(&src, "[route_export]") + 1,
+        "also a route source",
+    );
+    assert_problem(
+        &src,
+        "route_export.announce[0]",
+        line_of(&src, "announce = "),
+        "host bits",
+    );
+    assert_problem(
+        &src,
+        "route_export.announce[1]",
+        line_of(&src, "announce = "),
+        "not a prefix",
+    );
+    assert_problem(
+        &src,
+        "route_export.device",
+        line_of(&src, "device = "),
+        "not an interface name",
+    );
+}
+
+#[test]
+fn a_route_source_of_the_wrong_kind_or_type_is_reported_with_its_line() {
+    let src = format!(
+        "{HEAD}\n[[route_source]]\nkind = \"bgp\"\ntable = 100\n\n[[route_source]]\nkind = \"kernel\"\ntable = \"main\"\n"
+    );
+    let err = check(&src).expect_err("rejected");
+    assert_eq!(err.problems().len(), 2, "{err}");
+    assert_problem(
+        &src,
+        "route_source[0].kind",
+        line_of(&src, "kind = \"bgp\""),
+        "unknown variant",
+    );
+    assert_problem(
+        &src,
+        "route_source[1].table",
+        line_of(&src, "table = \"main\""),
+        "invalid type",
+    );
+}

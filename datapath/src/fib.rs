@@ -558,7 +558,7 @@ impl FibBuilder {
             tunnels: self.tunnels,
             encap: self.encap,
             nexthops: Arc::new(NextHopTable::new(self.nexthops, RUNTIME_NEXT_HOPS)),
-            ecmp: self.ecmp,
+            ecmp: Arc::new(AppendTable::new(self.ecmp, RUNTIME_ECMP_MEMBERS)),
             neigh4: self.neigh4,
             neigh6: self.neigh6,
             ports: self.ports,
@@ -615,58 +615,81 @@ pub struct RouteWriters {
 }
 
 /// Next hops a running snapshot can take on, besides those it was built with: routes added at
-/// run time through a gateway the file never named.
+/// run time through a gateway the file never named, or mirrored from a kernel table.
 pub const RUNTIME_NEXT_HOPS: usize = 4096;
 
-/// The next hops routes point at. Filled when the snapshot is built, and appended to at run
-/// time by the single route writer ([`NextHopTable::push`]): a slot is written once, before
-/// any route can name it, so readers never lock and never see it change. Its capacity is fixed
-/// when the snapshot is built (its next hops and [`RUNTIME_NEXT_HOPS`] more).
-pub struct NextHopTable {
-    slots: Box<[std::sync::OnceLock<NextHop>]>,
+/// ECMP members a running snapshot can take on: the groups of multipath routes added at run
+/// time.
+pub const RUNTIME_ECMP_MEMBERS: usize = 16384;
+
+/// A table that the single route writer appends to while workers read it: a slot is written
+/// once, before any route can name it, so readers never lock and never see it change. Its
+/// capacity is fixed when the snapshot is built (what it was built with and a spare count).
+pub struct AppendTable<T> {
+    slots: Box<[std::sync::OnceLock<T>]>,
     len: std::sync::atomic::AtomicUsize,
 }
 
-impl NextHopTable {
-    fn new(initial: Vec<NextHop>, spare: usize) -> Self {
-        let slots: Box<[std::sync::OnceLock<NextHop>]> = (0..initial.len() + spare)
+/// The next hops routes point at ([`RUNTIME_NEXT_HOPS`] spare).
+pub type NextHopTable = AppendTable<NextHop>;
+
+impl<T: Copy + PartialEq> AppendTable<T> {
+    fn new(initial: Vec<T>, spare: usize) -> Self {
+        let slots: Box<[std::sync::OnceLock<T>]> = (0..initial.len() + spare)
             .map(|_| std::sync::OnceLock::new())
             .collect();
-        for (slot, nh) in slots.iter().zip(&initial) {
-            let _ = slot.set(*nh);
+        for (slot, v) in slots.iter().zip(&initial) {
+            let _ = slot.set(*v);
         }
-        NextHopTable {
+        AppendTable {
             slots,
             len: std::sync::atomic::AtomicUsize::new(initial.len()),
         }
     }
 
-    /// The next hop at `index`, once written.
+    /// The entry at `index`, once written.
     #[inline]
-    pub fn get(&self, index: u32) -> Option<&NextHop> {
+    pub fn get(&self, index: u32) -> Option<&T> {
         self.slots.get(index as usize)?.get()
     }
 
-    /// Next hops written.
+    /// Entries written.
     pub fn len(&self) -> usize {
         self.len.load(std::sync::atomic::Ordering::Acquire)
     }
 
-    /// True when no next hop is written.
+    /// Entries the table can hold.
+    pub fn capacity(&self) -> usize {
+        self.slots.len()
+    }
+
+    /// True when nothing is written.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
-    /// The index of `nh`: an equal next hop already written, or a new slot. `None` when the
+    /// The index of `v`: an equal entry already written, or a new slot. `None` when the
     /// table is full. For the single route writer only.
-    pub fn push(&self, nh: NextHop) -> Option<u32> {
-        use std::sync::atomic::Ordering;
-        let len = self.len.load(Ordering::Acquire);
-        if let Some(i) = (0..len).find(|&i| self.slots[i].get() == Some(&nh)) {
+    pub fn push(&self, v: T) -> Option<u32> {
+        let len = self.len();
+        if let Some(i) = (0..len).find(|&i| self.slots[i].get() == Some(&v)) {
             return Some(i as u32);
         }
-        self.slots.get(len)?.set(nh).ok()?;
-        self.len.store(len + 1, Ordering::Release);
+        self.append(&[v])
+    }
+
+    /// Writes `run` into consecutive new slots; the index of the first. `None` (and nothing
+    /// written) when they do not all fit. For the single route writer only.
+    pub fn append(&self, run: &[T]) -> Option<u32> {
+        use std::sync::atomic::Ordering;
+        let len = self.len();
+        if run.is_empty() || len + run.len() > self.slots.len() {
+            return None;
+        }
+        for (slot, v) in self.slots[len..].iter().zip(run) {
+            slot.set(*v).ok()?;
+        }
+        self.len.store(len + run.len(), Ordering::Release);
         Some(len as u32)
     }
 }
@@ -681,7 +704,7 @@ pub struct Fib {
     tunnels: Tunnels,
     encap: Vec<Encap>,
     nexthops: Arc<NextHopTable>,
-    ecmp: Vec<u32>,
+    ecmp: Arc<AppendTable<u32>>,
     neigh4: HashMap<u32, [u8; 6]>,
     neigh6: HashMap<u128, [u8; 6]>,
     ports: Vec<PortInfo>,
@@ -745,7 +768,7 @@ impl Fib {
             (Rpf::Loose, _) => true,
             (_, NextHop::Ecmp { start, len }) => (0..len).any(|i| {
                 self.ecmp
-                    .get(start as usize + i as usize)
+                    .get(start + i)
                     .and_then(|&m| self.nexthop(m))
                     .is_some_and(|m| self.hop_port(m) == in_port)
             }),
@@ -795,10 +818,16 @@ impl Fib {
         &self.nexthops
     }
 
+    /// The ECMP member list (next-hop indices), shared with the route writer, which appends
+    /// the groups of multipath routes to it.
+    pub fn ecmp_members(&self) -> &Arc<AppendTable<u32>> {
+        &self.ecmp
+    }
+
     /// The ECMP member chosen for `hash`, as a next hop that is not itself ECMP.
     #[inline]
     pub fn ecmp_member(&self, start: u32, len: u32, hash: u32) -> Option<&NextHop> {
-        let i = start as usize + (hash % len.max(1)) as usize;
+        let i = start.wrapping_add(hash % len.max(1));
         self.ecmp.get(i).and_then(|&m| self.nexthop(m))
     }
 

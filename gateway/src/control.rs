@@ -82,6 +82,8 @@ pub struct Changes {
     pub routes: Option<RouteControl>,
     /// Configuration reloads (`gateway reload`, SIGHUP).
     pub reload: Option<Reloader>,
+    /// Kernel tables mirrored into the route tables (`[[route_source]]`).
+    pub mirror: Option<crate::kernel_routes::Mirror>,
     /// Replaced snapshots a worker may still hold, freed here once none does.
     retired: Vec<Arc<Fib>>,
     /// Reload generations: asked for, and the one being built. A build covers every request
@@ -101,6 +103,7 @@ impl Changes {
             slot,
             routes,
             reload,
+            mirror: None,
             retired: Vec::new(),
             wanted: 0,
             started: 0,
@@ -134,7 +137,12 @@ impl Changes {
                 (Ok(new), Some(r)) => {
                     neighbors.reconfigure(&new.config);
                     self.retired.push(self.slot.replace(Arc::new(new.fib)));
-                    self.routes = Some(new.routes);
+                    let mut routes = new.routes;
+                    // The new tables hold the file's routes: the mirrored ones go back in.
+                    if let Some(m) = &mut self.mirror {
+                        m.reapply(&mut routes);
+                    }
+                    self.routes = Some(routes);
                     self.reloads.0 += 1;
                     r.accept(new.config)
                 }
@@ -380,6 +388,9 @@ pub fn run_live(
                     server.finish_reload(generation, &answer);
                 }
             }
+            if let (Some(m), Some(r)) = (&mut changes.mirror, &mut changes.routes) {
+                m.turn(r);
+            }
             datapath::slot::retire(&mut changes.retired);
             for path in &paths {
                 // ARP and NDP first, all of them (their lane is bounded): they keep next
@@ -420,6 +431,7 @@ pub fn run_live(
                         neighbors: neighbors.counters(),
                         resolve_shed: paths.iter().map(|p| p.resolve_shed()).sum(),
                         control: server.as_ref().map(Server::counters).unwrap_or_default(),
+                        mirror: changes.mirror.as_ref().map(|m| m.counters().clone()),
                     };
                     if let Ok(mut shared) = facts.lock() {
                         *shared = f;

@@ -4,6 +4,7 @@
 
 pub mod control;
 pub mod control_socket;
+pub mod kernel_routes;
 pub mod local_stack;
 pub mod metrics;
 pub mod neighbors;

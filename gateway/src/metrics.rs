@@ -38,6 +38,8 @@ pub struct ControlFacts {
     pub resolve_shed: u64,
     /// Control-socket clients by outcome.
     pub control: crate::control_socket::Counters,
+    /// The kernel-table mirror's counters, when `[[route_source]]` is set.
+    pub mirror: Option<crate::kernel_routes::MirrorCounters>,
 }
 
 /// A port as the metrics describe it.
@@ -266,6 +268,9 @@ pub fn render(src: &Source) -> String {
         &[("result", "refused")],
         facts.route_updates.1,
     );
+    if let Some(m) = &facts.mirror {
+        mirror_metrics(&mut w, m);
+    }
     w.family(
         "gateway_reloads_total",
         "counter",
@@ -427,6 +432,78 @@ impl Drop for Server {
             let _ = t.join();
         }
     }
+}
+
+/// The `[[route_source]]` mirror: routes in force per table, refusals by reason, and the
+/// netlink stream's health.
+fn mirror_metrics(w: &mut Writer, m: &crate::kernel_routes::MirrorCounters) {
+    use crate::routes::Refusal;
+    w.family(
+        "gateway_route_source_routes",
+        "gauge",
+        "Routes mirrored from a kernel table now in the route tables.",
+    );
+    for (table, n) in &m.in_force {
+        w.sample(
+            "gateway_route_source_routes",
+            &[("table", &table.to_string())],
+            *n as u64,
+        );
+    }
+    w.family(
+        "gateway_route_source_refused",
+        "gauge",
+        "Kernel routes refused now, by reason.",
+    );
+    for r in Refusal::ALL {
+        w.sample(
+            "gateway_route_source_refused",
+            &[("reason", r.name())],
+            m.refused_now[r as usize] as u64,
+        );
+    }
+    w.family(
+        "gateway_route_source_refusals_total",
+        "counter",
+        "Kernel routes refused, by reason.",
+    );
+    for r in Refusal::ALL {
+        w.sample(
+            "gateway_route_source_refusals_total",
+            &[("reason", r.name())],
+            m.refusals[r as usize],
+        );
+    }
+    w.single(
+        "gateway_route_source_updates_total",
+        "counter",
+        "Kernel route changes applied to the route tables.",
+        m.updates,
+    );
+    w.single(
+        "gateway_route_source_malformed_total",
+        "counter",
+        "Netlink messages that did not parse.",
+        m.malformed,
+    );
+    w.single(
+        "gateway_route_source_dumps_total",
+        "counter",
+        "Full dumps of the kernel tables, the first included.",
+        m.dumps,
+    );
+    w.single(
+        "gateway_route_source_overruns_total",
+        "counter",
+        "Times the kernel dropped route notifications (ENOBUFS), each answered by a dump.",
+        m.overruns,
+    );
+    w.single(
+        "gateway_route_source_synced",
+        "gauge",
+        "1 once the first dump of the kernel tables is mirrored.",
+        u64::from(m.synced),
+    );
 }
 
 #[cfg(test)]

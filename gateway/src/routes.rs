@@ -18,10 +18,12 @@
 //!
 //! The answer is one line: `ok: ...` or `error: ...`.
 
-use datapath::fib::{Fib, NextHop, RouteWriters};
+use datapath::fib::{AppendTable, Fib, NextHop, NextHopTable, RouteWriters};
 use datapath::lpm;
 use ipnet::IpNet;
+use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
+use std::sync::Arc;
 
 /// A parsed request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -90,23 +92,82 @@ pub struct RouteControl {
     vias: Vec<(IpAddr, u32)>,
     blackhole: u32,
     fixed: Vec<IpNet>,
-    /// The snapshot's next-hop table, which a route through a new gateway appends to.
-    next_hops: std::sync::Arc<datapath::fib::NextHopTable>,
+    /// The snapshot's next-hop table, which a route through a new gateway appends to, and its
+    /// ECMP member list, which a new multipath group appends to.
+    next_hops: Arc<NextHopTable>,
+    ecmp: Arc<AppendTable<u32>>,
+    /// The next-hop index of each ECMP group written at run time, by its members.
+    groups: HashMap<Vec<u32>, u32>,
     reachable: Reachable,
     /// Prefixes added or replaced by `gateway route` since the snapshot was built.
-    changed: std::collections::HashSet<IpNet>,
+    changed: HashSet<IpNet>,
+    /// Prefixes mirrored from a kernel table, with the table.
+    mirrored: HashMap<IpNet, u32>,
+    /// The routes that mirrored ones replaced (`prefer = "source"`), put back when those go.
+    displaced: HashMap<IpNet, u32>,
+}
+
+/// What a mirrored route does ([`RouteControl::mirror`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mirrored<'a> {
+    /// Forward through these gateways (ECMP over several).
+    Via(&'a [IpAddr]),
+    /// Drop as `blackhole`.
+    Drop,
+}
+
+/// Why a mirrored route was not put into the route tables.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Refusal {
+    /// The prefix is a connected subnet or one of the gateway's own addresses.
+    Interface,
+    /// The file (or `gateway route`) has a route for the prefix, and wins.
+    Shadowed,
+    /// A next hop lies in no connected subnet of the gateway's ports.
+    NextHopUnreachable,
+    /// A next hop of the other address family (IPv4 over IPv6 gateways), or none at all.
+    NoUsableNextHop,
+    /// The route tables, the next-hop table or the ECMP member list are full.
+    Full,
+    /// A kind of route the gateway cannot take: local, broadcast, multicast, NAT, throw, or an
+    /// encapsulation or MPLS route.
+    Unsupported,
+}
+
+impl Refusal {
+    /// Every reason, in the order counters list them.
+    pub const ALL: [Refusal; 6] = [
+        Refusal::Interface,
+        Refusal::Shadowed,
+        Refusal::NextHopUnreachable,
+        Refusal::NoUsableNextHop,
+        Refusal::Full,
+        Refusal::Unsupported,
+    ];
+
+    /// Its name in counters and logs.
+    pub fn name(self) -> &'static str {
+        match self {
+            Refusal::Interface => "interface_prefix",
+            Refusal::Shadowed => "shadowed_by_file",
+            Refusal::NextHopUnreachable => "next_hop_unreachable",
+            Refusal::NoUsableNextHop => "no_usable_next_hop",
+            Refusal::Full => "table_full",
+            Refusal::Unsupported => "unsupported",
+        }
+    }
 }
 
 impl RouteControl {
     /// Wraps the writers of a FIB. `vias` maps next-hop addresses to their next-hop indices,
     /// `blackhole` is the drop next hop, `fixed` the prefixes no request may touch;
-    /// `next_hops` is the snapshot's table, where a gateway in `reachable` that no index names
-    /// yet gets one.
+    /// `fib` is the snapshot whose next-hop table and ECMP member list a gateway in
+    /// `reachable` that no index names yet, or a new ECMP group, is appended to.
     pub fn new(
         writers: RouteWriters,
         (vias, blackhole): (Vec<(IpAddr, u32)>, u32),
         fixed: Vec<IpNet>,
-        next_hops: std::sync::Arc<datapath::fib::NextHopTable>,
+        fib: &Fib,
         reachable: Reachable,
     ) -> Self {
         RouteControl {
@@ -114,9 +175,13 @@ impl RouteControl {
             vias,
             blackhole,
             fixed,
-            next_hops,
+            next_hops: Arc::clone(fib.next_hops()),
+            ecmp: Arc::clone(fib.ecmp_members()),
+            groups: HashMap::new(),
             reachable,
-            changed: std::collections::HashSet::new(),
+            changed: HashSet::new(),
+            mirrored: HashMap::new(),
+            displaced: HashMap::new(),
         }
     }
 
@@ -177,13 +242,138 @@ impl RouteControl {
     }
 
     /// Where the route of `p` came from.
-    pub fn origin(&self, p: &IpNet) -> &'static str {
+    pub fn origin(&self, p: &IpNet) -> String {
         if self.fixed.contains(p) {
-            "interface"
+            "interface".to_string()
+        } else if let Some(t) = self.mirrored.get(p) {
+            format!("kernel table {t}")
         } else if self.changed.contains(p) {
-            "gateway route"
+            "gateway route".to_string()
         } else {
-            "file"
+            "file".to_string()
+        }
+    }
+
+    /// Routes mirrored from kernel tables now in the route tables.
+    pub fn mirrored(&self) -> usize {
+        self.mirrored.len()
+    }
+
+    /// The next-hop index of the route of exactly `p`, if there is one.
+    fn exact(&self, p: IpNet) -> Option<u32> {
+        self.longest_match(p.network())
+            .filter(|(q, _)| *q == p)
+            .map(|(_, nh)| nh)
+    }
+
+    fn write(&mut self, p: IpNet, nh: u32) -> Result<Option<u32>, lpm::Error> {
+        match p {
+            IpNet::V4(n) => self
+                .writers
+                .v4
+                .insert(u32::from(n.network()), n.prefix_len(), nh),
+            IpNet::V6(n) => self
+                .writers
+                .v6
+                .insert(u128::from(n.network()), n.prefix_len(), nh),
+        }
+    }
+
+    fn erase(&mut self, p: IpNet) -> Option<u32> {
+        match p {
+            IpNet::V4(n) => self
+                .writers
+                .v4
+                .remove(u32::from(n.network()), n.prefix_len()),
+            IpNet::V6(n) => self
+                .writers
+                .v6
+                .remove(u128::from(n.network()), n.prefix_len()),
+        }
+    }
+
+    /// The next-hop index of an ECMP group over `members` (next-hop indices, in order): the
+    /// one written before for the same members, or a new one.
+    fn group_index(&mut self, members: Vec<u32>) -> Result<u32, Refusal> {
+        if let [one] = members.as_slice() {
+            return Ok(*one);
+        }
+        if let Some(&i) = self.groups.get(&members) {
+            return Ok(i);
+        }
+        let start = self.ecmp.append(&members).ok_or(Refusal::Full)?;
+        let i = self
+            .next_hops
+            .push(NextHop::Ecmp {
+                start,
+                len: members.len() as u32,
+            })
+            .ok_or(Refusal::Full)?;
+        self.groups.insert(members, i);
+        Ok(i)
+    }
+
+    /// Puts a route mirrored from kernel table `table` into the route tables, or says why
+    /// not. With `prefer_file`, a route the file or `gateway route` gave the same prefix
+    /// stays; otherwise the mirrored one replaces it until [`RouteControl::unmirror`].
+    ///
+    /// # Errors
+    /// Why the route tables are unchanged.
+    pub fn mirror(
+        &mut self,
+        p: IpNet,
+        to: Mirrored<'_>,
+        table: u32,
+        prefer_file: bool,
+    ) -> Result<(), Refusal> {
+        if self.fixed.contains(&p) {
+            return Err(Refusal::Interface);
+        }
+        let nh = match to {
+            Mirrored::Drop => self.blackhole,
+            Mirrored::Via(gateways) => {
+                let v4 = matches!(p, IpNet::V4(_));
+                let mut members = Vec::with_capacity(gateways.len());
+                for &g in gateways.iter().filter(|g| g.is_ipv4() == v4) {
+                    let i = self.via_index(g).map_err(|_| Refusal::NextHopUnreachable)?;
+                    if !members.contains(&i) {
+                        members.push(i);
+                    }
+                }
+                if members.is_empty() {
+                    return Err(Refusal::NoUsableNextHop);
+                }
+                members.truncate(config::MAX_ECMP);
+                self.group_index(members)?
+            }
+        };
+        if !self.mirrored.contains_key(&p) {
+            if let Some(old) = self.exact(p) {
+                if prefer_file {
+                    return Err(Refusal::Shadowed);
+                }
+                self.displaced.insert(p, old);
+            }
+        }
+        self.write(p, nh).map_err(|_| Refusal::Full)?;
+        self.mirrored.insert(p, table);
+        Ok(())
+    }
+
+    /// Takes a mirrored route out of the route tables, putting back the route it displaced.
+    /// Nothing happens for a prefix that is not mirrored.
+    pub fn unmirror(&mut self, p: IpNet) {
+        if self.mirrored.remove(&p).is_none() {
+            return;
+        }
+        match self.displaced.remove(&p) {
+            // It was in the table a moment ago: putting it back needs no new group.
+            Some(old) => {
+                let _ = self.write(p, old);
+            }
+            None => {
+                self.erase(p);
+            }
         }
     }
 
@@ -322,6 +512,8 @@ impl RouteControl {
                 }
                 .map_err(|e| table_error(p, e))?;
                 self.changed.insert(p);
+                self.mirrored.remove(&p);
+                self.displaced.remove(&p);
                 Ok(if old.is_some() {
                     format!("replaced {p}")
                 } else {
@@ -339,6 +531,8 @@ impl RouteControl {
                         .v6
                         .remove(u128::from(n.network()), n.prefix_len()),
                 };
+                self.mirrored.remove(&p);
+                self.displaced.remove(&p);
                 match old {
                     Some(_) => Ok(format!("removed {p}")),
                     None => Err(format!("no route {p}")),

@@ -139,11 +139,8 @@ pub fn build_fib_with_routes(c: &Config, after: Option<&Fib>) -> Result<(Fib, Ro
     let (fib, writers) = b
         .build_with_writers()
         .map_err(|e| anyhow::anyhow!("building the route tables: {e}"))?;
-    let next_hops = fib.next_hops().clone();
-    Ok((
-        fib,
-        RouteControl::new(writers, (vias, blackhole), fixed, next_hops, reachable),
-    ))
+    let routes = RouteControl::new(writers, (vias, blackhole), fixed, &fib, reachable);
+    Ok((fib, routes))
 }
 
 /// A `[[route]]` into a tunnel. GTP-U: each session whose UE range lies inside the prefix is
@@ -407,7 +404,13 @@ pub fn run(c: &Config, live: &crate::control::LiveOptions) -> Result<Outcome> {
             .config_file
             .clone()
             .map(|path| crate::reload::Reloader::new(path, c.clone()));
-        let changes = crate::control::Changes::new(slot, Some(routes), reload);
+        let mut changes = crate::control::Changes::new(slot, Some(routes), reload);
+        if !c.route_sources.is_empty() {
+            changes.mirror = Some(
+                crate::kernel_routes::Mirror::new(c.route_sources.clone())
+                    .context("opening rtnetlink to mirror [[route_source]] tables")?,
+            );
+        }
         let live = crate::control::LiveOptions {
             port_modes: modes,
             ..live.clone()
