@@ -504,6 +504,9 @@ fn answer(
             "dropped": control.dropped,
             "reload_building": changes.building.is_some(),
         });
+        if let Some(m) = &changes.mirror {
+            j["route_sources"] = m.counters().json();
+        }
         Answer::Now(j.to_string() + "\n")
     } else if request.starts_with("routes ") {
         let ports: Vec<String> = c.ports.iter().map(|p| p.name.clone()).collect();

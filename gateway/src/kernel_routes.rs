@@ -257,6 +257,32 @@ pub struct MirrorCounters {
     pub synced: bool,
 }
 
+impl MirrorCounters {
+    /// As `gateway stats` shows them.
+    pub fn json(&self) -> serde_json::Value {
+        let by_reason = |f: &dyn Fn(usize) -> u64| -> serde_json::Map<String, serde_json::Value> {
+            Refusal::ALL
+                .iter()
+                .map(|r| (r.name().to_string(), f(*r as usize).into()))
+                .collect()
+        };
+        serde_json::json!({
+            "synced": self.synced,
+            "tables": self
+                .in_force
+                .iter()
+                .map(|(t, n)| (t.to_string(), serde_json::Value::from(*n)))
+                .collect::<serde_json::Map<_, _>>(),
+            "refused": by_reason(&|i| self.refused_now[i] as u64),
+            "refusals": by_reason(&|i| self.refusals[i]),
+            "updates": self.updates,
+            "malformed": self.malformed,
+            "dumps": self.dumps,
+            "overruns": self.overruns,
+        })
+    }
+}
+
 /// The state of a prefix in the route tables.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Outcome {

@@ -1648,3 +1648,120 @@ fn af_xdp_gateway_traces_packets_and_explain_gives_the_same_records() {
     assert_eq!(encap["rewrite"]["ip"]["dst"], "192.0.2.10");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `[[route_source]]`: routes written into kernel table 100 of the gateway's namespace (as
+/// BIRD would) are mirrored while the gateway forwards. A route with a next hop, a multipath
+/// route, a blackhole; a route whose next hop is outside every connected subnet and one to the
+/// gateway's own address are refused and counted while the rest go on; a route of another
+/// table is left alone; flushing the table takes its routes away, and the file's stay.
+#[test]
+fn af_xdp_gateway_mirrors_a_kernel_route_table_live() {
+    let Some((_serial, lab, dir)) = lab_for("krt") else {
+        return;
+    };
+    let cfg = dir.join("gw.toml");
+    let text = format!(
+        "{}\n[[route_source]]\nkind = \"kernel\"\ntable = 100\n",
+        config_for("af_xdp")
+    );
+    std::fs::write(&cfg, text).unwrap();
+    let sock = dir.join("control.sock");
+    add_unrouted_pod(&lab);
+    lab.exec(
+        &lab.pods,
+        &["ip", "addr", "add", "172.18.0.3/16", "dev", "pod-b"],
+    )
+    .unwrap();
+    let ip = |args: &str| {
+        let mut v = vec!["ip"];
+        v.extend(args.split_whitespace());
+        lab.exec(&lab.gw, &v).unwrap();
+    };
+    // One route before the gateway starts: the first dump must find it.
+    ip("route add 10.77.1.0/24 via 172.18.0.2 dev pod-g onlink table 100");
+    let gateway = start_gateway(
+        &lab,
+        &cfg,
+        &[
+            "--duration".as_ref(),
+            "14".as_ref(),
+            "--control-socket".as_ref(),
+            sock.as_os_str(),
+        ],
+        true,
+    );
+    std::thread::sleep(Duration::from_millis(1500));
+    let get = |addr: &str| {
+        let o = Command::new(env!("CARGO_BIN_EXE_gateway"))
+            .args(["routes", "--socket"])
+            .arg(&sock)
+            .args(["get", addr])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&o.stdout).trim().to_string()
+    };
+    let dumped = get("10.77.1.9");
+    let before = ping_from_ext(&lab, "2", "0.2", "10.77.0.5");
+    ip("route add 10.77.0.0/16 via 172.18.0.2 dev pod-g onlink table 100");
+    ip("route add 10.88.0.0/16 table 100 nexthop via 172.18.0.2 dev pod-g onlink nexthop via 172.18.0.3 dev pod-g onlink");
+    ip("route add blackhole 10.99.0.0/16 table 100");
+    ip("route add 10.66.0.0/16 via 198.51.100.9 dev pod-g onlink table 100");
+    ip("route add 192.0.2.1/32 via 172.18.0.2 dev pod-g onlink table 100");
+    ip("route add 10.55.0.0/16 via 172.18.0.2 dev pod-g onlink table 200");
+    std::thread::sleep(Duration::from_millis(300));
+    let mirrored = ping_from_ext(&lab, "3", "0.2", "10.77.0.5");
+    let (multipath, blackhole, refused, other_table) = (
+        get("10.88.1.1"),
+        get("10.99.1.1"),
+        get("10.66.1.1"),
+        get("10.55.1.1"),
+    );
+    let during = stats_of(&sock);
+    ip("route flush table 100");
+    std::thread::sleep(Duration::from_millis(300));
+    let flushed = ping_from_ext(&lab, "2", "0.2", "10.77.0.5");
+    let file_route = ping_from_ext(&lab, "2", "0.2", "10.244.1.5");
+    let after = stats_of(&sock);
+    let out = gateway.wait_with_output().unwrap();
+    let log = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(out.status.success(), "{log}");
+    assert!(
+        dumped.contains("10.77.1.0/24 dev pods") && dumped.ends_with("origin=kernel table 100"),
+        "{dumped}"
+    );
+    assert!(before.contains(" 0 received"), "no route yet:\n{before}");
+    assert!(
+        mirrored.contains("3 received"),
+        "mirrored:\n{mirrored}\n{during}"
+    );
+    assert!(
+        multipath.starts_with("10.88.0.0/16 ecmp [") && multipath.contains("172.18.0.3"),
+        "{multipath}"
+    );
+    assert!(blackhole.contains("drop"), "{blackhole}");
+    assert!(refused.contains("no route"), "{refused}");
+    assert!(other_table.contains("no route"), "{other_table}");
+    let rs = &during["route_sources"];
+    assert_eq!(rs["synced"], true, "{during}");
+    assert_eq!(rs["tables"]["100"], 4, "{during}");
+    assert_eq!(rs["refused"]["next_hop_unreachable"], 1, "{during}");
+    assert_eq!(rs["refused"]["interface_prefix"], 1, "{during}");
+    assert!(
+        log.contains("route_refused") && log.contains("198.51.100.9"),
+        "the refusal is logged:\n{log}"
+    );
+    assert!(
+        flushed.contains(" 0 received"),
+        "after the flush:\n{flushed}"
+    );
+    assert!(
+        file_route.contains("2 received"),
+        "the file's route stays:\n{file_route}"
+    );
+    assert_eq!(after["route_sources"]["tables"]["100"], 0, "{after}");
+    assert_eq!(
+        after["route_sources"]["refused"]["next_hop_unreachable"], 0,
+        "{after}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
