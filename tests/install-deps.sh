@@ -15,6 +15,7 @@ PACKAGES=(
   util-linux      # setpriv (control socket peer checks), taskset (soak test)
   curl            # fetches /metrics for promtool
   prometheus      # a real Prometheus server, and promtool
+  bird2           # BGP: the cluster's nodes and the gateway's host in gateway/tests/bgp.rs
   podman runc     # builds and runs the image (podman's default crun refuses these cgroups)
   python3-venv    # a venv for kubernetes-validate (PyPI), which checks docker/kubernetes/
   systemd         # systemd-analyze verify, for docker/systemd/gateway.service

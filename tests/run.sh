@@ -11,7 +11,7 @@ cd "$(dirname "$0")/.."
 
 missing_tools() {
   local t
-  for t in tshark promtool prometheus curl setpriv taskset ip ping sysctl podman runc systemd-analyze; do
+  for t in tshark promtool prometheus curl setpriv taskset ip ping sysctl podman runc systemd-analyze bird birdc; do
     command -v "$t" >/dev/null 2>&1 || return 0
   done
   /usr/bin/python3 -c 'import scapy, venv, ensurepip' >/dev/null 2>&1 || return 0

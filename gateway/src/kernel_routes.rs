@@ -308,6 +308,11 @@ pub struct Mirror {
     logged: usize,
     buf: Vec<u8>,
     parsed: Vec<Event>,
+    /// The XDP programs of `pass_to_kernel` ports, told of every prefix mirrored or gone so
+    /// that traffic to it comes to the gateway, not the kernel; and the prefixes they own
+    /// from the file, never given back.
+    owners: Vec<std::sync::Arc<datapath::port::af_xdp::XdpAttachment>>,
+    owned_by_file: HashSet<(IpAddr, u8)>,
 }
 
 fn route_socket(groups: u32) -> std::io::Result<Socket> {
@@ -344,9 +349,43 @@ impl Mirror {
             logged: 0,
             buf: vec![0; 1 << 16],
             parsed: Vec::new(),
+            owners: Vec::new(),
+            owned_by_file: HashSet::new(),
         };
         m.start_dump()?;
         Ok(m)
+    }
+
+    /// Keeps the owned-prefix tries of `owners` (the attachments of `pass_to_kernel` ports)
+    /// equal to the mirrored routes; `owned_by_file` are the prefixes they were attached
+    /// with ([`crate::tables::owned_prefixes`]).
+    pub fn with_owners(
+        mut self,
+        owners: Vec<std::sync::Arc<datapath::port::af_xdp::XdpAttachment>>,
+        owned_by_file: Vec<(IpAddr, u8)>,
+    ) -> Self {
+        self.owners = owners.into_iter().filter(|a| a.owns_prefixes()).collect();
+        self.owned_by_file = owned_by_file.into_iter().collect();
+        self
+    }
+
+    fn own(&mut self, p: IpNet, owned: bool) {
+        let key = (p.network(), p.prefix_len());
+        if !owned && self.owned_by_file.contains(&key) {
+            return;
+        }
+        for a in &self.owners {
+            if let Err(e) = a.own(key.0, key.1, owned) {
+                datapath::log::event(
+                    "route_source",
+                    &[
+                        ("prefix", &p),
+                        ("xdp_owned_prefix", &"error"),
+                        ("error", &e),
+                    ],
+                );
+            }
+        }
     }
 
     /// The counters.
@@ -576,6 +615,11 @@ impl Mirror {
         };
         self.count(old, -1);
         self.count(outcome, 1);
+        let was = matches!(old, Some(Outcome::Mirrored(_)));
+        let is = matches!(outcome, Some(Outcome::Mirrored(_)));
+        if was != is && !self.owners.is_empty() {
+            self.own(p, is);
+        }
         if let Some(Outcome::Refused(why)) = outcome {
             if old != outcome {
                 self.counters.refusals[why as usize] += 1;

@@ -408,7 +408,8 @@ pub fn run(c: &Config, live: &crate::control::LiveOptions) -> Result<Outcome> {
         if !c.route_sources.is_empty() {
             changes.mirror = Some(
                 crate::kernel_routes::Mirror::new(c.route_sources.clone())
-                    .context("opening rtnetlink to mirror [[route_source]] tables")?,
+                    .context("opening rtnetlink to mirror [[route_source]] tables")?
+                    .with_owners(xdp.iter().flatten().cloned().collect(), owned_prefixes(c)),
             );
         }
         let live = crate::control::LiveOptions {

@@ -43,12 +43,15 @@ fn last_error<T>() -> io::Result<T> {
     Err(io::Error::last_os_error())
 }
 
+/// Prefixes an owning program's tries take on at run time besides those it was attached with.
+pub const RUNTIME_OWNED: usize = 1 << 21;
+
 /// The XDP program, its XSK map and the link attaching it to one interface; shared by the
 /// sockets of that interface's queues.
 pub struct XdpAttachment {
     map: OwnedFd,
     /// The owned-prefix tries, when unowned traffic goes to the kernel.
-    _owned: Option<(OwnedFd, OwnedFd)>,
+    owned: Option<(OwnedFd, OwnedFd)>,
     _prog: OwnedFd,
     _link: OwnedFd,
     ifindex: u32,
@@ -90,7 +93,9 @@ impl XdpAttachment {
             ),
             Some(prefixes) => {
                 let kernel = bpf::interface_addresses(ifindex)?;
-                let n = (prefixes.len() + kernel.len()) as u32;
+                // Room for the routes mirrored at run time ([`XdpAttachment::own`]); an LPM
+                // trie allocates per entry, so the spare room costs nothing until used.
+                let n = (prefixes.len() + kernel.len() + RUNTIME_OWNED) as u32;
                 let lpm4 = bpf::create_lpm_trie(4, n)?;
                 let lpm6 = bpf::create_lpm_trie(16, n)?;
                 for &(addr, len) in prefixes {
@@ -114,7 +119,7 @@ impl XdpAttachment {
             .map_err(|e| io::Error::new(e.kind(), format!("attaching XDP to {interface}: {e}")))?;
         Ok(Arc::new(XdpAttachment {
             map,
-            _owned: tries,
+            owned: tries,
             _prog: prog,
             _link: link,
             ifindex,
@@ -126,6 +131,35 @@ impl XdpAttachment {
     /// How the program is attached.
     pub fn mode(&self) -> XdpMode {
         self.mode
+    }
+
+    /// True when only owned traffic goes to the gateway ([`XdpAttachment::attach_owning`]).
+    pub fn owns_prefixes(&self) -> bool {
+        self.owned.is_some()
+    }
+
+    /// Makes the gateway own `addr`/`len` (traffic to it goes to the gateway's sockets) or,
+    /// with `owned` false, gives it back to the kernel: for routes that come and go at run
+    /// time. Nothing happens on an attachment that takes all traffic.
+    ///
+    /// # Errors
+    /// The kernel's error; giving back a prefix that is not owned is not one.
+    pub fn own(&self, addr: std::net::IpAddr, len: u8, owned: bool) -> io::Result<()> {
+        let Some((lpm4, lpm6)) = &self.owned else {
+            return Ok(());
+        };
+        let (trie, bytes) = match addr {
+            std::net::IpAddr::V4(a) => (lpm4, a.octets().to_vec()),
+            std::net::IpAddr::V6(a) => (lpm6, a.octets().to_vec()),
+        };
+        if owned {
+            bpf::lpm_set(trie, &bytes, len, 1)
+        } else {
+            match bpf::lpm_delete(trie, &bytes, len) {
+                Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(()),
+                r => r,
+            }
+        }
     }
 }
 

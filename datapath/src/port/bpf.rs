@@ -569,6 +569,18 @@ pub fn map_set(map: &OwnedFd, key: u32, sock: RawFd) -> io::Result<()> {
     sys_bpf(BPF_MAP_UPDATE_ELEM, &mut a).map(|_| ())
 }
 
+/// Removes `prefix`/`len` from an LPM trie made by [`create_lpm_trie`].
+///
+/// # Errors
+/// The kernel's error (ENOENT when the prefix is not there).
+pub fn lpm_delete(map: &OwnedFd, prefix: &[u8], len: u8) -> io::Result<()> {
+    let mut k = u32::from(len).to_ne_bytes().to_vec();
+    k.extend_from_slice(prefix);
+    let mut a = Attr::new();
+    a.u32(0, map.as_raw_fd() as u32).u64(8, k.as_ptr() as u64);
+    sys_bpf(BPF_MAP_DELETE_ELEM, &mut a).map(|_| ())
+}
+
 /// Empties slot `key` of `map`.
 ///
 /// # Errors

@@ -94,7 +94,7 @@ pub fn config_for(driver: &str) -> String {
 
 /// Turns transmit checksum offload off on `interface` in namespace `ns` (`ethtool -K IF tx
 /// off`, without the `ethtool` program), and checks that it is off.
-fn tx_checksum_off(ns: &str, interface: &str) -> Result<()> {
+pub fn tx_checksum_off(ns: &str, interface: &str) -> Result<()> {
     use datapath::port::ethtool;
     let iface = interface.to_string();
     let on = ethtool::in_netns(ns, move || {

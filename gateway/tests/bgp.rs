@@ -1,0 +1,520 @@
+//! Routes from the cluster, with real BIRD 2 daemons in network namespaces this test creates and
+//! removes: two "nodes" announce their pod blocks and a Service address over BGP, as Calico or
+//! kube-router do; BIRD on the gateway's host installs them into kernel table 100 over the
+//! gateway's own pod-side interface (`pass_to_kernel`: TCP 179 reaches the host's kernel while
+//! the gateway's AF_XDP workers forward the rest); the gateway mirrors that table.
+//!
+//! ```text
+//!  [ext 192.0.2.10] ext-a == ext-g [gw: gateway on ext-g, pod-g; host 172.18.0.250 + BIRD]
+//!                                      pod-g == sw-g [sw: bridge] sw-1 == n1 [node1 172.18.0.11 + BIRD]
+//!                                                                 sw-2 == n2 [node2 172.18.0.12 + BIRD]
+//! ```
+//!
+//! Needs root and `bird` (Debian's bird2): without them the tests are skipped
+//! ([`gateway::skipped`]), and under CI=true that is a failure.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use gateway::tools::lab::{is_root, tx_checksum_off};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+/// BGP timers of every session here: short, so that a test takes seconds.
+const TIMERS: &str = "hold time 3; keepalive time 1; connect retry time 1; error wait time 1, 2;";
+
+fn sh(args: &[&str]) -> Output {
+    let o = Command::new(args[0]).args(&args[1..]).output().unwrap();
+    assert!(
+        o.status.success(),
+        "{}: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    o
+}
+
+/// The namespaces and the BIRD daemons of one test; dropping it stops the daemons and deletes
+/// the namespaces.
+struct Cluster {
+    tag: String,
+    dir: PathBuf,
+    birds: Vec<PathBuf>,
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for pid in &self.birds {
+            if let Ok(p) = std::fs::read_to_string(pid) {
+                let _ = Command::new("kill").arg(p.trim()).output();
+            }
+        }
+        for n in ["ext", "gw", "sw", "n1", "n2"] {
+            let _ = Command::new("ip")
+                .args(["netns", "del", &self.ns(n)])
+                .output();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+impl Cluster {
+    fn ns(&self, n: &str) -> String {
+        format!("gwbgp-{n}-{}", self.tag)
+    }
+
+    fn exec(&self, n: &str, args: &str) -> Output {
+        let ns = self.ns(n);
+        let mut v = vec!["ip", "netns", "exec", ns.as_str()];
+        v.extend(args.split_whitespace());
+        sh(&v)
+    }
+
+    fn build(tag: &str) -> Cluster {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../target/e2e-bgp-{tag}"));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let c = Cluster {
+            tag: tag.to_string(),
+            dir,
+            birds: Vec::new(),
+        };
+        for n in ["ext", "gw", "sw", "n1", "n2"] {
+            sh(&["ip", "netns", "add", &c.ns(n)]);
+            c.exec(n, "ip link set lo up");
+        }
+        let veth = |a: &str, ans: &str, b: &str, bns: &str| {
+            sh(&[
+                "ip",
+                "link",
+                "add",
+                a,
+                "netns",
+                &c.ns(ans),
+                "type",
+                "veth",
+                "peer",
+                "name",
+                b,
+                "netns",
+                &c.ns(bns),
+            ]);
+        };
+        veth("ext-a", "ext", "ext-g", "gw");
+        veth("pod-g", "gw", "sw-g", "sw");
+        veth("n1", "n1", "sw-1", "sw");
+        veth("n2", "n2", "sw-2", "sw");
+        c.exec("sw", "ip link add br0 type bridge");
+        c.exec("sw", "ip link set br0 up");
+        for p in ["sw-g", "sw-1", "sw-2"] {
+            c.exec("sw", &format!("ip link set {p} master br0 up"));
+        }
+        // The gateway's host: no forwarding, IPv6 only where BGP runs, an address of its own on
+        // the pod segment for the sessions.
+        c.exec("gw", "ip link set ext-g address 02:00:00:00:00:01 up");
+        c.exec("gw", "sysctl -qw net.ipv6.conf.ext-g.disable_ipv6=1");
+        c.exec("gw", "ip link set pod-g address 02:00:00:00:01:01 up");
+        c.exec("gw", "ip addr add 172.18.0.250/16 dev pod-g");
+        c.exec("gw", "ip -6 addr add fd00:b::250/64 dev pod-g nodad");
+        // The external host.
+        c.exec("ext", "ip link set ext-a address 02:00:00:00:00:99 up");
+        c.exec("ext", "ip addr add 192.0.2.10/24 dev ext-a");
+        c.exec("ext", "ip -6 addr add fd00:a::10/64 dev ext-a nodad");
+        c.exec(
+            "ext",
+            "ip neigh add 192.0.2.1 lladdr 02:00:00:00:00:01 dev ext-a nud permanent",
+        );
+        c.exec(
+            "ext",
+            "ip -6 neigh add fd00:a::1 lladdr 02:00:00:00:00:01 dev ext-a nud permanent",
+        );
+        c.exec("ext", "ip route add 10.0.0.0/8 via 192.0.2.1");
+        c.exec("ext", "ip -6 route add fd00::/16 via fd00:a::1");
+        tx_checksum_off(&c.ns("ext"), "ext-a").unwrap();
+        // The nodes: pod addresses and the Service address on lo, everything else via the
+        // gateway.
+        for (n, i) in [("n1", 1), ("n2", 2)] {
+            c.exec(
+                n,
+                &format!("ip link set {n} address 02:00:00:00:02:0{i} up"),
+            );
+            c.exec(n, &format!("ip addr add 172.18.0.1{i}/16 dev {n}"));
+            c.exec(n, &format!("ip -6 addr add fd00:b::1{i}/64 dev {n} nodad"));
+            c.exec(n, &format!("ip addr add 10.244.{i}.5/32 dev lo"));
+            c.exec(n, "ip addr add 10.96.0.10/32 dev lo");
+            c.exec(n, &format!("ip -6 addr add fd00:244:{i}::5/128 dev lo"));
+            c.exec(n, "ip -6 addr add fd00:296::10/128 dev lo");
+            c.exec(n, "ip route add default via 172.18.0.1");
+            c.exec(n, "ip -6 route add default via fd00:b::1");
+            tx_checksum_off(&c.ns(n), n).unwrap();
+        }
+        c
+    }
+
+    /// Starts BIRD in namespace `n` with `conf`.
+    fn bird(&mut self, n: &str, conf: &str) {
+        let file = self.dir.join(format!("{n}.conf"));
+        std::fs::write(&file, conf).unwrap();
+        let pid = self.dir.join(format!("{n}.pid"));
+        let sock = self.dir.join(format!("{n}.ctl"));
+        let ns = self.ns(n);
+        sh(&[
+            "ip",
+            "netns",
+            "exec",
+            &ns,
+            "bird",
+            "-c",
+            file.to_str().unwrap(),
+            "-s",
+            sock.to_str().unwrap(),
+            "-P",
+            pid.to_str().unwrap(),
+        ]);
+        self.birds.push(pid);
+    }
+
+    fn birdc(&self, n: &str, cmd: &str) -> String {
+        let sock = self.dir.join(format!("{n}.ctl"));
+        let o = Command::new("birdc")
+            .arg("-s")
+            .arg(&sock)
+            .args(cmd.split_whitespace())
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&o.stdout).to_string()
+    }
+
+    /// Stops node `n`'s BIRD: its sessions close and its routes are withdrawn.
+    fn stop_bird(&mut self, n: &str) {
+        let pid = self.dir.join(format!("{n}.pid"));
+        let p = std::fs::read_to_string(&pid).unwrap();
+        sh(&["kill", p.trim()]);
+        self.birds.retain(|b| *b != pid);
+    }
+}
+
+/// BIRD on the gateway's host: sessions to both nodes (IPv4 and IPv6), everything learned into
+/// kernel table 100, equal routes merged into multipath (ECMP).
+fn gateway_bird() -> String {
+    format!(
+        r#"
+router id 172.18.0.250;
+protocol device {{ }}
+protocol kernel k4 {{ kernel table 100; merge paths on; ipv4 {{ export all; import none; }}; }}
+protocol kernel k6 {{ kernel table 100; merge paths on; ipv6 {{ export all; import none; }}; }}
+template bgp node4 {{ local 172.18.0.250 as 64513; {TIMERS} ipv4 {{ import all; export none; }}; }}
+template bgp node6 {{ local fd00:b::250 as 64513; {TIMERS} ipv6 {{ import all; export none; next hop prefer global; }}; }}
+protocol bgp n1 from node4 {{ neighbor 172.18.0.11 as 64512; }}
+protocol bgp n2 from node4 {{ neighbor 172.18.0.12 as 64512; }}
+protocol bgp n1v6 from node6 {{ neighbor fd00:b::11 as 64512; }}
+protocol bgp n2v6 from node6 {{ neighbor fd00:b::12 as 64512; }}
+"#
+    )
+}
+
+/// BIRD on node `i`, as Calico runs it: its pod block (a blackhole route, as Calico installs
+/// for its blocks) and the Service address, announced with itself as the next hop.
+fn node_bird(i: u32) -> String {
+    format!(
+        r#"
+router id 172.18.0.1{i};
+protocol device {{ }}
+protocol static s4 {{ ipv4; route 10.244.{i}.0/24 blackhole; route 10.96.0.10/32 blackhole; }}
+protocol static s6 {{ ipv6; route fd00:244:{i}::/64 blackhole; route fd00:296::10/128 blackhole; }}
+protocol bgp edge4 {{ local 172.18.0.1{i} as 64512; neighbor 172.18.0.250 as 64513; {TIMERS}
+  ipv4 {{ import none; export where proto = "s4"; next hop self; }}; }}
+protocol bgp edge6 {{ local fd00:b::1{i} as 64512; neighbor fd00:b::250 as 64513; {TIMERS}
+  ipv6 {{ import none; export where proto = "s6"; next hop self; }}; }}
+"#
+    )
+}
+
+const CONFIG: &str = r#"
+[gateway]
+name = "bgp"
+workers = [0]
+
+[[port]]
+name = "ext"
+driver = "af_xdp"
+interface = "ext-g"
+mac = "02:00:00:00:00:01"
+addresses = ["192.0.2.1/24", "fd00:a::1/64"]
+
+[[port]]
+name = "pods"
+driver = "af_xdp"
+interface = "pod-g"
+mac = "02:00:00:00:01:01"
+addresses = ["172.18.0.1/16", "fd00:b::1/64"]
+pass_to_kernel = true
+
+[[neighbor]]
+address = "192.0.2.10"
+mac = "02:00:00:00:00:99"
+port = "ext"
+
+[[route_source]]
+kind = "kernel"
+table = 100
+protocols = ["bird"]
+"#;
+
+fn ready_or_skip() -> bool {
+    if !is_root() {
+        gateway::skipped("needs root");
+        return false;
+    }
+    for tool in ["bird", "birdc"] {
+        if Command::new(tool).arg("--version").output().is_err() {
+            gateway::skipped(&format!("needs `{tool}` (apt-get install bird2)"));
+            return false;
+        }
+    }
+    true
+}
+
+/// `gateway ARGS...` in the gateway's namespace.
+fn gateway_cmd(c: &Cluster) -> Command {
+    let mut cmd = Command::new("ip");
+    cmd.args(["netns", "exec", &c.ns("gw"), env!("CARGO_BIN_EXE_gateway")]);
+    cmd
+}
+
+fn routes_get(c: &Cluster, sock: &Path, addr: &str) -> String {
+    let o = gateway_cmd(c)
+        .args(["routes", "--socket"])
+        .arg(sock)
+        .args(["get", addr])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&o.stdout).trim().to_string()
+}
+
+/// Waits up to `limit` for `done`; the time it took.
+fn wait_for(limit: Duration, mut done: impl FnMut() -> bool) -> Option<Duration> {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if done() {
+            return Some(start.elapsed());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    None
+}
+
+fn ping(c: &Cluster, args: &str) -> String {
+    let ns = c.ns("ext");
+    let mut v = vec!["netns", "exec", ns.as_str(), "ping", "-q", "-W", "1"];
+    v.extend(args.split_whitespace());
+    let o = Command::new("ip").args(&v).output().unwrap();
+    String::from_utf8_lossy(&o.stdout).to_string() + &String::from_utf8_lossy(&o.stderr)
+}
+
+/// UDP datagrams a node's kernel received for closed ports (`Udp: NoPorts`, or `Udp6:
+/// Udp6NoPorts`).
+fn udp_no_ports(c: &Cluster, n: &str, v6: bool) -> u64 {
+    if v6 {
+        let out = c.exec(n, "cat /proc/net/snmp6");
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        return text
+            .lines()
+            .find_map(|l| l.strip_prefix("Udp6NoPorts"))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap();
+    }
+    let out = c.exec(n, "cat /proc/net/snmp");
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let rows: Vec<&str> = text.lines().filter(|l| l.starts_with("Udp:")).collect();
+    let names: Vec<&str> = rows[0].split_whitespace().collect();
+    let values: Vec<&str> = rows[1].split_whitespace().collect();
+    let i = names.iter().position(|n| *n == "NoPorts").unwrap();
+    values[i].parse().unwrap()
+}
+
+/// Sends `n` UDP datagrams from the external host to `dst`, each from its own source port:
+/// as many flows.
+fn udp_flows(c: &Cluster, dst: &str, n: u32) {
+    let family = if dst.contains(':') {
+        "AF_INET6"
+    } else {
+        "AF_INET"
+    };
+    let script = format!(
+        "import socket\nfor i in range({n}):\n    s = socket.socket(socket.{family}, socket.SOCK_DGRAM)\n    s.sendto(b'x' * 32, ('{dst}', 9))\n    s.close()\n"
+    );
+    let ns = c.ns("ext");
+    sh(&[
+        "ip",
+        "netns",
+        "exec",
+        &ns,
+        "/usr/bin/python3",
+        "-c",
+        &script,
+    ]);
+}
+
+/// The cluster test: each pod block reaches its node; the Service address is spread over both
+/// nodes by ECMP; when node 1's BIRD stops, its block is dropped as `no_route` within the BGP
+/// timers while a fast ping stream to node 2's block loses nothing. IPv4 and IPv6.
+#[test]
+fn gateway_follows_the_clusters_routes_through_bird() {
+    if !ready_or_skip() {
+        return;
+    }
+    let mut c = Cluster::build(&format!("{}", std::process::id()));
+    let cfg = c.dir.join("gw.toml");
+    std::fs::write(&cfg, CONFIG).unwrap();
+    let sock = c.dir.join("control.sock");
+    let gateway = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &c.ns("gw"),
+            env!("CARGO_BIN_EXE_gateway"),
+            "run",
+            "--config",
+        ])
+        .arg(&cfg)
+        .args(["--duration", "40", "--control-socket"])
+        .arg(&sock)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1000));
+    c.bird("gw", &gateway_bird());
+    c.bird("n1", &node_bird(1));
+    c.bird("n2", &node_bird(2));
+    // Both nodes' blocks and the Service address, IPv4 and IPv6, mirrored.
+    let learned = wait_for(Duration::from_secs(20), || {
+        ["10.244.1.5", "10.244.2.5", "fd00:244:1::5", "fd00:244:2::5"]
+            .iter()
+            .all(|a| routes_get(&c, &sock, a).contains("kernel table 100"))
+            && routes_get(&c, &sock, "10.96.0.10").contains("ecmp")
+            && routes_get(&c, &sock, "fd00:296::10").contains("ecmp")
+    });
+    let table = String::from_utf8_lossy(&c.exec("gw", "ip route show table 100").stdout)
+        .to_string()
+        + &String::from_utf8_lossy(&c.exec("gw", "ip -6 route show table 100").stdout);
+    assert!(
+        learned.is_some(),
+        "routes not mirrored: table 100:\n{table}\n{}\n{}",
+        routes_get(&c, &sock, "10.96.0.10"),
+        c.birdc("gw", "show protocols")
+    );
+    // The sessions run over the gateway's own pod-side interface, where its XDP program
+    // passes them to the host's kernel.
+    let protocols = c.birdc("gw", "show protocols");
+    assert_eq!(protocols.matches("Established").count(), 4, "{protocols}");
+    let link = String::from_utf8_lossy(&c.exec("gw", "ip link show dev pod-g").stdout).to_string();
+    assert!(
+        link.contains("xdp"),
+        "the gateway's XDP program is on pod-g: {link}"
+    );
+    let service = routes_get(&c, &sock, "10.96.0.10");
+    assert!(
+        service.contains("172.18.0.11") && service.contains("172.18.0.12"),
+        "{service}"
+    );
+    // Each block reaches its own node, once the gateway has resolved the node's address and
+    // the external host's (IPv6 has no static neighbour): a packet that asks is dropped as
+    // unresolved.
+    for dst in ["10.244.1.5", "10.244.2.5", "fd00:244:1::5", "fd00:244:2::5"] {
+        ping(&c, &format!("-c 2 -i 0.3 {dst}"));
+        let p = ping(&c, &format!("-c 3 -i 0.2 {dst}"));
+        assert!(p.contains("3 received"), "{dst}:\n{p}");
+    }
+    // The Service address: flows are spread over both nodes.
+    for v6 in [false, true] {
+        let dst = if v6 { "fd00:296::10" } else { "10.96.0.10" };
+        let before = (udp_no_ports(&c, "n1", v6), udp_no_ports(&c, "n2", v6));
+        udp_flows(&c, dst, 200);
+        std::thread::sleep(Duration::from_millis(300));
+        let got = (
+            udp_no_ports(&c, "n1", v6) - before.0,
+            udp_no_ports(&c, "n2", v6) - before.1,
+        );
+        assert!(
+            got.0 >= 40 && got.1 >= 40 && got.0 + got.1 >= 190,
+            "{dst}: 200 flows spread over the nodes as {got:?}"
+        );
+    }
+    // Node 1 goes away while node 2's block carries a fast ping stream.
+    let ext = c.ns("ext");
+    let stream = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &ext,
+            "ping",
+            "-q",
+            "-c",
+            "600",
+            "-i",
+            "0.01",
+            "10.244.2.5",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1000));
+    c.stop_bird("n1");
+    let withdrawn = wait_for(Duration::from_secs(8), || {
+        routes_get(&c, &sock, "10.244.1.5").contains("no route")
+            && routes_get(&c, &sock, "fd00:244:1::5").contains("no route")
+    });
+    let stream = stream.wait_with_output().unwrap();
+    let stream = String::from_utf8_lossy(&stream.stdout).to_string();
+    let gone = ping(&c, "-c 2 -i 0.2 10.244.1.5");
+    let kept = ping(&c, "-c 2 -i 0.2 10.244.2.5");
+    let service_after = routes_get(&c, &sock, "10.96.0.10");
+    let stats = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &c.ns("gw"),
+            env!("CARGO_BIN_EXE_gateway"),
+            "stats",
+            "--socket",
+        ])
+        .arg(&sock)
+        .output()
+        .unwrap();
+    let stats: serde_json::Value = serde_json::from_slice(&stats.stdout).unwrap_or_default();
+    let _ = Command::new("kill").arg(gateway.id().to_string()).output();
+    let out = gateway.wait_with_output().unwrap();
+    let log = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(
+        withdrawn.is_some(),
+        "node 1's routes not withdrawn within the hold time:\n{}\n{log}",
+        routes_get(&c, &sock, "10.244.1.5")
+    );
+    assert!(
+        stream.contains("600 received"),
+        "node 2's block lost packets:\n{stream}"
+    );
+    assert!(gone.contains(" 0 received"), "{gone}");
+    assert!(kept.contains("2 received"), "{kept}");
+    assert!(
+        service_after.contains("172.18.0.12") && !service_after.contains("ecmp"),
+        "the Service address stays, on node 2 alone: {service_after}"
+    );
+    let no_route = stats["ports"]["ext"]["drops"]["no_route"]
+        .as_u64()
+        .unwrap_or(0);
+    assert!(
+        no_route >= 2,
+        "the withdrawn block is dropped as no_route: {stats}"
+    );
+    assert_eq!(
+        stats["route_sources"]["refused"]["next_hop_unreachable"], 0,
+        "{stats}"
+    );
+    eprintln!(
+        "mirrored in {:?}, withdrawn in {:?}",
+        learned.unwrap_or_default(),
+        withdrawn.unwrap_or_default()
+    );
+}
