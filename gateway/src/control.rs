@@ -84,6 +84,8 @@ pub struct Changes {
     pub reload: Option<Reloader>,
     /// Kernel tables mirrored into the route tables (`[[route_source]]`).
     pub mirror: Option<crate::kernel_routes::Mirror>,
+    /// The served prefixes written into a kernel table (`[route_export]`).
+    pub export: Option<crate::kernel_routes::Export>,
     /// Replaced snapshots a worker may still hold, freed here once none does.
     retired: Vec<Arc<Fib>>,
     /// Reload generations: asked for, and the one being built. A build covers every request
@@ -104,6 +106,7 @@ impl Changes {
             routes,
             reload,
             mirror: None,
+            export: None,
             retired: Vec::new(),
             wanted: 0,
             started: 0,
@@ -143,6 +146,9 @@ impl Changes {
                         m.reapply(&mut routes);
                     }
                     self.routes = Some(routes);
+                    if let (Some(x), Some(e)) = (&mut self.export, &new.config.route_export) {
+                        x.update(&e.prefixes(&new.config.tunnels));
+                    }
                     self.reloads.0 += 1;
                     r.accept(new.config)
                 }

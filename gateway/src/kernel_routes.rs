@@ -686,6 +686,172 @@ impl Mirror {
     }
 }
 
+/// The protocol number exported routes carry (`proto static` in `ip route`).
+const EXPORT_PROTOCOL: u8 = 4;
+
+/// `[route_export]`: the prefixes this gateway serves, written into a kernel table as routes
+/// through a TUN device that only this process holds. BIRD's kernel protocol learns them
+/// (`learn`) and announces them. On an orderly stop they are removed; when the process dies
+/// any other way, the kernel deletes the device and the routes with it, and BIRD withdraws
+/// them as soon as it hears (rtnetlink notifications: milliseconds).
+pub struct Export {
+    device: datapath::port::tun::TunDevice,
+    table: u32,
+    sock: Socket,
+    written: Vec<IpNet>,
+    seq: u32,
+}
+
+impl Export {
+    /// Creates the device and writes `prefixes` into `e.table`. A prefix the kernel refuses
+    /// (IPv6 where the host has IPv6 off, say) is logged, and the others are written.
+    ///
+    /// # Errors
+    /// The device could not be created (no `/dev/net/tun`, no `CAP_NET_ADMIN`, the name
+    /// taken), or no netlink socket.
+    pub fn start(e: &config::RouteExport, prefixes: &[IpNet]) -> std::io::Result<Self> {
+        let device = datapath::port::tun::TunDevice::create(&e.device)?;
+        let mut sock = Socket::new(NETLINK_ROUTE)?;
+        sock.bind_auto()?;
+        sock.set_non_blocking(false)?;
+        // The kernel answers at once; a second bounds the wait should it not.
+        rustix::net::sockopt::set_socket_timeout(
+            &sock,
+            rustix::net::sockopt::Timeout::Recv,
+            Some(std::time::Duration::from_secs(1)),
+        )?;
+        let mut x = Export {
+            device,
+            table: e.table,
+            sock,
+            written: Vec::new(),
+            seq: 0,
+        };
+        x.update(prefixes);
+        datapath::log::event(
+            "route_export",
+            &[
+                ("table", &x.table),
+                ("device", &x.device.name()),
+                ("prefixes", &x.written.len()),
+            ],
+        );
+        Ok(x)
+    }
+
+    /// The prefixes written.
+    pub fn written(&self) -> &[IpNet] {
+        &self.written
+    }
+
+    /// Makes the exported prefixes `prefixes`: writes the new ones, removes the ones gone.
+    pub fn update(&mut self, prefixes: &[IpNet]) {
+        let gone: Vec<IpNet> = self
+            .written
+            .iter()
+            .filter(|p| !prefixes.contains(p))
+            .copied()
+            .collect();
+        for p in gone {
+            let _ = self.request(p, false);
+            self.written.retain(|w| *w != p);
+        }
+        for &p in prefixes {
+            if self.written.contains(&p) {
+                continue;
+            }
+            match self.request(p, true) {
+                Ok(()) => self.written.push(p),
+                Err(e) => datapath::log::event(
+                    "route_export",
+                    &[("prefix", &p), ("result", &"error"), ("error", &e)],
+                ),
+            }
+        }
+    }
+
+    /// Adds (or replaces) or removes the route of `p` through the device, and waits for the
+    /// kernel's answer.
+    fn request(&mut self, p: IpNet, add: bool) -> std::io::Result<()> {
+        use netlink_packet_core::{NLM_F_ACK, NLM_F_CREATE, NLM_F_REPLACE};
+        use netlink_packet_route::route::{RouteProtocol, RouteScope};
+        let mut m = RouteMessage::default();
+        m.header.address_family = if p.addr().is_ipv4() {
+            AddressFamily::Inet
+        } else {
+            AddressFamily::Inet6
+        };
+        m.header.destination_prefix_length = p.prefix_len();
+        m.header.table = u8::try_from(self.table).unwrap_or(252);
+        m.header.protocol = RouteProtocol::from(EXPORT_PROTOCOL);
+        m.header.scope = RouteScope::Link;
+        m.header.kind = RouteType::Unicast;
+        let dst = match p.addr() {
+            IpAddr::V4(a) => RouteAddress::Inet(a),
+            IpAddr::V6(a) => RouteAddress::Inet6(a),
+        };
+        m.attributes = vec![
+            RouteAttribute::Destination(dst),
+            RouteAttribute::Oif(self.device.ifindex()),
+            RouteAttribute::Table(self.table),
+        ];
+        self.seq = self.seq.wrapping_add(1);
+        let mut header = NetlinkHeader::default();
+        header.flags = NLM_F_REQUEST | NLM_F_ACK;
+        if add {
+            header.flags |= NLM_F_CREATE | NLM_F_REPLACE;
+        }
+        header.sequence_number = self.seq;
+        let body = if add {
+            RouteNetlinkMessage::NewRoute(m)
+        } else {
+            RouteNetlinkMessage::DelRoute(m)
+        };
+        let mut req = NetlinkMessage::new(header, NetlinkPayload::from(body));
+        req.finalize();
+        let mut bytes = vec![0; req.buffer_len()];
+        req.serialize(&mut bytes);
+        self.sock.send_to(&bytes, &SocketAddr::new(0, 0), 0)?;
+        let mut buf = vec![0; 8192];
+        loop {
+            let n = self.sock.recv(&mut &mut buf[..], 0)?;
+            let mut off = 0;
+            while off + 16 <= n {
+                let len = u32::from_ne_bytes([buf[off], buf[off + 1], buf[off + 2], buf[off + 3]])
+                    as usize;
+                if len < 16 || off + len > n {
+                    break;
+                }
+                let seq =
+                    u32::from_ne_bytes([buf[off + 8], buf[off + 9], buf[off + 10], buf[off + 11]]);
+                if let Ok(msg) =
+                    NetlinkMessage::<RouteNetlinkMessage>::deserialize(&buf[off..off + len])
+                {
+                    if seq == self.seq {
+                        if let NetlinkPayload::Error(e) = msg.payload {
+                            return match e.code {
+                                None => Ok(()),
+                                Some(c) => Err(std::io::Error::from_raw_os_error(-c.get())),
+                            };
+                        }
+                    }
+                }
+                off += (len + 3) & !3;
+            }
+        }
+    }
+}
+
+impl Drop for Export {
+    /// An orderly stop withdraws the routes first; the device goes with the descriptor.
+    fn drop(&mut self) {
+        for p in std::mem::take(&mut self.written) {
+            let _ = self.request(p, false);
+        }
+        datapath::log::event("route_export", &[("withdrawn", &self.table)]);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -115,6 +115,13 @@ pub fn restart_only_changes(old: &Config, new: &Config) -> Vec<String> {
             }
         }
     }
+    if old.route_sources != new.route_sources {
+        v.push("[[route_source]]".to_string());
+    }
+    let export_where = |c: &Config| c.route_export.as_ref().map(|e| (e.table, e.device.clone()));
+    if export_where(old) != export_where(new) {
+        v.push("[route_export] table or device (its prefixes reload)".to_string());
+    }
     // A pass_to_kernel port's XDP program was given the gateway's prefixes at start.
     if old.ports.iter().any(|p| p.pass_to_kernel)
         && crate::tables::owned_prefixes(old) != crate::tables::owned_prefixes(new)

@@ -412,6 +412,12 @@ pub fn run(c: &Config, live: &crate::control::LiveOptions) -> Result<Outcome> {
                     .with_owners(xdp.iter().flatten().cloned().collect(), owned_prefixes(c)),
             );
         }
+        if let Some(e) = &c.route_export {
+            changes.export = Some(
+                crate::kernel_routes::Export::start(e, &e.prefixes(&c.tunnels))
+                    .with_context(|| format!("[route_export]: creating TUN device {}", e.device))?,
+            );
+        }
         let live = crate::control::LiveOptions {
             port_modes: modes,
             ..live.clone()

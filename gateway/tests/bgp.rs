@@ -518,3 +518,320 @@ fn gateway_follows_the_clusters_routes_through_bird() {
         withdrawn.unwrap_or_default()
     );
 }
+
+/// Two gateways behind an upstream router: namespaces, BIRD daemons, and the gateways
+/// themselves (killed on drop).
+struct Pair {
+    c: Cluster,
+    gateways: Vec<std::process::Child>,
+}
+
+impl Drop for Pair {
+    fn drop(&mut self) {
+        for g in &mut self.gateways {
+            let _ = g.kill();
+            let _ = g.wait();
+        }
+        for n in ["cl", "up", "ga", "gb", "pd"] {
+            let _ = Command::new("ip")
+                .args(["netns", "del", &self.c.ns(n)])
+                .output();
+        }
+    }
+}
+
+/// BIRD on gateway `i`'s host (192.0.2.1i): learns what the gateway writes into table 101 and
+/// announces it upstream with the gateway's own address (192.0.2.i) as the next hop.
+fn exporting_bird(i: u32) -> String {
+    format!(
+        r#"
+router id 192.0.2.1{i};
+protocol device {{ }}
+protocol kernel served {{ kernel table 101; learn; scan time 1; ipv4 {{ import all; export none; }}; }}
+protocol bgp upstream {{ local 192.0.2.1{i} as 64513; neighbor 192.0.2.254 as 64500; {TIMERS}
+  ipv4 {{ import none; export where proto = "served"; next hop address 192.0.2.{i}; }}; }}
+"#
+    )
+}
+
+/// The upstream router's BIRD: both gateways as peers, their equal routes merged into one
+/// multipath route in the main table.
+fn upstream_bird() -> String {
+    format!(
+        r#"
+router id 192.0.2.254;
+protocol device {{ }}
+protocol kernel k4 {{ merge paths on; ipv4 {{ export all; import none; }}; }}
+template bgp edge {{ local 192.0.2.254 as 64500; {TIMERS} ipv4 {{ import all; export none; }}; }}
+protocol bgp ga from edge {{ neighbor 192.0.2.11 as 64513; }}
+protocol bgp gb from edge {{ neighbor 192.0.2.12 as 64513; }}
+"#
+    )
+}
+
+fn pair_config(i: u32) -> String {
+    format!(
+        r#"
+[gateway]
+name = "g{i}"
+workers = [{w}]
+
+[[port]]
+name = "ext"
+driver = "af_xdp"
+interface = "ext-g"
+mac = "02:00:00:00:0{i}:01"
+addresses = ["192.0.2.{i}/24"]
+pass_to_kernel = true
+
+[[port]]
+name = "pods"
+driver = "af_xdp"
+interface = "pod-g"
+mac = "02:00:00:00:0{i}:02"
+addresses = ["172.18.0.{i}/16"]
+
+[[neighbor]]
+address = "172.18.0.100"
+mac = "02:00:00:00:0d:01"
+port = "pods"
+
+[[route]]
+prefix = "10.245.0.0/16"
+via = "172.18.0.100"
+
+[route_export]
+table = 101
+announce = ["10.245.0.0/16"]
+"#,
+        w = i - 1
+    )
+}
+
+/// Scale-out and failover: two gateways announce the same prefix through BIRD; the upstream
+/// router spreads flows over both by ECMP; after `kill -9` of one, its TUN device and the
+/// routes through it vanish, BIRD withdraws them, and every flow moves to the other. The loss
+/// window is measured from the receiver's sequence gaps.
+#[test]
+fn two_gateways_share_flows_by_ecmp_and_one_takes_all_when_the_other_is_killed() {
+    if !ready_or_skip() {
+        return;
+    }
+    let tag = format!("{}p", std::process::id());
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../target/e2e-bgp-{tag}"));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut p = Pair {
+        c: Cluster {
+            tag,
+            dir,
+            birds: Vec::new(),
+        },
+        gateways: Vec::new(),
+    };
+    let c = &p.c;
+    for n in ["cl", "up", "ga", "gb", "pd"] {
+        sh(&["ip", "netns", "add", &c.ns(n)]);
+        c.exec(n, "ip link set lo up");
+    }
+    let veth = |a: &str, ans: &str, b: &str, bns: &str| {
+        sh(&[
+            "ip",
+            "link",
+            "add",
+            a,
+            "netns",
+            &c.ns(ans),
+            "type",
+            "veth",
+            "peer",
+            "name",
+            b,
+            "netns",
+            &c.ns(bns),
+        ]);
+    };
+    veth("cl-a", "cl", "up-c", "up");
+    // The upstream router and the pods host each hold a bridge both gateways plug into.
+    c.exec("up", "ip link add br0 type bridge");
+    c.exec(
+        "pd",
+        "ip link add br0 address 02:00:00:00:0d:01 type bridge",
+    );
+    for (g, i) in [("ga", 1), ("gb", 2)] {
+        veth("ext-g", g, &format!("up-{g}"), "up");
+        veth("pod-g", g, &format!("pd-{g}"), "pd");
+        c.exec("up", &format!("ip link set up-{g} master br0 up"));
+        c.exec("pd", &format!("ip link set pd-{g} master br0 up"));
+        c.exec(
+            g,
+            &format!("ip link set ext-g address 02:00:00:00:0{i}:01 up"),
+        );
+        c.exec(
+            g,
+            &format!("ip link set pod-g address 02:00:00:00:0{i}:02 up"),
+        );
+        c.exec(g, &format!("ip addr add 192.0.2.1{i}/24 dev ext-g"));
+        c.exec(g, "sysctl -qw net.ipv6.conf.all.disable_ipv6=1");
+    }
+    c.exec("up", "ip link set br0 up");
+    c.exec("up", "ip addr add 192.0.2.254/24 dev br0");
+    c.exec("up", "ip link set up-c address 02:00:00:00:0c:02 up");
+    c.exec("up", "ip addr add 198.51.100.1/24 dev up-c");
+    c.exec("up", "sysctl -qw net.ipv4.ip_forward=1");
+    // Flows are hashed on ports too, as routers at the edge do.
+    c.exec("up", "sysctl -qw net.ipv4.fib_multipath_hash_policy=1");
+    c.exec("pd", "ip link set br0 up");
+    c.exec("pd", "ip addr add 172.18.0.100/16 dev br0");
+    c.exec("cl", "ip link set cl-a address 02:00:00:00:0c:01 up");
+    c.exec("cl", "ip addr add 198.51.100.10/24 dev cl-a");
+    // pktgen's live frames are XDP_TX'd into cl-a: its peer takes them only with GRO on.
+    let gro = datapath::port::ethtool::in_netns(&c.ns("up"), || {
+        datapath::port::ethtool::set_gro("up-c", true)
+    });
+    assert!(matches!(gro, Ok(true)), "GRO on up-c: {gro:?}");
+    let mut children = Vec::new();
+    for (g, i) in [("ga", 1u32), ("gb", 2)] {
+        let cfg = c.dir.join(format!("{g}.toml"));
+        std::fs::write(&cfg, pair_config(i)).unwrap();
+        let sock = c.dir.join(format!("{g}.sock"));
+        children.push(
+            Command::new("ip")
+                .args([
+                    "netns",
+                    "exec",
+                    &c.ns(g),
+                    env!("CARGO_BIN_EXE_gateway"),
+                    "run",
+                    "--config",
+                ])
+                .arg(&cfg)
+                .args(["--duration", "60", "--control-socket"])
+                .arg(&sock)
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap(),
+        );
+    }
+    p.gateways = children;
+    std::thread::sleep(Duration::from_millis(1000));
+    p.c.bird("ga", &exporting_bird(1));
+    p.c.bird("gb", &exporting_bird(2));
+    p.c.bird("up", &upstream_bird());
+    let c = &p.c;
+    let route =
+        || String::from_utf8_lossy(&c.exec("up", "ip route show 10.245.0.0/16").stdout).to_string();
+    let both = wait_for(Duration::from_secs(20), || {
+        let r = route();
+        r.contains("192.0.2.1 ") && r.contains("192.0.2.2 ")
+    });
+    assert!(
+        both.is_some(),
+        "the upstream router has no route over both gateways: {}\n{}\ntable 101 of ga: {}",
+        route(),
+        c.birdc("up", "show route"),
+        String::from_utf8_lossy(&c.exec("ga", "ip route show table 101").stdout)
+    );
+    // The upstream router finds both gateways by ARP before the measured traffic.
+    c.exec("up", "ping -c 1 -W 1 192.0.2.1");
+    c.exec("up", "ping -c 1 -W 1 192.0.2.2");
+    let rate = 20_000u32;
+    let receiver = Command::new("ip")
+        .args(["netns", "exec", &c.ns("pd"), env!("CARGO_BIN_EXE_gateway")])
+        .args(["pktgen", "receive", "--interface", "br0", "--idle", "2"])
+        .args(["--seconds", "30", "--quiet", "--json"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    let sender = Command::new("ip")
+        .args(["netns", "exec", &c.ns("cl"), env!("CARGO_BIN_EXE_gateway")])
+        .args([
+            "pktgen",
+            "--interface",
+            "cl-a",
+            "--src-mac",
+            "02:00:00:00:0c:01",
+        ])
+        .args(["--dst-mac", "02:00:00:00:0c:02", "--src", "198.51.100.10"])
+        .args(["--dst", "10.245.0.5", "--flows", "64", "--vary", "sport"])
+        .args(["--rate", &rate.to_string(), "--seconds", "8"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(3));
+    let stats = |g: &str| -> u64 {
+        let o = Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &c.ns(g),
+                env!("CARGO_BIN_EXE_gateway"),
+                "stats",
+                "--socket",
+            ])
+            .arg(c.dir.join(format!("{g}.sock")))
+            .output()
+            .unwrap();
+        let j: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap_or_default();
+        j["ports"]["pods"]["tx_packets"].as_u64().unwrap_or(0)
+    };
+    let shares = (stats("ga"), stats("gb"));
+    // kill -9: no cleanup of any kind.
+    let killed = std::time::Instant::now();
+    sh(&["kill", "-9", &p.gateways[0].id().to_string()]);
+    let withdrawn = wait_for(Duration::from_secs(10), || !route().contains("192.0.2.1 "));
+    let withdrawn_after = killed.elapsed();
+    let sent = sender.wait_with_output().unwrap();
+    let got = receiver.wait_with_output().unwrap();
+    assert!(
+        sent.status.success(),
+        "pktgen: {}",
+        String::from_utf8_lossy(&sent.stderr)
+    );
+    let summary: serde_json::Value =
+        serde_json::from_str(String::from_utf8_lossy(&got.stdout).trim()).unwrap_or_default();
+    let after = stats("gb");
+    let c = &p.c;
+    let ga_device = String::from_utf8_lossy(&c.exec("ga", "ip -br link").stdout).to_string();
+    assert!(
+        shares.0 > 5_000 && shares.1 > 5_000,
+        "both gateways carry flows before the kill (pods tx): {shares:?}"
+    );
+    assert!(
+        withdrawn.is_some(),
+        "the killed gateway's route is still upstream: {}",
+        route()
+    );
+    assert!(
+        !ga_device.contains("gw-announce"),
+        "the device went with the process: {ga_device}"
+    );
+    let flows = summary["flows"].as_array().cloned().unwrap_or_default();
+    assert_eq!(flows.len(), 64, "{summary}");
+    // Every flow is delivered to the end: the last second's frames all arrive, through gb.
+    let stamped = summary["stamped"].as_u64().unwrap_or(0);
+    let lost = summary["lost"].as_u64().unwrap_or(0);
+    assert!(
+        after > shares.1 + 3 * u64::from(rate),
+        "gb took over: {} -> {after}",
+        shares.1
+    );
+    let affected = flows
+        .iter()
+        .filter(|f| f["lost"].as_u64().unwrap_or(0) > 0)
+        .count();
+    assert!(
+        affected > 0 && affected < 64,
+        "the killed gateway's flows, and only those, lose: {affected} of 64\n{summary}"
+    );
+    let window = lost as f64 / (f64::from(rate) * affected as f64 / 64.0);
+    eprintln!(
+        "failover: route withdrawn upstream {:.3} s after kill -9 (wait polled every 100 ms); {lost} of {} frames lost over {affected}/64 flows: a loss window of {window:.3} s at {rate} pps (BGP hold 3 s, keepalive 1 s)",
+        withdrawn_after.as_secs_f64(),
+        stamped + lost
+    );
+    assert!(window < 3.0, "the loss window ({window:.2} s) is under the hold time: the withdrawal did not wait for it");
+}

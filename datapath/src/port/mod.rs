@@ -9,6 +9,7 @@ pub mod ethtool;
 pub mod live_frames;
 pub mod mem;
 pub mod pcap;
+pub mod tun;
 
 use crate::pipeline::batch::Batch;
 use crate::stats::PortStats;
