@@ -223,9 +223,9 @@ protocol device {{ }}
 protocol static s4 {{ ipv4; route 10.244.{i}.0/24 blackhole; route 10.96.0.10/32 blackhole; }}
 protocol static s6 {{ ipv6; route fd00:244:{i}::/64 blackhole; route fd00:296::10/128 blackhole; }}
 protocol bgp edge4 {{ local 172.18.0.1{i} as 64512; neighbor 172.18.0.250 as 64513; {TIMERS}
-  ipv4 {{ import none; export where proto = "s4"; next hop self; }}; }}
+  ipv4 {{ import none; export where source = RTS_STATIC; next hop self; }}; }}
 protocol bgp edge6 {{ local fd00:b::1{i} as 64512; neighbor fd00:b::250 as 64513; {TIMERS}
-  ipv6 {{ import none; export where proto = "s6"; next hop self; }}; }}
+  ipv6 {{ import none; export where source = RTS_STATIC; next hop self; }}; }}
 "#
     )
 }
@@ -834,4 +834,208 @@ fn two_gateways_share_flows_by_ecmp_and_one_takes_all_when_the_other_is_killed()
         stamped + lost
     );
     assert!(window < 3.0, "the loss window ({window:.2} s) is under the hold time: the withdrawal did not wait for it");
+}
+
+/// The first `n` prefixes of the real DFZ table (`../shared/testdata/rib/dfz-ipv4.csv.gz`) as
+/// a BIRD static protocol, each a blackhole that the node announces with itself as next hop.
+fn dfz_static(n: usize) -> String {
+    let path =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/testdata/rib/dfz-ipv4.csv.gz");
+    let o = Command::new("zcat").arg(&path).output().unwrap();
+    assert!(
+        o.status.success(),
+        "{}: {}",
+        path.display(),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let text = String::from_utf8_lossy(&o.stdout).to_string();
+    let mut seen = std::collections::HashSet::new();
+    let mut out = String::from("protocol static dfz { ipv4;\n");
+    for line in text.lines().skip(1) {
+        let mut f = line.split(',');
+        let (Some(net), Some(len)) = (f.next(), f.next()) else {
+            continue;
+        };
+        let Ok(p) = format!("{net}/{len}").parse::<ipnet::Ipv4Net>() else {
+            continue;
+        };
+        if p.trunc() != p || !seen.insert(p) {
+            continue;
+        }
+        out.push_str(&format!("  route {p} blackhole;\n"));
+        if seen.len() == n {
+            break;
+        }
+    }
+    assert_eq!(seen.len(), n, "the DFZ table has fewer prefixes");
+    out.push_str("}\n");
+    out
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// Churn: node 1 announces `BGP_CHURN_ROUTES` (100,000 by default; 886,117 for the whole
+/// DFZ) more routes while a stamped flow runs to node 2's block: the flow loses nothing,
+/// and every route is mirrored. The time BIRD took to import them over BGP, the time until the
+/// gateway had mirrored them from table 100, and the gateway's memory are printed
+/// (BENCHMARKS.md).
+#[test]
+fn a_flood_of_bgp_routes_is_mirrored_while_a_flow_loses_nothing() {
+    if !ready_or_skip() {
+        return;
+    }
+    let n: usize = std::env::var("BGP_CHURN_ROUTES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100_000);
+    let mut c = Cluster::build(&format!("{}c", std::process::id()));
+    let cfg = c.dir.join("gw.toml");
+    std::fs::write(&cfg, CONFIG).unwrap();
+    let sock = c.dir.join("control.sock");
+    let mut gateway = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &c.ns("gw"),
+            env!("CARGO_BIN_EXE_gateway"),
+            "run",
+            "--config",
+        ])
+        .arg(&cfg)
+        .args(["--duration", "600", "--control-socket"])
+        .arg(&sock)
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1000));
+    c.bird("gw", &gateway_bird());
+    c.bird("n1", &node_bird(1));
+    c.bird("n2", &node_bird(2));
+    let mirrored = || -> u64 {
+        let o = gateway_cmd(&c)
+            .args(["stats", "--socket"])
+            .arg(&sock)
+            .output()
+            .unwrap();
+        let j: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap_or_default();
+        j["route_sources"]["tables"]["100"].as_u64().unwrap_or(0)
+    };
+    assert!(
+        wait_for(Duration::from_secs(20), || mirrored() >= 6).is_some(),
+        "the cluster's routes: {}",
+        mirrored()
+    );
+    let base = mirrored();
+    ping(&c, "-c 2 -i 0.3 10.244.2.5");
+    let rss_before = rss_kib(gateway.id());
+    let receiver = Command::new("ip")
+        .args(["netns", "exec", &c.ns("n2"), env!("CARGO_BIN_EXE_gateway")])
+        .args(["pktgen", "receive", "--interface", "n2", "--idle", "2"])
+        .args(["--seconds", "600", "--quiet", "--json"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    // The flow runs until the routes are in: stopped by a signal below.
+    let mut sender = Command::new("ip")
+        .args(["netns", "exec", &c.ns("ext"), env!("CARGO_BIN_EXE_gateway")])
+        .args([
+            "pktgen",
+            "--interface",
+            "ext-a",
+            "--src-mac",
+            "02:00:00:00:00:99",
+        ])
+        .args(["--dst-mac", "02:00:00:00:00:01", "--src", "192.0.2.10"])
+        .args([
+            "--dst",
+            "10.244.2.5",
+            "--flows",
+            "8",
+            "--rate",
+            "5000",
+            "--seconds",
+            "600",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(1));
+    let conf = node_bird(1) + &dfz_static(n);
+    let file = c.dir.join("n1.conf");
+    std::fs::write(&file, conf).unwrap();
+    let start = Instant::now();
+    let answer = c.birdc("n1", "configure");
+    assert!(answer.contains("Reconfigured"), "{answer}");
+    // BIRD's own part: the routes its session with node 1 has imported.
+    let installed_by_bird = || -> u64 {
+        let s = c.birdc("gw", "show protocols all n1");
+        s.lines()
+            .find_map(|l| l.trim().strip_prefix("Routes:"))
+            .and_then(|e| e.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    let limit = Duration::from_secs(60 + (n as u64) / 5_000);
+    let (mut bird_done, mut mirror_done) = (None, None);
+    let all = wait_for(limit, || {
+        if bird_done.is_none() && installed_by_bird() >= (n + 2) as u64 {
+            bird_done = Some(start.elapsed());
+        }
+        if mirror_done.is_none() && mirrored() >= base + n as u64 {
+            mirror_done = Some(start.elapsed());
+        }
+        bird_done.is_some() && mirror_done.is_some()
+    });
+    let mirror_done = mirror_done.unwrap_or_default();
+    let rss_after = rss_kib(gateway.id());
+    let (at_end, bird_at_end) = (mirrored(), installed_by_bird());
+    let stats_at_end = String::from_utf8_lossy(
+        &gateway_cmd(&c)
+            .args(["stats", "--socket"])
+            .arg(&sock)
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .to_string();
+    std::thread::sleep(Duration::from_millis(500));
+    let _ = Command::new("kill")
+        .arg("-INT")
+        .arg(sender.id().to_string())
+        .output();
+    let _ = sender.wait();
+    let got = receiver.wait_with_output().unwrap();
+    let summary: serde_json::Value =
+        serde_json::from_str(String::from_utf8_lossy(&got.stdout).trim()).unwrap_or_default();
+    let _ = gateway.kill();
+    let _ = gateway.wait();
+    assert!(
+        all.is_some(),
+        "{} of {n} routes mirrored in {limit:?}; BIRD installed {bird_at_end}\n{stats_at_end}",
+        at_end.saturating_sub(base)
+    );
+    let stamped = summary["stamped"].as_u64().unwrap_or(0);
+    assert!(stamped > 5_000, "the flow ran through the churn: {summary}");
+    assert_eq!(
+        summary["lost"], 0,
+        "the flow lost frames during the churn: {summary}"
+    );
+    eprintln!(
+        "churn: {n} routes; BIRD imported them over BGP in {:.2} s (its count at the end: {bird_at_end}); the gateway mirrored them in {:.2} s ({:.0} routes/s end to end); gateway RSS {} -> {} MiB; flow: {stamped} frames, 0 lost",
+        bird_done.map_or(f64::NAN, |d| d.as_secs_f64()),
+        mirror_done.as_secs_f64(),
+        n as f64 / mirror_done.as_secs_f64(),
+        rss_before / 1024,
+        rss_after / 1024,
+    );
 }
