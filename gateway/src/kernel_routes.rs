@@ -313,6 +313,27 @@ pub struct Mirror {
     /// from the file, never given back.
     owners: Vec<std::sync::Arc<datapath::port::af_xdp::XdpAttachment>>,
     owned_by_file: HashSet<(IpAddr, u8)>,
+    /// The change socket's netlink port id, its drop count when last read, and when.
+    portid: u32,
+    drops: u64,
+    checked: std::time::Instant,
+}
+
+/// How often the change socket's drop count is read.
+const DROP_CHECK: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// The drop count of this namespace's rtnetlink socket `portid` (`/proc/net/netlink`): the
+/// one sure sign of lost notifications, which ENOBUFS reports only once per congestion.
+fn socket_drops(portid: u32) -> u64 {
+    let text = std::fs::read_to_string("/proc/self/net/netlink").unwrap_or_default();
+    text.lines()
+        .skip(1)
+        .find_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            let (proto, pid, drops) = (f.get(1)?, f.get(2)?, f.get(8)?);
+            (*proto == "0" && pid.parse::<u32>().ok()? == portid).then(|| drops.parse().ok())?
+        })
+        .unwrap_or(0)
 }
 
 fn route_socket(groups: u32) -> std::io::Result<Socket> {
@@ -333,6 +354,9 @@ impl Mirror {
     /// The netlink sockets could not be opened.
     pub fn new(sources: Vec<RouteSource>) -> std::io::Result<Self> {
         let events = route_socket(ROUTE_GROUPS)?;
+        let mut local = SocketAddr::new(0, 0);
+        events.get_address(&mut local)?;
+        let portid = local.port_number();
         let counters = MirrorCounters {
             in_force: sources.iter().map(|s| (s.table, 0)).collect(),
             ..MirrorCounters::default()
@@ -351,6 +375,9 @@ impl Mirror {
             parsed: Vec::new(),
             owners: Vec::new(),
             owned_by_file: HashSet::new(),
+            portid,
+            drops: socket_drops(portid),
+            checked: std::time::Instant::now(),
         };
         m.start_dump()?;
         Ok(m)
@@ -424,11 +451,27 @@ impl Mirror {
 
     /// One turn: reads a bounded share of the dump and of the changes, and applies them.
     pub fn turn(&mut self, routes: &mut RouteControl) {
-        let mut budget = PER_TURN;
+        // Changes first: a queue that is never emptied stays "congested" in the kernel, and
+        // notifications it drops then raise no ENOBUFS (only the socket's drop count grows).
+        let left = self.read(false, PER_TURN, routes);
         if self.dump.is_some() {
-            budget = self.read(true, budget, routes);
+            self.read(true, left.max(PER_TURN / 4), routes);
         }
-        self.read(false, budget, routes);
+        if self.checked.elapsed() >= DROP_CHECK {
+            self.checked = std::time::Instant::now();
+            let drops = socket_drops(self.portid);
+            if drops > self.drops {
+                self.drops = drops;
+                self.counters.overruns += 1;
+                datapath::log::event(
+                    "route_source",
+                    &[("overrun", &"notifications dropped"), ("action", &"dump")],
+                );
+                if let Err(e) = self.start_dump() {
+                    datapath::log::event("route_source", &[("dump", &"error"), ("error", &e)]);
+                }
+            }
+        }
         if self.again && self.seen.is_none() {
             self.again = false;
             if let Err(e) = self.start_dump() {
@@ -455,6 +498,8 @@ impl Mirror {
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return budget,
                 Err(e) if e.raw_os_error() == Some(rustix::io::Errno::NOBUFS.raw_os_error()) => {
                     self.counters.overruns += 1;
+                    // The drops behind this error are answered by the dump below.
+                    self.drops = socket_drops(self.portid);
                     datapath::log::event(
                         "route_source",
                         &[("overrun", &"notifications lost"), ("action", &"dump")],

@@ -165,3 +165,29 @@ fn the_systemd_unit_verifies_cleanly() {
     assert!(text(&o).contains("NoSuchKey"), "{}", text(&o));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The BIRD configurations in `docker/bird/` parse (`bird -p`), and the README shows the
+/// gateway host's configuration as it is in the file.
+#[test]
+fn the_bird_configurations_parse_and_the_readme_shows_the_file() {
+    let dir = repo().join("docker/bird");
+    let conf = std::fs::read_to_string(dir.join("bird.conf")).unwrap();
+    let readme = std::fs::read_to_string(repo().join("README.md")).unwrap();
+    assert!(
+        readme.contains(&format!("```text\n{conf}```")),
+        "README.md does not show docker/bird/bird.conf as it is"
+    );
+    if Command::new("bird").arg("--version").output().is_err() {
+        gateway::skipped("needs `bird` (apt-get install bird2)");
+        return;
+    }
+    for f in ["bird.conf", "upstream.conf"] {
+        let o = Command::new("bird")
+            .arg("-p")
+            .arg("-c")
+            .arg(dir.join(f))
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{f}: {}", text(&o));
+    }
+}

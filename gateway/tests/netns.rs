@@ -1765,3 +1765,145 @@ fn af_xdp_gateway_mirrors_a_kernel_route_table_live() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Lost notifications: the gateway is stopped (SIGSTOP) while 150,000 routes of the real DFZ
+/// table go into kernel table 100, so the kernel drops what its socket cannot hold; resumed,
+/// it hears ENOBUFS and dumps the table, while 150,000 more arrive during the dump (whose
+/// drops raise no second ENOBUFS: the socket's drop count says so). Then 100,000 are deleted
+/// while it is stopped again. Each time the mirror ends equal to the kernel's table.
+#[test]
+fn a_mirror_that_lost_notifications_dumps_again_and_ends_equal_to_the_kernel() {
+    let Some((_serial, lab, dir)) = lab_for("kov") else {
+        return;
+    };
+    let cfg = dir.join("gw.toml");
+    let text = format!(
+        "{}\n[[route_source]]\nkind = \"kernel\"\ntable = 100\n",
+        config_for("af_packet")
+    );
+    std::fs::write(&cfg, text).unwrap();
+    let sock = dir.join("control.sock");
+    let o = Command::new("zcat")
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../shared/testdata/rib/dfz-ipv4.csv.gz"
+        ))
+        .output()
+        .unwrap();
+    assert!(o.status.success());
+    let mut prefixes: Vec<String> = String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .skip(1)
+        .filter_map(|l| {
+            let mut f = l.split(',');
+            let p = format!("{}/{}", f.next()?, f.next()?);
+            p.parse::<ipnet::Ipv4Net>()
+                .ok()
+                .filter(|n| n.trunc() == *n)
+                .map(|_| p)
+        })
+        .collect();
+    prefixes.sort();
+    prefixes.dedup();
+    prefixes.truncate(300_000);
+    let batch = |name: &str, verb: &str, ps: &[String]| {
+        let f = dir.join(name);
+        let text: String = ps
+            .iter()
+            .map(|p| {
+                format!("route {verb} {p} via 172.18.0.2 dev pod-g onlink table 100 proto bird\n")
+            })
+            .collect();
+        std::fs::write(&f, text).unwrap();
+        f
+    };
+    let (first, second) = prefixes.split_at(150_000);
+    let files = [
+        batch("add1", "replace", first),
+        batch("add2", "replace", second),
+        batch("del", "del", &prefixes[..100_000]),
+    ];
+    let ip_batch = |f: &std::path::Path| {
+        lab.exec(&lab.gw, &["ip", "-batch", f.to_str().unwrap()])
+            .unwrap();
+    };
+    let gateway = start_gateway(
+        &lab,
+        &cfg,
+        &[
+            "--duration".as_ref(),
+            "60".as_ref(),
+            "--control-socket".as_ref(),
+            sock.as_os_str(),
+        ],
+        true,
+    );
+    std::thread::sleep(Duration::from_millis(1500));
+    let pid = gateway.id().to_string();
+    let kernel = || {
+        let o = lab
+            .exec(&lab.gw, &["ip", "route", "show", "table", "100"])
+            .unwrap();
+        String::from_utf8_lossy(&o.stdout).lines().count() as u64
+    };
+    let mirrored = || {
+        stats_of(&sock)["route_sources"]["tables"]["100"]
+            .as_u64()
+            .unwrap_or(0)
+    };
+    let settle = |want: u64| {
+        let start = std::time::Instant::now();
+        while start.elapsed() < Duration::from_secs(20) {
+            if mirrored() == want {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        false
+    };
+    let stop = |sig: &str| {
+        Command::new("kill").args([sig, &pid]).status().unwrap();
+    };
+    stop("-STOP");
+    ip_batch(&files[0]);
+    stop("-CONT");
+    std::thread::sleep(Duration::from_millis(20));
+    ip_batch(&files[1]);
+    let added = kernel();
+    let after_adds = settle(added);
+    let stats_adds = stats_of(&sock);
+    stop("-STOP");
+    ip_batch(&files[2]);
+    stop("-CONT");
+    let left = kernel();
+    let after_deletes = settle(left);
+    let stats_deletes = stats_of(&sock);
+    stop("-TERM");
+    let out = gateway.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(added, 300_000);
+    assert!(
+        after_adds,
+        "mirrored {} of the kernel's {added}: {stats_adds}",
+        stats_adds["route_sources"]["tables"]["100"]
+    );
+    assert!(
+        stats_adds["route_sources"]["overruns"]
+            .as_u64()
+            .unwrap_or(0)
+            >= 1
+            && stats_adds["route_sources"]["dumps"].as_u64().unwrap_or(0) >= 2,
+        "the loss was noticed and answered by a dump: {stats_adds}"
+    );
+    assert_eq!(left, 200_000);
+    assert!(
+        after_deletes,
+        "mirrored {} of the kernel's {left}: {stats_deletes}",
+        stats_deletes["route_sources"]["tables"]["100"]
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
