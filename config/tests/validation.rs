@@ -947,3 +947,22 @@ fn a_route_source_of_the_wrong_kind_or_type_is_reported_with_its_line() {
         "invalid type",
     );
 }
+
+#[test]
+fn the_exported_prefixes_are_the_announced_ones_then_each_sessions_ue_range_once() {
+    let src = format!(
+        "{HEAD}\n[[tunnel]]\nname = \"n3\"\nkind = \"gtpu\"\nlocal = \"192.0.2.1\"\npeer = \"192.0.2.50\"\n\n[[tunnel.session]]\nue = \"10.45.0.0/24\"\nteid_in = 1\nteid_out = 2\n\n[[tunnel.session]]\nue = \"10.245.0.0/16\"\nteid_in = 3\nteid_out = 4\n\n[route_export]\ntable = 101\nannounce = [\"10.245.0.0/16\"]\n"
+    );
+    let c = check(&src).unwrap_or_else(|e| panic!("{e}"));
+    let e = c.route_export.clone().unwrap();
+    let want: Vec<ipnet::IpNet> = ["10.245.0.0/16", "10.45.0.0/24"]
+        .iter()
+        .map(|p| p.parse().unwrap())
+        .collect();
+    assert_eq!(e.prefixes(&c.tunnels), want);
+    let without = config::RouteExport {
+        sessions: false,
+        ..e
+    };
+    assert_eq!(without.prefixes(&c.tunnels), want[..1].to_vec());
+}
