@@ -287,8 +287,80 @@ impl MirrorCounters {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Outcome {
     /// In force, from the source at this index.
-    Mirrored(usize),
+    Mirrored(u8),
     Refused(Refusal),
+}
+
+/// What a kept kernel route does: one gateway (the common case) without an allocation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Does {
+    Via1(IpAddr),
+    Via(Box<[IpAddr]>),
+    Drop,
+    Unsupported(&'static str),
+}
+
+impl Does {
+    fn of(a: Action) -> Does {
+        match a {
+            Action::Via(g) if g.len() == 1 => Does::Via1(g[0]),
+            Action::Via(g) => Does::Via(g.into_boxed_slice()),
+            Action::Drop => Does::Drop,
+            Action::Unsupported(why) => Does::Unsupported(why),
+        }
+    }
+}
+
+/// A kernel route as the mirror keeps it: a full table is held for every prefix, so it is
+/// small (its prefix is the map's key).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Kept {
+    source: u8,
+    table: u32,
+    metric: u32,
+    does: Does,
+}
+
+/// The kernel routes of one prefix (one, nearly always), and what the prefix became.
+#[derive(Debug, Default)]
+struct Prefix {
+    one: Option<Kept>,
+    more: Vec<Kept>,
+    outcome: Option<Outcome>,
+}
+
+impl Prefix {
+    fn routes(&self) -> impl Iterator<Item = &Kept> {
+        self.one.iter().chain(&self.more)
+    }
+
+    fn remove(&mut self, table: u32, metric: u32) {
+        self.more.retain(|k| (k.table, k.metric) != (table, metric));
+        if self
+            .one
+            .as_ref()
+            .is_some_and(|k| (k.table, k.metric) == (table, metric))
+        {
+            self.one = self.more.pop();
+        }
+    }
+
+    fn put(&mut self, k: Kept) {
+        self.remove(k.table, k.metric);
+        match self.one {
+            None => self.one = Some(k),
+            Some(_) => self.more.push(k),
+        }
+    }
+
+    fn retain(&mut self, mut keep: impl FnMut(&Kept) -> bool) -> bool {
+        let before = self.routes().count();
+        self.more.retain(&mut keep);
+        if self.one.as_ref().is_some_and(|k| !keep(k)) {
+            self.one = self.more.pop();
+        }
+        self.routes().count() != before
+    }
 }
 
 /// The mirror of `[[route_source]]` tables: its sockets, every kernel route kept, and what
@@ -301,9 +373,8 @@ pub struct Mirror {
     seen: Option<HashSet<(IpNet, u32, u32)>>,
     /// Another dump is wanted once this one ends.
     again: bool,
-    /// The kept kernel routes of each prefix, with the index of their source.
-    kernel: HashMap<IpNet, Vec<(usize, KernelRoute)>>,
-    outcome: HashMap<IpNet, Outcome>,
+    /// Every prefix of the source tables: its kernel routes and what it became.
+    prefixes: HashMap<IpNet, Prefix>,
     counters: MirrorCounters,
     logged: usize,
     buf: Vec<u8>,
@@ -367,8 +438,7 @@ impl Mirror {
             dump: None,
             seen: None,
             again: false,
-            kernel: HashMap::new(),
-            outcome: HashMap::new(),
+            prefixes: HashMap::new(),
             counters,
             logged: 0,
             buf: vec![0; 1 << 16],
@@ -537,9 +607,12 @@ impl Mirror {
                         seen.insert((r.prefix, r.table, r.metric));
                     }
                     let p = r.prefix;
-                    let kept = self.kernel.entry(p).or_default();
-                    kept.retain(|(_, k)| (k.table, k.metric) != (r.table, r.metric));
-                    kept.push((s, r));
+                    self.prefixes.entry(p).or_default().put(Kept {
+                        source: s as u8,
+                        table: r.table,
+                        metric: r.metric,
+                        does: Does::of(r.action),
+                    });
                     self.reconsider(p, routes);
                 }
             }
@@ -549,13 +622,10 @@ impl Mirror {
                         seen.remove(&(r.prefix, r.table, r.metric));
                     }
                     let p = r.prefix;
-                    if let Some(kept) = self.kernel.get_mut(&p) {
-                        kept.retain(|(_, k)| (k.table, k.metric) != (r.table, r.metric));
-                        if kept.is_empty() {
-                            self.kernel.remove(&p);
-                        }
+                    if let Some(kept) = self.prefixes.get_mut(&p) {
+                        kept.remove(r.table, r.metric);
+                        self.reconsider(p, routes);
                     }
-                    self.reconsider(p, routes);
                 }
             }
             Event::Done if dump => self.finish_dump(routes),
@@ -580,14 +650,12 @@ impl Mirror {
         self.dump = None;
         let Some(seen) = self.seen.take() else { return };
         let mut gone = Vec::new();
-        for (p, kept) in &mut self.kernel {
-            let before = kept.len();
-            kept.retain(|(_, k)| seen.contains(&(k.prefix, k.table, k.metric)));
-            if kept.len() != before {
+        for (p, kept) in &mut self.prefixes {
+            if kept.retain(|k| seen.contains(&(*p, k.table, k.metric))) {
                 gone.push(*p);
             }
         }
-        self.kernel.retain(|_, kept| !kept.is_empty());
+        drop(seen);
         for p in gone {
             self.reconsider(p, routes);
         }
@@ -621,43 +689,57 @@ impl Mirror {
     /// Puts the route in force for `p` (the first source's lowest metric) into the route
     /// tables, or takes the mirrored one out when none is left.
     fn reconsider(&mut self, p: IpNet, routes: &mut RouteControl) {
-        let best = self.kernel.get(&p).and_then(|kept| {
-            kept.iter()
-                .min_by_key(|(s, k)| (*s, k.metric))
-                .map(|(s, k)| (*s, k.action.clone()))
-        });
+        let Some(entry) = self.prefixes.get(&p) else {
+            return;
+        };
+        let old = entry.outcome;
+        let best = entry.routes().min_by_key(|k| (k.source, k.metric)).cloned();
         let outcome = match best {
             None => {
                 routes.unmirror(p);
                 None
             }
-            Some((s, action)) => {
-                let source = &self.sources[s];
-                let done = match &action {
-                    Action::Via(gateways) => {
-                        routes.mirror(p, Mirrored::Via(gateways), source.table, source.prefer_file)
+            Some(k) => {
+                let source = &self.sources[usize::from(k.source)];
+                let done = match &k.does {
+                    Does::Via1(g) => routes.mirror(
+                        p,
+                        Mirrored::Via(std::slice::from_ref(g)),
+                        source.table,
+                        source.prefer_file,
+                    ),
+                    Does::Via(g) => {
+                        routes.mirror(p, Mirrored::Via(g), source.table, source.prefer_file)
                     }
-                    Action::Drop => {
+                    Does::Drop => {
                         routes.mirror(p, Mirrored::Drop, source.table, source.prefer_file)
                     }
-                    Action::Unsupported(_) => Err(Refusal::Unsupported),
+                    Does::Unsupported(_) => Err(Refusal::Unsupported),
                 };
                 match done {
-                    Ok(()) => Some(Outcome::Mirrored(s)),
+                    Ok(()) => Some(Outcome::Mirrored(k.source)),
                     Err(why) => {
                         // A route replaced by one that is refused goes: never keep a stale one.
                         routes.unmirror(p);
-                        self.log_refusal(p, source.table, why, &action);
+                        if old != Some(Outcome::Refused(why)) {
+                            self.log_refusal(p, source.table, why, &k.does);
+                        }
                         Some(Outcome::Refused(why))
                     }
                 }
             }
         };
         self.counters.updates += 1;
-        let old = match outcome {
-            Some(o) => self.outcome.insert(p, o),
-            None => self.outcome.remove(&p),
-        };
+        match outcome {
+            Some(o) => {
+                if let Some(e) = self.prefixes.get_mut(&p) {
+                    e.outcome = Some(o);
+                }
+            }
+            None => {
+                self.prefixes.remove(&p);
+            }
+        }
         self.count(old, -1);
         self.count(outcome, 1);
         let was = matches!(old, Some(Outcome::Mirrored(_)));
@@ -675,7 +757,7 @@ impl Mirror {
     fn count(&mut self, o: Option<Outcome>, by: isize) {
         match o {
             Some(Outcome::Mirrored(s)) => {
-                if let Some((_, n)) = self.counters.in_force.get_mut(s) {
+                if let Some((_, n)) = self.counters.in_force.get_mut(usize::from(s)) {
                     *n = n.saturating_add_signed(by);
                 }
             }
@@ -687,10 +769,7 @@ impl Mirror {
         }
     }
 
-    fn log_refusal(&mut self, p: IpNet, table: u32, why: Refusal, action: &Action) {
-        if self.outcome.get(&p) == Some(&Outcome::Refused(why)) {
-            return;
-        }
+    fn log_refusal(&mut self, p: IpNet, table: u32, why: Refusal, does: &Does) {
         self.logged += 1;
         if self.logged > LOG_LINES {
             if self.logged == LOG_LINES + 1 {
@@ -701,14 +780,15 @@ impl Mirror {
             }
             return;
         }
-        let what = match action {
-            Action::Via(g) => g
+        let what = match does {
+            Does::Via1(g) => g.to_string(),
+            Does::Via(g) => g
                 .iter()
                 .map(IpAddr::to_string)
                 .collect::<Vec<_>>()
                 .join(","),
-            Action::Drop => "drop".to_string(),
-            Action::Unsupported(kind) => (*kind).to_string(),
+            Does::Drop => "drop".to_string(),
+            Does::Unsupported(kind) => (*kind).to_string(),
         };
         datapath::log::event(
             "route_refused",
@@ -724,7 +804,7 @@ impl Mirror {
     /// Puts every kept kernel route into `routes` again: after a reload, whose new route
     /// tables hold only the file's routes.
     pub fn reapply(&mut self, routes: &mut RouteControl) {
-        let prefixes: Vec<IpNet> = self.kernel.keys().copied().collect();
+        let prefixes: Vec<IpNet> = self.prefixes.keys().copied().collect();
         for p in prefixes {
             self.reconsider(p, routes);
         }
