@@ -2,7 +2,8 @@
 //! counting under callgrind (see `benches/callgrind.sh`): the difference between two values of
 //! `N`, divided by the packets, is the per-packet cost with all setup cancelled out.
 //!
-//! Usage: `pipeline_loop <ipv4|ipv6|gtpu|vxlan|ipip|geneve|gtpu-encap|geneve-encap> <iterations>`
+//! Usage: `pipeline_loop <ipv4|ipv6|gtpu|vxlan|ipip|geneve|gtpu-encap|geneve-encap|ecmp> <iterations>`
+//! (`ecmp`: plain IPv4 to a route over two next hops)
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -24,8 +25,13 @@ fn main() {
     };
     let n: usize = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(1000);
     let fib = bench_fib();
+    let net = if args.get(1).map(String::as_str) == Some("ecmp") {
+        97
+    } else {
+        244
+    };
     let dsts: Vec<u32> = (0..32)
-        .map(|i| u32::from_be_bytes([10, 244, (i * 7) as u8, 9]))
+        .map(|i| u32::from_be_bytes([10, net, (i * 7) as u8, 9]))
         .collect();
     let input = burst(kind, &dsts);
     let mut batch = Batch::new();

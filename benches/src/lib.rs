@@ -52,6 +52,13 @@ pub fn fib_with(extra: &[(u32, u8, u32)]) -> Fib {
     }
     b.add_route("10.96.0.0".parse().unwrap(), 12, &via("172.18.0.3"), false)
         .unwrap();
+    // A Service range behind two nodes: ECMP by flow hash.
+    let both = RouteAction::Via(vec![
+        ("172.18.0.2".parse().unwrap(), 1),
+        ("172.18.0.3".parse().unwrap(), 1),
+    ]);
+    b.add_route("10.97.0.0".parse().unwrap(), 16, &both, false)
+        .unwrap();
     b.add_route(
         "fd00:0:0:1040::".parse().unwrap(),
         108,
