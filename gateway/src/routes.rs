@@ -498,19 +498,7 @@ impl RouteControl {
                         self.via_index(a)?
                     }
                 };
-                let old = match p {
-                    IpNet::V4(n) => {
-                        self.writers
-                            .v4
-                            .insert(u32::from(n.network()), n.prefix_len(), nh)
-                    }
-                    IpNet::V6(n) => {
-                        self.writers
-                            .v6
-                            .insert(u128::from(n.network()), n.prefix_len(), nh)
-                    }
-                }
-                .map_err(|e| table_error(p, e))?;
+                let old = self.write(p, nh).map_err(|e| table_error(p, e))?;
                 self.changed.insert(p);
                 self.mirrored.remove(&p);
                 self.displaced.remove(&p);
@@ -521,16 +509,7 @@ impl RouteControl {
                 })
             }
             Request::Del(p) => {
-                let old = match p {
-                    IpNet::V4(n) => self
-                        .writers
-                        .v4
-                        .remove(u32::from(n.network()), n.prefix_len()),
-                    IpNet::V6(n) => self
-                        .writers
-                        .v6
-                        .remove(u128::from(n.network()), n.prefix_len()),
-                };
+                let old = self.erase(p);
                 self.mirrored.remove(&p);
                 self.displaced.remove(&p);
                 match old {

@@ -40,6 +40,7 @@ struct Cluster {
     tag: String,
     dir: PathBuf,
     birds: Vec<PathBuf>,
+    namespaces: Vec<String>,
 }
 
 impl Drop for Cluster {
@@ -49,10 +50,8 @@ impl Drop for Cluster {
                 let _ = Command::new("kill").arg(p.trim()).output();
             }
         }
-        for n in ["ext", "gw", "sw", "n1", "n2"] {
-            let _ = Command::new("ip")
-                .args(["netns", "del", &self.ns(n)])
-                .output();
+        for n in &self.namespaces {
+            let _ = Command::new("ip").args(["netns", "del", n]).output();
         }
         let _ = std::fs::remove_dir_all(&self.dir);
     }
@@ -70,36 +69,51 @@ impl Cluster {
         sh(&v)
     }
 
-    fn build(tag: &str) -> Cluster {
+    /// An empty cluster named by `tag`, with a fresh scratch directory.
+    fn new(tag: &str) -> Cluster {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../target/e2e-bgp-{tag}"));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
-        let c = Cluster {
+        Cluster {
             tag: tag.to_string(),
             dir,
             birds: Vec::new(),
-        };
-        for n in ["ext", "gw", "sw", "n1", "n2"] {
-            sh(&["ip", "netns", "add", &c.ns(n)]);
-            c.exec(n, "ip link set lo up");
+            namespaces: Vec::new(),
         }
-        let veth = |a: &str, ans: &str, b: &str, bns: &str| {
-            sh(&[
-                "ip",
-                "link",
-                "add",
-                a,
-                "netns",
-                &c.ns(ans),
-                "type",
-                "veth",
-                "peer",
-                "name",
-                b,
-                "netns",
-                &c.ns(bns),
-            ]);
-        };
+    }
+
+    /// Adds namespaces (short names), loopback up; each is deleted on drop.
+    fn add_namespaces(&mut self, names: &[&str]) {
+        for n in names {
+            sh(&["ip", "netns", "add", &self.ns(n)]);
+            self.namespaces.push(self.ns(n));
+            self.exec(n, "ip link set lo up");
+        }
+    }
+
+    /// A veth pair: `a` in namespace `ans`, `b` in `bns`.
+    fn veth(&self, a: &str, ans: &str, b: &str, bns: &str) {
+        sh(&[
+            "ip",
+            "link",
+            "add",
+            a,
+            "netns",
+            &self.ns(ans),
+            "type",
+            "veth",
+            "peer",
+            "name",
+            b,
+            "netns",
+            &self.ns(bns),
+        ]);
+    }
+
+    fn build(tag: &str) -> Cluster {
+        let mut c = Cluster::new(tag);
+        c.add_namespaces(&["ext", "gw", "sw", "n1", "n2"]);
+        let veth = |a: &str, ans: &str, b: &str, bns: &str| c.veth(a, ans, b, bns);
         veth("ext-a", "ext", "ext-g", "gw");
         veth("pod-g", "gw", "sw-g", "sw");
         veth("n1", "n1", "sw-1", "sw");
@@ -519,8 +533,8 @@ fn gateway_follows_the_clusters_routes_through_bird() {
     );
 }
 
-/// Two gateways behind an upstream router: namespaces, BIRD daemons, and the gateways
-/// themselves (killed on drop).
+/// Two gateways behind an upstream router: the namespaces and BIRD daemons (a [`Cluster`]),
+/// and the gateways themselves, killed on drop.
 struct Pair {
     c: Cluster,
     gateways: Vec<std::process::Child>,
@@ -531,11 +545,6 @@ impl Drop for Pair {
         for g in &mut self.gateways {
             let _ = g.kill();
             let _ = g.wait();
-        }
-        for n in ["cl", "up", "ga", "gb", "pd"] {
-            let _ = Command::new("ip")
-                .args(["netns", "del", &self.c.ns(n)])
-                .output();
         }
     }
 }
@@ -617,40 +626,13 @@ fn two_gateways_share_flows_by_ecmp_and_one_takes_all_when_the_other_is_killed()
     if !ready_or_skip() {
         return;
     }
-    let tag = format!("{}p", std::process::id());
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../target/e2e-bgp-{tag}"));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
     let mut p = Pair {
-        c: Cluster {
-            tag,
-            dir,
-            birds: Vec::new(),
-        },
+        c: Cluster::new(&format!("{}p", std::process::id())),
         gateways: Vec::new(),
     };
+    p.c.add_namespaces(&["cl", "up", "ga", "gb", "pd"]);
     let c = &p.c;
-    for n in ["cl", "up", "ga", "gb", "pd"] {
-        sh(&["ip", "netns", "add", &c.ns(n)]);
-        c.exec(n, "ip link set lo up");
-    }
-    let veth = |a: &str, ans: &str, b: &str, bns: &str| {
-        sh(&[
-            "ip",
-            "link",
-            "add",
-            a,
-            "netns",
-            &c.ns(ans),
-            "type",
-            "veth",
-            "peer",
-            "name",
-            b,
-            "netns",
-            &c.ns(bns),
-        ]);
-    };
+    let veth = |a: &str, ans: &str, b: &str, bns: &str| c.veth(a, ans, b, bns);
     veth("cl-a", "cl", "up-c", "up");
     // The upstream router and the pods host each hold a bridge both gateways plug into.
     c.exec("up", "ip link add br0 type bridge");
