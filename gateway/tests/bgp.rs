@@ -347,6 +347,31 @@ fn udp_no_ports(c: &Cluster, n: &str, v6: bool) -> u64 {
     values[i].parse().unwrap()
 }
 
+/// Starts `pktgen receive --json` on `interface` in namespace `n` and returns once it is
+/// reading (its first once-a-second line on stderr), so that no stamped frame goes out before
+/// it listens: a receiver slow to start counts the first frames of every flow as lost.
+fn ready_receiver(c: &Cluster, n: &str, interface: &str, seconds: &str) -> std::process::Child {
+    use std::io::BufRead;
+    let mut r = Command::new("ip")
+        .args(["netns", "exec", &c.ns(n), env!("CARGO_BIN_EXE_gateway")])
+        .args(["pktgen", "receive", "--interface", interface, "--idle", "2"])
+        .args(["--seconds", seconds, "--json"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let err = r.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for l in std::io::BufReader::new(err).lines().map_while(Result::ok) {
+            let _ = tx.send(l);
+        }
+    });
+    let first = rx.recv_timeout(Duration::from_secs(15));
+    assert!(first.is_ok(), "the receiver in {n} did not start reading");
+    r
+}
+
 /// Sends `n` UDP datagrams from the external host to `dst`, each from its own source port:
 /// as many flows.
 fn udp_flows(c: &Cluster, dst: &str, n: u32) {
@@ -718,15 +743,7 @@ fn two_gateways_share_flows_by_ecmp_and_one_takes_all_when_the_other_is_killed()
     c.exec("up", "ping -c 1 -W 1 192.0.2.1");
     c.exec("up", "ping -c 1 -W 1 192.0.2.2");
     let rate = 20_000u32;
-    let receiver = Command::new("ip")
-        .args(["netns", "exec", &c.ns("pd"), env!("CARGO_BIN_EXE_gateway")])
-        .args(["pktgen", "receive", "--interface", "br0", "--idle", "2"])
-        .args(["--seconds", "30", "--quiet", "--json"])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    std::thread::sleep(Duration::from_millis(500));
+    let receiver = ready_receiver(c, "pd", "br0", "30");
     let sender = Command::new("ip")
         .args(["netns", "exec", &c.ns("cl"), env!("CARGO_BIN_EXE_gateway")])
         .args([
@@ -944,15 +961,7 @@ fn a_flood_of_bgp_routes_is_mirrored_while_a_flow_loses_nothing() {
     let base = mirrored();
     ping(&c, "-c 2 -i 0.3 10.244.2.5");
     let rss_before = rss_kib(gateway.id());
-    let receiver = Command::new("ip")
-        .args(["netns", "exec", &c.ns("n2"), env!("CARGO_BIN_EXE_gateway")])
-        .args(["pktgen", "receive", "--interface", "n2", "--idle", "2"])
-        .args(["--seconds", "600", "--quiet", "--json"])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    std::thread::sleep(Duration::from_millis(500));
+    let receiver = ready_receiver(&c, "n2", "n2", "600");
     // The flow runs until the routes are in: stopped by a signal below.
     let mut sender = Command::new("ip")
         .args(["netns", "exec", &c.ns("ext"), env!("CARGO_BIN_EXE_gateway")])
