@@ -30,7 +30,7 @@ impl Port for LoopPort {
         batch.len = n;
         n
     }
-    fn tx(&mut self, _batch: &Batch, idx: &[u8]) -> usize {
+    fn tx(&mut self, _batch: &mut Batch, idx: &[u8]) -> usize {
         self.sent += idx.len() as u64;
         idx.len()
     }

@@ -28,6 +28,7 @@
 
 pub mod craft;
 pub mod fib;
+pub mod framemem;
 pub mod hugemem;
 pub mod local;
 pub mod log;

@@ -40,6 +40,11 @@ pub struct PortStats {
     pub tx_packets: Counter,
     /// Bytes transmitted.
     pub tx_bytes: Counter,
+    /// Frames an AF_XDP port sent from where they were received (by descriptor, no copy).
+    pub tx_in_place: Counter,
+    /// Frames an AF_XDP port copied into its frame memory to send them (they came from
+    /// another kind of port or from the control thread, or an edit moved them).
+    pub tx_copied: Counter,
     /// Packets addressed to the gateway itself (received on this port).
     pub local: Counter,
     /// Tunnel packets received on this port and decapsulated.
@@ -63,6 +68,8 @@ impl Default for PortStats {
             rx_bytes: Counter::default(),
             tx_packets: Counter::default(),
             tx_bytes: Counter::default(),
+            tx_in_place: Counter::default(),
+            tx_copied: Counter::default(),
             local: Counter::default(),
             decap: Counter::default(),
             decap_kind: Default::default(),
@@ -99,6 +106,10 @@ pub struct PortSnapshot {
     pub tx_packets: u64,
     /// Bytes transmitted.
     pub tx_bytes: u64,
+    /// Frames sent without a copy, and frames copied to be sent (AF_XDP ports).
+    pub tx_in_place: u64,
+    /// See `tx_in_place`.
+    pub tx_copied: u64,
     /// Packets for the gateway.
     pub local: u64,
     /// Tunnel packets decapsulated.
@@ -142,6 +153,8 @@ pub fn snapshot<'a>(
             o.rx_bytes += p.rx_bytes.get();
             o.tx_packets += p.tx_packets.get();
             o.tx_bytes += p.tx_bytes.get();
+            o.tx_in_place += p.tx_in_place.get();
+            o.tx_copied += p.tx_copied.get();
             o.local += p.local.get();
             o.decap += p.decap.get();
             for k in 0..TUNNEL_KINDS.len() {

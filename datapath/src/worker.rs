@@ -52,6 +52,8 @@ pub struct Worker {
     local: Option<Arc<LocalPath>>,
     /// Kernel drop totals already counted, per port.
     kernel_drops: [u64; MAX_PORTS],
+    /// Each port's sent-in-place and copied totals already counted.
+    placement: [(u64, u64); MAX_PORTS],
     up_limits: UpLimits,
     /// The packet trace, when the gateway offers one, this worker's number in its records,
     /// and the records of the batch being traced.
@@ -60,11 +62,21 @@ pub struct Worker {
 }
 
 impl Worker {
-    /// A worker over `ports` (port id = index), receiving `burst` packets at a time.
+    /// A worker over `ports` (port id = index), receiving `burst` packets at a time. Its
+    /// buffers' own memory holds the largest frame its ports deliver (and a frame from the
+    /// control thread); when its AF_XDP ports share frame memory, the batch uses it.
     pub fn new(ports: Vec<Box<dyn Port>>, burst: usize, stats: Arc<Stats>) -> Self {
+        let room = ports
+            .iter()
+            .map(|p| p.max_frame())
+            .fold(crate::local::FRAME_CAP, usize::max);
+        let mut batch = Batch::with_room(BATCH, room);
+        if let Some(m) = ports.iter().find_map(|p| p.frame_memory()) {
+            batch.use_memory(&m);
+        }
         Worker {
             ports,
-            batch: Batch::new(),
+            batch,
             pipeline: Pipeline::new(),
             stats,
             burst: burst.clamp(1, BATCH),
@@ -72,6 +84,7 @@ impl Worker {
             tx_idx: Box::new([[0u8; BATCH]; MAX_PORTS]),
             local: None,
             kernel_drops: [0; MAX_PORTS],
+            placement: [(0, 0); MAX_PORTS],
             up_limits: UpLimits::default(),
             tap: None,
             records: Box::new([]),
@@ -210,6 +223,8 @@ impl Worker {
             }
         }
         self.transmit(&tx_len, p);
+        self.batch.release();
+        self.ports[p].release();
         let stats = &self.stats.ports[p];
         stats.decap.add(self.pipeline.decapped());
         let (decapped, encapped) = self.pipeline.by_tunnel_kind();
@@ -255,6 +270,7 @@ impl Worker {
         };
         let mut tx_len = [0usize; MAX_PORTS];
         let mut n = 0;
+        self.batch.release();
         while n < BATCH {
             let Some(f) = local.take_down() else {
                 break;
@@ -269,6 +285,7 @@ impl Worker {
         }
         self.batch.len = n;
         self.transmit(&tx_len, usize::MAX);
+        self.batch.release();
     }
 
     /// Sends the first `tx_len[q]` batch indices of `tx_idx[q]` through each port `q`;
@@ -281,8 +298,13 @@ impl Worker {
             if want.is_empty() {
                 continue;
             }
-            let sent = self.ports[q].tx(&self.batch, want).min(want.len());
+            let sent = self.ports[q].tx(&mut self.batch, want).min(want.len());
             let out = &self.stats.ports[q];
+            let (in_place, copied) = self.ports[q].tx_placement();
+            let (seen_in_place, seen_copied) = &mut self.placement[q];
+            out.tx_in_place.add(in_place.saturating_sub(*seen_in_place));
+            out.tx_copied.add(copied.saturating_sub(*seen_copied));
+            (*seen_in_place, *seen_copied) = (in_place, copied);
             out.tx_packets.add(sent as u64);
             out.tx_bytes.add(
                 want[..sent]

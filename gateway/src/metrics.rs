@@ -165,11 +165,21 @@ pub fn render(src: &Source) -> String {
     }
 
     type Field = fn(&datapath::stats::PortStats) -> u64;
-    let per_worker: [(&str, &str, Field); 6] = [
+    let per_worker: [(&str, &str, Field); 8] = [
         ("gateway_rx_packets_total", "Frames received.", |p| p.rx_packets.get()),
         ("gateway_rx_bytes_total", "Bytes received.", |p| p.rx_bytes.get()),
         ("gateway_tx_packets_total", "Frames transmitted.", |p| p.tx_packets.get()),
         ("gateway_tx_bytes_total", "Bytes transmitted.", |p| p.tx_bytes.get()),
+        (
+            "gateway_tx_in_place_total",
+            "Frames an AF_XDP port sent from where they were received, without a copy.",
+            |p| p.tx_in_place.get(),
+        ),
+        (
+            "gateway_tx_copied_total",
+            "Frames an AF_XDP port copied into its frame memory to send (from another kind of port or the control thread).",
+            |p| p.tx_copied.get(),
+        ),
         (
             "gateway_local_packets_total",
             "Packets for the gateway itself, by input port.",

@@ -185,6 +185,8 @@ pub fn json(c: &Config, stats: &[PortSnapshot]) -> Value {
                 "rx_bytes": st.rx_bytes,
                 "tx_packets": st.tx_packets,
                 "tx_bytes": st.tx_bytes,
+                "tx_in_place": st.tx_in_place,
+                "tx_copied": st.tx_copied,
                 "local": st.local,
                 "decap": st.decap,
                 "replies_limited": st.replies_limited,

@@ -270,6 +270,14 @@ fn open_ports(
     modes: &mut [String],
 ) -> Result<Vec<Box<dyn Port>>> {
     let mut ports: Vec<Box<dyn Port>> = Vec::new();
+    // The worker's AF_XDP sockets share one frame memory (their UMEM), so frames move
+    // between them without a copy.
+    let xdp_sockets = c
+        .ports
+        .iter()
+        .filter(|p| matches!(p.driver, Driver::AfXdp { .. }))
+        .count();
+    let mut memory = None;
     for (i, p) in c.ports.iter().enumerate() {
         match &p.driver {
             Driver::Pcap { rx, tx } => {
@@ -304,7 +312,16 @@ fn open_ports(
                         a
                     }
                 };
-                let port = AfXdpPort::open(&att, w as u32).with_context(ctx)?;
+                let memory = match &memory {
+                    Some(m) => Arc::clone(m),
+                    None => {
+                        let m = datapath::port::af_xdp::frame_memory(xdp_sockets)
+                            .context("mapping the worker's AF_XDP frame memory")?;
+                        memory = Some(Arc::clone(&m));
+                        m
+                    }
+                };
+                let port = AfXdpPort::open(&att, w as u32, &memory).with_context(ctx)?;
                 let mode = format!(
                     "{} XDP, {}",
                     att.mode().name(),

@@ -115,7 +115,7 @@ impl Port for Dropping {
         batch.len = 0;
         0
     }
-    fn tx(&mut self, _: &Batch, idx: &[u8]) -> usize {
+    fn tx(&mut self, _: &mut Batch, idx: &[u8]) -> usize {
         idx.len()
     }
     fn kernel_drops(&mut self) -> u64 {

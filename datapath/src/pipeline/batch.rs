@@ -1,17 +1,33 @@
-//! Packet buffers and the fixed-capacity batch a worker owns and reuses.
+//! The fixed-capacity batch a worker owns and reuses, and its packet buffers.
+//!
+//! A buffer does not own its frame's memory while the frame is in flight: a port places each
+//! received frame where it already is (an AF_XDP chunk of the worker's shared frame memory,
+//! a slot of an AF_PACKET ring) and the stages work on it there. Each buffer also has memory
+//! of its own ([`crate::framemem::Home`]), sized to the largest frame the worker's ports
+//! deliver plus [`HEADROOM`], for ports that copy (pcap, memory, frames from the control
+//! thread) and for the rare edit that does not fit where the frame is (a reply longer than
+//! the request it answers, in a ring slot with no room after it).
+
+use crate::framemem::{FrameMemory, Home, Region};
+use std::sync::Arc;
 
 /// Bytes reserved in front of each frame, so encapsulation can prepend headers in place.
 pub const HEADROOM: usize = 128;
-/// The largest frame a buffer holds (jumbo frames and GSO super-frames seen in captures fit).
+/// The largest frame a buffer's own memory can hold (jumbo frames and GSO super-frames seen
+/// in captures fit).
 pub const MAX_FRAME: usize = 16 * 1024 - HEADROOM;
 /// Packets per batch (the largest configurable burst).
 pub const BATCH: usize = 64;
 
-/// One packet buffer: the frame is `data[off..off + len]`.
+/// One packet buffer: the frame is `len` bytes at offset `off` of the region `at`.
 pub struct Buf {
-    data: Box<[u8]>,
+    at: Region,
     off: usize,
     len: usize,
+    home: Home,
+    /// The frame-memory chunk the frame sits in (or was moved out of), which goes back to
+    /// the worker's free list when the batch is released, unless a port took it to send.
+    chunk: Option<u64>,
     /// Capture or receive timestamp in nanoseconds of CLOCK_REALTIME (pcap replay keeps the
     /// original; AF_PACKET gives the kernel's; zero when unknown).
     pub ts_ns: u64,
@@ -27,12 +43,20 @@ impl Default for Buf {
 }
 
 impl Buf {
-    /// An empty buffer of `HEADROOM + MAX_FRAME` bytes.
+    /// An empty buffer whose own memory holds a frame of [`MAX_FRAME`] bytes.
     pub fn new() -> Self {
+        Self::with_room(MAX_FRAME)
+    }
+
+    /// An empty buffer whose own memory holds a frame of `room` bytes after the headroom.
+    pub fn with_room(room: usize) -> Self {
+        let home = Home::new(HEADROOM + room.min(MAX_FRAME));
         Buf {
-            data: vec![0u8; HEADROOM + MAX_FRAME].into_boxed_slice(),
+            at: home.region(),
             off: HEADROOM,
             len: 0,
+            home,
+            chunk: None,
             ts_ns: 0,
             csum_trusted: false,
         }
@@ -41,13 +65,13 @@ impl Buf {
     /// The frame.
     #[inline]
     pub fn frame(&self) -> &[u8] {
-        &self.data[self.off..self.off + self.len]
+        self.at.bytes(self.off, self.len)
     }
 
     /// The frame, writable.
     #[inline]
     pub fn frame_mut(&mut self) -> &mut [u8] {
-        &mut self.data[self.off..self.off + self.len]
+        self.at.bytes_mut(self.off, self.len)
     }
 
     /// Frame length.
@@ -62,24 +86,58 @@ impl Buf {
         self.len == 0
     }
 
-    /// Offset of the frame in the buffer.
+    /// Offset of the frame in the memory it sits in.
     #[inline]
     pub fn offset(&self) -> usize {
         self.off
     }
 
+    /// How many bytes the buffer's own memory holds after the headroom.
+    pub fn room(&self) -> usize {
+        self.home.region().cap() - HEADROOM
+    }
+
+    /// True when the frame sits in the buffer's own memory, not where a port put it.
+    pub fn at_home(&self) -> bool {
+        self.at.addr() == self.home.region().addr()
+    }
+
     /// Moves the frame start by `delta` bytes (negative grows into the headroom) and sets the
-    /// length. Returns false, changing nothing, when the result would leave the buffer.
+    /// length. When the frame's current memory has no room for that, the frame moves to the
+    /// buffer's own memory first (one copy, for the rare edit that needs it). Returns false,
+    /// changing nothing, when it fits in neither.
     #[inline]
     pub fn reframe(&mut self, delta: isize, len: usize) -> bool {
-        match self.off.checked_add_signed(delta) {
-            Some(off) if off.checked_add(len).is_some_and(|e| e <= self.data.len()) => {
-                self.off = off;
-                self.len = len;
-                true
-            }
-            _ => false,
+        if Self::fits(self.off, delta, len, self.at.cap()) {
+            self.off = self.off.wrapping_add_signed(delta);
+            self.len = len;
+            return true;
         }
+        self.reframe_at_home(delta, len)
+    }
+
+    #[inline]
+    fn fits(off: usize, delta: isize, len: usize, cap: usize) -> bool {
+        off.checked_add_signed(delta)
+            .is_some_and(|o| o.checked_add(len).is_some_and(|e| e <= cap))
+    }
+
+    #[cold]
+    fn reframe_at_home(&mut self, delta: isize, len: usize) -> bool {
+        if self.at_home() || !Self::fits(HEADROOM, delta, len, self.home.region().cap()) {
+            return false;
+        }
+        let mut home = self.home.region();
+        let n = self.len;
+        let dst = home.bytes_mut(HEADROOM, n);
+        if dst.len() != n {
+            return false;
+        }
+        dst.copy_from_slice(self.at.bytes(self.off, n));
+        self.at = home;
+        self.off = HEADROOM.wrapping_add_signed(delta);
+        self.len = len;
+        true
     }
 
     /// Shortens the frame to `len` bytes (link padding past the IP datagram).
@@ -88,32 +146,60 @@ impl Buf {
         self.len = self.len.min(len);
     }
 
-    /// Replaces the frame with `bytes` after the standard headroom. Returns false when it does
-    /// not fit.
+    /// Replaces the frame with a copy of `bytes` in the buffer's own memory, after the
+    /// headroom. Returns false when it does not fit. The buffer must hold no frame-memory
+    /// chunk ([`Batch::release`] first).
     pub fn load(&mut self, bytes: &[u8], ts_ns: u64) -> bool {
-        let Some(dst) = self.data.get_mut(HEADROOM..HEADROOM + bytes.len()) else {
+        if bytes.len() > self.room() {
             return false;
-        };
-        dst.copy_from_slice(bytes);
-        self.off = HEADROOM;
+        }
+        self.go_home();
+        self.at
+            .bytes_mut(HEADROOM, bytes.len())
+            .copy_from_slice(bytes);
         self.len = bytes.len();
         self.ts_ns = ts_ns;
-        self.csum_trusted = false;
         true
     }
 
-    /// The whole writable area after the standard headroom, for a port to receive into; follow
-    /// with [`Buf::set_received`].
+    /// The buffer's own memory after the headroom, for a port to receive into; follow with
+    /// [`Buf::set_received`].
     pub fn rx_area(&mut self) -> &mut [u8] {
-        &mut self.data[HEADROOM..]
+        self.go_home();
+        let room = self.room();
+        self.at.bytes_mut(HEADROOM, room)
     }
 
     /// Marks `len` bytes written into [`Buf::rx_area`] as the frame.
     pub fn set_received(&mut self, len: usize, ts_ns: u64) {
-        self.off = HEADROOM;
-        self.len = len.min(MAX_FRAME);
+        self.go_home();
+        self.len = len.min(self.room());
         self.ts_ns = ts_ns;
+    }
+
+    fn go_home(&mut self) {
+        self.at = self.home.region();
+        self.off = HEADROOM;
         self.csum_trusted = false;
+    }
+
+    /// Where the frame sits in `memory`: its address there, when the frame is still in the
+    /// chunk the port put it in (so another port sharing the memory can send it as it is).
+    #[inline]
+    pub fn address_in(&self, memory: &FrameMemory) -> Option<u64> {
+        let c = self.chunk?;
+        memory.is_chunk(&self.at, c).then_some(c + self.off as u64)
+    }
+
+    /// Hands the frame's chunk over (a port queued it for sending): the buffer no longer
+    /// holds it or reads it (it points at its own memory again), and keeps only the length
+    /// for the worker's byte count.
+    #[inline]
+    pub fn give_chunk(&mut self) -> Option<u64> {
+        let c = self.chunk.take();
+        self.at = self.home.region();
+        self.off = HEADROOM;
+        c
     }
 }
 
@@ -125,6 +211,12 @@ pub struct Batch {
     pub len: usize,
     /// The port they arrived on.
     pub in_port: u8,
+    /// Buffers `..placed` may hold frames outside their own memory.
+    placed: usize,
+    /// The worker's frame memory, shared by its AF_XDP sockets, and its chunks that no ring
+    /// and no buffer holds.
+    memory: Option<Arc<FrameMemory>>,
+    free: Vec<u64>,
 }
 
 impl Default for Batch {
@@ -134,27 +226,105 @@ impl Default for Batch {
 }
 
 impl Batch {
-    /// A batch of [`BATCH`] empty buffers, allocated once.
+    /// A batch of [`BATCH`] buffers of [`MAX_FRAME`] bytes, allocated once.
     pub fn new() -> Self {
-        Batch {
-            bufs: (0..BATCH).map(|_| Buf::new()).collect(),
-            len: 0,
-            in_port: 0,
-        }
+        Self::with_room(BATCH, MAX_FRAME)
     }
 
     /// A batch of `n` buffers (at most [`BATCH`]), for tools that look at a frame or two at a
     /// time and need not hold a worker's burst.
     pub fn of(n: usize) -> Self {
+        Self::with_room(n, MAX_FRAME)
+    }
+
+    /// A batch of `n` buffers (at most [`BATCH`]) whose own memory holds frames of `room`
+    /// bytes: the largest frame the worker's ports deliver, not more.
+    pub fn with_room(n: usize, room: usize) -> Self {
         Batch {
-            bufs: (0..n.min(BATCH)).map(|_| Buf::new()).collect(),
+            bufs: (0..n.min(BATCH)).map(|_| Buf::with_room(room)).collect(),
             len: 0,
             in_port: 0,
+            placed: 0,
+            memory: None,
+            free: Vec::new(),
         }
+    }
+
+    /// Makes `memory` the batch's frame memory and takes its unclaimed chunks as free ones.
+    /// Call it after the ports sharing the memory have opened (they claim their share).
+    pub fn use_memory(&mut self, memory: &Arc<FrameMemory>) {
+        self.release();
+        self.free = memory.claim(memory.frames());
+        self.free.reserve_exact(memory.frames() - self.free.len());
+        self.memory = Some(Arc::clone(memory));
+    }
+
+    /// The batch's frame memory, if any.
+    pub fn memory(&self) -> Option<&Arc<FrameMemory>> {
+        self.memory.as_ref()
     }
 
     /// The packets in the batch.
     pub fn packets(&self) -> &[Buf] {
         &self.bufs[..self.len.min(self.bufs.len())]
+    }
+
+    /// Gives up every frame the batch holds: chunks of the frame memory go back to the free
+    /// list, and every buffer points at its own memory again. Ports call it before they
+    /// receive; the worker calls it once a batch is sent.
+    pub fn release(&mut self) {
+        for b in &mut self.bufs[..self.placed.min(BATCH)] {
+            if let Some(c) = b.chunk.take() {
+                self.free.push(c);
+            }
+            b.go_home();
+            b.len = 0;
+        }
+        self.placed = 0;
+    }
+
+    /// Places buffer `i`'s frame at `off..off + len` of `at`, where a port received it;
+    /// `chunk` is the frame-memory chunk it sits in, if it does. False, placing nothing,
+    /// when the range leaves the region or `i` the batch.
+    pub fn place(
+        &mut self,
+        i: usize,
+        at: Region,
+        off: usize,
+        len: usize,
+        chunk: Option<u64>,
+    ) -> bool {
+        let Some(b) = self.bufs.get_mut(i) else {
+            return false;
+        };
+        if off.checked_add(len).is_none_or(|e| e > at.cap()) {
+            return false;
+        }
+        b.at = at;
+        b.off = off;
+        b.len = len;
+        b.chunk = chunk;
+        b.csum_trusted = false;
+        b.ts_ns = 0;
+        self.placed = self.placed.max(i + 1);
+        true
+    }
+
+    /// Takes a free chunk of the frame memory.
+    #[inline]
+    pub fn take_free(&mut self) -> Option<u64> {
+        self.free.pop()
+    }
+
+    /// Returns a chunk to the free list (a port's completion ring gave it back).
+    #[inline]
+    pub fn put_free(&mut self, chunk: u64) {
+        self.free.push(chunk);
+    }
+
+    /// Free chunks.
+    #[inline]
+    pub fn free_len(&self) -> usize {
+        self.free.len()
     }
 }

@@ -1,7 +1,10 @@
 //! AF_PACKET port: a TPACKET_V3 receive ring and a transmit ring, both mapped into the
-//! process. A transmit copies each frame into a free slot of the TX ring, marks it for
-//! sending and makes one `send` call per batch to have the kernel send what is marked (no
-//! syscall per packet). Works on any Linux interface, veth included; it is the fallback to
+//! process. Received frames are processed where they are in the receive ring (the ring
+//! reserves [`HEADROOM`] bytes in front of each for encapsulation), and a ring block goes back
+//! to the kernel once the batch holding its frames is done ([`Port::release`]). A transmit
+//! copies each frame into a free slot of the TX ring, marks it for sending and makes one
+//! `send` call per batch to have the kernel send what is marked (no syscall per packet): one
+//! copy from ring to ring. Works on any Linux interface, veth included; it is the fallback to
 //! AF_XDP.
 //!
 //! AF_PACKET taps the interface, it does not take frames away from the kernel: the host
@@ -14,7 +17,8 @@
 #![allow(unsafe_code)]
 
 use super::Port;
-use crate::pipeline::batch::{Batch, MAX_FRAME};
+use crate::framemem::Region;
+use crate::pipeline::batch::{Batch, HEADROOM, MAX_FRAME};
 use crate::pipeline::drop::DropReason;
 use crate::stats::PortStats;
 use std::ffi::CString;
@@ -78,6 +82,12 @@ pub struct AfPacketPort {
     interface: String,
     ifindex: u32,
     link: super::Link,
+    /// Blocks read to the end whose frames may still be in the batch: they go back to the
+    /// kernel on [`Port::release`] (or the next receive).
+    retired: [u32; BLOCK_NR as usize],
+    retired_len: usize,
+    /// The interface's MTU plus link headers: the buffers' own memory need hold no more.
+    max_frame: usize,
 }
 
 // SAFETY: the rings' mapping is owned by this port alone (no other handle to it exists) and
@@ -145,6 +155,8 @@ impl AfPacketPort {
             &(libc::tpacket_versions::TPACKET_V3 as i32).to_ne_bytes(),
         )?;
         set(libc::PACKET_IGNORE_OUTGOING, &1i32.to_ne_bytes())?;
+        // Room in front of every received frame, so encapsulation prepends in place.
+        set(libc::PACKET_RESERVE, &(HEADROOM as u32).to_ne_bytes())?;
         // The RX ring retires a block after 1 ms at most; the TX ring is frame by frame.
         let ring = |opt: i32, (block, nr, frame, frames, tov): (u32, u32, u32, u32, u32)| {
             let req = libc::tpacket_req3 {
@@ -212,6 +224,13 @@ impl AfPacketPort {
             interface: interface.to_string(),
             ifindex: ifindex as u32,
             link: super::Link::Up,
+            retired: [0; BLOCK_NR as usize],
+            retired_len: 0,
+            // The MTU, an Ethernet header and two VLAN tags.
+            max_frame: std::fs::read_to_string(format!("/sys/class/net/{interface}/mtu"))
+                .ok()
+                .and_then(|m| m.trim().parse::<usize>().ok())
+                .map_or(MAX_FRAME, |m| (m + 22).min(MAX_FRAME)),
         };
         // Joining a fanout group needs a bound socket, and a bound socket outside the group
         // hears every frame of the interface, which the sockets already in the group hear too.
@@ -308,6 +327,9 @@ impl AfPacketPort {
 
 impl Port for AfPacketPort {
     fn rx(&mut self, batch: &mut Batch, max: usize, stats: &PortStats) -> usize {
+        // Frames of the last receive are done with by now, whoever forgot to say so.
+        batch.release();
+        self.release();
         let max = max.min(batch.bufs.len());
         let mut n = 0;
         while n < max {
@@ -320,13 +342,13 @@ impl Port for AfPacketPort {
                 self.pending = Self::read_u32(block, BLOCK_NUM_PKTS);
                 self.next_off = Self::read_u32(block, BLOCK_FIRST_PKT) as usize;
                 if self.pending == 0 {
-                    self.release_block(block);
+                    self.retire_block();
                     continue;
                 }
             }
             let off = self.next_off;
             if off + 32 > BLOCK_SIZE as usize {
-                self.release_block(block);
+                self.retire_block();
                 continue;
             }
             // SAFETY: `off` is inside the block (checked above) and points at a tpacket3_hdr.
@@ -336,13 +358,30 @@ impl Port for AfPacketPort {
             let mac = usize::from(u16::from_ne_bytes(unsafe {
                 std::ptr::read_volatile(hdr.add(PKT_MAC).cast::<[u8; 2]>())
             }));
-            if off + mac + snaplen <= BLOCK_SIZE as usize && snaplen <= MAX_FRAME {
-                // SAFETY: the frame lies inside the block (checked just above).
-                let frame = unsafe { std::slice::from_raw_parts(hdr.add(mac), snaplen) };
+            let next = Self::read_u32(hdr, PKT_NEXT) as usize;
+            // The frame's span: the reserved headroom in front of it, and up to the next
+            // frame (or the block's end) after it.
+            let end = if next == 0 {
+                BLOCK_SIZE as usize - off
+            } else {
+                next
+            };
+            if mac >= HEADROOM && mac + snaplen <= end && off + end <= BLOCK_SIZE as usize {
                 let ts_ns = u64::from(Self::read_u32(hdr, PKT_SEC)) * 1_000_000_000
                     + u64::from(Self::read_u32(hdr, PKT_NSEC));
-                if batch.bufs[n].load(frame, ts_ns) {
-                    let status = Self::read_u32(hdr, PKT_STATUS);
+                let status = Self::read_u32(hdr, PKT_STATUS);
+                // SAFETY: `hdr + mac - HEADROOM .. hdr + end` lies inside the block (checked
+                // above) and past the frame's header (the kernel reserved HEADROOM bytes in
+                // front of `mac`). The block is user space's until it is released, which
+                // happens only once the batch holding this frame is released.
+                let region = unsafe {
+                    Region::new(
+                        std::ptr::NonNull::new_unchecked(hdr.add(mac - HEADROOM)),
+                        end - (mac - HEADROOM),
+                    )
+                };
+                if batch.place(n, region, HEADROOM, snaplen, None) {
+                    batch.bufs[n].ts_ns = ts_ns;
                     batch.bufs[n].csum_trusted =
                         status & (TP_STATUS_CSUMNOTREADY | TP_STATUS_CSUM_VALID) != 0;
                     n += 1;
@@ -351,18 +390,34 @@ impl Port for AfPacketPort {
                 stats.drop(DropReason::RxOversize);
             }
             self.pending -= 1;
-            let next = Self::read_u32(hdr, PKT_NEXT) as usize;
             self.next_off = off + next;
             if self.pending == 0 || next == 0 {
                 self.pending = 0;
-                self.release_block(block);
+                self.retire_block();
             }
         }
         batch.len = n;
         n
     }
 
-    fn tx(&mut self, batch: &Batch, idx: &[u8]) -> usize {
+    fn release(&mut self) {
+        for k in 0..self.retired_len {
+            let block = self.block_ptr(self.retired[k]);
+            std::sync::atomic::fence(std::sync::atomic::Ordering::Release);
+            // SAFETY: the block status word is inside the block descriptor we own until we
+            // hand it back by writing TP_STATUS_KERNEL.
+            unsafe {
+                std::ptr::write_volatile(block.add(BLOCK_STATUS).cast::<u32>(), TP_STATUS_KERNEL)
+            };
+        }
+        self.retired_len = 0;
+    }
+
+    fn max_frame(&self) -> usize {
+        self.max_frame
+    }
+
+    fn tx(&mut self, batch: &mut Batch, idx: &[u8]) -> usize {
         if self.link != super::Link::Up {
             // Nothing is queued behind a dead link: the worker counts these as link_down.
             return 0;
@@ -446,13 +501,13 @@ impl Port for AfPacketPort {
 }
 
 impl AfPacketPort {
-    fn release_block(&mut self, block: *mut u8) {
-        std::sync::atomic::fence(std::sync::atomic::Ordering::Release);
-        // SAFETY: the block status word is inside the block descriptor we own until we hand
-        // it back by writing TP_STATUS_KERNEL.
-        unsafe {
-            std::ptr::write_volatile(block.add(BLOCK_STATUS).cast::<u32>(), TP_STATUS_KERNEL)
-        };
+    /// The current block is read to the end: it goes back to the kernel at the next release
+    /// (its frames may be in the batch), and reading moves on to the next.
+    fn retire_block(&mut self) {
+        if let Some(slot) = self.retired.get_mut(self.retired_len) {
+            *slot = self.block;
+            self.retired_len += 1;
+        }
         self.block = (self.block + 1) % BLOCK_NR;
     }
 }

@@ -11,8 +11,13 @@
 //!   again every half second (the worker's housekeeping) and resumes when the link is back.
 //!   A removed interface (`ENXIO`, or its index gone) is reported once as removed; the port
 //!   then never sends again and the gateway goes on with its other ports.
-//! - Frames are copied between the UMEM and the worker's batch (a 64-byte frame costs far less
-//!   to copy than veth's copy-mode transmit path costs).
+//! - Frames stay where the kernel put them. The sockets of one worker share its frame memory
+//!   as their UMEM ([`crate::framemem::FrameMemory`], `XDP_SHARED_UMEM`), and the worker's
+//!   batch holds the free chunks: a frame received on one socket is processed in its chunk
+//!   (with 256 bytes of headroom for encapsulation) and sent from another by descriptor.
+//!   Only a frame from another kind of port is copied, once, into a free chunk.
+//! - The fill ring is topped up in bulk from the free list; completed transmits go back to it
+//!   in one pass. Nothing is tracked per frame beyond the free list itself.
 //! - Dropping the last socket of an interface closes the BPF link, which detaches the program:
 //!   nothing is left on the interface, whatever way the process ends.
 //!
@@ -22,7 +27,8 @@
 
 use super::bpf::{self, XdpMode};
 use super::Port;
-use crate::pipeline::batch::{Batch, MAX_FRAME};
+use crate::framemem::FrameMemory;
+use crate::pipeline::batch::Batch;
 use crate::pipeline::drop::DropReason;
 use crate::stats::PortStats;
 use std::io;
@@ -31,10 +37,28 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 
 /// UMEM chunk size: one frame per chunk.
-const FRAME: u64 = 2048;
-/// Entries of each ring; the UMEM holds `RING` frames for receive and `RING` for transmit.
+pub const FRAME: u64 = 2048;
+/// Entries of each ring.
 const RING: u32 = 2048;
-const UMEM_FRAMES: u64 = 2 * RING as u64;
+/// Where the kernel puts a received frame in its chunk (`XDP_PACKET_HEADROOM`): room to
+/// prepend tunnel headers in place.
+const XDP_PACKET_HEADROOM: usize = 256;
+/// The fill ring is topped up once this many slots are empty.
+const FILL_BULK: u32 = 64;
+
+/// Chunks a worker's frame memory needs for `sockets` AF_XDP sockets: each one's fill ring
+/// full, as many again in flight on transmit, and two batches.
+pub fn frames_for(sockets: usize) -> usize {
+    sockets.max(1) * 2 * RING as usize + 2 * crate::pipeline::batch::BATCH
+}
+
+/// A worker's frame memory for `sockets` AF_XDP sockets ([`frames_for`] chunks).
+///
+/// # Errors
+/// The mapping failed.
+pub fn frame_memory(sockets: usize) -> io::Result<Arc<FrameMemory>> {
+    FrameMemory::new(frames_for(sockets), FRAME as usize)
+}
 /// Kicks one transmit call makes at most: a batch is at most 64 frames, 32 a kick in copy
 /// mode; the rest waits for the next poll rather than stall the worker's other ports.
 const MAX_KICKS: usize = 4;
@@ -309,106 +333,121 @@ impl Drop for Ring {
     }
 }
 
-/// An XDP socket on one queue of an interface, with its own UMEM.
+/// An XDP socket on one queue of an interface. The sockets of one worker share its frame
+/// memory as their UMEM (`XDP_SHARED_UMEM`), each with its own fill and completion rings, so
+/// a frame received on one is sent from another as it is.
 pub struct AfXdpPort {
-    // Field order is drop order: the rings and the socket go before the UMEM they refer to,
-    // and the attachment (the program) last.
+    // Field order is drop order: the rings go before the socket, the socket before the
+    // memory it registered or shares, and the attachment (the program) last.
     rx: Ring,
     tx: Ring,
     fill: Ring,
     comp: Ring,
-    fd: OwnedFd,
-    umem: Umem,
-    /// Transmit frames not in flight, as UMEM addresses.
-    tx_free: Vec<u64>,
+    fd: Arc<OwnedFd>,
+    memory: Arc<FrameMemory>,
     queue: u32,
     zero_copy: bool,
     link: super::Link,
+    /// Frames sent from where they were received, and frames copied into a chunk first.
+    sent_in_place: u64,
+    sent_copied: u64,
+    /// Transmit chunks for a batch that does not use the port's memory (a tool's own
+    /// batch), claimed on first use.
+    own_free: Vec<u64>,
     attachment: Arc<XdpAttachment>,
 }
 
-// SAFETY: the UMEM and ring mappings are owned by this port alone (no other handle reaches
-// them), and the socket is an owned descriptor; moving the port moves all of them.
+// SAFETY: the ring mappings are owned by this port alone (no other handle reaches them), the
+// socket is an owned descriptor and the frame memory is shared by `Arc`; moving the port
+// moves all of them.
 unsafe impl Send for AfXdpPort {}
 
 impl AfXdpPort {
-    /// Opens an XDP socket on `queue` of the attachment's interface, registers it in the XSK
-    /// map, and fills the fill ring. Tries zero-copy, then copy mode; retries a busy queue
+    /// Opens an XDP socket on `queue` of the attachment's interface over `memory`, registers
+    /// it in the XSK map, and fills its fill ring from the memory's unclaimed chunks. The
+    /// first socket over a memory registers it as a UMEM, zero-copy when the driver allows
+    /// and copy mode otherwise; the others share it, in the same mode. Retries a busy queue
     /// (a socket closed on it just before) for up to a second.
     ///
     /// # Errors
-    /// The OS error of any step.
-    pub fn open(attachment: &Arc<XdpAttachment>, queue: u32) -> io::Result<Self> {
+    /// The OS error of any step; too few chunks left in `memory` ([`frames_for`]).
+    pub fn open(
+        attachment: &Arc<XdpAttachment>,
+        queue: u32,
+        memory: &Arc<FrameMemory>,
+    ) -> io::Result<Self> {
+        if memory.chunk_size() != FRAME as usize {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "frame memory chunks must be AF_XDP frames",
+            ));
+        }
         // SAFETY: plain socket(2); the result is checked.
         let raw = unsafe { libc::socket(libc::AF_XDP, libc::SOCK_RAW | libc::SOCK_CLOEXEC, 0) };
         if raw < 0 {
             return last_error();
         }
         // SAFETY: a fresh descriptor we own.
-        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
-        let umem_len = (UMEM_FRAMES * FRAME) as usize;
-        // SAFETY: anonymous private mapping; checked for failure.
-        let umem = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                umem_len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_POPULATE,
-                -1,
-                0,
-            )
-        };
-        if umem == libc::MAP_FAILED {
-            return last_error();
+        let fd = Arc::new(unsafe { OwnedFd::from_raw_fd(raw) });
+        let shared = memory.registered();
+        if shared.is_none() {
+            let (addr, len) = memory.span();
+            let reg = libc::xdp_umem_reg {
+                addr,
+                len: len as u64,
+                chunk_size: FRAME as u32,
+                headroom: 0,
+                flags: 0,
+                tx_metadata_len: 0,
+            };
+            sockopt(&fd, libc::XDP_UMEM_REG, &reg)?;
         }
-        let umem = Umem {
-            ptr: umem.cast::<u8>(),
-            len: umem_len,
-        };
-        Self::setup(&fd, &umem)?;
+        let n = RING as i32;
+        sockopt(&fd, libc::XDP_UMEM_FILL_RING, &n)?;
+        sockopt(&fd, libc::XDP_UMEM_COMPLETION_RING, &n)?;
+        sockopt(&fd, libc::XDP_RX_RING, &n)?;
+        sockopt(&fd, libc::XDP_TX_RING, &n)?;
         let off = Self::offsets(&fd)?;
         let rx = Ring::map(&fd, &off.rx, 16, libc::XDP_PGOFF_RX_RING as u64)?;
         let tx = Ring::map(&fd, &off.tx, 16, libc::XDP_PGOFF_TX_RING as u64)?;
         let mut fill = Ring::map(&fd, &off.fr, 8, libc::XDP_UMEM_PGOFF_FILL_RING)?;
         let comp = Ring::map(&fd, &off.cr, 8, libc::XDP_UMEM_PGOFF_COMPLETION_RING)?;
-        for i in 0..u64::from(RING) {
-            fill.write_addr(i * FRAME);
+        let chunks = memory.claim(RING as usize);
+        if chunks.len() < RING as usize {
+            return Err(io::Error::other(format!(
+                "the worker's frame memory has {} chunks left for a fill ring of {RING}",
+                chunks.len()
+            )));
+        }
+        for c in chunks {
+            fill.write_addr(c);
         }
         fill.publish_producer();
-        let tx_free = (u64::from(RING)..UMEM_FRAMES).map(|i| i * FRAME).collect();
         let mut port = AfXdpPort {
             rx,
             tx,
             fill,
             comp,
             fd,
-            umem,
-            tx_free,
+            memory: Arc::clone(memory),
             queue,
             zero_copy: false,
             link: super::Link::Up,
+            sent_in_place: 0,
+            sent_copied: 0,
+            own_free: Vec::new(),
             attachment: Arc::clone(attachment),
         };
-        port.zero_copy = port.bind()?;
+        match &shared {
+            Some(first) => port.bind_shared(first)?,
+            None => port.bind()?,
+        }
+        port.zero_copy = port.options()? & libc::XDP_OPTIONS_ZEROCOPY != 0;
+        if shared.is_none() {
+            memory.set_registered(&port.fd);
+        }
         bpf::map_set(&port.attachment.map, queue, port.fd.as_raw_fd())?;
         Ok(port)
-    }
-
-    fn setup(fd: &OwnedFd, umem: &Umem) -> io::Result<()> {
-        let reg = libc::xdp_umem_reg {
-            addr: umem.ptr as u64,
-            len: umem.len as u64,
-            chunk_size: FRAME as u32,
-            headroom: 0,
-            flags: 0,
-            tx_metadata_len: 0,
-        };
-        sockopt(fd, libc::XDP_UMEM_REG, &reg)?;
-        let n = RING as i32;
-        sockopt(fd, libc::XDP_UMEM_FILL_RING, &n)?;
-        sockopt(fd, libc::XDP_UMEM_COMPLETION_RING, &n)?;
-        sockopt(fd, libc::XDP_RX_RING, &n)?;
-        sockopt(fd, libc::XDP_TX_RING, &n)
     }
 
     fn offsets(fd: &OwnedFd) -> io::Result<libc::xdp_mmap_offsets> {
@@ -431,43 +470,88 @@ impl AfXdpPort {
         Ok(off)
     }
 
-    /// Binds to the queue: zero-copy when the driver allows it, else copy. True for zero-copy.
-    fn bind(&self) -> io::Result<bool> {
-        let try_bind = |flags: u16| {
-            let sxdp = libc::sockaddr_xdp {
-                sxdp_family: libc::AF_XDP as u16,
-                sxdp_flags: flags | libc::XDP_USE_NEED_WAKEUP,
-                sxdp_ifindex: self.attachment.ifindex,
-                sxdp_queue_id: self.queue,
-                sxdp_shared_umem_fd: 0,
-            };
-            // SAFETY: `sxdp` is a valid `sockaddr_xdp` for the duration of the call.
-            let r = unsafe {
-                libc::bind(
-                    self.fd.as_raw_fd(),
-                    (&sxdp as *const libc::sockaddr_xdp).cast(),
-                    std::mem::size_of::<libc::sockaddr_xdp>() as u32,
-                )
-            };
-            if r < 0 {
-                last_error()
-            } else {
-                Ok(())
-            }
+    /// `XDP_OPTIONS`: whether the bound socket is zero-copy.
+    fn options(&self) -> io::Result<u32> {
+        let mut v = 0u32;
+        let mut len = std::mem::size_of::<u32>() as libc::socklen_t;
+        // SAFETY: `v` and `len` are live for the call and `len` is the buffer's size.
+        let r = unsafe {
+            libc::getsockopt(
+                self.fd.as_raw_fd(),
+                libc::SOL_XDP,
+                libc::XDP_OPTIONS,
+                (&mut v as *mut u32).cast(),
+                &mut len,
+            )
         };
+        if r < 0 {
+            return last_error();
+        }
+        Ok(v)
+    }
+
+    fn bind_with(&self, flags: u16, shared_fd: u32) -> io::Result<()> {
+        let sxdp = libc::sockaddr_xdp {
+            sxdp_family: libc::AF_XDP as u16,
+            sxdp_flags: flags,
+            sxdp_ifindex: self.attachment.ifindex,
+            sxdp_queue_id: self.queue,
+            sxdp_shared_umem_fd: shared_fd,
+        };
+        // SAFETY: `sxdp` is a valid `sockaddr_xdp` for the duration of the call.
+        let r = unsafe {
+            libc::bind(
+                self.fd.as_raw_fd(),
+                (&sxdp as *const libc::sockaddr_xdp).cast(),
+                std::mem::size_of::<libc::sockaddr_xdp>() as u32,
+            )
+        };
+        if r < 0 {
+            last_error()
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Binds to the queue: zero-copy when the driver allows it, else copy.
+    fn bind(&self) -> io::Result<()> {
         let mut busy_retries = 10;
         loop {
-            match try_bind(libc::XDP_ZEROCOPY) {
-                Ok(()) => return Ok(true),
+            match self.bind_with(libc::XDP_ZEROCOPY | libc::XDP_USE_NEED_WAKEUP, 0) {
+                Ok(()) => return Ok(()),
                 Err(e) if e.raw_os_error() == Some(libc::EBUSY) && busy_retries > 0 => {}
-                Err(_) => match try_bind(libc::XDP_COPY) {
-                    Ok(()) => return Ok(false),
+                Err(_) => match self.bind_with(libc::XDP_COPY | libc::XDP_USE_NEED_WAKEUP, 0) {
+                    Ok(()) => return Ok(()),
                     Err(e) if e.raw_os_error() == Some(libc::EBUSY) && busy_retries > 0 => {}
                     Err(e) => return Err(e),
                 },
             }
             // A socket just closed on this queue may still hold it (the kernel releases the
             // queue after the close returns, EBUSY meanwhile): wait and retry.
+            busy_retries -= 1;
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    }
+
+    /// Binds to the queue sharing the UMEM that `first` registered; the kernel takes the
+    /// mode (zero-copy or copy, need-wakeup) from it, and no flag may be given.
+    fn bind_shared(&self, first: &OwnedFd) -> io::Result<()> {
+        let mut busy_retries = 10;
+        loop {
+            match self.bind_with(libc::XDP_SHARED_UMEM, first.as_raw_fd() as u32) {
+                Ok(()) => return Ok(()),
+                Err(e) if e.raw_os_error() == Some(libc::EBUSY) && busy_retries > 0 => {}
+                Err(e) => {
+                    return Err(io::Error::new(
+                        e.kind(),
+                        format!(
+                            "sharing the worker's UMEM with its first AF_XDP socket: {e} \
+                             (the interfaces of one gateway must all bind zero-copy, or all \
+                             copy mode)"
+                        ),
+                    ))
+                }
+            }
             busy_retries -= 1;
             std::thread::sleep(std::time::Duration::from_millis(100));
         }
@@ -501,16 +585,6 @@ impl AfXdpPort {
         } else {
             st
         }
-    }
-
-    fn frame(&self, addr: u64, len: usize) -> Option<&[u8]> {
-        let end = addr.checked_add(len as u64)?;
-        if end > self.umem.len as u64 {
-            return None;
-        }
-        // SAFETY: the range lies inside the UMEM (checked); the kernel wrote this frame and
-        // handed it to us through the RX ring, so nothing writes it while we read.
-        Some(unsafe { std::slice::from_raw_parts(self.umem.ptr.add(addr as usize), len) })
     }
 
     /// Asks the kernel to transmit. `Ok(true)` when it may have taken frames, `Ok(false)` when
@@ -558,7 +632,7 @@ impl AfXdpPort {
     }
 
     /// Kicks the kernel until the TX ring drains, at most [`MAX_KICKS`] times and only while
-    /// it takes frames (copy mode sends at most 32 a kick), then reclaims completed frames.
+    /// it takes frames (copy mode sends at most 32 a kick).
     fn push_out(&mut self) {
         let mut kicks = 0;
         while !self.tx.drained() && kicks < MAX_KICKS {
@@ -570,18 +644,89 @@ impl AfXdpPort {
             }
             kicks += 1;
         }
-        self.reclaim();
     }
 
-    fn reclaim(&mut self) {
+    /// True when `batch` uses this port's frame memory, so frames move by descriptor.
+    fn shares(&self, batch: &Batch) -> bool {
+        batch.memory().is_some_and(|m| Arc::ptr_eq(m, &self.memory))
+    }
+
+    /// Moves every completed transmit chunk to the batch's free list (or the port's own,
+    /// when the batch does not share the memory), in one pass.
+    fn reclaim(&mut self, batch: &mut Batch, shares: bool) {
         let n = self.comp.ready();
         for _ in 0..n {
-            let a = self.comp.read_addr();
-            self.tx_free.push(a & !(FRAME - 1));
+            let c = self.comp.read_addr() & !(FRAME - 1);
+            if shares {
+                batch.put_free(c);
+            } else {
+                self.own_free.push(c);
+            }
         }
         if n > 0 {
             self.comp.publish_consumer();
         }
+    }
+
+    /// A free chunk to copy a frame into for sending.
+    fn take_chunk(&mut self, batch: &mut Batch, shares: bool) -> Option<u64> {
+        if shares {
+            return batch.take_free();
+        }
+        if self.own_free.is_empty() && self.sent_copied == 0 && self.sent_in_place == 0 {
+            self.own_free = self.memory.claim(RING as usize);
+        }
+        self.own_free.pop()
+    }
+
+    /// Tops the fill ring up from the batch's free list, in bulk: once a burst's worth of
+    /// slots is empty, or whenever the ring runs low.
+    fn refill(&mut self, batch: &mut Batch) {
+        let room = self.fill.free();
+        if room < FILL_BULK && RING - room > RING / 4 {
+            return;
+        }
+        let mut n = 0;
+        while n < room {
+            let Some(c) = batch.take_free() else {
+                break;
+            };
+            self.fill.write_addr(c);
+            n += 1;
+        }
+        if n > 0 {
+            self.fill.publish_producer();
+        }
+    }
+
+    /// Receives into a batch that does not use this port's memory (a tool's own batch): each
+    /// frame is copied into a buffer's own memory and its chunk goes straight back to the
+    /// fill ring, which has room because every RX chunk is either there or just read.
+    fn rx_copying(&mut self, batch: &mut Batch, ready: u32, stats: &PortStats) -> usize {
+        let mut n = 0;
+        for _ in 0..ready {
+            let (addr, len) = self.rx.read_desc();
+            let Some(chunk) = self.memory.chunk_of(addr) else {
+                stats.drop(DropReason::RxOversize);
+                continue;
+            };
+            // SAFETY: the kernel handed this chunk over through the RX ring; it is ours until
+            // it goes back to the fill ring below.
+            let frame = unsafe { self.memory.region(chunk) }
+                .map(|r| r.bytes((addr - chunk) as usize, len as usize).to_vec());
+            match frame {
+                Some(f)
+                    if !f.is_empty() && batch.bufs.get_mut(n).is_some_and(|b| b.load(&f, 0)) =>
+                {
+                    n += 1
+                }
+                _ => stats.drop(DropReason::RxOversize),
+            }
+            self.fill.write_addr(chunk);
+        }
+        self.rx.publish_consumer();
+        self.fill.publish_producer();
+        n
     }
 }
 
@@ -605,12 +750,18 @@ fn sockopt<T>(fd: &OwnedFd, opt: i32, val: &T) -> io::Result<()> {
 
 impl Port for AfXdpPort {
     fn rx(&mut self, batch: &mut Batch, max: usize, stats: &PortStats) -> usize {
+        batch.release();
         let max = max.min(batch.bufs.len());
         let ready = self.rx.ready().min(max as u32);
+        let shares = self.shares(batch);
         if ready == 0 {
             // Idle: frames a bounded transmit left in the TX ring go out now.
             if !self.tx.drained() && self.link == super::Link::Up {
                 self.push_out();
+            }
+            self.reclaim(batch, shares);
+            if shares {
+                self.refill(batch);
             }
             // Copy mode receives in the kernel's own receive path: a wakeup there is a
             // syscall that does nothing, and an idle port would make one every poll.
@@ -631,57 +782,95 @@ impl Port for AfXdpPort {
             batch.len = 0;
             return 0;
         }
+        if !shares {
+            let n = self.rx_copying(batch, ready, stats);
+            batch.len = n;
+            return n;
+        }
         let mut n = 0;
         for _ in 0..ready {
             let (addr, len) = self.rx.read_desc();
-            let len = len as usize;
-            match self.frame(addr, len) {
-                Some(f) if len <= MAX_FRAME => {
-                    if batch.bufs[n].load(f, 0) {
-                        n += 1;
-                    }
-                }
-                _ => stats.drop(DropReason::RxOversize),
+            let Some(chunk) = self.memory.chunk_of(addr) else {
+                // Not an address of ours: nothing to give back.
+                stats.drop(DropReason::RxOversize);
+                continue;
+            };
+            // SAFETY: the kernel handed this chunk over through the RX ring; the batch holds
+            // it until it is sent (a TX ring takes it) or released (the free list takes it).
+            let region = unsafe { self.memory.region(chunk) };
+            let placed = region.is_some_and(|r| {
+                batch.place(n, r, (addr - chunk) as usize, len as usize, Some(chunk))
+            });
+            if placed {
+                n += 1;
+            } else {
+                stats.drop(DropReason::RxOversize);
+                batch.put_free(chunk);
             }
-            // The frame is copied out: its chunk goes straight back to the fill ring, which
-            // has room because every RX chunk is either there or just read.
-            self.fill.write_addr(addr & !(FRAME - 1));
         }
         self.rx.publish_consumer();
-        self.fill.publish_producer();
+        self.refill(batch);
         batch.len = n;
         n
     }
 
-    fn tx(&mut self, batch: &Batch, idx: &[u8]) -> usize {
+    fn tx(&mut self, batch: &mut Batch, idx: &[u8]) -> usize {
         if self.link != super::Link::Up {
             // Nothing is queued behind a dead link: the worker counts these as link_down.
             return 0;
         }
-        if self.tx_free.len() < idx.len() {
-            self.reclaim();
-        }
-        let room = (self.tx.free() as usize).min(self.tx_free.len());
-        let n = idx.len().min(room);
-        for &i in &idx[..n] {
-            let f = batch
-                .bufs
-                .get(usize::from(i))
-                .map_or(&[][..], |b| b.frame());
-            let Some(addr) = self.tx_free.pop() else {
+        let shares = self.shares(batch);
+        self.reclaim(batch, shares);
+        let room = self.tx.free() as usize;
+        let mut sent = 0;
+        for &i in idx.iter().take(room) {
+            let Some(b) = batch.bufs.get(usize::from(i)) else {
                 break;
             };
-            let len = f.len().min(FRAME as usize);
-            // SAFETY: `addr` is a free TX chunk of FRAME bytes inside the UMEM, not in any
-            // ring, so neither the kernel nor anyone else touches it while we copy.
-            unsafe {
-                std::ptr::copy_nonoverlapping(f.as_ptr(), self.umem.ptr.add(addr as usize), len)
-            };
-            self.tx.write_desc(addr, len as u32);
+            if let Some(addr) = b.address_in(&self.memory).filter(|_| shares) {
+                let len = b.len() as u32;
+                self.tx.write_desc(addr, len);
+                if let Some(buf) = batch.bufs.get_mut(usize::from(i)) {
+                    buf.give_chunk();
+                }
+                self.sent_in_place += 1;
+            } else {
+                // A frame from another kind of port, or moved to a buffer's own memory: one
+                // copy into a free chunk.
+                let Some(c) = self.take_chunk(batch, shares) else {
+                    break;
+                };
+                let Some(b) = batch.bufs.get(usize::from(i)) else {
+                    break;
+                };
+                let f = b.frame();
+                let len = f.len().min(FRAME as usize);
+                // SAFETY: `c` came off the free list (or this port's own completions): no
+                // ring and no buffer holds it until the TX ring takes it below.
+                if let Some(mut r) = unsafe { self.memory.region(c) } {
+                    r.bytes_mut(0, len).copy_from_slice(&f[..len]);
+                }
+                self.tx.write_desc(c, len as u32);
+                self.sent_copied += 1;
+            }
+            sent += 1;
         }
         self.tx.publish_producer();
         self.push_out();
-        n
+        self.reclaim(batch, shares);
+        sent
+    }
+
+    fn frame_memory(&self) -> Option<Arc<FrameMemory>> {
+        Some(Arc::clone(&self.memory))
+    }
+
+    fn max_frame(&self) -> usize {
+        FRAME as usize - XDP_PACKET_HEADROOM
+    }
+
+    fn tx_placement(&self) -> (u64, u64) {
+        (self.sent_in_place, self.sent_copied)
     }
 
     fn link(&self) -> super::Link {
@@ -716,19 +905,5 @@ impl Drop for AfXdpPort {
     fn drop(&mut self) {
         let _ = bpf::map_clear(&self.attachment.map, self.queue);
         // The fields then drop in order: rings, socket, UMEM, and the attachment last.
-    }
-}
-
-/// The UMEM mapping, unmapped when dropped (after the socket, by field order).
-struct Umem {
-    ptr: *mut u8,
-    len: usize,
-}
-
-impl Drop for Umem {
-    fn drop(&mut self) {
-        // SAFETY: unmaps exactly the UMEM mapped in `AfXdpPort::open`; the socket that
-        // registered it is already closed.
-        unsafe { libc::munmap(self.ptr.cast(), self.len) };
     }
 }

@@ -16,13 +16,17 @@ pub struct MemPort {
     /// Count of frames transmitted.
     pub tx_count: u64,
     keep_tx: bool,
+    /// The largest frame queued so far.
+    max_frame: usize,
 }
 
 impl MemPort {
     /// A port that will receive `frames`, in order, and keeps what it transmits.
     pub fn new(frames: impl IntoIterator<Item = Vec<u8>>) -> Self {
+        let rx: VecDeque<Vec<u8>> = frames.into_iter().collect();
         MemPort {
-            rx: frames.into_iter().collect(),
+            max_frame: rx.iter().map(Vec::len).max().unwrap_or(0),
+            rx,
             tx: Vec::new(),
             tx_count: 0,
             keep_tx: true,
@@ -38,13 +42,18 @@ impl MemPort {
     }
 
     /// Queues more frames to receive.
+    ///
+    /// A worker sizes its buffers by the frames queued when it is built
+    /// ([`Port::max_frame`]): later frames larger than those are dropped as `rx_oversize`.
     pub fn push_rx(&mut self, frame: Vec<u8>) {
+        self.max_frame = self.max_frame.max(frame.len());
         self.rx.push_back(frame);
     }
 }
 
 impl Port for MemPort {
     fn rx(&mut self, batch: &mut Batch, max: usize, stats: &PortStats) -> usize {
+        batch.release();
         let mut n = 0;
         let max = max.min(batch.bufs.len());
         while n < max {
@@ -61,7 +70,7 @@ impl Port for MemPort {
         n
     }
 
-    fn tx(&mut self, batch: &Batch, idx: &[u8]) -> usize {
+    fn tx(&mut self, batch: &mut Batch, idx: &[u8]) -> usize {
         if self.keep_tx {
             for &i in idx {
                 if let Some(b) = batch.bufs.get(usize::from(i)) {
@@ -75,6 +84,10 @@ impl Port for MemPort {
 
     fn rx_exhausted(&self) -> bool {
         self.rx.is_empty()
+    }
+
+    fn max_frame(&self) -> usize {
+        self.max_frame
     }
 
     fn as_any_mut(&mut self) -> &mut dyn std::any::Any {

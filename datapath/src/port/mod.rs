@@ -1,6 +1,10 @@
-//! The `Port` trait and its backends. A port fills a caller-owned batch on receive and takes a
-//! list of batch indices on transmit; dispatch through the trait happens once per batch, never
-//! per packet. Anything backend-specific stays in its backend.
+//! The `Port` trait and its backends. A port places received frames in a caller-owned batch
+//! where they already are (its ring, or the worker's shared frame memory) and takes a list of
+//! batch indices on transmit; dispatch through the trait happens once per batch, never per
+//! packet. Anything backend-specific stays in its backend.
+//!
+//! The frames of one receive stay valid until the batch is released ([`Batch::release`],
+//! which every `rx` does first) and the port's [`Port::release`] is called, or its next `rx`.
 
 pub mod af_packet;
 pub mod af_xdp;
@@ -102,8 +106,30 @@ pub trait Port: Send {
     fn rx(&mut self, batch: &mut Batch, max: usize, stats: &PortStats) -> usize;
 
     /// Transmits the frames `batch.bufs[i]` for each `i` in `idx`, in order; returns how many
-    /// were taken (a prefix of `idx`).
-    fn tx(&mut self, batch: &Batch, idx: &[u8]) -> usize;
+    /// were taken (a prefix of `idx`). A port that sends a frame from where it is takes its
+    /// chunk out of the batch ([`crate::pipeline::batch::Buf::give_chunk`]).
+    fn tx(&mut self, batch: &mut Batch, idx: &[u8]) -> usize;
+
+    /// The frames of the last receive are done with (processed, and sent or dropped): a port
+    /// whose frames sit in its own ring gives those slots back to the kernel.
+    fn release(&mut self) {}
+
+    /// The largest frame this port delivers, for sizing the buffers' own memory.
+    fn max_frame(&self) -> usize {
+        crate::pipeline::batch::MAX_FRAME
+    }
+
+    /// The frame memory this port receives into, when it shares one with the worker's other
+    /// ports (AF_XDP's UMEM); the worker's batch must use it.
+    fn frame_memory(&self) -> Option<std::sync::Arc<crate::framemem::FrameMemory>> {
+        None
+    }
+
+    /// Frames this port sent from where they were received, and frames it had to copy in
+    /// first (from another port's ring or a buffer's own memory), as running totals.
+    fn tx_placement(&self) -> (u64, u64) {
+        (0, 0)
+    }
 
     /// Pushes out anything buffered.
     ///

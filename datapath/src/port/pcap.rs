@@ -12,7 +12,7 @@
 //! as a corrupt file and ends the replay with an error, never an unbounded allocation.
 
 use super::Port;
-use crate::pipeline::batch::{Batch, Buf, MAX_FRAME};
+use crate::pipeline::batch::{Batch, Buf};
 use crate::pipeline::drop::DropReason;
 use crate::stats::PortStats;
 use std::fs::File;
@@ -284,7 +284,7 @@ fn read_frame(
 ) -> Result<Record, PcapError> {
     check_link(link)?;
     if link == LINKTYPE_ETHERNET {
-        if caplen > MAX_FRAME {
+        if caplen > buf.room() {
             skip(r, caplen)?;
             return Ok(Record::Oversize);
         }
@@ -301,7 +301,7 @@ fn read_frame(
     let mut sll = [0u8; SLL_LEN];
     r.read_exact(&mut sll)?;
     let payload = caplen - SLL_LEN;
-    if payload + 14 > MAX_FRAME {
+    if payload + 14 > buf.room() {
         skip(r, payload)?;
         return Ok(Record::Oversize);
     }
@@ -377,6 +377,8 @@ pub struct PcapPort {
     pub rx_error: Option<PcapError>,
     /// The first write error, if any (later frames are not written).
     pub tx_error: Option<io::Error>,
+    /// The largest frame in the file (read once at open), so buffers need hold no more.
+    max_frame: usize,
 }
 
 impl PcapPort {
@@ -385,17 +387,34 @@ impl PcapPort {
     /// # Errors
     /// The reader's or writer's error.
     pub fn open(rx: Option<&Path>, tx: Option<&Path>, mac: [u8; 6]) -> Result<Self, PcapError> {
+        let max_frame = match rx {
+            Some(p) => largest_frame(PcapReader::open(p, mac)?),
+            None => 0,
+        };
         Ok(PcapPort {
             reader: rx.map(|p| PcapReader::open(p, mac)).transpose()?,
             writer: tx.map(PcapWriter::create).transpose()?,
             rx_error: None,
             tx_error: None,
+            max_frame,
         })
     }
 }
 
+/// The largest frame `r` yields (up to [`crate::pipeline::batch::MAX_FRAME`]; larger ones are dropped anyway). A
+/// corrupt file ends the scan: the replay reports it.
+fn largest_frame(mut r: PcapReader) -> usize {
+    let mut buf = Buf::new();
+    let mut max = 0;
+    while let Ok(Record::Frame | Record::Oversize) = r.next_into(&mut buf) {
+        max = max.max(buf.len());
+    }
+    max
+}
+
 impl Port for PcapPort {
     fn rx(&mut self, batch: &mut Batch, max: usize, stats: &PortStats) -> usize {
+        batch.release();
         let mut n = 0;
         let max = max.min(batch.bufs.len());
         while n < max {
@@ -416,7 +435,7 @@ impl Port for PcapPort {
         n
     }
 
-    fn tx(&mut self, batch: &Batch, idx: &[u8]) -> usize {
+    fn tx(&mut self, batch: &mut Batch, idx: &[u8]) -> usize {
         if let (Some(w), None) = (self.writer.as_mut(), self.tx_error.as_ref()) {
             for &i in idx {
                 if let Some(b) = batch.bufs.get(usize::from(i)) {
@@ -439,6 +458,10 @@ impl Port for PcapPort {
 
     fn rx_exhausted(&self) -> bool {
         self.reader.is_none()
+    }
+
+    fn max_frame(&self) -> usize {
+        self.max_frame
     }
 
     fn as_any_mut(&mut self) -> &mut dyn std::any::Any {

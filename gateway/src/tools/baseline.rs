@@ -29,10 +29,14 @@ pub fn forward(
     }
     let a = XdpAttachment::attach(from, 1, false).with_context(|| format!("XDP on {from}"))?;
     let b = XdpAttachment::attach(to, 1, false).with_context(|| format!("XDP on {to}"))?;
-    let mut rx = AfXdpPort::open(&a, 0).with_context(|| format!("AF_XDP on {from}"))?;
-    let mut tx = AfXdpPort::open(&b, 0).with_context(|| format!("AF_XDP on {to}"))?;
+    // Both sockets on one UMEM, as the gateway's workers have them: frames move by
+    // descriptor.
+    let memory = datapath::port::af_xdp::frame_memory(2)?;
+    let mut rx = AfXdpPort::open(&a, 0, &memory).with_context(|| format!("AF_XDP on {from}"))?;
+    let mut tx = AfXdpPort::open(&b, 0, &memory).with_context(|| format!("AF_XDP on {to}"))?;
     core_affinity::set_for_current(core_affinity::CoreId { id: core });
     let mut batch = Batch::new();
+    batch.use_memory(&memory);
     let stats = PortStats::default();
     let idx: Vec<u8> = (0..=u8::MAX).collect();
     let mut forwarded = 0u64;
@@ -49,7 +53,7 @@ pub fn forward(
                 f[6..12].copy_from_slice(&src_mac);
             }
         }
-        forwarded += tx.tx(&batch, &idx[..n]) as u64;
+        forwarded += tx.tx(&mut batch, &idx[..n]) as u64;
     }
     Ok(forwarded)
 }

@@ -362,7 +362,7 @@ pub fn replay(interface: &str, pcap: &Path) -> Result<usize> {
         }
         batch.len = n;
         let idx: Vec<u8> = (0..n as u8).collect();
-        sent += port.tx(&batch, &idx);
+        sent += port.tx(&mut batch, &idx);
     }
 }
 

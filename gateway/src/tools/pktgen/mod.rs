@@ -382,7 +382,8 @@ pub fn open_port(interface: &str, xdp: bool) -> Result<Box<dyn datapath::port::P
         let att = XdpAttachment::attach(interface, 1, false)
             .with_context(|| format!("XDP on {interface}"))?;
         Ok(Box::new(
-            AfXdpPort::open(&att, 0).with_context(|| format!("AF_XDP on {interface}"))?,
+            AfXdpPort::open(&att, 0, &datapath::port::af_xdp::frame_memory(1)?)
+                .with_context(|| format!("AF_XDP on {interface}"))?,
         ))
     } else {
         Ok(Box::new(
@@ -524,6 +525,9 @@ fn send_port(
         .flat_map(|(snd, w)| std::iter::repeat_n(snd, *w as usize))
         .collect();
     let mut batch = Batch::new();
+    if let Some(m) = port.frame_memory() {
+        batch.use_memory(&m);
+    }
     let idx: Vec<u8> = (0..BATCH as u8).collect();
     let mut seq = 0u32;
     let sent = pace(run, rate, (4096, Duration::from_millis(1)), |want| {
@@ -543,7 +547,7 @@ fn send_port(
             let mut taken = 0;
             let stuck = Instant::now();
             while taken < k {
-                taken += port.tx(&batch, &idx[taken..k]);
+                taken += port.tx(&mut batch, &idx[taken..k]);
                 port.flush().context("transmit")?;
                 if taken < k && stuck.elapsed() > Duration::from_secs(1) {
                     bail!("{interface}: the transmit ring has not drained for 1 s");

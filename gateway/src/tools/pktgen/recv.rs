@@ -404,6 +404,9 @@ pub fn receive(a: &Args, mut line: impl FnMut(&str)) -> Result<(Tally, f64)> {
         .map_or(0, |d| d.as_nanos() as u64);
     let tai_offset = tai_ns().wrapping_sub(realtime);
     let mut batch = Batch::new();
+    if let Some(m) = port.frame_memory() {
+        batch.use_memory(&m);
+    }
     let stats = PortStats::default();
     let mut t = Tally::default();
     let start = Instant::now();
