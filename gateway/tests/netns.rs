@@ -1927,3 +1927,183 @@ fn a_mirror_that_lost_notifications_dumps_again_and_ends_equal_to_the_kernel() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Moves the calling thread (only) into network namespace `ns`.
+fn enter_netns(ns: &str) {
+    let f = std::fs::File::open(format!("/var/run/netns/{ns}")).unwrap();
+    rustix::thread::move_into_link_name_space(
+        std::os::fd::AsFd::as_fd(&f),
+        Some(rustix::thread::LinkNameSpaceType::Network),
+    )
+    .unwrap();
+}
+
+/// Frames in place, by address: two AF_XDP ports over one worker's frame memory. Every frame
+/// received on ext-g sits in a chunk of that memory (its address is known), and goes out of
+/// pod-g by that descriptor: the port counts it as sent in place, none as copied, and the pod
+/// host receives exactly the bytes sent. A frame from a buffer's own memory is the control:
+/// it is copied, and counted so.
+#[test]
+fn af_xdp_frames_cross_ports_by_descriptor_from_where_they_were_received() {
+    use datapath::framemem::FrameMemory;
+    use datapath::pipeline::batch::Batch;
+    use datapath::port::af_packet::AfPacketPort;
+    use datapath::port::af_xdp::{frame_memory, AfXdpPort, XdpAttachment};
+    use datapath::port::Port;
+    use datapath::stats::PortStats;
+    use std::collections::HashSet;
+    use std::sync::mpsc;
+    use std::time::Instant;
+    let Some((_serial, lab, _dir)) = lab_for("fip") else {
+        return;
+    };
+    const N: usize = 200;
+    let frames: Vec<Vec<u8>> = (0..N)
+        .map(|i| {
+            datapath::craft::ipv4_udp_frame(
+                [2, 0, 0, 0, 0, 0x99],
+                [2, 0, 0, 0, 0, 1],
+                (0xc000_020a, 4000),
+                (0x0af4_0105, 5000 + i as u16),
+                format!("in-place-{i:04}").as_bytes(),
+            )
+        })
+        .collect();
+    // The pod host's receiver: what pod-b hears that carries the marker.
+    let (ready_tx, ready_rx) = mpsc::channel();
+    let pods = lab.pods.clone();
+    let receiver = std::thread::spawn(move || {
+        enter_netns(&pods);
+        let mut port = AfPacketPort::open("pod-b").unwrap();
+        let mut batch = Batch::new();
+        let stats = PortStats::default();
+        let mut got = Vec::new();
+        ready_tx.send(()).unwrap();
+        let end = Instant::now() + Duration::from_secs(5);
+        while got.len() < N && Instant::now() < end {
+            let n = port.rx(&mut batch, 64, &stats);
+            for b in &batch.bufs[..n] {
+                if b.frame().windows(9).any(|w| w == b"in-place-") {
+                    got.push(b.frame().to_vec());
+                }
+            }
+            if n == 0 {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }
+        got
+    });
+    ready_rx.recv().unwrap();
+    // The gateway side: both sockets over one frame memory, one batch using it.
+    let (ready_tx, ready_rx) = mpsc::channel();
+    let (go_tx, go_rx) = mpsc::channel::<()>();
+    let gw = lab.gw.clone();
+    let forwarder = std::thread::spawn(move || {
+        enter_netns(&gw);
+        let memory: std::sync::Arc<FrameMemory> = frame_memory(2).unwrap();
+        let a = XdpAttachment::attach("ext-g", 1, false).unwrap();
+        let b = XdpAttachment::attach("pod-g", 1, false).unwrap();
+        let mut ext = AfXdpPort::open(&a, 0, &memory).unwrap();
+        let mut pod = AfXdpPort::open(&b, 0, &memory).unwrap();
+        let mut batch = Batch::new();
+        batch.use_memory(&memory);
+        let stats = PortStats::default();
+        let idx: Vec<u8> = (0..64).collect();
+        ready_tx.send(()).unwrap();
+        go_rx.recv().unwrap();
+        let (mut received, mut marked, mut sent) = (0usize, 0usize, 0usize);
+        let mut chunks_seen = HashSet::new();
+        let end = Instant::now() + Duration::from_secs(5);
+        while marked < N && Instant::now() < end {
+            let n = ext.rx(&mut batch, 64, &stats);
+            let mut in_batch = HashSet::new();
+            for buf in &mut batch.bufs[..n] {
+                let addr = buf
+                    .address_in(&memory)
+                    .expect("a received frame sits in the shared frame memory");
+                // Each frame of a batch has a chunk of its own.
+                assert!(in_batch.insert(addr / 2048), "two frames in one chunk");
+                chunks_seen.insert(addr / 2048);
+                if buf.frame().windows(9).any(|w| w == b"in-place-") {
+                    marked += 1;
+                }
+                // The pod host's MAC, as a forwarder would write it; in place.
+                buf.frame_mut()[..6].copy_from_slice(&[2, 0, 0, 0, 2, 1]);
+            }
+            received += n;
+            let mut taken = 0;
+            while taken < n {
+                taken += pod.tx(&mut batch, &idx[taken..n]);
+            }
+            sent += n;
+            if n == 0 {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }
+        let placement = pod.tx_placement();
+        // The control: a frame in a buffer's own memory is copied into a chunk to be sent.
+        batch.release();
+        assert!(batch.bufs[0].load(&[0xffu8; 60], 0));
+        batch.len = 1;
+        assert_eq!(pod.tx(&mut batch, &[0]), 1);
+        let control = pod.tx_placement();
+        // Let the kernel finish the last transmits before the sockets close.
+        std::thread::sleep(Duration::from_millis(200));
+        (
+            received,
+            marked,
+            sent,
+            chunks_seen.len(),
+            placement,
+            control,
+        )
+    });
+    ready_rx.recv().unwrap();
+    // The external host sends the frames to ext-g.
+    let ext_ns = lab.ext.clone();
+    let to_send = frames.clone();
+    std::thread::spawn(move || {
+        enter_netns(&ext_ns);
+        let mut port = AfPacketPort::open("ext-a").unwrap();
+        let mut batch = Batch::new();
+        go_tx.send(()).unwrap();
+        for chunk in to_send.chunks(32) {
+            for (b, f) in batch.bufs.iter_mut().zip(chunk) {
+                assert!(b.load(f, 0));
+            }
+            batch.len = chunk.len();
+            let idx: Vec<u8> = (0..chunk.len() as u8).collect();
+            assert_eq!(port.tx(&mut batch, &idx), chunk.len());
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    })
+    .join()
+    .unwrap();
+    let (received, marked, sent, chunks, placement, control) = forwarder.join().unwrap();
+    let got = receiver.join().unwrap();
+    assert_eq!(marked, N, "frames received on ext-g ({received} in all)");
+    assert_eq!(
+        placement,
+        (sent as u64, 0),
+        "every frame sent by descriptor, none copied ({chunks} chunks used)"
+    );
+    assert_eq!(control, (sent as u64, 1), "the control frame is copied");
+    let mut want: Vec<Vec<u8>> = frames
+        .iter()
+        .map(|f| {
+            let mut f = f.clone();
+            f[..6].copy_from_slice(&[2, 0, 0, 0, 2, 1]);
+            f
+        })
+        .collect();
+    let mut got = got;
+    want.sort();
+    got.sort();
+    assert_eq!(got.len(), N, "frames the pod host received");
+    assert!(
+        got == want,
+        "the pod host received other bytes than were sent"
+    );
+    drop(lab);
+}
