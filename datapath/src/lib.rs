@@ -11,8 +11,10 @@
 //! - [`port`]: the `Port` trait and its backends (in-memory, pcap, AF_PACKET, AF_XDP with its BPF
 //!   program), and pktgen's live-frames sender (`port::live_frames`, which the forwarding code
 //!   never uses).
-//! - [`hugemem`]: kernel-mapped huge-page memory for the route tables and the AF_XDP UMEM,
-//!   below both; the one place outside port backends where `unsafe` lives.
+//! - [`hugemem`]: kernel-mapped huge-page memory for the route tables, below both;
+//!   [`framemem`]: frame memory, where a batch's frames live (a port's ring, the worker's
+//!   shared AF_XDP UMEM, a buffer's own allocation). The two places outside port backends
+//!   where `unsafe` lives.
 //! - [`tunnel`]: one file per tunnel kind (decapsulation, encapsulation template and patch)
 //!   and the tunnel table the snapshot holds.
 //! - [`worker`]: the per-core loop; [`stats`]: its counters.

@@ -154,8 +154,8 @@ pub fn table(c: &Config, stats: &[PortSnapshot]) -> String {
     s
 }
 
-/// The counters as JSON: per port rx/tx/local and non-zero drops by reason, and the drop
-/// totals by reason.
+/// The counters as JSON: per port rx/tx/local (and for AF_XDP ports, frames sent in place
+/// or copied) and non-zero drops by reason, and the drop totals by reason.
 pub fn json(c: &Config, stats: &[PortSnapshot]) -> Value {
     let mut ports = Map::new();
     let mut totals = Map::new();
@@ -178,22 +178,24 @@ pub fn json(c: &Config, stats: &[PortSnapshot]) -> Value {
                 );
             }
         }
-        ports.insert(
-            p.name.clone(),
-            json!({
-                "rx_packets": st.rx_packets,
-                "rx_bytes": st.rx_bytes,
-                "tx_packets": st.tx_packets,
-                "tx_bytes": st.tx_bytes,
-                "tx_in_place": st.tx_in_place,
-                "tx_copied": st.tx_copied,
-                "local": st.local,
-                "decap": st.decap,
-                "replies_limited": st.replies_limited,
-                "tunnels": tunnels,
-                "drops": drops,
-            }),
-        );
+        let mut port = json!({
+            "rx_packets": st.rx_packets,
+            "rx_bytes": st.rx_bytes,
+            "tx_packets": st.tx_packets,
+            "tx_bytes": st.tx_bytes,
+            "local": st.local,
+            "decap": st.decap,
+            "replies_limited": st.replies_limited,
+            "tunnels": tunnels,
+            "drops": drops,
+        });
+        // How an AF_XDP port's frames left: by descriptor from where they were received, or
+        // copied into its frame memory first (other ports always copy, or write a file).
+        if matches!(p.driver, config::Driver::AfXdp { .. }) {
+            port["tx_in_place"] = json!(st.tx_in_place);
+            port["tx_copied"] = json!(st.tx_copied);
+        }
+        ports.insert(p.name.clone(), port);
     }
     json!({ "ports": ports, "drops": totals })
 }

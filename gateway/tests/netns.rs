@@ -264,7 +264,8 @@ fn plain_and_vxlan_through_workers(driver: &str, workers: u32) {
             );
         }
     } else {
-        assert_eq!(json["ports"]["pods"]["tx_in_place"], 0, "{json}");
+        // AF_PACKET always copies once, into its TX ring: no placement is reported.
+        assert!(json["ports"]["pods"]["tx_in_place"].is_null(), "{json}");
     }
     // The only drops: the kernel VXLAN device's own IPv6 housekeeping (MLD reports, router
     // solicitations to ff02::) inside the tunnel, which no stack on the gateway answers.
