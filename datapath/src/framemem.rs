@@ -72,6 +72,85 @@ impl Region {
     }
 }
 
+/// A frame inside a region: `len` bytes at offset `off`, with `off + len` never past the
+/// region's capacity (every constructor and setter keeps that), so reading the frame needs no
+/// bounds check.
+#[derive(Clone, Copy, Debug)]
+pub struct Span {
+    at: Region,
+    off: usize,
+    len: usize,
+}
+
+impl Span {
+    /// `len` bytes at `off` of `at`, or `None` when they leave it.
+    #[inline]
+    pub fn new(at: Region, off: usize, len: usize) -> Option<Span> {
+        off.checked_add(len)
+            .is_some_and(|e| e <= at.cap)
+            .then_some(Span { at, off, len })
+    }
+
+    /// The region the frame is in.
+    #[inline]
+    pub fn region(&self) -> Region {
+        self.at
+    }
+
+    /// The frame's offset in its region.
+    #[inline]
+    pub fn off(&self) -> usize {
+        self.off
+    }
+
+    /// The frame's length.
+    #[inline]
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// True when the frame is empty.
+    #[inline]
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The frame's bytes.
+    #[inline]
+    pub fn bytes(&self) -> &[u8] {
+        // SAFETY: `off + len <= cap` (the type's invariant), inside a region that
+        // `Region::new`'s contract makes valid and ours while it is held.
+        unsafe { std::slice::from_raw_parts(self.at.ptr.as_ptr().add(self.off), self.len) }
+    }
+
+    /// The frame's bytes, writable.
+    #[inline]
+    pub fn bytes_mut(&mut self) -> &mut [u8] {
+        // SAFETY: as in `bytes`, and `&mut self` keeps this the only view made through it.
+        unsafe { std::slice::from_raw_parts_mut(self.at.ptr.as_ptr().add(self.off), self.len) }
+    }
+
+    /// Moves the start by `delta` bytes and sets the length; false, changing nothing, when
+    /// the result would leave the region.
+    #[inline]
+    pub fn reframe(&mut self, delta: isize, len: usize) -> bool {
+        match self.off.checked_add_signed(delta) {
+            Some(off) if off.checked_add(len).is_some_and(|e| e <= self.at.cap) => {
+                self.off = off;
+                self.len = len;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Shortens the frame to at most `len` bytes.
+    #[inline]
+    pub fn truncate(&mut self, len: usize) {
+        self.len = self.len.min(len);
+    }
+}
+
 /// A buffer's own allocation, freed when dropped.
 pub struct Home {
     region: Region,

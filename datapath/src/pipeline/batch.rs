@@ -8,7 +8,7 @@
 //! thread) and for the rare edit that does not fit where the frame is (a reply longer than
 //! the request it answers, in a ring slot with no room after it).
 
-use crate::framemem::{FrameMemory, Home, Region};
+use crate::framemem::{FrameMemory, Home, Region, Span};
 use std::sync::Arc;
 
 /// Bytes reserved in front of each frame, so encapsulation can prepend headers in place.
@@ -19,11 +19,9 @@ pub const MAX_FRAME: usize = 16 * 1024 - HEADROOM;
 /// Packets per batch (the largest configurable burst).
 pub const BATCH: usize = 64;
 
-/// One packet buffer: the frame is `len` bytes at offset `off` of the region `at`.
+/// One packet buffer: the frame, where it is, and the buffer's own memory.
 pub struct Buf {
-    at: Region,
-    off: usize,
-    len: usize,
+    span: Span,
     home: Home,
     /// The frame-memory chunk the frame sits in (or was moved out of), which goes back to
     /// the worker's free list when the batch is released, unless a port took it to send.
@@ -52,9 +50,7 @@ impl Buf {
     pub fn with_room(room: usize) -> Self {
         let home = Home::new(HEADROOM + room.min(MAX_FRAME));
         Buf {
-            at: home.region(),
-            off: HEADROOM,
-            len: 0,
+            span: Self::home_span(&home, 0),
             home,
             chunk: None,
             ts_ns: 0,
@@ -62,34 +58,42 @@ impl Buf {
         }
     }
 
+    /// A frame of `len` bytes after the headroom of `home` (empty when it does not fit).
+    fn home_span(home: &Home, len: usize) -> Span {
+        let r = home.region();
+        Span::new(r, HEADROOM, len)
+            .or_else(|| Span::new(r, 0, 0))
+            .unwrap_or_else(|| unreachable!("an empty span fits any region"))
+    }
+
     /// The frame.
     #[inline]
     pub fn frame(&self) -> &[u8] {
-        self.at.bytes(self.off, self.len)
+        self.span.bytes()
     }
 
     /// The frame, writable.
     #[inline]
     pub fn frame_mut(&mut self) -> &mut [u8] {
-        self.at.bytes_mut(self.off, self.len)
+        self.span.bytes_mut()
     }
 
     /// Frame length.
     #[inline]
     pub fn len(&self) -> usize {
-        self.len
+        self.span.len()
     }
 
     /// True when the frame is empty.
     #[inline]
     pub fn is_empty(&self) -> bool {
-        self.len == 0
+        self.span.is_empty()
     }
 
     /// Offset of the frame in the memory it sits in.
     #[inline]
     pub fn offset(&self) -> usize {
-        self.off
+        self.span.off()
     }
 
     /// How many bytes the buffer's own memory holds after the headroom.
@@ -99,7 +103,7 @@ impl Buf {
 
     /// True when the frame sits in the buffer's own memory, not where a port put it.
     pub fn at_home(&self) -> bool {
-        self.at.addr() == self.home.region().addr()
+        self.span.region().addr() == self.home.region().addr()
     }
 
     /// Moves the frame start by `delta` bytes (negative grows into the headroom) and sets the
@@ -108,78 +112,66 @@ impl Buf {
     /// changing nothing, when it fits in neither.
     #[inline]
     pub fn reframe(&mut self, delta: isize, len: usize) -> bool {
-        if Self::fits(self.off, delta, len, self.at.cap()) {
-            self.off = self.off.wrapping_add_signed(delta);
-            self.len = len;
-            return true;
-        }
-        self.reframe_at_home(delta, len)
-    }
-
-    #[inline]
-    fn fits(off: usize, delta: isize, len: usize, cap: usize) -> bool {
-        off.checked_add_signed(delta)
-            .is_some_and(|o| o.checked_add(len).is_some_and(|e| e <= cap))
+        self.span.reframe(delta, len) || self.reframe_at_home(delta, len)
     }
 
     #[cold]
     fn reframe_at_home(&mut self, delta: isize, len: usize) -> bool {
-        if self.at_home() || !Self::fits(HEADROOM, delta, len, self.home.region().cap()) {
+        if self.at_home() {
+            return false;
+        }
+        let n = self.span.len();
+        let Some(mut moved) = Span::new(self.home.region(), HEADROOM, n) else {
+            return false;
+        };
+        if !moved.reframe(delta, len) {
             return false;
         }
         let mut home = self.home.region();
-        let n = self.len;
-        let dst = home.bytes_mut(HEADROOM, n);
-        if dst.len() != n {
-            return false;
-        }
-        dst.copy_from_slice(self.at.bytes(self.off, n));
-        self.at = home;
-        self.off = HEADROOM.wrapping_add_signed(delta);
-        self.len = len;
+        home.bytes_mut(HEADROOM, n)
+            .copy_from_slice(self.span.bytes());
+        self.span = moved;
         true
     }
 
     /// Shortens the frame to `len` bytes (link padding past the IP datagram).
     #[inline]
     pub fn truncate(&mut self, len: usize) {
-        self.len = self.len.min(len);
+        self.span.truncate(len);
     }
 
     /// Replaces the frame with a copy of `bytes` in the buffer's own memory, after the
     /// headroom. Returns false when it does not fit. The buffer must hold no frame-memory
     /// chunk ([`Batch::release`] first).
+    #[inline]
     pub fn load(&mut self, bytes: &[u8], ts_ns: u64) -> bool {
-        if bytes.len() > self.room() {
+        let Some(mut span) = Span::new(self.home.region(), HEADROOM, bytes.len()) else {
             return false;
-        }
-        self.go_home();
-        self.at
-            .bytes_mut(HEADROOM, bytes.len())
-            .copy_from_slice(bytes);
-        self.len = bytes.len();
+        };
+        span.bytes_mut().copy_from_slice(bytes);
+        self.span = span;
         self.ts_ns = ts_ns;
+        self.csum_trusted = false;
         true
     }
 
     /// The buffer's own memory after the headroom, for a port to receive into; follow with
     /// [`Buf::set_received`].
     pub fn rx_area(&mut self) -> &mut [u8] {
-        self.go_home();
         let room = self.room();
-        self.at.bytes_mut(HEADROOM, room)
+        self.span = Self::home_span(&self.home, room);
+        self.span.bytes_mut()
     }
 
     /// Marks `len` bytes written into [`Buf::rx_area`] as the frame.
     pub fn set_received(&mut self, len: usize, ts_ns: u64) {
-        self.go_home();
-        self.len = len.min(self.room());
+        self.span = Self::home_span(&self.home, len.min(self.room()));
         self.ts_ns = ts_ns;
+        self.csum_trusted = false;
     }
 
     fn go_home(&mut self) {
-        self.at = self.home.region();
-        self.off = HEADROOM;
+        self.span = Self::home_span(&self.home, 0);
         self.csum_trusted = false;
     }
 
@@ -188,7 +180,9 @@ impl Buf {
     #[inline]
     pub fn address_in(&self, memory: &FrameMemory) -> Option<u64> {
         let c = self.chunk?;
-        memory.is_chunk(&self.at, c).then_some(c + self.off as u64)
+        memory
+            .is_chunk(&self.span.region(), c)
+            .then_some(c + self.span.off() as u64)
     }
 
     /// Hands the frame's chunk over (a port queued it for sending): the buffer no longer
@@ -197,8 +191,8 @@ impl Buf {
     #[inline]
     pub fn give_chunk(&mut self) -> Option<u64> {
         let c = self.chunk.take();
-        self.at = self.home.region();
-        self.off = HEADROOM;
+        let len = self.span.len();
+        self.span = Self::home_span(&self.home, len);
         c
     }
 }
@@ -278,7 +272,6 @@ impl Batch {
                 self.free.push(c);
             }
             b.go_home();
-            b.len = 0;
         }
         self.placed = 0;
     }
@@ -294,15 +287,10 @@ impl Batch {
         len: usize,
         chunk: Option<u64>,
     ) -> bool {
-        let Some(b) = self.bufs.get_mut(i) else {
+        let (Some(b), Some(span)) = (self.bufs.get_mut(i), Span::new(at, off, len)) else {
             return false;
         };
-        if off.checked_add(len).is_none_or(|e| e > at.cap()) {
-            return false;
-        }
-        b.at = at;
-        b.off = off;
-        b.len = len;
+        b.span = span;
         b.chunk = chunk;
         b.csum_trusted = false;
         b.ts_ns = 0;
