@@ -61,6 +61,8 @@ pub struct Port {
     pub pass_to_kernel: bool,
     /// Reverse-path filtering of plain traffic received here.
     pub rpf: crate::schema::RawRpf,
+    /// How received frames are spread over the workers.
+    pub steering: crate::schema::RawSteering,
     /// VLAN IDs (1..=4094) accepted in the outer tag; untagged frames are always accepted.
     pub vlans: Vec<u16>,
 }

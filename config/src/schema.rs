@@ -177,6 +177,19 @@ pub enum RawRpf {
     Strict,
 }
 
+/// How a port's received frames are spread over the workers.
+#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum RawSteering {
+    /// Each worker processes what its queue receives (the NIC's hash of the outer header).
+    #[default]
+    Rss,
+    /// The receiving worker hashes the inner flow (or the GTP-U TEID) and hands each frame
+    /// another worker owns to it: tunnels whose outer header never varies still use every
+    /// worker.
+    Inner,
+}
+
 /// `[gateway]`
 #[derive(Debug, Deserialize)]
 pub struct RawGateway {
@@ -256,6 +269,9 @@ pub struct RawPort {
     /// Reverse-path filtering of plain traffic received here.
     #[serde(default)]
     pub rpf: RawRpf,
+    /// How received frames are spread over the workers.
+    #[serde(default)]
+    pub steering: RawSteering,
     /// VLAN IDs accepted on this port (the outer tag); tagged frames with any other ID are
     /// dropped. None by default: tagged frames are dropped.
     #[serde(default)]

@@ -914,6 +914,7 @@ impl Validator<'_> {
             }
             ports.push(Port {
                 rpf: rp.rpf,
+                steering: rp.steering,
                 vlans,
                 name: rp.name.clone(),
                 driver,

@@ -47,6 +47,9 @@ pub struct PortStats {
     pub tx_copied: Counter,
     /// Packets addressed to the gateway itself (received on this port).
     pub local: Counter,
+    /// Frames received on this port and handed to the worker that owns their flow
+    /// (`steering = "inner"`); that worker counts what becomes of them.
+    pub handed_off: Counter,
     /// Tunnel packets received on this port and decapsulated.
     pub decap: Counter,
     /// The same, by tunnel kind ([`TUNNEL_KINDS`]).
@@ -71,6 +74,7 @@ impl Default for PortStats {
             tx_in_place: Counter::default(),
             tx_copied: Counter::default(),
             local: Counter::default(),
+            handed_off: Counter::default(),
             decap: Counter::default(),
             decap_kind: Default::default(),
             encap_kind: Default::default(),
@@ -112,6 +116,8 @@ pub struct PortSnapshot {
     pub tx_copied: u64,
     /// Packets for the gateway.
     pub local: u64,
+    /// Frames handed to another worker.
+    pub handed_off: u64,
     /// Tunnel packets decapsulated.
     pub decap: u64,
     /// Decapsulated and encapsulated, by tunnel kind ([`TUNNEL_KINDS`]).
@@ -156,6 +162,7 @@ pub fn snapshot<'a>(
             o.tx_in_place += p.tx_in_place.get();
             o.tx_copied += p.tx_copied.get();
             o.local += p.local.get();
+            o.handed_off += p.handed_off.get();
             o.decap += p.decap.get();
             for k in 0..TUNNEL_KINDS.len() {
                 o.decap_kind[k] += p.decap_kind[k].get();

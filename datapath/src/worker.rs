@@ -8,6 +8,7 @@ use crate::pipeline::batch::{Batch, BATCH};
 use crate::pipeline::drop::DropReason;
 use crate::pipeline::trace::{Record, Tap};
 use crate::pipeline::{Next, Pipeline};
+use crate::port::handoff::Steer;
 use crate::port::Port;
 use crate::ratelimit::{Limit, TokenBucket};
 use crate::stats::{Stats, MAX_PORTS};
@@ -59,6 +60,9 @@ pub struct Worker {
     /// and the records of the batch being traced.
     tap: Option<(Arc<Tap>, u16)>,
     records: Box<[Record]>,
+    /// This worker's end of the handoff among workers, and the ports whose frames it
+    /// steers by inner flow ([`crate::port::handoff`]).
+    steer: Option<(Steer, [bool; MAX_PORTS])>,
 }
 
 impl Worker {
@@ -88,7 +92,24 @@ impl Worker {
             up_limits: UpLimits::default(),
             tap: None,
             records: Box::new([]),
+            steer: None,
         }
+    }
+
+    /// Steers the frames of the ports marked in `inner` by inner flow through `steer`
+    /// (handing those another worker owns to it), and processes what other workers hand to
+    /// this one. The batch must use the frame memory the handoff knows as this worker's.
+    pub fn with_steering(mut self, steer: Steer, inner: [bool; MAX_PORTS]) -> Self {
+        if self.batch.memory().is_none() {
+            if let Some(m) = steer.memory() {
+                self.batch.use_memory(m);
+            }
+        }
+        // The lanes toward this worker get their chunks now, before any worker polls: the
+        // first frames handed off must find room.
+        steer.post_chunks(&mut self.batch);
+        self.steer = Some((steer, inner));
+        self
     }
 
     /// Offers the packets this worker sees to `tap` while it is armed, as worker `id`.
@@ -128,6 +149,9 @@ impl Worker {
         for p in 0..self.ports.len().min(MAX_PORTS) {
             total += self.poll_port(p, fib);
         }
+        if self.steer.is_some() {
+            total += self.poll_handoff(fib);
+        }
         if let Some(r) = &self.reader {
             r.quiescent();
         }
@@ -145,6 +169,70 @@ impl Worker {
         stats
             .rx_bytes
             .add(self.batch.packets().iter().map(|b| b.len() as u64).sum());
+        if self.steer.as_ref().is_some_and(|(_, inner)| inner[p]) {
+            self.hand_off(p, fib);
+        }
+        self.process_batch(p, fib);
+        self.ports[p].release();
+        n
+    }
+
+    /// Hands each frame of the batch that another worker owns to that worker, and keeps the
+    /// rest, in order, at the front of the batch.
+    fn hand_off(&mut self, p: usize, fib: &Fib) {
+        let Some((steer, _)) = &self.steer else {
+            return;
+        };
+        let stats = &self.stats.ports[p];
+        let me = steer.me();
+        let mut kept = 0;
+        for i in 0..self.batch.len.min(self.batch.bufs.len()) {
+            let b = &self.batch.bufs[i];
+            let owner =
+                crate::port::handoff::steer_key(b.frame(), fib).map_or(me, |k| steer.owner(k));
+            if owner == me {
+                self.batch.bufs.swap(kept, i);
+                kept += 1;
+                continue;
+            }
+            match steer.send(owner, b.frame(), p as u8, b.csum_trusted) {
+                Ok(()) => stats.handed_off.add(1),
+                Err(crate::port::handoff::Refused::Full) => stats.drop(DropReason::HandoffFull),
+                Err(crate::port::handoff::Refused::Oversize) => stats.drop(DropReason::RxOversize),
+            }
+        }
+        self.batch.len = kept;
+    }
+
+    /// Processes frames other workers handed to this one, and posts free chunks for more.
+    fn poll_handoff(&mut self, fib: &Fib) -> usize {
+        let Some((steer, _)) = &mut self.steer else {
+            return 0;
+        };
+        let n = steer.receive(&mut self.batch, self.burst);
+        if n > 0 {
+            let p = usize::from(self.batch.in_port);
+            if p < self.ports.len().min(MAX_PORTS) {
+                self.process_batch(p, fib);
+            } else {
+                self.batch.release();
+            }
+        }
+        if let Some((steer, _)) = &self.steer {
+            steer.post_chunks(&mut self.batch);
+        }
+        n
+    }
+
+    /// Runs the pipeline over the batch (received on port `p`), sends what it forwards,
+    /// counts everything, and releases the batch.
+    fn process_batch(&mut self, p: usize, fib: &Fib) {
+        let n = self.batch.len;
+        if n == 0 {
+            self.batch.release();
+            return;
+        }
+        let stats = &self.stats.ports[p];
 
         // The one check a batch pays for the trace.
         let traced = match &self.tap {
@@ -224,7 +312,6 @@ impl Worker {
         }
         self.transmit(&tx_len, p);
         self.batch.release();
-        self.ports[p].release();
         let stats = &self.stats.ports[p];
         stats.decap.add(self.pipeline.decapped());
         let (decapped, encapped) = self.pipeline.by_tunnel_kind();
@@ -238,7 +325,6 @@ impl Worker {
                 stats.drop(reason);
             }
         }
-        n
     }
 
     /// Housekeeping every so often (a syscall or file read per port, never per poll): counts

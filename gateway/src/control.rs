@@ -205,6 +205,12 @@ pub fn run_live(
         .collect();
     let stats: Vec<Arc<Stats>> = workers.iter().map(|w| Arc::clone(w.stats())).collect();
     let snap = || snapshot(stats.iter().map(|s| &**s), c.ports.len());
+    let per_worker = || {
+        stats
+            .iter()
+            .map(|s| snapshot([&**s], c.ports.len()))
+            .collect::<Vec<_>>()
+    };
     let tap = Arc::new(datapath::pipeline::trace::Tap::new(
         crate::trace::TAP_CAPACITY,
     ));
@@ -340,6 +346,7 @@ pub fn run_live(
                         request,
                         c,
                         &snap,
+                        &per_worker,
                         &mut changes,
                         &neighbors,
                         &mut tracing,
@@ -494,6 +501,7 @@ fn answer(
     request: &str,
     c: &Config,
     snap: &dyn Fn() -> Vec<PortSnapshot>,
+    per_worker: &dyn Fn() -> Vec<Vec<PortSnapshot>>,
     changes: &mut Changes,
     neighbors: &Neighbors,
     tracing: &mut crate::trace::TraceControl,
@@ -502,6 +510,7 @@ fn answer(
 ) -> Answer {
     if request.is_empty() || request == "stats" {
         let mut j = crate::report::json(c, &snap());
+        j["workers"] = crate::report::workers_json(c, &per_worker());
         j["neighbors"] = crate::report::neighbors_json(neighbors, resolve_shed);
         j["control"] = serde_json::json!({
             "served": control.served,

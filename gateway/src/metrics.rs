@@ -165,7 +165,7 @@ pub fn render(src: &Source) -> String {
     }
 
     type Field = fn(&datapath::stats::PortStats) -> u64;
-    let per_worker: [(&str, &str, Field); 8] = [
+    let per_worker: [(&str, &str, Field); 9] = [
         ("gateway_rx_packets_total", "Frames received.", |p| p.rx_packets.get()),
         ("gateway_rx_bytes_total", "Bytes received.", |p| p.rx_bytes.get()),
         ("gateway_tx_packets_total", "Frames transmitted.", |p| p.tx_packets.get()),
@@ -179,6 +179,11 @@ pub fn render(src: &Source) -> String {
             "gateway_tx_copied_total",
             "Frames an AF_XDP port copied into its frame memory to send (from another kind of port or the control thread).",
             |p| p.tx_copied.get(),
+        ),
+        (
+            "gateway_handed_off_total",
+            "Frames received on a port with steering = \"inner\" and handed to the worker that owns their flow, by input port and receiving worker.",
+            |p| p.handed_off.get(),
         ),
         (
             "gateway_local_packets_total",

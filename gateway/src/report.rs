@@ -195,9 +195,35 @@ pub fn json(c: &Config, stats: &[PortSnapshot]) -> Value {
             port["tx_in_place"] = json!(st.tx_in_place);
             port["tx_copied"] = json!(st.tx_copied);
         }
+        if p.steering == config::schema::RawSteering::Inner {
+            port["handed_off"] = json!(st.handed_off);
+        }
         ports.insert(p.name.clone(), port);
     }
     json!({ "ports": ports, "drops": totals })
+}
+
+/// What each worker received, sent and handed to another worker, per port: how the traffic
+/// spreads over the cores.
+pub fn workers_json(c: &Config, workers: &[Vec<PortSnapshot>]) -> Value {
+    let rows: Vec<Value> = workers
+        .iter()
+        .map(|ports| {
+            let mut m = Map::new();
+            for (p, st) in c.ports.iter().zip(ports) {
+                m.insert(
+                    p.name.clone(),
+                    json!({
+                        "rx_packets": st.rx_packets,
+                        "tx_packets": st.tx_packets,
+                        "handed_off": st.handed_off,
+                    }),
+                );
+            }
+            Value::Object(m)
+        })
+        .collect();
+    Value::Array(rows)
 }
 
 /// The resolver's state and counters as JSON: occupancy, and what it did and refused

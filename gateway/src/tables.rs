@@ -268,16 +268,9 @@ fn open_ports(
     n: usize,
     xdp: &mut [Option<Arc<datapath::port::af_xdp::XdpAttachment>>],
     modes: &mut [String],
+    memory: Option<&Arc<datapath::framemem::FrameMemory>>,
 ) -> Result<Vec<Box<dyn Port>>> {
     let mut ports: Vec<Box<dyn Port>> = Vec::new();
-    // The worker's AF_XDP sockets share one frame memory (their UMEM), so frames move
-    // between them without a copy.
-    let xdp_sockets = c
-        .ports
-        .iter()
-        .filter(|p| matches!(p.driver, Driver::AfXdp { .. }))
-        .count();
-    let mut memory = None;
     for (i, p) in c.ports.iter().enumerate() {
         match &p.driver {
             Driver::Pcap { rx, tx } => {
@@ -312,16 +305,8 @@ fn open_ports(
                         a
                     }
                 };
-                let memory = match &memory {
-                    Some(m) => Arc::clone(m),
-                    None => {
-                        let m = datapath::port::af_xdp::frame_memory(xdp_sockets)
-                            .context("mapping the worker's AF_XDP frame memory")?;
-                        memory = Some(Arc::clone(&m));
-                        m
-                    }
-                };
-                let port = AfXdpPort::open(&att, w as u32, &memory).with_context(ctx)?;
+                let memory = memory.context("no frame memory for an AF_XDP port")?;
+                let port = AfXdpPort::open(&att, w as u32, memory).with_context(ctx)?;
                 let mode = format!(
                     "{} XDP, {}",
                     att.mode().name(),
@@ -349,6 +334,47 @@ fn open_ports(
         }
     }
     Ok(ports)
+}
+
+/// The ports whose frames are steered by inner flow, when there is more than one worker to
+/// steer them to.
+fn steering_ports(c: &Config, workers: usize) -> Option<[bool; datapath::stats::MAX_PORTS]> {
+    let mut inner = [false; datapath::stats::MAX_PORTS];
+    for (i, p) in c.ports.iter().enumerate().take(inner.len()) {
+        inner[i] = p.steering == config::schema::RawSteering::Inner;
+    }
+    (workers > 1 && inner.iter().any(|&s| s)).then_some(inner)
+}
+
+/// A worker's frame memory: the UMEM its AF_XDP sockets share, and the chunks other workers
+/// copy the frames they hand it into. `None` when it needs neither.
+fn worker_memory(
+    c: &Config,
+    workers: usize,
+    steering: bool,
+) -> Result<Option<Arc<datapath::framemem::FrameMemory>>> {
+    let sockets = c
+        .ports
+        .iter()
+        .filter(|p| matches!(p.driver, Driver::AfXdp { .. }))
+        .count();
+    if sockets == 0 && !steering {
+        return Ok(None);
+    }
+    let handoff = if steering {
+        datapath::port::handoff::frames_for(workers)
+    } else {
+        0
+    };
+    let frames = if sockets > 0 {
+        datapath::port::af_xdp::frames_for(sockets)
+    } else {
+        2 * datapath::pipeline::batch::BATCH
+    };
+    let chunk = datapath::port::af_xdp::FRAME as usize;
+    datapath::framemem::FrameMemory::new(frames + handoff, chunk)
+        .map(Some)
+        .context("mapping the worker's frame memory")
 }
 
 /// What the gateway owns, for a port that passes the rest to the kernel: every route's
@@ -412,9 +438,21 @@ pub fn run(c: &Config, live: &crate::control::LiveOptions) -> Result<Outcome> {
         }
         let mut workers = Vec::new();
         let mut modes = vec![String::new(); c.ports.len()];
+        let steering = steering_ports(c, n);
+        let mut memories = Vec::new();
         for w in 0..n {
-            let ports = open_ports(c, w, n, &mut xdp, &mut modes)?;
+            let memory = worker_memory(c, n, steering.is_some())?;
+            let ports = open_ports(c, w, n, &mut xdp, &mut modes, memory.as_ref())?;
             workers.push(Worker::new(ports, c.burst, Arc::new(Stats::default())));
+            memories.extend(memory);
+        }
+        if let Some(inner) = steering {
+            let handoff = datapath::port::handoff::Handoff::new(memories);
+            workers = workers
+                .into_iter()
+                .enumerate()
+                .map(|(w, worker)| worker.with_steering(handoff.end(w), inner))
+                .collect();
         }
         let slot = datapath::slot::FibSlot::new(Arc::new(fib));
         let reload = live
@@ -447,8 +485,9 @@ pub fn run(c: &Config, live: &crate::control::LiveOptions) -> Result<Outcome> {
     }
     let stats = Arc::new(Stats::default());
     let mut modes = vec![String::new(); c.ports.len()];
+    let memory = worker_memory(c, 1, false)?;
     let mut worker = Worker::new(
-        open_ports(c, 0, 1, &mut xdp, &mut modes)?,
+        open_ports(c, 0, 1, &mut xdp, &mut modes, memory.as_ref())?,
         c.burst,
         stats.clone(),
     );

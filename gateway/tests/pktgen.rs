@@ -674,3 +674,142 @@ fn through_gateway(driver: &str) {
         "{json}"
     );
 }
+
+/// The gateway with two workers on two-queue veths, AF_XDP, and GTP-U from one gNB address
+/// with 64 TEIDs (each session its own UE address): one outer flow, which the veth's hash puts
+/// on one queue. Returns each worker's frames sent to the pods, what the ext port handed off,
+/// and the receiver's summary.
+fn two_workers_with_steering(steering: &str) -> (Vec<u64>, u64, serde_json::Value) {
+    use gateway::tools::lab::{config_for, Lab};
+    let id = format!("st{}{}", std::process::id(), &steering[..2]);
+    let lab = Lab::build_with_queues(&id, 2).unwrap();
+    let dir = scratch(&format!("steering-{steering}"));
+    let mut sessions = String::new();
+    for k in 0..64u32 {
+        sessions.push_str(&format!(
+            "[[tunnel.session]]\nue = \"10.46.0.{}/32\"\nteid_in = {}\nteid_out = {}\nqfi = 9\n\n",
+            1 + k,
+            0x1001 + k,
+            0x2001 + k
+        ));
+    }
+    let cfg = config_for("af_xdp")
+        .replace("workers = [0]", "workers = [0, 1]")
+        .replace(
+            "name = \"ext\"\n",
+            &format!("name = \"ext\"\nsteering = \"{steering}\"\n"),
+        )
+        .replace(
+            "[[tunnel.session]]\nue = \"10.46.0.0/16\"\nteid_in = 0x1001\nteid_out = 0x2001\nqfi = 9\n",
+            &sessions,
+        );
+    assert!(
+        cfg.contains("teid_in = 4160"),
+        "the sessions were not replaced"
+    );
+    let path = dir.join("gw.toml");
+    std::fs::write(&path, &cfg).unwrap();
+    let sock = dir.join("gw.sock");
+    let mut gw = Command::new("ip")
+        .args(["netns", "exec", &lab.gw, env!("CARGO_BIN_EXE_gateway")])
+        .args(["run", "--duration", "15", "--config"])
+        .arg(&path)
+        .arg("--control-socket")
+        .arg(&sock)
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let receiver = start_receiver(&lab.pods, "pod-b", "8");
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let send = lab
+        .exec(
+            &lab.ext,
+            &[
+                env!("CARGO_BIN_EXE_gateway"),
+                "pktgen",
+                "--interface",
+                "ext-a",
+                "--output",
+                "live",
+                "--kind",
+                "gtpu",
+                "--src",
+                "192.0.2.10",
+                "--dst",
+                "192.0.2.1",
+                "--inner-src",
+                "10.46.0.1",
+                "--inner-dst",
+                "10.244.1.5",
+                "--flows",
+                "64",
+                "--vary",
+                "teid,src",
+                "--count",
+                "6400",
+                "--rate",
+                "20000",
+            ],
+        )
+        .unwrap();
+    assert!(
+        send.status.success(),
+        "{}",
+        String::from_utf8_lossy(&send.stderr)
+    );
+    let got = receiver_summary(receiver.wait_with_output().unwrap());
+    let stats = gateway()
+        .args(["stats", "--socket"])
+        .arg(&sock)
+        .output()
+        .unwrap();
+    let _ = gw.kill();
+    let _ = gw.wait();
+    let j: serde_json::Value = serde_json::from_slice(&stats.stdout).unwrap_or_default();
+    let per_worker: Vec<u64> = j["workers"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no per-worker counters: {j}"))
+        .iter()
+        .map(|w| w["pods"]["tx_packets"].as_u64().unwrap())
+        .collect();
+    let handed = j["ports"]["ext"]["handed_off"].as_u64().unwrap_or(0);
+    drop(lab);
+    (per_worker, handed, got)
+}
+
+/// Steering by TEID across two workers: with `steering = "inner"` both workers forward a
+/// share of one gNB's GTP-U, nothing is lost and no flow is reordered; with the default
+/// (`rss`) one worker forwards it all.
+#[test]
+fn one_gnb_with_64_teids_uses_both_workers_only_when_steered() {
+    if !root_or_skip() {
+        return;
+    }
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let (steered, handed, got) = two_workers_with_steering("inner");
+    assert_eq!(got["stamped"], 6400, "steered: {got}");
+    assert_eq!(got["lost"], 0, "steered: {got}");
+    assert_eq!(got["reordered"], 0, "steered: {got}");
+    let total: u64 = steered.iter().sum();
+    assert!(total >= 6400, "steered: {steered:?}");
+    for (w, &n) in steered.iter().enumerate() {
+        assert!(
+            n * 3 > total,
+            "steered: worker {w} forwarded {n} of {total} ({steered:?})"
+        );
+    }
+    assert!(handed > 0, "steered: nothing handed off");
+    eprintln!("with steering the workers forwarded {steered:?} of {total}, {handed} handed off");
+    let (rss, handed, got) = two_workers_with_steering("rss");
+    assert_eq!(got["lost"], 0, "rss: {got}");
+    assert_eq!(handed, 0);
+    let most = rss.iter().max().copied().unwrap_or(0);
+    let total: u64 = rss.iter().sum();
+    // The imbalance steering removes: one queue, one worker.
+    eprintln!("without steering the workers forwarded {rss:?} of {total}");
+    assert!(
+        most * 10 >= total * 9,
+        "rss: expected one worker to take it all: {rss:?}"
+    );
+}

@@ -60,6 +60,7 @@ drop_reasons! {
     MtuExceeded => "mtu_exceeded", "larger than the egress port's MTU";
     TxFull => "tx_full", "egress port could not take the packet";
     LinkDown => "link_down", "egress port's interface is down or was removed: not sent";
+    HandoffFull => "handoff_full", "the worker that owns the flow (steering = \"inner\") has no room: not handed off";
     OuterFragment => "outer_fragment", "fragment of a tunnel packet: outer reassembly is not done";
     UdpTooShort => "udp_too_short", "shorter than a UDP header";
     UdpBadLength => "udp_bad_length", "UDP length below 8 or past the datagram";

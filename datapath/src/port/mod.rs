@@ -10,6 +10,7 @@ pub mod af_packet;
 pub mod af_xdp;
 pub mod bpf;
 pub mod ethtool;
+pub mod handoff;
 pub mod live_frames;
 pub mod mem;
 pub mod pcap;

@@ -1,0 +1,356 @@
+//! Handoff between workers: software steering for traffic the NIC's hash cannot spread.
+//!
+//! All GTP-U from one gNB has the same outer addresses and ports, so RSS puts it on one queue
+//! and one worker. With `steering = "inner"` on a port, the worker that receives a frame
+//! hashes its inner flow (or GTP-U TEID, [`steer_key`]) and hands each frame another worker
+//! owns to that worker, which runs the pipeline on it.
+//!
+//! Each ordered pair of workers has a lane of two bounded lock-free queues (crossbeam's
+//! `ArrayQueue`, no allocation per packet):
+//! - the owner posts free chunks of its own frame memory on the lane's `chunks` queue;
+//! - the receiving worker copies the frame into one of them and queues its descriptor on
+//!   the lane's `frames` queue.
+//!
+//! The owner then places the frame in its batch where it is, in its own frame memory: sent
+//! from an AF_XDP port it goes out by descriptor, and the chunk comes back to the owner's free
+//! list like any other. That is the one copy a handed-off frame costs, at the handoff, into
+//! the memory of the worker that will send it (the workers' UMEMs are separate, so a frame
+//! cannot change hands by descriptor alone). A frame that stays on its receiving worker is
+//! not copied. Frames leave a lane in the order they entered it, so a flow, which always
+//! hashes to the same owner, keeps its order. A lane with no posted chunk refuses the frame:
+//! the worker counts it as `handoff_full` and never waits.
+//!
+//! This is port plumbing (a lane is a port between workers): `unsafe` is allowed here, each
+//! block names what justifies it.
+
+#![allow(unsafe_code)]
+
+use crate::fib::Fib;
+use crate::framemem::FrameMemory;
+use crate::pipeline::batch::Batch;
+use crate::tunnel::Kind;
+use crate::wire::{
+    ethernet, geneve, gtpu, ip_proto, vlan, vxlan, EthernetFrame, GenevePacket, GtpuPacket,
+    Ipv4Packet, Ipv6Packet, UdpPacket,
+};
+use crossbeam_queue::ArrayQueue;
+use std::sync::Arc;
+
+/// Chunks a worker posts on each lane toward it (and the frames a lane holds in flight at
+/// most, about as many): a few bursts of every other worker.
+pub const LANE_CHUNKS: usize = 512;
+/// Where a handed-off frame starts in its chunk: the same room for encapsulation as AF_XDP
+/// leaves (`XDP_PACKET_HEADROOM`).
+const HEADROOM: usize = 256;
+
+/// A frame in a lane: where it is in the owner's memory, and what the receiving port said.
+#[derive(Clone, Copy, Debug)]
+struct Desc {
+    chunk: u64,
+    len: u16,
+    in_port: u8,
+    csum_trusted: bool,
+}
+
+struct Lane {
+    /// Free chunks of the owner's memory, posted by the owner.
+    chunks: ArrayQueue<u64>,
+    /// Frames copied into them, for the owner.
+    frames: ArrayQueue<Desc>,
+}
+
+/// The lanes among `n` workers and each worker's frame memory.
+pub struct Handoff {
+    n: usize,
+    memories: Vec<Arc<FrameMemory>>,
+    /// Lane `from * n + to`.
+    lanes: Vec<Lane>,
+}
+
+/// Extra chunks a worker's frame memory needs for the handoff among `workers` workers.
+pub fn frames_for(workers: usize) -> usize {
+    workers.saturating_sub(1) * 2 * LANE_CHUNKS
+}
+
+impl Handoff {
+    /// Lanes among the workers whose frame memories are `memories` (worker `w`'s at `w`).
+    pub fn new(memories: Vec<Arc<FrameMemory>>) -> Arc<Handoff> {
+        let n = memories.len();
+        let lanes = (0..n * n)
+            .map(|_| Lane {
+                chunks: ArrayQueue::new(LANE_CHUNKS),
+                // Twice the chunks: the owner tops its chunk queue up while frames wait, so
+                // both queues can be full at once, and a push after a pop must not fail.
+                frames: ArrayQueue::new(2 * LANE_CHUNKS),
+            })
+            .collect();
+        Arc::new(Handoff { n, memories, lanes })
+    }
+
+    /// Worker `me`'s end.
+    pub fn end(self: &Arc<Self>, me: usize) -> Steer {
+        Steer {
+            me,
+            handoff: Arc::clone(self),
+            held: vec![None; self.n],
+            next_source: 0,
+        }
+    }
+}
+
+/// Why a frame was not handed off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refused {
+    /// The owner has posted no free chunk on the lane (it is behind).
+    Full,
+    /// The frame does not fit a chunk.
+    Oversize,
+}
+
+/// One worker's end of the handoff.
+pub struct Steer {
+    me: usize,
+    handoff: Arc<Handoff>,
+    /// Per source worker, a frame taken off its lane that belongs to the next batch (its
+    /// input port differs from the batch's).
+    held: Vec<Option<Desc>>,
+    next_source: usize,
+}
+
+impl Steer {
+    /// Workers sharing the handoff.
+    pub fn workers(&self) -> usize {
+        self.handoff.n
+    }
+
+    /// This worker's number.
+    pub fn me(&self) -> usize {
+        self.me
+    }
+
+    /// This worker's frame memory, which its batch must use.
+    pub fn memory(&self) -> Option<&Arc<FrameMemory>> {
+        self.handoff.memories.get(self.me)
+    }
+
+    /// The worker that owns flow key `key` (a multiplicative hash scaled to the workers).
+    #[inline]
+    pub fn owner(&self, key: u32) -> usize {
+        let mixed = u64::from(key).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 32;
+        ((mixed * self.handoff.n as u64) >> 32) as usize
+    }
+
+    /// Copies `frame` into a chunk worker `to` posted and queues it for `to`.
+    #[inline]
+    pub fn send(
+        &self,
+        to: usize,
+        frame: &[u8],
+        in_port: u8,
+        csum_trusted: bool,
+    ) -> Result<(), Refused> {
+        let h = &*self.handoff;
+        let (Some(lane), Some(memory)) = (h.lanes.get(self.me * h.n + to), h.memories.get(to))
+        else {
+            return Err(Refused::Full);
+        };
+        if frame.len() + HEADROOM > memory.chunk_size() {
+            return Err(Refused::Oversize);
+        }
+        let chunk = lane.chunks.pop().ok_or(Refused::Full)?;
+        // SAFETY: the chunk came off the lane's chunk queue: its owner gave it up for this
+        // lane, and no one else touches it until it comes back through the frame queue.
+        match unsafe { memory.region(chunk) } {
+            Some(mut r) => r.bytes_mut(HEADROOM, frame.len()).copy_from_slice(frame),
+            None => return Err(Refused::Full),
+        }
+        let d = Desc {
+            chunk,
+            len: frame.len() as u16,
+            in_port,
+            csum_trusted,
+        };
+        if lane.frames.push(d).is_err() {
+            // Cannot happen (see `Handoff::new`); the chunk goes back rather than leak.
+            let _ = lane.chunks.push(chunk);
+            return Err(Refused::Full);
+        }
+        Ok(())
+    }
+
+    /// Posts free chunks from `batch` (which uses this worker's frame memory) on every lane
+    /// toward this worker, up to what a lane holds.
+    pub fn post_chunks(&self, batch: &mut Batch) {
+        let h = &*self.handoff;
+        for from in (0..h.n).filter(|&f| f != self.me) {
+            let lane = &h.lanes[from * h.n + self.me];
+            // Chunks posted plus frames waiting stay within the chunk queue's size.
+            let mut room = LANE_CHUNKS
+                .saturating_sub(lane.chunks.len())
+                .saturating_sub(lane.frames.len());
+            // In bulk: a lane is topped up once a burst's worth is missing.
+            if room < 32 {
+                continue;
+            }
+            while room > 0 {
+                let Some(c) = batch.take_free() else {
+                    return;
+                };
+                if let Err(c) = lane.chunks.push(c) {
+                    batch.put_free(c);
+                    break;
+                }
+                room -= 1;
+            }
+        }
+    }
+
+    /// Takes up to `max` frames handed to this worker, all from one input port, into
+    /// `batch` where they are (this worker's frame memory), sets `batch.in_port` and
+    /// `batch.len`, and returns how many. Sources take turns.
+    pub fn receive(&mut self, batch: &mut Batch, max: usize) -> usize {
+        batch.release();
+        let h = &*self.handoff;
+        let Some(memory) = h.memories.get(self.me) else {
+            batch.len = 0;
+            return 0;
+        };
+        let max = max.min(batch.bufs.len());
+        let mut n = 0;
+        let mut port = None;
+        for k in 0..h.n {
+            let from = (self.next_source + k) % h.n;
+            if from == self.me {
+                continue;
+            }
+            let lane = &h.lanes[from * h.n + self.me];
+            while n < max {
+                let Some(d) = self.held[from].take().or_else(|| lane.frames.pop()) else {
+                    break;
+                };
+                if *port.get_or_insert(d.in_port) != d.in_port {
+                    self.held[from] = Some(d);
+                    break;
+                }
+                // SAFETY: the chunk is this worker's own, posted on the lane and handed back
+                // with the frame: the batch holds it until it is sent or released.
+                let placed = unsafe { memory.region(d.chunk) }.is_some_and(|r| {
+                    batch.place(n, r, HEADROOM, usize::from(d.len), Some(d.chunk))
+                });
+                if placed {
+                    batch.bufs[n].csum_trusted = d.csum_trusted;
+                    n += 1;
+                } else {
+                    batch.put_free(d.chunk);
+                }
+            }
+            if n == max {
+                break;
+            }
+        }
+        self.next_source = (self.next_source + 1) % h.n.max(1);
+        batch.in_port = port.unwrap_or(0);
+        batch.len = n;
+        n
+    }
+}
+
+/// The key that decides which worker processes `frame`: the GTP-U TEID for GTP-U to the
+/// gateway's endpoint, the inner flow for VXLAN, Geneve and IP-in-IP, the flow itself for
+/// plain traffic. Flows hash the same both ways (addresses and ports are combined without
+/// order), so the encapsulating direction of a VXLAN, Geneve or IPIP flow lands on the
+/// worker that decapsulates the other. `None` for a frame too short or strange to read: it
+/// stays where it was received, and the pipeline counts why.
+#[inline]
+pub fn steer_key(frame: &[u8], fib: &Fib) -> Option<u32> {
+    let eth = EthernetFrame::new_checked(frame).ok()?;
+    let (ethertype, l3) = vlan::skip_tags(frame, eth.ethertype(), ethernet::HEADER_LEN).ok()?;
+    let (proto, l4, key) = ip_flow(frame.get(l3..)?, ethertype)?;
+    let l4 = l3 + l4;
+    match proto {
+        ip_proto::UDP => {
+            let u = UdpPacket::new_checked(frame.get(l4..)?).ok()?;
+            let at = l4 + crate::wire::udp::HEADER_LEN;
+            let port = u.dst_port();
+            let kind = if port == gtpu::UDP_PORT {
+                Some(Kind::Gtpu)
+            } else {
+                fib.tunnels().udp_kind(port)
+            };
+            match kind {
+                Some(Kind::Gtpu) => {
+                    let g = GtpuPacket::new_checked(frame.get(at..)?).ok()?;
+                    Some(mix(u64::from(g.teid())))
+                }
+                Some(Kind::Vxlan) => inner_ethernet(frame.get(at + vxlan::HEADER_LEN..)?),
+                Some(Kind::Geneve) => {
+                    let g = GenevePacket::new_checked(frame.get(at..)?).ok()?;
+                    let inner = frame.get(at + g.header_len()..)?;
+                    if g.protocol() == geneve::PROTOCOL_ETHERNET {
+                        inner_ethernet(inner)
+                    } else {
+                        inner_ip(inner, g.protocol())
+                    }
+                }
+                _ => Some(mix(key ^ ports(frame.get(l4..)?))),
+            }
+        }
+        ip_proto::IPIP => inner_ip(frame.get(l4..)?, ethernet::EtherType::IPV4),
+        ip_proto::IPV6 => inner_ip(frame.get(l4..)?, ethernet::EtherType::IPV6),
+        ip_proto::TCP | ip_proto::SCTP => Some(mix(key ^ ports(frame.get(l4..)?))),
+        _ => Some(mix(key)),
+    }
+}
+
+/// The protocol, the offset of the transport header and the unordered address key of the
+/// IP packet at the start of `p`.
+#[inline]
+fn ip_flow(p: &[u8], ethertype: u16) -> Option<(u8, usize, u64)> {
+    match ethertype {
+        ethernet::EtherType::IPV4 => {
+            let ip = Ipv4Packet::new_checked(p).ok()?;
+            let key = u64::from(ip.src() ^ ip.dst()) | (u64::from(ip.protocol()) << 32);
+            Some((ip.protocol(), ip.header_len(), key))
+        }
+        ethernet::EtherType::IPV6 => {
+            let ip = Ipv6Packet::new_checked(p).ok()?;
+            let x = ip.src() ^ ip.dst();
+            let key = (x as u64) ^ ((x >> 64) as u64) ^ (u64::from(ip.next_header()) << 56);
+            Some((ip.next_header(), crate::wire::ipv6::HEADER_LEN, key))
+        }
+        _ => None,
+    }
+}
+
+/// The two ports of a TCP, UDP or SCTP header, combined without order.
+#[inline]
+fn ports(l4: &[u8]) -> u64 {
+    match l4 {
+        [a, b, c, d, ..] => {
+            u64::from(u16::from_be_bytes([*a, *b]) ^ u16::from_be_bytes([*c, *d])) << 40
+        }
+        _ => 0,
+    }
+}
+
+#[inline]
+fn inner_ethernet(f: &[u8]) -> Option<u32> {
+    let eth = EthernetFrame::new_checked(f).ok()?;
+    let (ethertype, l3) = vlan::skip_tags(f, eth.ethertype(), ethernet::HEADER_LEN).ok()?;
+    inner_ip(f.get(l3..)?, ethertype)
+}
+
+#[inline]
+fn inner_ip(p: &[u8], ethertype: u16) -> Option<u32> {
+    let (proto, l4, key) = ip_flow(p, ethertype)?;
+    let ports = match proto {
+        ip_proto::TCP | ip_proto::UDP | ip_proto::SCTP => ports(p.get(l4..)?),
+        _ => 0,
+    };
+    Some(mix(key ^ ports))
+}
+
+#[inline]
+fn mix(k: u64) -> u32 {
+    (k.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 32) as u32
+}
