@@ -293,6 +293,7 @@ fn open_ports(
                 let att = match slot {
                     Some(a) => Arc::clone(a),
                     None => {
+                        queues_for_workers(&p.name, interface, n)?;
                         let owned = p.pass_to_kernel.then(|| owned_prefixes(c));
                         let a = XdpAttachment::attach_owning(
                             interface,
@@ -334,6 +335,71 @@ fn open_ports(
         }
     }
     Ok(ports)
+}
+
+/// Gives an AF_XDP port's interface one receive queue per worker (`ethtool -L`, through the
+/// ioctl): worker `w` binds queue `w`, and frames on a queue no worker binds would go to the
+/// kernel. Fails, saying what to do, when the interface cannot have as many queues as there
+/// are workers; more queues than workers that cannot be reduced are logged.
+fn queues_for_workers(port: &str, interface: &str, n: usize) -> Result<()> {
+    use datapath::port::ethtool;
+    let n = n as u32;
+    let before = match ethtool::channels(interface) {
+        Ok(c) => c,
+        Err(e) => {
+            // A driver that does not report its queues: binding queue w says whether it has it.
+            datapath::log::event(
+                "port_queues",
+                &[
+                    ("port", &port),
+                    ("interface", &interface),
+                    ("workers", &n),
+                    (
+                        "note",
+                        &format!("the driver does not report its queues ({e})"),
+                    ),
+                ],
+            );
+            return Ok(());
+        }
+    };
+    let (after, why) = match ethtool::set_rx_queues(interface, n) {
+        Ok(c) => (c, String::new()),
+        Err(e) => (before, e.to_string()),
+    };
+    let have = after.rx_queues();
+    if have < n {
+        bail!(
+            "port {port}: {interface} has {have} receive queue(s) (at most {}) for {n} workers, and each worker binds a queue of its own: give it {n} (`ethtool -L {interface} combined {n}`) or run {have} worker(s){}",
+            after.max_rx_queues(),
+            if why.is_empty() {
+                String::new()
+            } else {
+                format!(" (setting {n} failed: {why})")
+            }
+        );
+    }
+    datapath::log::event(
+        "port_queues",
+        &[
+            ("port", &port),
+            ("interface", &interface),
+            ("workers", &n),
+            ("queues_before", &before.rx_queues()),
+            ("queues", &have),
+            (
+                "note",
+                &if have > n {
+                    format!(
+                        "frames on queues {n}..{have} go to the kernel, not to a worker (reducing them failed: {why})"
+                    )
+                } else {
+                    "one queue per worker".to_string()
+                },
+            ),
+        ],
+    );
+    Ok(())
 }
 
 /// The ports whose frames are steered by inner flow, when there is more than one worker to

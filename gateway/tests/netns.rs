@@ -2108,3 +2108,56 @@ fn af_xdp_frames_cross_ports_by_descriptor_from_where_they_were_received() {
     );
     drop(lab);
 }
+
+/// One receive queue per worker: on veths with four queues, a gateway with two AF_XDP workers
+/// sets two (`ethtool -L` through the ioctl); on veths that can have only one, it refuses to
+/// start and says what to do.
+#[test]
+fn af_xdp_gateway_gives_each_interface_one_queue_per_worker_or_says_why_not() {
+    if !root_or_skip() {
+        return;
+    }
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let cfg = config_for("af_xdp").replace("workers = [0]", "workers = [0, 1]");
+    let queues_of = |lab: &Lab, dev: &'static str| {
+        datapath::port::ethtool::in_netns(&lab.gw, move || datapath::port::ethtool::channels(dev))
+            .unwrap()
+            .rx_queues()
+    };
+    let id = format!("t{}q4", std::process::id());
+    let lab = Lab::build_with_queues(&id, 4).unwrap();
+    let dir = scratch(&id);
+    assert_eq!(queues_of(&lab, "ext-g"), 4);
+    let path = dir.join("gw.toml");
+    std::fs::write(&path, &cfg).unwrap();
+    let gw = start_gateway(&lab, &path, &["--duration".as_ref(), "3".as_ref()], true);
+    std::thread::sleep(Duration::from_millis(1500));
+    let (ext, pods) = (queues_of(&lab, "ext-g"), queues_of(&lab, "pod-g"));
+    let out = gw.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!((ext, pods), (2, 2), "queues while two workers run");
+    drop(lab);
+
+    let id = format!("t{}q1", std::process::id());
+    let lab = Lab::build(&id).unwrap();
+    let gw = start_gateway(&lab, &path, &["--duration".as_ref(), "3".as_ref()], true);
+    let out = gw.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success(),
+        "started with one queue for two workers"
+    );
+    assert!(
+        err.contains("receive queue(s)") && err.contains("ethtool -L ext-g combined 2"),
+        "{err}"
+    );
+    for dev in ["ext-g", "pod-g"] {
+        assert!(!xdp_attached(&lab, dev), "XDP program left on {dev}");
+    }
+    drop(lab);
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -15,6 +15,8 @@ const ETHTOOL_GTXCSUM: u32 = 0x16;
 const ETHTOOL_STXCSUM: u32 = 0x17;
 const ETHTOOL_GGRO: u32 = 0x2b;
 const ETHTOOL_SGRO: u32 = 0x2c;
+const ETHTOOL_GCHANNELS: u32 = 0x3c;
+const ETHTOOL_SCHANNELS: u32 = 0x3d;
 
 /// `struct ethtool_value`.
 #[repr(C)]
@@ -23,7 +25,81 @@ struct EthtoolValue {
     data: u32,
 }
 
-fn ethtool(interface: &str, v: &mut EthtoolValue) -> io::Result<()> {
+/// `struct ethtool_channels`: an interface's queues, as the driver counts them (combined
+/// queues, or receive and transmit queues apart, as veth does).
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Channels {
+    cmd: u32,
+    /// The most receive-only queues the driver allows.
+    pub max_rx: u32,
+    /// The most transmit-only queues.
+    pub max_tx: u32,
+    /// The most other queues.
+    pub max_other: u32,
+    /// The most combined queues.
+    pub max_combined: u32,
+    /// Receive-only queues.
+    pub rx: u32,
+    /// Transmit-only queues.
+    pub tx: u32,
+    /// Other queues.
+    pub other: u32,
+    /// Combined queues.
+    pub combined: u32,
+}
+
+impl Channels {
+    /// The queues frames arrive on.
+    pub fn rx_queues(&self) -> u32 {
+        self.combined + self.rx
+    }
+
+    /// The most queues frames could arrive on.
+    pub fn max_rx_queues(&self) -> u32 {
+        self.max_combined.max(self.max_rx)
+    }
+}
+
+/// The queues of `interface` (`ethtool -l`).
+///
+/// # Errors
+/// No such interface, or a driver that does not say.
+pub fn channels(interface: &str) -> io::Result<Channels> {
+    let mut c = Channels {
+        cmd: ETHTOOL_GCHANNELS,
+        ..Channels::default()
+    };
+    ethtool(interface, &mut c)?;
+    Ok(c)
+}
+
+/// Gives `interface` `n` receive queues (`ethtool -L IF combined N`, or `rx N tx N` for a
+/// driver that counts them apart), and returns its queues afterwards.
+///
+/// # Errors
+/// No privilege, more queues than the driver allows, or a driver that cannot change them.
+pub fn set_rx_queues(interface: &str, n: u32) -> io::Result<Channels> {
+    let now = channels(interface)?;
+    if now.rx_queues() == n {
+        return Ok(now);
+    }
+    let mut want = Channels {
+        cmd: ETHTOOL_SCHANNELS,
+        ..now
+    };
+    if now.max_combined >= n && (now.combined > 0 || now.max_rx < n) {
+        want.combined = n;
+        want.rx = 0;
+    } else {
+        want.rx = n;
+        want.tx = want.tx.max(n.min(now.max_tx));
+    }
+    ethtool(interface, &mut want)?;
+    channels(interface)
+}
+
+fn ethtool<T>(interface: &str, v: &mut T) -> io::Result<()> {
     if interface.is_empty() || interface.len() >= libc::IFNAMSIZ {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
@@ -42,9 +118,10 @@ fn ethtool(interface: &str, v: &mut EthtoolValue) -> io::Result<()> {
     for (d, s) in ifr.ifr_name.iter_mut().zip(interface.bytes()) {
         *d = s as libc::c_char;
     }
-    ifr.ifr_ifru.ifru_data = (v as *mut EthtoolValue).cast();
+    ifr.ifr_ifru.ifru_data = (v as *mut T).cast();
     // SAFETY: `ifr` names the interface (NUL-terminated: shorter than IFNAMSIZ) and points at
-    // `v`, a live ethtool_value the kernel reads and writes during the call only.
+    // `v`, a live ethtool command struct (`EthtoolValue` or `Channels`, `#[repr(C)]` with the
+    // command first) the kernel reads and writes during the call only.
     let r = unsafe { libc::ioctl(fd.as_raw_fd(), libc::SIOCETHTOOL as _, &mut ifr) };
     if r < 0 {
         return Err(io::Error::last_os_error());
