@@ -23,6 +23,12 @@ pub fn bench_fib() -> Fib {
 /// [`bench_fib`] plus `extra` IPv4 routes (for example the whole DFZ table), all toward the pod
 /// network.
 pub fn fib_with(extra: &[(u32, u8, u32)]) -> Fib {
+    fib_with_sessions(extra, 1)
+}
+
+/// [`fib_with`] with `sessions` GTP-U sessions from the one gNB: TEID `0x1001 + k` for the
+/// UEs of 10.46.k.0/24 (one session covers all of 10.46.0.0/16).
+pub fn fib_with_sessions(extra: &[(u32, u8, u32)], sessions: u32) -> Fib {
     let mut b = FibBuilder::new();
     b.add_port(PortInfo {
         mac: EXT_MAC,
@@ -71,12 +77,14 @@ pub fn fib_with(extra: &[(u32, u8, u32)]) -> Fib {
             .unwrap();
     }
     let gw: IpAddr = "192.0.2.1".parse().unwrap();
-    b.add_gtpu_tunnel(
-        "ran",
-        gw,
-        "192.0.2.10".parse().unwrap(),
-        &[(0x1001, "10.46.0.0".parse().unwrap(), 16)],
-    );
+    let sessions: Vec<(u32, IpAddr, u8)> = if sessions <= 1 {
+        vec![(0x1001, "10.46.0.0".parse().unwrap(), 16)]
+    } else {
+        (0..sessions.min(256))
+            .map(|k| (0x1001 + k, IpAddr::from([10, 46, k as u8, 0]), 24))
+            .collect()
+    };
+    b.add_gtpu_tunnel("ran", gw, "192.0.2.10".parse().unwrap(), &sessions);
     b.add_vxlan_tunnel("calico", gw, 4789, 4096, &["192.0.2.20".parse().unwrap()]);
     b.add_ipip_tunnel("kr", gw, &["192.0.2.30".parse().unwrap()]);
     b.add_geneve_tunnel("cilium", gw, 6081, 2, &["192.0.2.40".parse().unwrap()]);

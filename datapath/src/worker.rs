@@ -27,6 +27,9 @@ pub const RESOLVE_LIMIT: Limit = Limit {
     burst: 256,
 };
 
+/// Bursts of handed-off frames a worker processes at most per poll.
+const HANDOFF_BURSTS: usize = 4;
+
 /// A worker's token buckets for the control path.
 #[derive(Default)]
 struct UpLimits {
@@ -99,7 +102,7 @@ impl Worker {
     /// Steers the frames of the ports marked in `inner` by inner flow through `steer`
     /// (handing those another worker owns to it), and processes what other workers hand to
     /// this one. The batch must use the frame memory the handoff knows as this worker's.
-    pub fn with_steering(mut self, steer: Steer, inner: [bool; MAX_PORTS]) -> Self {
+    pub fn with_steering(mut self, mut steer: Steer, inner: [bool; MAX_PORTS]) -> Self {
         if self.batch.memory().is_none() {
             if let Some(m) = steer.memory() {
                 self.batch.use_memory(m);
@@ -180,7 +183,7 @@ impl Worker {
     /// Hands each frame of the batch that another worker owns to that worker, and keeps the
     /// rest, in order, at the front of the batch.
     fn hand_off(&mut self, p: usize, fib: &Fib) {
-        let Some((steer, _)) = &self.steer else {
+        let Some((steer, _)) = &mut self.steer else {
             return;
         };
         let stats = &self.stats.ports[p];
@@ -201,16 +204,23 @@ impl Worker {
                 Err(crate::port::handoff::Refused::Oversize) => stats.drop(DropReason::RxOversize),
             }
         }
+        steer.flush();
         self.batch.len = kept;
     }
 
     /// Processes frames other workers handed to this one, and posts free chunks for more.
     fn poll_handoff(&mut self, fib: &Fib) -> usize {
-        let Some((steer, _)) = &mut self.steer else {
-            return 0;
-        };
-        let n = steer.receive(&mut self.batch, self.burst);
-        if n > 0 {
+        let mut total = 0;
+        // A few bursts a poll: the lanes fill from every other worker's receive.
+        for _ in 0..HANDOFF_BURSTS {
+            let Some((steer, _)) = &mut self.steer else {
+                break;
+            };
+            let n = steer.receive(&mut self.batch, self.burst);
+            if n == 0 {
+                break;
+            }
+            total += n;
             let p = usize::from(self.batch.in_port);
             if p < self.ports.len().min(MAX_PORTS) {
                 self.process_batch(p, fib);
@@ -218,10 +228,10 @@ impl Worker {
                 self.batch.release();
             }
         }
-        if let Some((steer, _)) = &self.steer {
+        if let Some((steer, _)) = &mut self.steer {
             steer.post_chunks(&mut self.batch);
         }
-        n
+        total
     }
 
     /// Runs the pipeline over the batch (received on port `p`), sends what it forwards,

@@ -517,7 +517,9 @@ pub fn run(c: &Config, live: &crate::control::LiveOptions) -> Result<Outcome> {
             workers = workers
                 .into_iter()
                 .enumerate()
-                .map(|(w, worker)| worker.with_steering(handoff.end(w), inner))
+                .map(|(w, worker)| {
+                    worker.with_steering(handoff.end(w).expect("one end per worker"), inner)
+                })
                 .collect();
         }
         let slot = datapath::slot::FibSlot::new(Arc::new(fib));

@@ -172,7 +172,8 @@ fn steer(t: Tunnel, workers: usize) {
                 MemPort::new([])
             };
             let ports: Vec<Box<dyn Port>> = vec![Box::new(ext), Box::new(MemPort::new([]))];
-            Worker::new(ports, 32, Arc::new(Stats::default())).with_steering(h.end(w), inner)
+            Worker::new(ports, 32, Arc::new(Stats::default()))
+                .with_steering(h.end(w).unwrap(), inner)
         })
         .collect();
     // Until every frame is out, with a bound that a lost frame would hit.

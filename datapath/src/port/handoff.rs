@@ -5,8 +5,9 @@
 //! hashes its inner flow (or GTP-U TEID, [`steer_key`]) and hands each frame another worker
 //! owns to that worker, which runs the pipeline on it.
 //!
-//! Each ordered pair of workers has a lane of two bounded lock-free queues (crossbeam's
-//! `ArrayQueue`, no allocation per packet):
+//! Each ordered pair of workers has a lane of two bounded single-producer single-consumer
+//! rings ([`Ring`]: no lock, no allocation per packet, and the indices published once a
+//! burst rather than once a frame, so the cache lines the two cores share move once a burst):
 //! - the owner posts free chunks of its own frame memory on the lane's `chunks` queue;
 //! - the receiving worker copies the frame into one of them and queues its descriptor on
 //!   the lane's `frames` queue.
@@ -33,8 +34,108 @@ use crate::wire::{
     ethernet, geneve, gtpu, ip_proto, vlan, vxlan, EthernetFrame, GenevePacket, GtpuPacket,
     Ipv4Packet, Ipv6Packet, UdpPacket,
 };
-use crossbeam_queue::ArrayQueue;
+use std::cell::UnsafeCell;
+use std::mem::MaybeUninit;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
+
+/// An index on a cache line of its own, so the producer's and the consumer's do not share one.
+#[repr(align(128))]
+struct Padded(AtomicUsize);
+
+/// A bounded single-producer single-consumer ring of `T`. Each side keeps its own position and
+/// a cached copy of the other's ([`End`]), reads the other's index only when the cache says
+/// full or empty, and publishes its own once per burst.
+pub struct Ring<T> {
+    slots: Box<[UnsafeCell<MaybeUninit<T>>]>,
+    mask: usize,
+    /// Next slot to read; written by the consumer.
+    head: Padded,
+    /// Next slot to write; written by the producer.
+    tail: Padded,
+}
+
+// SAFETY: the producer writes only slots between its tail and the consumer's published head
+// (free), the consumer reads only slots between its head and the producer's published tail
+// (filled, made visible by the release store of the tail); one `End` per side exists (see
+// `Handoff::end`), so no slot is touched by two threads at once.
+unsafe impl<T: Send> Sync for Ring<T> {}
+
+/// One side's view of a ring: its own position and what it last saw of the other side's.
+#[derive(Default, Clone, Copy)]
+struct End {
+    mine: usize,
+    seen: usize,
+}
+
+impl<T: Copy> Ring<T> {
+    fn new(capacity: usize) -> Ring<T> {
+        let cap = capacity.next_power_of_two();
+        Ring {
+            slots: (0..cap)
+                .map(|_| UnsafeCell::new(MaybeUninit::uninit()))
+                .collect(),
+            mask: cap - 1,
+            head: Padded(AtomicUsize::new(0)),
+            tail: Padded(AtomicUsize::new(0)),
+        }
+    }
+
+    /// Producer: writes `v` unless the ring is full (not yet visible: [`Ring::publish`]).
+    #[inline]
+    fn push(&self, p: &mut End, v: T) -> bool {
+        if p.mine.wrapping_sub(p.seen) > self.mask {
+            p.seen = self.head.0.load(Ordering::Acquire);
+            if p.mine.wrapping_sub(p.seen) > self.mask {
+                return false;
+            }
+        }
+        // SAFETY: the slot lies between the consumer's head and our tail plus capacity: the
+        // consumer has finished with it (its head passed it, read with acquire) and will not
+        // read it before our release store of the tail; we are the one producer.
+        unsafe { (*self.slots[p.mine & self.mask].get()).write(v) };
+        p.mine = p.mine.wrapping_add(1);
+        true
+    }
+
+    /// Producer: makes what was pushed visible to the consumer.
+    #[inline]
+    fn publish(&self, p: &End) {
+        self.tail.0.store(p.mine, Ordering::Release);
+    }
+
+    /// Consumer: takes the next value, if one is visible (the slot is free for the producer
+    /// only after [`Ring::release`]).
+    #[inline]
+    fn pop(&self, c: &mut End) -> Option<T> {
+        if c.mine == c.seen {
+            c.seen = self.tail.0.load(Ordering::Acquire);
+            if c.mine == c.seen {
+                return None;
+            }
+        }
+        // SAFETY: the slot lies before the producer's published tail (acquired above or
+        // earlier), so it was written and the write is visible; the producer will not write it
+        // again before our release store of the head; we are the one consumer.
+        let v = unsafe { (*self.slots[c.mine & self.mask].get()).assume_init() };
+        c.mine = c.mine.wrapping_add(1);
+        Some(v)
+    }
+
+    /// Consumer: gives the slots read so far back to the producer.
+    #[inline]
+    fn release(&self, c: &End) {
+        self.head.0.store(c.mine, Ordering::Release);
+    }
+
+    /// Values in the ring, as either side may see it (a hint: the other side moves).
+    fn len_hint(&self) -> usize {
+        self.tail
+            .0
+            .load(Ordering::Acquire)
+            .wrapping_sub(self.head.0.load(Ordering::Acquire))
+    }
+}
 
 /// Chunks a worker posts on each lane toward it (and the frames a lane holds in flight at
 /// most, about as many): a few bursts of every other worker.
@@ -54,9 +155,9 @@ struct Desc {
 
 struct Lane {
     /// Free chunks of the owner's memory, posted by the owner.
-    chunks: ArrayQueue<u64>,
+    chunks: Ring<u64>,
     /// Frames copied into them, for the owner.
-    frames: ArrayQueue<Desc>,
+    frames: Ring<Desc>,
 }
 
 /// The lanes among `n` workers and each worker's frame memory.
@@ -65,6 +166,9 @@ pub struct Handoff {
     memories: Vec<Arc<FrameMemory>>,
     /// Lane `from * n + to`.
     lanes: Vec<Lane>,
+    /// Which workers' ends were taken: one end per worker keeps each ring single-producer
+    /// and single-consumer.
+    taken: Vec<AtomicBool>,
 }
 
 /// Extra chunks a worker's frame memory needs for the handoff among `workers` workers.
@@ -78,23 +182,36 @@ impl Handoff {
         let n = memories.len();
         let lanes = (0..n * n)
             .map(|_| Lane {
-                chunks: ArrayQueue::new(LANE_CHUNKS),
-                // Twice the chunks: the owner tops its chunk queue up while frames wait, so
-                // both queues can be full at once, and a push after a pop must not fail.
-                frames: ArrayQueue::new(2 * LANE_CHUNKS),
+                chunks: Ring::new(LANE_CHUNKS),
+                // Twice the chunks: the owner tops its chunk ring up while frames wait, so
+                // both can be full at once, and a push after a pop must not fail.
+                frames: Ring::new(2 * LANE_CHUNKS),
             })
             .collect();
-        Arc::new(Handoff { n, memories, lanes })
+        Arc::new(Handoff {
+            n,
+            memories,
+            lanes,
+            taken: (0..n).map(|_| AtomicBool::new(false)).collect(),
+        })
     }
 
-    /// Worker `me`'s end.
-    pub fn end(self: &Arc<Self>, me: usize) -> Steer {
-        Steer {
+    /// Worker `me`'s end; `None` when it was taken already (or there is no such worker).
+    pub fn end(self: &Arc<Self>, me: usize) -> Option<Steer> {
+        if self.taken.get(me)?.swap(true, Ordering::AcqRel) {
+            return None;
+        }
+        Some(Steer {
             me,
             handoff: Arc::clone(self),
             held: vec![None; self.n],
             next_source: 0,
-        }
+            send_frames: vec![End::default(); self.n],
+            take_chunks: vec![End::default(); self.n],
+            post_chunks: vec![End::default(); self.n],
+            take_frames: vec![End::default(); self.n],
+            sent: vec![false; self.n],
+        })
     }
 }
 
@@ -115,6 +232,15 @@ pub struct Steer {
     /// input port differs from the batch's).
     held: Vec<Option<Desc>>,
     next_source: usize,
+    /// This worker's side of each ring, by the other worker: the frames it sends (producer)
+    /// and the chunks it takes for them (consumer), toward that worker; the chunks it posts
+    /// (producer) and the frames it takes (consumer), from that worker.
+    send_frames: Vec<End>,
+    take_chunks: Vec<End>,
+    post_chunks: Vec<End>,
+    take_frames: Vec<End>,
+    /// Lanes sent on since the last [`Steer::flush`].
+    sent: Vec<bool>,
 }
 
 impl Steer {
@@ -140,10 +266,11 @@ impl Steer {
         ((mixed * self.handoff.n as u64) >> 32) as usize
     }
 
-    /// Copies `frame` into a chunk worker `to` posted and queues it for `to`.
+    /// Copies `frame` into a chunk worker `to` posted and queues it for `to` (visible to `to`
+    /// after [`Steer::flush`]).
     #[inline]
     pub fn send(
-        &self,
+        &mut self,
         to: usize,
         frame: &[u8],
         in_port: u8,
@@ -157,12 +284,14 @@ impl Steer {
         if frame.len() + HEADROOM > memory.chunk_size() {
             return Err(Refused::Oversize);
         }
-        let chunk = lane.chunks.pop().ok_or(Refused::Full)?;
-        // SAFETY: the chunk came off the lane's chunk queue: its owner gave it up for this
-        // lane, and no one else touches it until it comes back through the frame queue.
-        match unsafe { memory.region(chunk) } {
-            Some(mut r) => r.bytes_mut(HEADROOM, frame.len()).copy_from_slice(frame),
-            None => return Err(Refused::Full),
+        let chunk = lane
+            .chunks
+            .pop(&mut self.take_chunks[to])
+            .ok_or(Refused::Full)?;
+        // SAFETY: the chunk came off the lane's chunk ring: its owner gave it up for this
+        // lane, and no one else touches it until it comes back through the frame ring.
+        if let Some(mut r) = unsafe { memory.region(chunk) } {
+            r.bytes_mut(HEADROOM, frame.len()).copy_from_slice(frame);
         }
         let d = Desc {
             chunk,
@@ -170,38 +299,52 @@ impl Steer {
             in_port,
             csum_trusted,
         };
-        if lane.frames.push(d).is_err() {
-            // Cannot happen (see `Handoff::new`); the chunk goes back rather than leak.
-            let _ = lane.chunks.push(chunk);
-            return Err(Refused::Full);
-        }
+        // Cannot fail (see `Handoff::new`); were it to, the chunk would be lost to the lane,
+        // not to memory safety.
+        let _ = lane.frames.push(&mut self.send_frames[to], d);
+        self.sent[to] = true;
         Ok(())
+    }
+
+    /// Makes the frames sent since the last flush visible to their owners, and gives the
+    /// chunks taken back to the rings they came from: one release store per lane used.
+    pub fn flush(&mut self) {
+        let h = &*self.handoff;
+        for to in 0..h.n {
+            if std::mem::take(&mut self.sent[to]) {
+                let lane = &h.lanes[self.me * h.n + to];
+                lane.frames.publish(&self.send_frames[to]);
+                lane.chunks.release(&self.take_chunks[to]);
+            }
+        }
     }
 
     /// Posts free chunks from `batch` (which uses this worker's frame memory) on every lane
     /// toward this worker, up to what a lane holds.
-    pub fn post_chunks(&self, batch: &mut Batch) {
+    pub fn post_chunks(&mut self, batch: &mut Batch) {
         let h = &*self.handoff;
         for from in (0..h.n).filter(|&f| f != self.me) {
             let lane = &h.lanes[from * h.n + self.me];
-            // Chunks posted plus frames waiting stay within the chunk queue's size.
+            // Chunks posted plus frames waiting stay within the chunk ring's size.
             let mut room = LANE_CHUNKS
-                .saturating_sub(lane.chunks.len())
-                .saturating_sub(lane.frames.len());
+                .saturating_sub(lane.chunks.len_hint())
+                .saturating_sub(lane.frames.len_hint());
             // In bulk: a lane is topped up once a burst's worth is missing.
             if room < 32 {
                 continue;
             }
+            let end = &mut self.post_chunks[from];
             while room > 0 {
                 let Some(c) = batch.take_free() else {
-                    return;
+                    break;
                 };
-                if let Err(c) = lane.chunks.push(c) {
+                if !lane.chunks.push(end, c) {
                     batch.put_free(c);
                     break;
                 }
                 room -= 1;
             }
+            lane.chunks.publish(end);
         }
     }
 
@@ -224,8 +367,9 @@ impl Steer {
                 continue;
             }
             let lane = &h.lanes[from * h.n + self.me];
+            let end = &mut self.take_frames[from];
             while n < max {
-                let Some(d) = self.held[from].take().or_else(|| lane.frames.pop()) else {
+                let Some(d) = self.held[from].take().or_else(|| lane.frames.pop(end)) else {
                     break;
                 };
                 if *port.get_or_insert(d.in_port) != d.in_port {
@@ -244,6 +388,7 @@ impl Steer {
                     batch.put_free(d.chunk);
                 }
             }
+            lane.frames.release(end);
             if n == max {
                 break;
             }
