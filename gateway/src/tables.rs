@@ -518,9 +518,10 @@ pub fn run(c: &Config, live: &crate::control::LiveOptions) -> Result<Outcome> {
                 .into_iter()
                 .enumerate()
                 .map(|(w, worker)| {
-                    worker.with_steering(handoff.end(w).expect("one end per worker"), inner)
+                    let end = handoff.end(w).context("a worker's handoff end, taken twice")?;
+                    Ok(worker.with_steering(end, inner))
                 })
-                .collect();
+                .collect::<Result<_>>()?;
         }
         let slot = datapath::slot::FibSlot::new(Arc::new(fib));
         let reload = live
