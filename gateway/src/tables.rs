@@ -518,7 +518,9 @@ pub fn run(c: &Config, live: &crate::control::LiveOptions) -> Result<Outcome> {
                 .into_iter()
                 .enumerate()
                 .map(|(w, worker)| {
-                    let end = handoff.end(w).context("a worker's handoff end, taken twice")?;
+                    let end = handoff
+                        .end(w)
+                        .context("a worker's handoff end, taken twice")?;
                     Ok(worker.with_steering(end, inner))
                 })
                 .collect::<Result<_>>()?;

@@ -712,15 +712,15 @@ impl AfXdpPort {
             };
             // SAFETY: the kernel handed this chunk over through the RX ring; it is ours until
             // it goes back to the fill ring below.
-            let frame = unsafe { self.memory.region(chunk) }
-                .map(|r| r.bytes((addr - chunk) as usize, len as usize).to_vec());
-            match frame {
-                Some(f)
-                    if !f.is_empty() && batch.bufs.get_mut(n).is_some_and(|b| b.load(&f, 0)) =>
-                {
-                    n += 1
-                }
-                _ => stats.drop(DropReason::RxOversize),
+            let region = unsafe { self.memory.region(chunk) };
+            let loaded = region.is_some_and(|r| {
+                let f = r.bytes((addr - chunk) as usize, len as usize);
+                !f.is_empty() && batch.bufs.get_mut(n).is_some_and(|b| b.load(f, 0))
+            });
+            if loaded {
+                n += 1;
+            } else {
+                stats.drop(DropReason::RxOversize);
             }
             self.fill.write_addr(chunk);
         }
