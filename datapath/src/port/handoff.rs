@@ -46,7 +46,7 @@ struct Padded(AtomicUsize);
 /// A bounded single-producer single-consumer ring of `T`. Each side keeps its own position and
 /// a cached copy of the other's ([`End`]), reads the other's index only when the cache says
 /// full or empty, and publishes its own once per burst.
-pub struct Ring<T> {
+struct Ring<T> {
     slots: Box<[UnsafeCell<MaybeUninit<T>>]>,
     mask: usize,
     /// Next slot to read; written by the consumer.
