@@ -6,7 +6,7 @@
 //! owns to that worker, which runs the pipeline on it.
 //!
 //! Each ordered pair of workers has a lane of two bounded single-producer single-consumer
-//! rings ([`Ring`]: no lock, no allocation per packet, and the indices published once a
+//! rings (`Ring`: no lock, no allocation per packet, and the indices published once a
 //! burst rather than once a frame, so the cache lines the two cores share move once a burst):
 //! - the owner posts free chunks of its own frame memory on the lane's `chunks` queue;
 //! - the receiving worker copies the frame into one of them and queues its descriptor on
