@@ -761,21 +761,39 @@ fn two_gateways_share_flows_by_ecmp_and_one_takes_all_when_the_other_is_killed()
         .spawn()
         .unwrap();
     std::thread::sleep(Duration::from_secs(3));
+    // A gateway busy on a loaded machine may not answer at once: asked again for up to 2 s
+    // before its answer counts as missing (0).
     let stats = |g: &str| -> u64 {
-        let o = Command::new("ip")
-            .args([
-                "netns",
-                "exec",
-                &c.ns(g),
-                env!("CARGO_BIN_EXE_gateway"),
-                "stats",
-                "--socket",
-            ])
-            .arg(c.dir.join(format!("{g}.sock")))
-            .output()
-            .unwrap();
-        let j: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap_or_default();
-        j["ports"]["pods"]["tx_packets"].as_u64().unwrap_or(0)
+        let asked = std::time::Instant::now();
+        loop {
+            let o = Command::new("ip")
+                .args([
+                    "netns",
+                    "exec",
+                    &c.ns(g),
+                    env!("CARGO_BIN_EXE_gateway"),
+                    "stats",
+                    "--socket",
+                ])
+                .arg(c.dir.join(format!("{g}.sock")))
+                .output()
+                .unwrap();
+            let j: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap_or_default();
+            match j["ports"]["pods"]["tx_packets"].as_u64() {
+                Some(n) => return n,
+                None if asked.elapsed() < Duration::from_secs(2) => {
+                    std::thread::sleep(Duration::from_millis(50))
+                }
+                None => {
+                    eprintln!(
+                        "{g}: no counters: {}{}",
+                        String::from_utf8_lossy(&o.stdout),
+                        String::from_utf8_lossy(&o.stderr)
+                    );
+                    return 0;
+                }
+            }
+        }
     };
     let shares = (stats("ga"), stats("gb"));
     // kill -9: no cleanup of any kind.
