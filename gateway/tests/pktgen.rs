@@ -804,12 +804,11 @@ fn one_gnb_with_64_teids_uses_both_workers_only_when_steered() {
     let (rss, handed, got) = two_workers_with_steering("rss");
     assert_eq!(got["lost"], 0, "rss: {got}");
     assert_eq!(handed, 0);
-    let most = rss.iter().max().copied().unwrap_or(0);
     let total: u64 = rss.iter().sum();
-    // The imbalance steering removes: one queue, one worker.
-    eprintln!("without steering the workers forwarded {rss:?} of {total}");
-    assert!(
-        most * 10 >= total * 9,
-        "rss: expected one worker to take it all: {rss:?}"
-    );
+    assert!(total >= 6400, "rss: {rss:?}");
+    // Without steering the split is the veth's: the receive queue follows the queue the
+    // sender's CPU transmitted on, so one worker takes all while pktgen stays on one CPU, and
+    // the split moves when it migrates (4123 and 2278 in one fresh-machine run). Reported,
+    // not asserted: it is the host's choice.
+    eprintln!("without steering the workers forwarded {rss:?} of {total}, with {steered:?}");
 }
