@@ -299,3 +299,42 @@ fn a_flow_and_its_reply_have_one_key() {
     // Frames too short to read stay where they are.
     assert_eq!(handoff::steer_key(&outer[..20], &fib), None);
 }
+
+/// A lane with no room refuses and counts: the owner's frame memory has a single chunk to
+/// post, so of the frames it owns one is handed off and the rest are dropped as
+/// `handoff_full` on the receiving worker, never queued without bound.
+#[test]
+fn a_full_lane_drops_and_counts_handoff_full() {
+    use datapath::pipeline::drop::DropReason;
+    let fib = gateway::tables::build_fib(&config()).unwrap();
+    let memories = vec![
+        FrameMemory::new(256, 2048).unwrap(),
+        FrameMemory::new(1, 2048).unwrap(),
+    ];
+    let h = Handoff::new(memories);
+    let mut inner = [false; MAX_PORTS];
+    inner[0] = true;
+    let input: Vec<Vec<u8>> = (0..FLOWS).map(|f| frame(Tunnel::Gtpu, f, 0)).collect();
+    let mut ws: Vec<Worker> = (0..2)
+        .map(|w| {
+            let ext = MemPort::new(if w == 0 { input.clone() } else { Vec::new() });
+            let ports: Vec<Box<dyn Port>> = vec![Box::new(ext), Box::new(MemPort::new([]))];
+            Worker::new(ports, 64, Arc::new(Stats::default()))
+                .with_steering(h.end(w).unwrap(), inner)
+        })
+        .collect();
+    ws[0].poll(&fib);
+    let st = &ws[0].stats().ports[0];
+    let (handed, full) = (
+        st.handed_off.get(),
+        st.drops[DropReason::HandoffFull as usize].get(),
+    );
+    let kept = mem_port(&mut ws[0], 1).tx.len() as u64;
+    assert_eq!(handed, 1, "one chunk posted, one frame handed off");
+    assert!(full > 0, "the rest of worker 1's frames are refused");
+    assert_eq!(
+        kept + handed + full,
+        FLOWS as u64,
+        "every frame accounted for"
+    );
+}
