@@ -18,7 +18,14 @@
 use gateway::tools::lab::{is_root, tx_checksum_off};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
+
+/// One test at a time: each runs busy-polling gateways pinned to the machine's cores, BIRD
+/// daemons and a stamped flow that must lose nothing. Run together on 2 cores, three polling
+/// workers share a core with BIRD importing 100,000 routes, and the flows lose frames to the
+/// scheduler, not to the gateway (a fresh-machine CI run lost 176 frames per flow so).
+static SERIAL: Mutex<()> = Mutex::new(());
 
 /// BGP timers of every session here: short, so that a test takes seconds.
 const TIMERS: &str = "hold time 3; keepalive time 1; connect retry time 1; error wait time 1, 2;";
@@ -275,18 +282,18 @@ table = 100
 protocols = ["bird"]
 "#;
 
-fn ready_or_skip() -> bool {
+fn ready_or_skip() -> Option<MutexGuard<'static, ()>> {
     if !is_root() {
         gateway::skipped("needs root");
-        return false;
+        return None;
     }
     for tool in ["bird", "birdc"] {
         if Command::new(tool).arg("--version").output().is_err() {
             gateway::skipped(&format!("needs `{tool}` (apt-get install bird2)"));
-            return false;
+            return None;
         }
     }
-    true
+    Some(SERIAL.lock().unwrap_or_else(|e| e.into_inner()))
 }
 
 /// `gateway ARGS...` in the gateway's namespace.
@@ -400,9 +407,9 @@ fn udp_flows(c: &Cluster, dst: &str, n: u32) {
 /// timers while a fast ping stream to node 2's block loses nothing. IPv4 and IPv6.
 #[test]
 fn gateway_follows_the_clusters_routes_through_bird() {
-    if !ready_or_skip() {
+    let Some(_serial) = ready_or_skip() else {
         return;
-    }
+    };
     let mut c = Cluster::build(&format!("{}", std::process::id()));
     let cfg = c.dir.join("gw.toml");
     std::fs::write(&cfg, CONFIG).unwrap();
@@ -648,9 +655,9 @@ announce = ["10.245.0.0/16"]
 /// window is measured from the receiver's sequence gaps.
 #[test]
 fn two_gateways_share_flows_by_ecmp_and_one_takes_all_when_the_other_is_killed() {
-    if !ready_or_skip() {
+    let Some(_serial) = ready_or_skip() else {
         return;
-    }
+    };
     let mut p = Pair {
         c: Cluster::new(&format!("{}p", std::process::id())),
         gateways: Vec::new(),
@@ -932,9 +939,9 @@ fn rss_kib(pid: u32) -> u64 {
 /// (BENCHMARKS.md).
 #[test]
 fn a_flood_of_bgp_routes_is_mirrored_while_a_flow_loses_nothing() {
-    if !ready_or_skip() {
+    let Some(_serial) = ready_or_skip() else {
         return;
-    }
+    };
     let n: usize = std::env::var("BGP_CHURN_ROUTES")
         .ok()
         .and_then(|v| v.parse().ok())
@@ -1064,7 +1071,7 @@ fn a_flood_of_bgp_routes_is_mirrored_while_a_flow_loses_nothing() {
     assert!(stamped > 5_000, "the flow ran through the churn: {summary}");
     assert_eq!(
         summary["lost"], 0,
-        "the flow lost frames during the churn: {summary}"
+        "the flow lost frames during the churn: {summary}\ngateway at the end: {stats_at_end}"
     );
     eprintln!(
         "churn: {n} routes; BIRD imported them over BGP in {:.2} s (its count at the end: {bird_at_end}); the gateway mirrored them in {:.2} s ({:.0} routes/s end to end); gateway RSS {} -> {} MiB; flow: {stamped} frames, 0 lost",
