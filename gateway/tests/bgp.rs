@@ -1052,8 +1052,11 @@ fn a_flood_of_bgp_routes_is_mirrored_while_a_flow_loses_nothing() {
     )
     .to_string();
     std::thread::sleep(Duration::from_millis(500));
+    // SIGTERM: a job started in the background of a script (as CI may start this suite)
+    // inherits SIGINT ignored, and the sender, which keeps the default action, would then run
+    // on for its 600 s.
     let _ = Command::new("kill")
-        .arg("-INT")
+        .arg("-TERM")
         .arg(sender.id().to_string())
         .output();
     let _ = sender.wait();
