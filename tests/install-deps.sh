@@ -19,6 +19,8 @@ PACKAGES=(
   podman runc     # builds and runs the image (podman's default crun refuses these cgroups)
   python3-venv    # a venv for kubernetes-validate (PyPI), which checks docker/kubernetes/
   systemd         # systemd-analyze verify, for docker/systemd/gateway.service
+  libdpdk-dev pkg-config  # DPDK's route tables: the lookup baseline and its agreement check
+                          # (gateway-benches --features dpdk, benches/examples/lpm_dpdk.rs)
 )
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq

@@ -15,6 +15,7 @@ missing_tools() {
     command -v "$t" >/dev/null 2>&1 || return 0
   done
   /usr/bin/python3 -c 'import scapy, venv, ensurepip' >/dev/null 2>&1 || return 0
+  pkg-config --exists libdpdk 2>/dev/null || return 0
   return 1
 }
 if [ -z "${GATEWAY_NO_INSTALL:-}" ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 \
@@ -30,6 +31,17 @@ export GATEWAY_SKIP_LOG="$skips"
 
 cargo test --workspace 2>&1 | tee "$results"
 cargo bench -p gateway-benches -- --test 2>&1 | tee -a "$results"
+
+# DPDK's route tables (the lookup baseline of BENCHMARKS.md) must give our tables' answer for
+# every address of every traffic set, IPv4 on the DFZ and IPv6, scalar and AVX-512 paths.
+if pkg-config --exists libdpdk 2>/dev/null; then
+  cargo run --profile bench -p gateway-benches --features dpdk --example lpm_dpdk -- --check
+elif [ "${CI:-}" = "true" ]; then
+  echo "tests/run.sh: libdpdk-dev is missing under CI=true (tests/install-deps.sh installs it)"
+  exit 1
+else
+  echo "tests/run.sh: DPDK route tables agree with ours (benches/examples/lpm_dpdk.rs --check; apt-get install libdpdk-dev pkg-config)" >>"$skips"
+fi
 
 fuzz=1
 if ! command -v cargo-fuzz >/dev/null 2>&1; then

@@ -1,0 +1,321 @@
+//! Our route tables against DPDK's (`rte_fib`, `rte_fib6`, `rte_lpm`, `rte_lpm6`, Debian's
+//! DPDK through `dpdk/shim.c`), in one process, on the real DFZ table (886,117 IPv4 prefixes)
+//! and the generated ~200k-prefix IPv6 table. Before anything is timed, every DPDK table must
+//! give our answer for every address of every traffic set: a disagreement ends the run with
+//! the address.
+//!
+//! Lookups are timed in thread CPU time, 4M addresses a pass in batches of 32, the tables
+//! interleaved pass by pass (so a noisy neighbour slows all alike); the median of 5 passes
+//! and the spread are printed. Builds are timed alone.
+//!
+//! `cargo run --release -p gateway-benches --features dpdk --example lpm_dpdk -- [--check]
+//! [--memory huge|ordinary] [--no-lpm4]`
+//!
+//! `--check` (tests/run.sh) only builds the tables and compares answers, skipping `rte_lpm`'s
+//! slow IPv4 build. `benches/lpm_dpdk.sh` reserves hugepages, runs it and gives them back.
+
+#![allow(missing_docs, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use datapath::lpm::{Lpm4, Lpm6, Qsbr, NO_ROUTE};
+use gateway_benches::dpdk::{self, to_wire, Lookup, Memory};
+use gateway_benches::rib::{gen_ipv6, load_dfz, traffic_v4, traffic_v6};
+use gateway_benches::thread_cpu_seconds;
+use std::time::Instant;
+
+const BATCH: usize = 32;
+const PASS: usize = 4 << 20;
+const PASSES: usize = 5;
+
+/// A lookup over one batch of addresses into one batch of answers.
+type BatchFn<'a, A> = Box<dyn Fn(&[A], &mut [u32]) + 'a>;
+
+/// A named bulk lookup over one batch, with what must happen before each of its passes.
+struct Variant<'a, A> {
+    name: &'static str,
+    before: Box<dyn Fn() + 'a>,
+    lookup: BatchFn<'a, A>,
+}
+
+fn variant<'a, A>(name: &'static str, lookup: impl Fn(&[A], &mut [u32]) + 'a) -> Variant<'a, A> {
+    Variant {
+        name,
+        before: Box::new(|| {}),
+        lookup: Box::new(lookup),
+    }
+}
+
+/// Times every variant over `addrs`, interleaved; prints median, min and max in million
+/// lookups a second of thread CPU time.
+fn time_all<A>(pattern: &str, addrs: &[A], variants: &[Variant<A>]) {
+    let mut out = [0u32; BATCH];
+    let mut rates = vec![Vec::new(); variants.len()];
+    for _ in 0..PASSES {
+        for (v, r) in variants.iter().zip(&mut rates) {
+            (v.before)();
+            let f = &v.lookup;
+            let t = thread_cpu_seconds();
+            let mut s = 0u32;
+            let mut done = 0;
+            while done < PASS {
+                for c in addrs.chunks_exact(BATCH) {
+                    f(c, &mut out);
+                    s = s.wrapping_add(out[BATCH - 1]);
+                }
+                done += addrs.len() / BATCH * BATCH;
+            }
+            std::hint::black_box(s);
+            r.push(done as f64 / (thread_cpu_seconds() - t) / 1e6);
+        }
+    }
+    println!("-- {pattern}");
+    for (v, r) in variants.iter().zip(&mut rates) {
+        r.sort_by(f64::total_cmp);
+        println!(
+            "{:<40} median {:>7.1} Mlps  (min {:.1}, max {:.1})",
+            v.name,
+            r[PASSES / 2],
+            r[0],
+            r[PASSES - 1]
+        );
+    }
+}
+
+/// Panics with the first address where `theirs` disagrees with `ours`.
+fn agree<A: Copy + std::fmt::Debug, W>(
+    name: &str,
+    addrs: &[A],
+    wire: &[W],
+    ours: impl Fn(A) -> u32,
+    theirs: impl Fn(&[W], &mut [u32]),
+) -> usize {
+    let mut out = [0u32; BATCH];
+    for (c, w) in addrs.chunks(BATCH).zip(wire.chunks(BATCH)) {
+        theirs(w, &mut out[..c.len()]);
+        for (&a, &o) in c.iter().zip(&out) {
+            let want = ours(a);
+            assert_eq!(o, want, "{name} answers {o:#x} for {a:x?}, ours {want:#x}");
+        }
+    }
+    addrs.len()
+}
+
+fn timed<T>(what: &str, n: usize, f: impl FnOnce() -> T) -> T {
+    let t = Instant::now();
+    let v = f();
+    let s = t.elapsed().as_secs_f64();
+    println!(
+        "build {what:<34} {s:>7.2} s  ({:.2} µs a route)",
+        s * 1e6 / n as f64
+    );
+    v
+}
+
+fn arg(name: &str) -> Option<String> {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1).cloned())
+}
+
+fn main() {
+    let flag = |f: &str| std::env::args().any(|a| a == f);
+    let check = flag("--check");
+    let memory = match arg("--memory").as_deref() {
+        Some("huge") => Memory::Huge,
+        Some("ordinary") | None => Memory::Ordinary,
+        Some(other) => panic!("--memory huge|ordinary, not {other}"),
+    };
+    let avx512 = std::arch::is_x86_feature_detected!("avx512f");
+    dpdk::init(memory, 3072, avx512).unwrap_or_else(|e| panic!("DPDK's EAL: {e}"));
+    println!(
+        "DPDK 22.11 (Debian's libdpdk-dev) EAL on {}; the CPU {} AVX-512",
+        match memory {
+            Memory::Huge => "2 MiB hugepages",
+            Memory::Ordinary => "ordinary pages (--no-huge)",
+        },
+        if avx512 { "has" } else { "lacks" }
+    );
+
+    // IPv4: the DFZ.
+    let routes = load_dfz().expect("read ../shared/testdata/rib/dfz-ipv4.csv.gz");
+    let n4 = routes.len();
+    let ours4 = timed("ours IPv4 (Lpm4::build)", n4, || {
+        Lpm4::build(&routes, Qsbr::new()).unwrap()
+    });
+    let r4 = ours4.reader();
+    let mut fib4 = timed("rte_fib DIR-24-8 (rte_fib_add)", n4, || {
+        let mut f = dpdk::Fib4::new("fib4", n4 + 1024, 1 << 16).unwrap();
+        for &(a, l, nh) in &routes {
+            f.add(a, l, nh)
+                .unwrap_or_else(|e| panic!("{a:#x}/{l}: {e}"));
+        }
+        f
+    });
+    let lpm4 = (!check && !flag("--no-lpm4")).then(|| {
+        timed("rte_lpm (rte_lpm_add)", n4, || {
+            let mut l = dpdk::Lpm4::new("lpm4", (n4 + 1024) as u32, 1 << 16).unwrap();
+            for &(a, len, nh) in &routes {
+                l.add(a, len, nh)
+                    .unwrap_or_else(|e| panic!("{a:#x}/{len}: {e}"));
+            }
+            l
+        })
+    });
+    let t4 = traffic_v4(&routes, 42);
+    let ours4_one = |a: u32| r4.lookup(a).unwrap_or(NO_ROUTE);
+    let fib4_avx = avx512 && fib4.select(Lookup::Avx512).is_ok();
+    let mut checked = 0;
+    for set in [&t4.in_table, &t4.hot, &t4.random] {
+        fib4.select(Lookup::Scalar).unwrap();
+        checked += agree("rte_fib scalar", set, set, ours4_one, |a, o| {
+            fib4.lookup_bulk(a, o)
+        });
+        if fib4_avx {
+            fib4.select(Lookup::Avx512).unwrap();
+            checked += agree("rte_fib AVX-512", set, set, ours4_one, |a, o| {
+                fib4.lookup_bulk(a, o)
+            });
+        }
+        if let Some(l) = &lpm4 {
+            checked += agree("rte_lpm x4", set, set, ours4_one, |a, o| l.lookup_x4(a, o));
+        }
+    }
+    // Updates: every route withdrawn and put back agrees too (a /24 and a /32 churned).
+    for &(a, l) in &[(0x0a00_0000u32, 8u8), (0xc633_6400, 24), (0xc633_6401, 32)] {
+        fib4.add(a, l, 7).unwrap();
+        fib4.delete(a, l).unwrap();
+    }
+    println!(
+        "IPv4: {checked} answers from DPDK's tables agree with ours{}",
+        if fib4_avx {
+            " (rte_fib scalar and AVX-512)"
+        } else {
+            " (rte_fib scalar; no AVX-512 lookup here)"
+        }
+    );
+
+    // IPv6: the generated table.
+    let routes6 = gen_ipv6(7);
+    let n6 = routes6.len();
+    let ours6 = timed("ours IPv6 (Lpm6::build)", n6, || {
+        Lpm6::build(&routes6, Qsbr::new()).unwrap()
+    });
+    let r6 = ours6.reader();
+    let fib6 = timed("rte_fib6 trie (rte_fib6_add)", n6, || {
+        let mut f = dpdk::Fib6::new("fib6", n6 + 1024, 1 << 20).unwrap();
+        for &(a, l, nh) in &routes6 {
+            f.add(a, l, nh)
+                .unwrap_or_else(|e| panic!("{a:#x}/{l}: {e}"));
+        }
+        f
+    });
+    let lpm6 = timed("rte_lpm6 (rte_lpm6_add)", n6, || {
+        let mut l = dpdk::Lpm6::new("lpm6", (n6 + 1024) as u32, 1 << 20).unwrap();
+        for &(a, len, nh) in &routes6 {
+            l.add(a, len, nh)
+                .unwrap_or_else(|e| panic!("{a:#x}/{len}: {e}"));
+        }
+        l
+    });
+    let t6 = traffic_v6(&routes6, 42);
+    let ours6_one = |a: u128| r6.lookup(a).unwrap_or(NO_ROUTE);
+    let fib6_avx = avx512 && fib6.select(Lookup::Avx512).is_ok();
+    let wire6 = [to_wire(&t6.in_table), to_wire(&t6.hot), to_wire(&t6.random)];
+    let mut checked6 = 0;
+    for (set, wire) in [&t6.in_table, &t6.hot, &t6.random].into_iter().zip(&wire6) {
+        fib6.select(Lookup::Scalar).unwrap();
+        checked6 += agree("rte_fib6 scalar", set, wire, ours6_one, |a, o| {
+            fib6.lookup_bulk(a, o)
+        });
+        if fib6_avx {
+            fib6.select(Lookup::Avx512).unwrap();
+            checked6 += agree("rte_fib6 AVX-512", set, wire, ours6_one, |a, o| {
+                fib6.lookup_bulk(a, o)
+            });
+        }
+        checked6 += agree("rte_lpm6", set, wire, ours6_one, |a, o| {
+            lpm6.lookup_bulk(a, o)
+        });
+    }
+    println!("IPv6: {checked6} answers from DPDK's tables agree with ours");
+    if check {
+        return;
+    }
+
+    for (pattern, set) in [
+        ("IPv4 DFZ, in table", &t4.in_table),
+        ("IPv4 DFZ, 10k hot", &t4.hot),
+        ("IPv4 DFZ, uniform", &t4.random),
+    ] {
+        let fib = &fib4;
+        let mut v: Vec<Variant<u32>> = vec![
+            variant("ours lookup_bulk (32)", |a, o| r4.lookup_bulk(a, o)),
+            variant("ours lookup", |a: &[u32], o: &mut [u32]| {
+                for (x, &y) in o.iter_mut().zip(a) {
+                    *x = r4.lookup(y).unwrap_or(NO_ROUTE);
+                }
+            }),
+            Variant {
+                name: "rte_fib_lookup_bulk, scalar",
+                before: Box::new(|| fib.select(Lookup::Scalar).unwrap()),
+                lookup: Box::new(|a, o| fib.lookup_bulk(a, o)),
+            },
+        ];
+        if fib4_avx {
+            v.push(Variant {
+                name: "rte_fib_lookup_bulk, AVX-512",
+                before: Box::new(|| fib.select(Lookup::Avx512).unwrap()),
+                lookup: Box::new(|a, o| fib.lookup_bulk(a, o)),
+            });
+        }
+        if let Some(l) = &lpm4 {
+            v.push(variant("rte_lpm_lookupx4", |a, o| l.lookup_x4(a, o)));
+        }
+        time_all(pattern, set, &v);
+    }
+    for ((pattern, set), wire) in [
+        ("IPv6 200k, in table", &t6.in_table),
+        ("IPv6 200k, 10k hot", &t6.hot),
+        ("IPv6 200k, uniform", &t6.random),
+    ]
+    .into_iter()
+    .zip(&wire6)
+    {
+        // Ours read u128 addresses, DPDK's wire bytes: each variant gets its own form, indexed
+        // by the batch's position so both walk the same addresses.
+        let base = set.as_ptr() as usize;
+        let at = move |a: &[u128]| (a.as_ptr() as usize - base) / 16;
+        let (fib, lpm6) = (&fib6, &lpm6);
+        let mut v: Vec<Variant<u128>> = vec![
+            variant("ours lookup_bulk (32)", |a, o| r6.lookup_bulk(a, o)),
+            variant("ours lookup", |a: &[u128], o: &mut [u32]| {
+                for (x, &y) in o.iter_mut().zip(a) {
+                    *x = r6.lookup(y).unwrap_or(NO_ROUTE);
+                }
+            }),
+            Variant {
+                name: "rte_fib6_lookup_bulk, scalar",
+                before: Box::new(|| fib.select(Lookup::Scalar).unwrap()),
+                lookup: Box::new(move |a, o| {
+                    let i = at(a);
+                    fib.lookup_bulk(&wire[i..i + a.len()], o)
+                }),
+            },
+        ];
+        if fib6_avx {
+            v.push(Variant {
+                name: "rte_fib6_lookup_bulk, AVX-512",
+                before: Box::new(|| fib.select(Lookup::Avx512).unwrap()),
+                lookup: Box::new(move |a, o| {
+                    let i = at(a);
+                    fib.lookup_bulk(&wire[i..i + a.len()], o)
+                }),
+            });
+        }
+        v.push(variant("rte_lpm6_lookup_bulk_func", move |a, o| {
+            let i = at(a);
+            lpm6.lookup_bulk(&wire[i..i + a.len()], o)
+        }));
+        time_all(pattern, set, &v);
+    }
+}
