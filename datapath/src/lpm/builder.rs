@@ -648,11 +648,14 @@ mod tests {
                 }
             }
             prop_assert_eq!(t.len(), rules.len());
-            // Bulk and single lookups agree.
-            let mut out = vec![0; probes.len()];
+            // Bulk and single lookups agree, on the vector path (where the CPU has it) and
+            // the portable one.
+            let (mut out, mut portable) = (vec![0; probes.len()], vec![0; probes.len()]);
             t.reader().lookup_bulk(&probes, &mut out);
-            for (p, o) in probes.iter().zip(out) {
+            t.reader().lookup_bulk_portable(&probes, &mut portable);
+            for ((p, o), q) in probes.iter().zip(out).zip(portable) {
                 prop_assert_eq!(t.lookup(*p).unwrap_or(super::super::NO_ROUTE), o);
+                prop_assert_eq!(o, q);
             }
         }
 
@@ -691,9 +694,12 @@ mod tests {
                 .chain(ops.iter().map(|&(base, x, ..)| base ^ (u128::from(x) << 40) ^ u128::from(x)))
                 .collect();
             let (mut out, mut walked) = (vec![0; all.len()], vec![0; all.len()]);
+            let mut portable = vec![0; all.len()];
             t.reader().lookup_bulk(&all, &mut out);
             t.reader().lookup_bulk_levelwise(&all, &mut walked);
-            for ((&p, &o), &w) in all.iter().zip(&out).zip(&walked) {
+            t.reader().lookup_bulk_portable(&all, &mut portable);
+            for (((&p, &o), &w), &q) in all.iter().zip(&out).zip(&walked).zip(&portable) {
+                prop_assert_eq!(q, o, "portable bulk, addr {:#x}", p);
                 let want = rules.iter().filter(|((l, k), _)| mask(p, *l) == *k).max_by_key(|((l, _), _)| *l).map_or(super::super::NO_ROUTE, |(_, &n)| n);
                 prop_assert_eq!(o, want, "bulk addr {:#x}", p);
                 prop_assert_eq!(w, want, "level-by-level walk, addr {:#x}", p);

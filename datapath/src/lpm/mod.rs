@@ -7,6 +7,7 @@
 //! - [`builder`]: the single writer ([`Lpm4`], [`Lpm6`]): insert and remove applied with single
 //!   atomic stores, so each lookup sees the table before or after an update, never between.
 //! - [`publish`]: quiescent-state-based reclamation of unlinked groups.
+//! - [`vector`]: the IPv4 bulk lookup on AVX-512 gathers, where the CPU has them.
 //!
 //! Entries hold next-hop indices; next hops themselves live in [`crate::fib`], so a neighbour
 //! change never touches these tables.
@@ -14,6 +15,7 @@
 pub mod builder;
 pub mod publish;
 pub mod table;
+pub mod vector;
 
 pub use builder::{Lpm4, Lpm6};
 pub use publish::{Qsbr, Reader};

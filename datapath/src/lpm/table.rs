@@ -234,10 +234,30 @@ impl Lpm4Table {
     /// as its level-0 entry is read, so the batch's cache misses overlap: a prefetch retires
     /// at once, where a missing load would hold its place in the reorder window until the
     /// line arrived (19% more in-table lookups a second on the DFZ table, BENCHMARKS.md).
+    ///
+    /// On a CPU with AVX-512F, whole sixteens of the batch go through [`super::vector`]'s
+    /// gathers instead, and only the rest through the path above.
     #[inline]
     pub fn lookup_bulk(&self, addrs: &[u32], out: &mut [u32]) {
         let n = addrs.len().min(out.len());
+        let done = super::vector::lookup4(
+            self.0.tbl24.as_slice(),
+            self.0.groups.as_slice(),
+            &addrs[..n],
+            &mut out[..n],
+        );
+        self.lookup_bulk_portable(&addrs[done..n], &mut out[done..n]);
+    }
+
+    /// [`Lpm4Table::lookup_bulk`] without the vector path: what a CPU without AVX-512F runs
+    /// (public so that tests and benches run it on any CPU).
+    #[inline]
+    pub fn lookup_bulk_portable(&self, addrs: &[u32], out: &mut [u32]) {
+        let n = addrs.len().min(out.len());
         let (addrs, out) = (&addrs[..n], &mut out[..n]);
+        if n == 0 {
+            return;
+        }
         let Some(l0) = self.0.level0() else {
             out.fill(NO_ROUTE);
             return;
@@ -286,8 +306,25 @@ impl Lpm6Table {
     /// walked one address at a time instead: its loads hit, so the level passes and
     /// prefetches are overhead (the pipeline bench's 11-level walk to a /108 took 3.6-3.8 µs a
     /// batch of 32 level by level against 2.3 µs one at a time, BENCHMARKS.md).
+    ///
+    /// On a CPU with AVX-512F, whole sixteens of the batch walk the levels with
+    /// [`super::vector`]'s gathers instead, whatever the table's size.
     #[inline]
     pub fn lookup_bulk(&self, addrs: &[u128], out: &mut [u32]) {
+        let n = addrs.len().min(out.len());
+        let done = super::vector::lookup6(
+            self.0.tbl24.as_slice(),
+            self.0.groups.as_slice(),
+            &addrs[..n],
+            &mut out[..n],
+        );
+        self.lookup_bulk_portable(&addrs[done..n], &mut out[done..n]);
+    }
+
+    /// [`Lpm6Table::lookup_bulk`] without the vector path: what a CPU without AVX-512F runs
+    /// (public so that tests and benches run it on any CPU).
+    #[inline]
+    pub fn lookup_bulk_portable(&self, addrs: &[u128], out: &mut [u32]) {
         let n = addrs.len().min(out.len());
         let (addrs, out) = (&addrs[..n], &mut out[..n]);
         if self.0.used.load(Ordering::Relaxed) < SMALL_TABLE_GROUPS {
