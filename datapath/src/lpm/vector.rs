@@ -1,7 +1,8 @@
-//! The IPv4 bulk lookup on AVX-512: sixteen addresses a step, each level read with one gather,
-//! as DPDK's `rte_fib` does on the same CPUs (its AVX-512 lookup was 1.1–1.4 times our scalar
-//! bulk lookup on every traffic pattern, BENCHMARKS.md). Chosen at run time; machines without
-//! AVX-512F take the portable path in [`super::table`].
+//! The bulk lookups on AVX-512: sixteen addresses a step, each level of the trie read with one
+//! gather, as DPDK's `rte_fib` and `rte_fib6` do on the same CPUs (their AVX-512 lookups were
+//! 1.1–1.4 times our portable bulk lookup for IPv4 and 1.5 times for IPv6's hot set,
+//! BENCHMARKS.md). Chosen at run time; machines without AVX-512F, or with [`SWITCH`] set to
+//! `off`, take the portable paths in [`super::table`].
 //!
 //! The gathers are written in inline assembly rather than with the gather intrinsics: the
 //! writer stores entries atomically while workers read them, and an intrinsic is a plain
@@ -17,11 +18,33 @@
 use super::table::{EXT, GROUP_LEN, INDEX_MASK, TBL24_LEN, VALID};
 #[cfg(target_arch = "x86_64")]
 use super::NO_ROUTE;
-use std::sync::atomic::AtomicU32;
+use std::sync::atomic::{AtomicU32, AtomicU8, Ordering};
 
-/// Whether this CPU runs [`lookup4`]'s vector path (std caches the answer).
+/// The environment variable that turns the vector path off (`GATEWAY_LPM_VECTOR=off`): on
+/// Intel CPUs whose microcode mitigates Gather Data Sampling a gather is several times
+/// slower, and the portable path may then be faster; benches also use it to alternate the
+/// two paths in one run.
+pub const SWITCH: &str = "GATEWAY_LPM_VECTOR";
+
+/// 0: not yet decided; 1: the vector path runs; 2: it does not.
+static STATE: AtomicU8 = AtomicU8::new(0);
+
+/// Whether the vector paths run: the CPU has AVX-512F and [`SWITCH`] is not `off`. Decided
+/// once per process.
 #[inline]
 pub fn available() -> bool {
+    match STATE.load(Ordering::Relaxed) {
+        1 => true,
+        2 => false,
+        _ => {
+            let on = std::env::var_os(SWITCH).is_none_or(|v| v != "off") && cpu_has_it();
+            STATE.store(if on { 1 } else { 2 }, Ordering::Relaxed);
+            on
+        }
+    }
+}
+
+fn cpu_has_it() -> bool {
     #[cfg(target_arch = "x86_64")]
     {
         std::arch::is_x86_feature_detected!("avx512f")
