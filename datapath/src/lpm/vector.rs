@@ -1,8 +1,10 @@
-//! The bulk lookups on AVX-512: sixteen addresses a step, each level of the trie read with one
-//! gather, as DPDK's `rte_fib` and `rte_fib6` do on the same CPUs (their AVX-512 lookups were
-//! 1.1–1.4 times our portable bulk lookup for IPv4 and 1.5 times for IPv6's hot set,
-//! BENCHMARKS.md). Chosen at run time; machines without AVX-512F, or with [`SWITCH`] set to
-//! `off`, take the portable paths in [`super::table`].
+//! The IPv4 bulk lookup on AVX-512: sixteen addresses a step, each level of the trie read with
+//! one gather, as DPDK's `rte_fib` does on the same CPUs. Chosen at run time; machines without
+//! AVX-512F, or with [`SWITCH`] set to `off`, take the portable path in [`super::table`].
+//!
+//! IPv6 has no vector path: the same walk, one gather a level for the lanes still on an
+//! extended entry, was slower than the portable level-by-level walk on every traffic pattern
+//! (BENCHMARKS.md), as one deep lane holds all sixteen for every level it walks.
 //!
 //! The gathers are written in inline assembly rather than with the gather intrinsics: the
 //! writer stores entries atomically while workers read them, and an intrinsic is a plain
@@ -75,26 +77,6 @@ pub fn lookup4(
     0
 }
 
-/// [`lookup4`] for IPv6: whole sixteens of `addrs`, walked level by level with one gather a
-/// level for every lane still on an extended entry; returns how many it did (0 without
-/// AVX-512F).
-#[inline]
-pub fn lookup6(
-    level0: &[AtomicU32],
-    groups: &[AtomicU32],
-    addrs: &[u128],
-    out: &mut [u32],
-) -> usize {
-    #[cfg(target_arch = "x86_64")]
-    if available() && level0.len() == TBL24_LEN {
-        // SAFETY: the CPU has AVX-512F (checked just above), and `level0` holds the 2^24
-        // entries that a 24-bit index needs.
-        return unsafe { lookup6_avx512(level0, groups, addrs, out) };
-    }
-    let _ = (level0, groups, addrs, out);
-    0
-}
-
 /// Gathers `base[idx[k]]` into the lanes `k` set in `mask`; the other lanes keep `src`.
 ///
 /// # Safety
@@ -140,141 +122,113 @@ unsafe fn lookup4_avx512(
 ) -> usize {
     use std::arch::x86_64::*;
     let n = addrs.len().min(out.len()) / 16 * 16;
-    let ext = _mm512_set1_epi32(EXT as i32);
-    let valid = _mm512_set1_epi32(VALID as i32);
-    let index = _mm512_set1_epi32(INDEX_MASK as i32);
-    let low = _mm512_set1_epi32(0xff);
-    let miss = _mm512_set1_epi32(NO_ROUTE as i32);
     let zero = _mm512_setzero_si512();
-    // Groups whose every entry lies inside `groups`: an extended entry naming another reads
-    // as 0 (no route), as the portable path's bounds-checked read does.
+    // Groups whose every entry lies inside `groups`.
     let whole = _mm512_set1_epi32((groups.len() / GROUP_LEN).min(INDEX_MASK as usize + 1) as i32);
+    // Two sixteens a step where the batch has them: both first-level gathers are issued
+    // before either second-level one, so their misses overlap.
     let mut i = 0;
     while i < n {
-        // SAFETY: `i + 16 <= n <= addrs.len()`: sixteen u32 inside `addrs`, read unaligned.
-        let a = unsafe { _mm512_loadu_si512(addrs.as_ptr().add(i).cast()) };
+        let two = i + 32 <= n;
+        // SAFETY: `i + 16 <= n <= addrs.len()` (and `i + 32` when `two`): sixteen u32 inside
+        // `addrs` each, read unaligned.
+        let a0 = unsafe { _mm512_loadu_si512(addrs.as_ptr().add(i).cast()) };
+        let a1 = if two {
+            unsafe { _mm512_loadu_si512(addrs.as_ptr().add(i + 16).cast()) }
+        } else {
+            zero
+        };
         // SAFETY: an address shifted right by 8 is below 2^24 = `level0.len()`.
-        let e = unsafe {
+        let e0 = unsafe {
             gather(
                 level0.as_ptr().cast(),
-                _mm512_srli_epi32::<8>(a),
+                _mm512_srli_epi32::<8>(a0),
                 0xffff,
                 zero,
             )
         };
-        let x = _mm512_test_epi32_mask(e, ext);
-        let e = if x == 0 {
-            e
-        } else {
-            let g = _mm512_and_si512(e, index);
-            let inside = x & _mm512_cmplt_epu32_mask(g, whole);
-            let at = _mm512_or_si512(_mm512_slli_epi32::<8>(g), _mm512_and_si512(a, low));
-            // SAFETY: the selected lanes name a group below `whole`, and a group's 256
-            // entries then lie inside `groups`; `g << 8` cannot wrap, as `g` < 2^21.
+        let e1 = if two {
+            // SAFETY: as above.
             unsafe {
                 gather(
-                    groups.as_ptr().cast(),
-                    at,
-                    inside,
-                    _mm512_mask_mov_epi32(e, x, zero),
+                    level0.as_ptr().cast(),
+                    _mm512_srli_epi32::<8>(a1),
+                    0xffff,
+                    zero,
                 )
             }
+        } else {
+            zero
         };
-        let found = _mm512_test_epi32_mask(e, valid);
-        let r = _mm512_mask_mov_epi32(miss, found, _mm512_and_si512(e, index));
+        // SAFETY: `whole` counts only groups inside `groups` (see `second`).
+        let r0 = unsafe { second(groups, whole, a0, e0) };
         // SAFETY: `i + 16 <= n <= out.len()`: sixteen u32 inside `out`, written unaligned.
-        unsafe { _mm512_storeu_si512(out.as_mut_ptr().add(i).cast(), r) };
-        i += 16;
+        unsafe { _mm512_storeu_si512(out.as_mut_ptr().add(i).cast(), r0) };
+        if two {
+            // SAFETY: as for `r0`, with `i + 32 <= n`.
+            unsafe {
+                let r1 = second(groups, whole, a1, e1);
+                _mm512_storeu_si512(out.as_mut_ptr().add(i + 16).cast(), r1);
+            }
+        }
+        i += if two { 32 } else { 16 };
     }
     n
 }
 
-/// [`lookup6`]'s vector path.
+/// The second level and the answer for sixteen addresses `a` whose first-level entries are
+/// `e`: extended lanes read their group's entry, and every lane becomes a next hop or
+/// [`NO_ROUTE`].
 ///
 /// # Safety
-/// The CPU has AVX-512F, and `level0` has [`TBL24_LEN`] entries.
+/// The CPU has AVX-512F, and `whole` is at most the number of whole groups in `groups`.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
-unsafe fn lookup6_avx512(
-    level0: &[AtomicU32],
+#[inline]
+unsafe fn second(
     groups: &[AtomicU32],
-    addrs: &[u128],
-    out: &mut [u32],
-) -> usize {
-    use super::table::MAX_LEVELS;
+    whole: std::arch::x86_64::__m512i,
+    a: std::arch::x86_64::__m512i,
+    e: std::arch::x86_64::__m512i,
+) -> std::arch::x86_64::__m512i {
     use std::arch::x86_64::*;
-    let n = addrs.len().min(out.len()) / 16 * 16;
-    let ext = _mm512_set1_epi32(EXT as i32);
-    let valid = _mm512_set1_epi32(VALID as i32);
     let index = _mm512_set1_epi32(INDEX_MASK as i32);
-    let low = _mm512_set1_epi32(0xff);
-    let miss = _mm512_set1_epi32(NO_ROUTE as i32);
-    let zero = _mm512_setzero_si512();
-    let whole = _mm512_set1_epi32((groups.len() / GROUP_LEN).min(INDEX_MASK as usize + 1) as i32);
-    // Lane k's 32-bit word w of a u128 (little-endian: word 3 holds the top bits) is u32
-    // number 4k + w from the sixteen's start.
-    let lanes = _mm512_set_epi32(60, 56, 52, 48, 44, 40, 36, 32, 28, 24, 20, 16, 12, 8, 4, 0);
-    let mut i = 0;
-    while i < n {
-        let base = addrs[i..].as_ptr().cast::<u32>();
-        // words[w]: word w of every lane's address.
-        let mut words = [zero; 4];
-        for (w, v) in words.iter_mut().enumerate() {
-            let idx = _mm512_add_epi32(lanes, _mm512_set1_epi32(w as i32));
-            // SAFETY: `i + 16 <= n <= addrs.len()`, so the sixteen u128 from `base` (64 u32)
-            // are inside `addrs`, and every index is below 64.
-            *v = unsafe { gather(base, idx, 0xffff, zero) };
-        }
-        // SAFETY: the top 32 bits shifted right by 8 are below 2^24 = `level0.len()`.
-        let mut e = unsafe {
+    let x = _mm512_test_epi32_mask(e, _mm512_set1_epi32(EXT as i32));
+    let e = if x == 0 {
+        e
+    } else {
+        let g = _mm512_and_si512(e, index);
+        // An extended entry naming a group past `whole` reads as 0 (no route), as the
+        // portable path's bounds-checked read does.
+        let inside = x & _mm512_cmplt_epu32_mask(g, whole);
+        let at = _mm512_or_si512(
+            _mm512_slli_epi32::<8>(g),
+            _mm512_and_si512(a, _mm512_set1_epi32(0xff)),
+        );
+        let zero = _mm512_setzero_si512();
+        // SAFETY: the selected lanes name a group below `whole`, whose 256 entries lie inside
+        // `groups` (the caller's promise); `g << 8` cannot wrap, as `g` < 2^21.
+        unsafe {
             gather(
-                level0.as_ptr().cast(),
-                _mm512_srli_epi32::<8>(words[3]),
-                0xffff,
-                zero,
+                groups.as_ptr().cast(),
+                at,
+                inside,
+                _mm512_mask_mov_epi32(e, x, zero),
             )
-        };
-        let mut x = _mm512_test_epi32_mask(e, ext);
-        // Level k (1-based) indexes its group with the address byte at bit 128 - 8 (k + 3).
-        let mut level = 1;
-        while x != 0 && level <= MAX_LEVELS {
-            let shift = 128 - 8 * (level as u32 + 3);
-            let byte = _mm512_and_si512(
-                _mm512_srlv_epi32(
-                    words[(shift / 32) as usize],
-                    _mm512_set1_epi32((shift % 32) as i32),
-                ),
-                low,
-            );
-            let g = _mm512_and_si512(e, index);
-            let inside = x & _mm512_cmplt_epu32_mask(g, whole);
-            let at = _mm512_or_si512(_mm512_slli_epi32::<8>(g), byte);
-            // SAFETY: the selected lanes name a group below `whole`, whose 256 entries lie
-            // inside `groups`; `g << 8` cannot wrap, as `g` < 2^21.
-            e = unsafe {
-                gather(
-                    groups.as_ptr().cast(),
-                    at,
-                    inside,
-                    _mm512_mask_mov_epi32(e, x, zero),
-                )
-            };
-            x = _mm512_test_epi32_mask(e, ext);
-            level += 1;
         }
-        let found = _mm512_test_epi32_mask(e, valid);
-        let r = _mm512_mask_mov_epi32(miss, found, _mm512_and_si512(e, index));
-        // SAFETY: `i + 16 <= n <= out.len()`: sixteen u32 inside `out`, written unaligned.
-        unsafe { _mm512_storeu_si512(out.as_mut_ptr().add(i).cast(), r) };
-        i += 16;
-    }
-    n
+    };
+    let found = _mm512_test_epi32_mask(e, _mm512_set1_epi32(VALID as i32));
+    _mm512_mask_mov_epi32(
+        _mm512_set1_epi32(NO_ROUTE as i32),
+        found,
+        _mm512_and_si512(e, index),
+    )
 }
 
 #[cfg(test)]
 mod tests {
     use super::super::table::{ext, Trie};
-    use super::super::{Lpm4Table, Lpm6Table, NO_ROUTE};
+    use super::super::{Lpm4Table, NO_ROUTE};
     use std::sync::Arc;
 
     /// An extended entry naming a group past the table reads as no route on both paths,
@@ -286,22 +240,6 @@ mod tests {
         trie.store_top(0x0a_00_01, ext((1 << 21) - 1));
         let t = Lpm4Table(Arc::new(trie));
         let addrs: Vec<u32> = (0..32u32).map(|i| 0x0a00_0000 | (i << 4)).collect();
-        let (mut v, mut p) = ([7u32; 32], [7u32; 32]);
-        t.lookup_bulk(&addrs, &mut v);
-        t.lookup_bulk_portable(&addrs, &mut p);
-        assert_eq!(v, [NO_ROUTE; 32]);
-        assert_eq!(p, [NO_ROUTE; 32]);
-    }
-
-    #[test]
-    fn an_ipv6_group_past_the_table_reads_as_no_route() {
-        let trie = Trie::new(4).unwrap();
-        trie.store_top(0x20_01_0d, ext(4));
-        trie.store_top(0x20_01_0e, ext((1 << 21) - 1));
-        let t = Lpm6Table(Arc::new(trie));
-        let addrs: Vec<u128> = (0..32u128)
-            .map(|i| (0x2001_0d00u128 << 96) + (i << 100) + i)
-            .collect();
         let (mut v, mut p) = ([7u32; 32], [7u32; 32]);
         t.lookup_bulk(&addrs, &mut v);
         t.lookup_bulk_portable(&addrs, &mut p);
