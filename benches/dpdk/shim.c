@@ -56,13 +56,13 @@ int shim_errno(void)
 
 /* ---- rte_fib, DIR-24-8, 4-byte entries ---- */
 
-void *shim_fib4_new(const char *name, int max_routes, uint32_t tbl8)
+void *shim_fib4_new(const char *name, uint32_t max_routes, uint32_t tbl8)
 {
 	struct rte_fib_conf conf;
 	memset(&conf, 0, sizeof(conf));
 	conf.type = RTE_FIB_DIR24_8;
 	conf.default_nh = FIB_MISS;
-	conf.max_routes = max_routes;
+	conf.max_routes = (int)max_routes;
 	conf.dir24_8.nh_sz = RTE_FIB_DIR24_8_4B;
 	conf.dir24_8.num_tbl8 = tbl8;
 	return rte_fib_create(name, SOCKET_ID_ANY, &conf);
@@ -101,13 +101,13 @@ void shim_fib4_free(void *fib)
 
 /* ---- rte_fib6, trie, 4-byte entries ---- */
 
-void *shim_fib6_new(const char *name, int max_routes, uint32_t tbl8)
+void *shim_fib6_new(const char *name, uint32_t max_routes, uint32_t tbl8)
 {
 	struct rte_fib6_conf conf;
 	memset(&conf, 0, sizeof(conf));
 	conf.type = RTE_FIB6_TRIE;
 	conf.default_nh = FIB_MISS;
-	conf.max_routes = max_routes;
+	conf.max_routes = (int)max_routes;
 	conf.trie.nh_sz = RTE_FIB6_TRIE_4B;
 	conf.trie.num_tbl8 = tbl8;
 	return rte_fib6_create(name, SOCKET_ID_ANY, &conf);

@@ -99,6 +99,18 @@ fn agree<A: Copy + std::fmt::Debug, W>(
     addrs.len()
 }
 
+/// Adds every route to a DPDK table; a refused route ends the run, naming it.
+fn fill<T, A: Copy + std::fmt::LowerHex>(
+    mut table: T,
+    routes: &[(A, u8, u32)],
+    add: impl Fn(&mut T, A, u8, u32) -> Result<(), dpdk::Error>,
+) -> T {
+    for &(a, len, nh) in routes {
+        add(&mut table, a, len, nh).unwrap_or_else(|e| panic!("{a:#x}/{len}: {e}"));
+    }
+    table
+}
+
 fn timed<T>(what: &str, n: usize, f: impl FnOnce() -> T) -> T {
     let t = Instant::now();
     let v = f();
@@ -144,21 +156,13 @@ fn main() {
     });
     let r4 = ours4.reader();
     let mut fib4 = timed("rte_fib DIR-24-8 (rte_fib_add)", n4, || {
-        let mut f = dpdk::Fib4::new("fib4", n4 + 1024, 1 << 16).unwrap();
-        for &(a, l, nh) in &routes {
-            f.add(a, l, nh)
-                .unwrap_or_else(|e| panic!("{a:#x}/{l}: {e}"));
-        }
-        f
+        let f = dpdk::Fib4::new("fib4", n4 as u32 + 1024, 1 << 16).unwrap();
+        fill(f, &routes, dpdk::Fib4::add)
     });
     let lpm4 = (!check && !flag("--no-lpm4")).then(|| {
         timed("rte_lpm (rte_lpm_add)", n4, || {
-            let mut l = dpdk::Lpm4::new("lpm4", (n4 + 1024) as u32, 1 << 16).unwrap();
-            for &(a, len, nh) in &routes {
-                l.add(a, len, nh)
-                    .unwrap_or_else(|e| panic!("{a:#x}/{len}: {e}"));
-            }
-            l
+            let l = dpdk::Lpm4::new("lpm4", (n4 + 1024) as u32, 1 << 16).unwrap();
+            fill(l, &routes, dpdk::Lpm4::add)
         })
     });
     let t4 = traffic_v4(&routes, 42);
@@ -202,20 +206,12 @@ fn main() {
     });
     let r6 = ours6.reader();
     let fib6 = timed("rte_fib6 trie (rte_fib6_add)", n6, || {
-        let mut f = dpdk::Fib6::new("fib6", n6 + 1024, 1 << 20).unwrap();
-        for &(a, l, nh) in &routes6 {
-            f.add(a, l, nh)
-                .unwrap_or_else(|e| panic!("{a:#x}/{l}: {e}"));
-        }
-        f
+        let f = dpdk::Fib6::new("fib6", n6 as u32 + 1024, 1 << 20).unwrap();
+        fill(f, &routes6, dpdk::Fib6::add)
     });
     let lpm6 = timed("rte_lpm6 (rte_lpm6_add)", n6, || {
-        let mut l = dpdk::Lpm6::new("lpm6", (n6 + 1024) as u32, 1 << 20).unwrap();
-        for &(a, len, nh) in &routes6 {
-            l.add(a, len, nh)
-                .unwrap_or_else(|e| panic!("{a:#x}/{len}: {e}"));
-        }
-        l
+        let l = dpdk::Lpm6::new("lpm6", (n6 + 1024) as u32, 1 << 20).unwrap();
+        fill(l, &routes6, dpdk::Lpm6::add)
     });
     let t6 = traffic_v6(&routes6, 42);
     let ours6_one = |a: u128| r6.lookup(a).unwrap_or(NO_ROUTE);

@@ -17,13 +17,13 @@ pub const MAX_BATCH: usize = 64;
 extern "C" {
     fn shim_eal_init(huge: c_int, mem_mib: u32, avx512: c_int) -> c_int;
     fn shim_errno() -> c_int;
-    fn shim_fib4_new(name: *const c_char, max_routes: c_int, tbl8: u32) -> *mut c_void;
+    fn shim_fib4_new(name: *const c_char, max_routes: u32, tbl8: u32) -> *mut c_void;
     fn shim_fib4_add(fib: *mut c_void, ip: u32, depth: u8, nh: u32) -> c_int;
     fn shim_fib4_delete(fib: *mut c_void, ip: u32, depth: u8) -> c_int;
     fn shim_fib4_select(fib: *mut c_void, kind: c_int) -> c_int;
     fn shim_fib4_lookup(fib: *mut c_void, ips: *const u32, out: *mut u32, n: c_int);
     fn shim_fib4_free(fib: *mut c_void);
-    fn shim_fib6_new(name: *const c_char, max_routes: c_int, tbl8: u32) -> *mut c_void;
+    fn shim_fib6_new(name: *const c_char, max_routes: u32, tbl8: u32) -> *mut c_void;
     fn shim_fib6_add(fib: *mut c_void, ip: *const u8, depth: u8, nh: u32) -> c_int;
     fn shim_fib6_select(fib: *mut c_void, kind: c_int) -> c_int;
     fn shim_fib6_lookup(fib: *mut c_void, ips: *const u8, out: *mut u32, n: c_int);
@@ -110,9 +110,23 @@ pub enum Lookup {
 }
 
 macro_rules! table {
-    ($(#[$doc:meta])* $ty:ident, $free:ident) => {
+    ($(#[$doc:meta])* $ty:ident, $new:ident, $create:literal, $free:ident) => {
         $(#[$doc])*
         pub struct $ty(*mut c_void);
+
+        impl $ty {
+            #[doc = concat!("An empty table (`", $create, "`) for up to `max` routes and `tbl8` groups.")]
+            pub fn new(n: &str, max: u32, tbl8: u32) -> Result<Self, Error> {
+                let n = name(n);
+                // SAFETY: `n` is a NUL-terminated string that outlives the call (DPDK copies
+                // it).
+                let p = unsafe { $new(n.as_ptr(), max, tbl8) };
+                if p.is_null() {
+                    return Err(errno($create));
+                }
+                Ok($ty(p))
+            }
+        }
 
         impl Drop for $ty {
             fn drop(&mut self) {
@@ -126,21 +140,29 @@ macro_rules! table {
 table!(
     /// `rte_fib` with a DIR-24-8 of 4-byte entries.
     Fib4,
+    shim_fib4_new,
+    "rte_fib_create",
     shim_fib4_free
 );
 table!(
     /// `rte_fib6` with a trie of 4-byte entries.
     Fib6,
+    shim_fib6_new,
+    "rte_fib6_create",
     shim_fib6_free
 );
 table!(
     /// `rte_lpm`, looked up four addresses at a time as l3fwd does.
     Lpm4,
+    shim_lpm4_new,
+    "rte_lpm_create",
     shim_lpm4_free
 );
 table!(
     /// `rte_lpm6`.
     Lpm6,
+    shim_lpm6_new,
+    "rte_lpm6_create",
     shim_lpm6_free
 );
 
@@ -153,17 +175,6 @@ fn batch_ok(n_in: usize, n_out: usize) -> c_int {
 }
 
 impl Fib4 {
-    /// An empty table for up to `max_routes` routes and `tbl8` second-level groups.
-    pub fn new(n: &str, max_routes: usize, tbl8: u32) -> Result<Self, Error> {
-        let n = name(n);
-        // SAFETY: `n` is a NUL-terminated string that outlives the call (DPDK copies it).
-        let p = unsafe { shim_fib4_new(n.as_ptr(), max_routes as c_int, tbl8) };
-        if p.is_null() {
-            return Err(errno("rte_fib_create"));
-        }
-        Ok(Fib4(p))
-    }
-
     /// Adds or replaces a route.
     pub fn add(&mut self, prefix: u32, len: u8, next_hop: u32) -> Result<(), Error> {
         // SAFETY: a live handle, exclusively borrowed.
@@ -202,17 +213,6 @@ impl Fib4 {
 }
 
 impl Fib6 {
-    /// An empty table for up to `max_routes` routes and `tbl8` groups.
-    pub fn new(n: &str, max_routes: usize, tbl8: u32) -> Result<Self, Error> {
-        let n = name(n);
-        // SAFETY: `n` is a NUL-terminated string that outlives the call (DPDK copies it).
-        let p = unsafe { shim_fib6_new(n.as_ptr(), max_routes as c_int, tbl8) };
-        if p.is_null() {
-            return Err(errno("rte_fib6_create"));
-        }
-        Ok(Fib6(p))
-    }
-
     /// Adds or replaces a route.
     pub fn add(&mut self, prefix: u128, len: u8, next_hop: u32) -> Result<(), Error> {
         let ip = prefix.to_be_bytes();
@@ -243,17 +243,6 @@ impl Fib6 {
 }
 
 impl Lpm4 {
-    /// An empty table for up to `max_rules` rules and `tbl8` groups.
-    pub fn new(n: &str, max_rules: u32, tbl8: u32) -> Result<Self, Error> {
-        let n = name(n);
-        // SAFETY: `n` is a NUL-terminated string that outlives the call (DPDK copies it).
-        let p = unsafe { shim_lpm4_new(n.as_ptr(), max_rules, tbl8) };
-        if p.is_null() {
-            return Err(errno("rte_lpm_create"));
-        }
-        Ok(Lpm4(p))
-    }
-
     /// Adds or replaces a route.
     pub fn add(&mut self, prefix: u32, len: u8, next_hop: u32) -> Result<(), Error> {
         // SAFETY: a live handle, exclusively borrowed.
@@ -273,17 +262,6 @@ impl Lpm4 {
 }
 
 impl Lpm6 {
-    /// An empty table for up to `max_rules` rules and `tbl8` groups.
-    pub fn new(n: &str, max_rules: u32, tbl8: u32) -> Result<Self, Error> {
-        let n = name(n);
-        // SAFETY: `n` is a NUL-terminated string that outlives the call (DPDK copies it).
-        let p = unsafe { shim_lpm6_new(n.as_ptr(), max_rules, tbl8) };
-        if p.is_null() {
-            return Err(errno("rte_lpm6_create"));
-        }
-        Ok(Lpm6(p))
-    }
-
     /// Adds or replaces a route.
     pub fn add(&mut self, prefix: u128, len: u8, next_hop: u32) -> Result<(), Error> {
         let ip = prefix.to_be_bytes();
