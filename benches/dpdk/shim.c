@@ -73,11 +73,6 @@ int shim_fib4_add(void *fib, uint32_t ip, uint8_t depth, uint32_t nh)
 	return rte_fib_add(fib, ip, depth, nh);
 }
 
-int shim_fib4_delete(void *fib, uint32_t ip, uint8_t depth)
-{
-	return rte_fib_delete(fib, ip, depth);
-}
-
 /* kind: 0 scalar (inlined per next-hop size), 1 AVX-512 vector. */
 int shim_fib4_select(void *fib, int kind)
 {

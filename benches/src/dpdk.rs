@@ -3,12 +3,11 @@
 //! `rte_lpm_lookupx4` (l3fwd's path) and `rte_lpm6`. The calls go through `dpdk/shim.c`
 //! because DPDK's lookups are static inline; each call takes a whole batch.
 //!
-//! Every answer is a `u32`, [`NO_ROUTE`] when nothing matches, as our tables answer.
+//! Every answer is a `u32`, [`datapath::lpm::NO_ROUTE`] when nothing matches, as our tables answer.
 
 // The one place the benches call C: each block below states what it relies on.
 #![allow(unsafe_code)]
 
-use datapath::lpm::NO_ROUTE;
 use std::ffi::{c_char, c_int, c_void, CString};
 
 /// The largest batch one lookup call takes (the shim's stack arrays).
@@ -19,7 +18,6 @@ extern "C" {
     fn shim_errno() -> c_int;
     fn shim_fib4_new(name: *const c_char, max_routes: u32, tbl8: u32) -> *mut c_void;
     fn shim_fib4_add(fib: *mut c_void, ip: u32, depth: u8, nh: u32) -> c_int;
-    fn shim_fib4_delete(fib: *mut c_void, ip: u32, depth: u8) -> c_int;
     fn shim_fib4_select(fib: *mut c_void, kind: c_int) -> c_int;
     fn shim_fib4_lookup(fib: *mut c_void, ips: *const u32, out: *mut u32, n: c_int);
     fn shim_fib4_free(fib: *mut c_void);
@@ -184,15 +182,6 @@ impl Fib4 {
         }
     }
 
-    /// Removes a route.
-    pub fn delete(&mut self, prefix: u32, len: u8) -> Result<(), Error> {
-        // SAFETY: a live handle, exclusively borrowed.
-        match unsafe { shim_fib4_delete(self.0, prefix, len) } {
-            0 => Ok(()),
-            _ => Err(errno("rte_fib_delete")),
-        }
-    }
-
     /// Chooses the lookup function. It takes `&self`: the handle is neither `Send` nor `Sync`,
     /// so no lookup can be running while this thread is here.
     pub fn select(&self, lookup: Lookup) -> Result<(), Error> {
@@ -284,6 +273,3 @@ impl Lpm6 {
 pub fn to_wire(addrs: &[u128]) -> Vec<[u8; 16]> {
     addrs.iter().map(|a| a.to_be_bytes()).collect()
 }
-
-/// Our tables' "no route", which the shim maps DPDK's misses to.
-pub const MISS: u32 = NO_ROUTE;

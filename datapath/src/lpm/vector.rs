@@ -134,6 +134,7 @@ unsafe fn lookup4_avx512(
         // `addrs` each, read unaligned.
         let a0 = unsafe { _mm512_loadu_si512(addrs.as_ptr().add(i).cast()) };
         let a1 = if two {
+            // SAFETY: as above, with `i + 32 <= n`.
             unsafe { _mm512_loadu_si512(addrs.as_ptr().add(i + 16).cast()) }
         } else {
             zero
