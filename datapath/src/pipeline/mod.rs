@@ -215,7 +215,7 @@ impl Pipeline {
             .zip(&mut self.next[..n])
         {
             *next = classify::classify_one(buf.frame(), in_port, port, fib, meta);
-            if *next == Next::Route {
+            if matches!(*next, Next::Route) {
                 buf.truncate(usize::from(meta.l3_off) + usize::from(meta.l3_len));
                 if rpf
                     && !meta.decap
@@ -231,7 +231,7 @@ impl Pipeline {
         if traced {
             for ((r, meta), next) in records.iter_mut().zip(&self.meta[..n]).zip(&self.next[..n]) {
                 r.classified = *next;
-                if *next == Next::Route {
+                if matches!(*next, Next::Route) {
                     r.outer_l3 = meta.l3_off;
                     r.outer_l4 = meta.l4_off;
                     r.outer_ipv6 = meta.ipv6;
@@ -241,7 +241,7 @@ impl Pipeline {
                 }
             }
             for (meta, next) in self.meta[..n].iter_mut().zip(&self.next[..n]) {
-                if *next == Next::Route && meta.decap {
+                if matches!(*next, Next::Route) && meta.decap {
                     meta.tunnel = trace::NO_TUNNEL;
                 }
             }
@@ -261,13 +261,13 @@ impl Pipeline {
         {
             meta.echo_request = false;
             meta.inner = false;
-            if *next == Next::Route && meta.decap {
+            if matches!(*next, Next::Route) && meta.decap {
                 meta.csum_trusted = buf.csum_trusted;
                 let outer = meta.l3_off;
                 *next = decap::decap_one(buf.frame(), fib, meta, &mut self.last_tunnel, in_port);
                 meta.inner = meta.l3_off != outer;
                 echo_requests |= meta.echo_request;
-                if *next == Next::Route {
+                if matches!(*next, Next::Route) {
                     self.decapped += 1;
                     self.decapped_kind[usize::from(meta.tunnel) % KINDS] += 1;
                     buf.truncate(usize::from(meta.l3_off) + usize::from(meta.l3_len));
@@ -277,7 +277,7 @@ impl Pipeline {
         if traced {
             for ((r, meta), next) in records.iter_mut().zip(&self.meta[..n]).zip(&self.next[..n]) {
                 r.decapped = *next;
-                if r.classified == Next::Route {
+                if matches!(r.classified, Next::Route) {
                     r.tunnel = meta.tunnel;
                     r.l3 = meta.l3_off;
                     r.l4 = meta.l4_off;
@@ -293,9 +293,12 @@ impl Pipeline {
         for ipv6 in [false, true] {
             let mut k = 0;
             for i in 0..n {
-                if self.next[i] == Next::Route && self.meta[i].ipv6 == ipv6 {
-                    self.keys[k] = self.meta[i].dst4;
-                    self.keys6[k] = self.meta[i].dst6;
+                if matches!(self.next[i], Next::Route) && self.meta[i].ipv6 == ipv6 {
+                    if ipv6 {
+                        self.keys6[k] = self.meta[i].dst6;
+                    } else {
+                        self.keys[k] = self.meta[i].dst4;
+                    }
                     self.which[k] = i as u8;
                     k += 1;
                 }
@@ -423,7 +426,7 @@ impl Pipeline {
             .zip(self.meta[..n].iter().zip(&self.next[..n]))
         {
             r.verdict = *next;
-            if r.classified == Next::Route && r.decapped == Next::Route {
+            if matches!(r.classified, Next::Route) && matches!(r.decapped, Next::Route) {
                 r.encap = meta.encap;
             }
             if let Next::Tx(_) = next {

@@ -30,19 +30,20 @@ pub fn rewrite_one(buf: &mut Buf, meta: &Meta, src_mac: [u8; 6], fib: &Fib) -> R
         let Some(ip) = buf.frame_mut().get_mut(l3..l3 + l3_len) else {
             return Rewritten::Failed;
         };
+        // Classify (or decap, for an inner packet) validated the header; the length check
+        // is all that keeps the fixed-offset writes below inside the slice.
         if meta.ipv6 {
-            let mut p = Ipv6Packet::new_unchecked(ip);
-            if p.check_len().is_err() {
+            if ip.len() < crate::wire::ipv6::HEADER_LEN {
                 return Rewritten::Failed;
             }
+            let mut p = Ipv6Packet::new_unchecked(ip);
             let h = p.hop_limit();
             p.set_hop_limit(h.saturating_sub(1));
         } else {
-            let mut p = Ipv4Packet::new_unchecked(ip);
-            if p.check_len().is_err() {
+            if ip.len() < crate::wire::ipv4::HEADER_LEN {
                 return Rewritten::Failed;
             }
-            p.decrement_ttl();
+            Ipv4Packet::new_unchecked(ip).decrement_ttl();
         }
     }
     if meta.encap != NO_ENCAP {
