@@ -57,7 +57,7 @@ fn outer(frame: &[u8], meta: &Meta) -> Option<(u128, u128)> {
 }
 
 /// The UDP pseudo-header sum of the outer packet, for a datagram of `l4_len` bytes.
-#[inline]
+#[inline(always)]
 fn pseudo_header(meta: &Meta, src: u128, l4_len: usize) -> u32 {
     if meta.ipv6 {
         udp::pseudo_header_v6(src, meta.dst6, ip_proto::UDP, l4_len as u32)

@@ -28,14 +28,11 @@ pub fn sum(data: &[u8], initial: u32) -> u32 {
 /// (an add and an add-with-carry a word), folded back in at the end.
 #[inline]
 pub fn sum_wide(data: &[u8], initial: u32) -> u32 {
+    let (words, mut rest) = data.as_chunks::<8>();
     let mut acc = 0u128;
-    let mut words = data.chunks_exact(8);
-    for w in &mut words {
-        acc += u128::from(u64::from_ne_bytes([
-            w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7],
-        ]));
+    for w in words {
+        acc += u128::from(u64::from_ne_bytes(*w));
     }
-    let mut rest = words.remainder();
     if let [a, b, c, d, tail @ ..] = rest {
         acc += u128::from(u32::from_ne_bytes([*a, *b, *c, *d]));
         rest = tail;
@@ -50,7 +47,7 @@ pub fn sum_wide(data: &[u8], initial: u32) -> u32 {
     }
     // End-around carry of the two halves, then to 16 bits (all congruent mod 2^16 - 1).
     let (lo, carry) = (acc as u64).overflowing_add((acc >> 64) as u64);
-    let native = fold((lo >> 32) + u64::from(lo as u32) + u64::from(carry));
+    let native = fold(lo + u64::from(carry));
     let big_endian = u32::from((native as u16).to_be());
     fold(u64::from(big_endian) + u64::from(initial))
 }
@@ -69,13 +66,16 @@ pub fn sum_header(h: &[u8; 20]) -> u32 {
     u32::from(u16::from_be(native))
 }
 
-/// Folds a wide one's-complement accumulator into 16 bits.
+/// Folds a wide one's-complement accumulator into 16 bits: two end-around-carry additions of
+/// halves, with no loop. Neither second addition overflows: the first sum of two halves is at
+/// most twice the half's maximum, so the half it leaves is at most that maximum less one. A
+/// non-zero accumulator folds to 1..=0xffff, zero to zero.
 #[inline]
-pub fn fold(mut acc: u64) -> u32 {
-    while acc > 0xffff {
-        acc = (acc & 0xffff) + (acc >> 16);
-    }
-    acc as u32
+pub fn fold(acc: u64) -> u32 {
+    let (s, c) = (acc as u32).overflowing_add((acc >> 32) as u32);
+    let x = s + u32::from(c);
+    let (s, c) = (x as u16).overflowing_add((x >> 16) as u16);
+    u32::from(s + u16::from(c))
 }
 
 /// The IPv4 header checksum after the TTL dropped by one, as Linux's `ip_decrease_ttl`: the
@@ -105,6 +105,36 @@ pub fn update(check: u16, old: u16, new: u16) -> u16 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The fold as RFC 1071 describes it, for [`fold`] to agree with.
+    fn fold_by_loop(mut acc: u64) -> u32 {
+        while acc > 0xffff {
+            acc = (acc & 0xffff) + (acc >> 16);
+        }
+        acc as u32
+    }
+
+    #[test]
+    fn the_fold_agrees_with_the_loop_on_edges_and_a_spread_of_values() {
+        let mut edges = vec![0, 1, 0xffff, 0x1_0000, 0x1_fffe, 0xffff_ffff, 0x1_0000_0000];
+        edges.extend([
+            u64::MAX,
+            u64::MAX - 1,
+            0xffff_0000_ffff_0000,
+            0x0001_0000_0000_ffff,
+        ]);
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        for _ in 0..200_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            edges.push(x);
+            edges.push(x >> (x % 64));
+        }
+        for acc in edges {
+            assert_eq!(fold(acc), fold_by_loop(acc), "{acc:#x}");
+        }
+    }
 
     #[test]
     fn the_ttl_step_agrees_with_rfc1624_for_every_checksum_and_ttl() {
