@@ -39,6 +39,9 @@
 # kernel's receive timestamp on pod-b).
 #
 # Usage (root): benches/netns_forwarding.sh [seconds per run] [runs] [--append]
+# PERF=DIR also samples CPU 1 (the forwarder's, with the kernel work it causes) with
+# `perf record -e cpu-clock` during each throughput run, and prints each mode's profile at the
+# end (DIR keeps the data files): where the time goes in each forwarder.
 # ONLY=REGEX runs only the modes whose names match. The modes are alternated: round 1 of every
 # mode, then round 2, so that a machine slowing down during the run weighs on all of them.
 # Prints medians of the runs; with --append also appends the table to BENCHMARKS.md.
@@ -224,8 +227,16 @@ measure() {
     local kind=$1; shift
     local before after out
     before=$(rx_on_pod_b)
+    local perf_pid=
+    if [ -n "${PERF:-}" ]; then
+        # The middle of the run: the sender's start and end stay out of the profile.
+        perf record -q -e cpu-clock -F 1999 -C 1 -o "$PERF/$MODE.$ROUND.data" \
+            -- sleep "$(( SECS > 2 ? SECS - 2 : 1 ))" >/dev/null 2>&1 &
+        perf_pid=$!
+    fi
     out=$(nsx "$EXT" chrt -f 5 taskset -c 0 "$GW" pktgen --interface ext-a --kind "$kind" \
         --flows $FLOWS --seconds "$SECS" --json "$@")
+    [ -z "$perf_pid" ] || wait "$perf_pid" || true
     sleep 0.5
     after=$(rx_on_pod_b)
     echo "$out" | sed 's/[{}"]//g; s/,/ /g' | awk -v n=$((after - before)) '{
@@ -256,6 +267,7 @@ median() { sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
 run_once() {
     local mode=$1 kind=$2; shift 2
     [[ $mode =~ $ONLY ]] || return 0
+    MODE=$mode
     topology
     case $mode in
         kernel-forward) kernel_mid plain ;;
@@ -318,7 +330,8 @@ HEADER="| mode | offered Mpps | forwarded Mpps | loss | latency p50 us | latency
     echo "the runs' percentiles; lost: frames sent minus received over all runs)."
     echo
     echo "$HEADER"
-    for _ in $(seq "$RUNS"); do
+    [ -z "${PERF:-}" ] || mkdir -p "$PERF"
+    for ROUND in $(seq "$RUNS"); do
         for m in "${MODES[@]}"; do
             # shellcheck disable=SC2086 # the mode's words are its arguments
             run_once $m
@@ -334,6 +347,20 @@ HEADER="| mode | offered Mpps | forwarded Mpps | loss | latency p50 us | latency
         printf " For the record: xdp-forward-minimal / c-xsk-fwd = %s; gateway-plain / kernel-forward = %s;", r(m["xdp-forward-minimal"], m["c-xsk-fwd"]), r(m["gateway-plain"], m["kernel-forward"])
         printf " gateway-vxlan / kernel-vxlan = %s; gateway-plain-scraped / gateway-plain = %s;", r(m["gateway-vxlan"], m["kernel-vxlan"]), r(m["gateway-plain-scraped"], m["gateway-plain"])
         printf " gateway-af-packet-plain / gateway-plain = %s.\n", r(m["gateway-af-packet-plain"], m["gateway-plain"]) }' "$WORK/medians"
+    if [ -n "${PERF:-}" ]; then
+        echo
+        echo "CPU 1 profiles (perf cpu-clock samples, every round of a mode; symbols above 1 %):"
+        for m in "${MODES[@]}"; do
+            m=${m%% *}
+            ls "$PERF/$m".*.data >/dev/null 2>&1 || continue
+            echo
+            echo "$m:"
+            for f in "$PERF/$m".*.data; do
+                perf report -i "$f" --stdio --sort comm,dso,sym 2>/dev/null | grep -v '^#' | grep .
+            done | awk '{ p = $1; sub(/%/, "", p); $1 = ""; s[$0] += p; n[$0]++ } END {
+                for (k in s) if (s[k] / '"$RUNS"' >= 1) printf "  %5.1f%% %s\n", s[k] / '"$RUNS"', k }' | sort -rn
+        done
+    fi
 } | tee "$WORK/table"
 
 if [ "$APPEND" = --append ]; then
