@@ -54,15 +54,11 @@ pub fn sum_wide(data: &[u8], initial: u32) -> u32 {
 
 /// [`sum`] of an option-less 20-byte IPv4 header, unrolled: five 32-bit words in the machine's
 /// byte order (no byte swaps: the one's-complement sum of swapped words is the swapped sum,
-/// RFC 1071 section 2(B)), a fold of fixed length (five words sum below 2^35, so three steps
-/// reach 16 bits), and one swap of the result.
+/// RFC 1071 section 2(B)), [`fold`], and one swap of the result.
 #[inline(always)]
 pub fn sum_header(h: &[u8; 20]) -> u32 {
     let w = |i: usize| u64::from(u32::from_ne_bytes([h[i], h[i + 1], h[i + 2], h[i + 3]]));
-    let acc = w(0) + w(4) + w(8) + w(12) + w(16);
-    let acc = (acc & 0xffff) + (acc >> 16);
-    let acc = (acc & 0xffff) + (acc >> 16);
-    let native = ((acc & 0xffff) + (acc >> 16)) as u16;
+    let native = fold(w(0) + w(4) + w(8) + w(12) + w(16)) as u16;
     u32::from(u16::from_be(native))
 }
 
