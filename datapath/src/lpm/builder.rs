@@ -42,6 +42,37 @@ fn mask(key: u128, len: u8) -> u128 {
     }
 }
 
+/// Whether an operation on a prefix of `len` bits writes a slot holding `cur` (not extended)
+/// that the prefix covers.
+#[inline]
+fn owns(cur: u32, len: u8, op: Op) -> bool {
+    match op {
+        // Anything written by a prefix no longer than this one is covered by it.
+        Op::Insert => cur & VALID == 0 || depth_of(cur) <= len,
+        // Inside the removed prefix's range, its own length identifies its entries.
+        Op::Remove => cur & VALID != 0 && depth_of(cur) == len,
+    }
+}
+
+/// Inserts `routes` into `w`, shortest prefixes first so each entry is written as few times
+/// as possible (of two equal prefixes the later wins: the sort is stable), with each
+/// length's rule map sized once for its routes instead of grown by rehashing. (Sorting each
+/// length by address too, so the table is written front to back, saved as much in writes
+/// as the costlier sort took: 0.15 s for the DFZ either way.)
+fn build_into(w: &mut Writer, routes: &[(u128, u8, u32)]) -> Result<(), Error> {
+    let mut sorted = routes.to_vec();
+    sorted.sort_by_key(|r| r.1);
+    for (len, rules) in w.rules.iter_mut().enumerate() {
+        let start = sorted.partition_point(|r| usize::from(r.1) < len);
+        let end = sorted.partition_point(|r| usize::from(r.1) <= len);
+        rules.reserve(end - start);
+    }
+    for (a, l, nh) in sorted {
+        w.insert(a, l, nh)?;
+    }
+    Ok(())
+}
+
 struct Writer {
     trie: Arc<Trie>,
     width: u8,
@@ -204,8 +235,15 @@ impl Writer {
         let top = (key >> 104) as usize;
         if len <= 24 {
             let count = 1usize << (24 - len);
+            // Most of a table's writes are here (24M level-0 entries for the DFZ), so the
+            // common slot, one not extended, is decided in line; `update` takes the rest.
             for s in top..top + count {
-                self.update(Slot::Top(s), 24, len, e, op);
+                let cur = self.trie.top(s);
+                if cur & EXT != 0 {
+                    self.update(Slot::Top(s), 24, len, e, op);
+                } else if owns(cur, len, op) {
+                    self.trie.store_top(s, e);
+                }
             }
         } else {
             self.descend(Slot::Top(top), 1, key, len, e, op);
@@ -256,13 +294,7 @@ impl Writer {
             }
             return;
         }
-        let owned = match op {
-            // Anything written by a prefix no longer than this one is covered by it.
-            Op::Insert => cur & VALID == 0 || depth_of(cur) <= len,
-            // Inside the removed prefix's range, its own length identifies its entries.
-            Op::Remove => cur & VALID != 0 && depth_of(cur) == len,
-        };
-        if owned {
+        if owns(cur, len, op) {
             self.store(s, e);
         }
     }
@@ -314,11 +346,11 @@ impl Lpm4 {
     /// [`Error`] for a bad length or next hop, or when the groups run out.
     pub fn build(routes: &[(u32, u8, u32)], qsbr: Arc<Qsbr>) -> Result<Self, Error> {
         let mut t = Self::new(DEFAULT_GROUPS_V4, qsbr)?;
-        let mut sorted = routes.to_vec();
-        sorted.sort_by_key(|r| r.1);
-        for (a, l, nh) in sorted {
-            t.insert(a, l, nh)?;
-        }
+        let keyed: Vec<(u128, u8, u32)> = routes
+            .iter()
+            .map(|&(a, l, nh)| (u128::from(a) << 96, l, nh))
+            .collect();
+        build_into(&mut t.w, &keyed)?;
         Ok(t)
     }
 
@@ -406,11 +438,7 @@ impl Lpm6 {
     /// [`Error`] for a bad length or next hop, or when the groups run out.
     pub fn build(routes: &[(u128, u8, u32)], qsbr: Arc<Qsbr>) -> Result<Self, Error> {
         let mut t = Self::new(DEFAULT_GROUPS_V6, qsbr)?;
-        let mut sorted = routes.to_vec();
-        sorted.sort_by_key(|r| r.1);
-        for (a, l, nh) in sorted {
-            t.insert(a, l, nh)?;
-        }
+        build_into(&mut t.w, routes)?;
         Ok(t)
     }
 
@@ -656,6 +684,24 @@ mod tests {
             for ((p, o), q) in probes.iter().zip(out).zip(portable) {
                 prop_assert_eq!(t.lookup(*p).unwrap_or(super::super::NO_ROUTE), o);
                 prop_assert_eq!(o, q);
+            }
+        }
+
+        #[test]
+        fn a_built_table_agrees_with_the_oracle_and_the_later_of_equal_prefixes_wins(
+            routes in prop::collection::vec((addr4(), prop_oneof![1 => 0u8..8, 12 => 8u8..=32], 0u32..4), 1..80),
+            probes in prop::collection::vec(addr4(), 40),
+        ) {
+            // Unsorted, with equal prefixes drawn often (addresses near five bases): the
+            // oracle keeps the last of each, as `build` must.
+            let mut rules = BTreeMap::new();
+            for &(a, l, n) in &routes {
+                rules.insert((l, (mask(u128::from(a) << 96, l) >> 96) as u32), n);
+            }
+            let t = Lpm4::build(&routes, Qsbr::new()).unwrap();
+            prop_assert_eq!(t.len(), rules.len());
+            for &p in probes.iter().chain(routes.iter().map(|r| &r.0)) {
+                prop_assert_eq!(t.lookup(p), oracle4(&rules, p), "addr {:#x}", p);
             }
         }
 
