@@ -19,7 +19,7 @@
 use datapath::lpm::{Lpm4, Lpm6, Qsbr, NO_ROUTE};
 use gateway_benches::dpdk::{self, to_wire, Lookup, Memory};
 use gateway_benches::rib::{gen_ipv6, load_dfz, traffic_v4, traffic_v6};
-use gateway_benches::thread_cpu_seconds;
+use gateway_benches::{thread_cpu_seconds, thread_user_kernel_seconds};
 use std::time::Instant;
 
 const BATCH: usize = 32;
@@ -112,12 +112,16 @@ fn fill<T, A: Copy + std::fmt::LowerHex>(
 }
 
 fn timed<T>(what: &str, n: usize, f: impl FnOnce() -> T) -> T {
+    let (user0, kernel0) = thread_user_kernel_seconds();
     let t = Instant::now();
     let v = f();
     let s = t.elapsed().as_secs_f64();
+    let (user1, kernel1) = thread_user_kernel_seconds();
     println!(
-        "build {what:<34} {s:>7.2} s  ({:.2} µs a route)",
-        s * 1e6 / n as f64
+        "build {what:<34} {s:>7.2} s  ({:.2} µs a route; user {:.2} s, kernel {:.2} s)",
+        s * 1e6 / n as f64,
+        user1 - user0,
+        kernel1 - kernel0
     );
     v
 }
