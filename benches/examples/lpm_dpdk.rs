@@ -286,6 +286,9 @@ fn main() {
         let (fib, lpm6) = (&fib6, &lpm6);
         let mut v: Vec<Variant<u128>> = vec![
             variant("ours lookup_bulk (32)", |a, o| r6.lookup_bulk(a, o)),
+            variant("ours lookup_bulk_portable (32)", |a, o| {
+                r6.lookup_bulk_portable(a, o)
+            }),
             variant("ours lookup", |a: &[u128], o: &mut [u32]| {
                 for (x, &y) in o.iter_mut().zip(a) {
                     *x = r6.lookup(y).unwrap_or(NO_ROUTE);

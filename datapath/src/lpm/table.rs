@@ -306,8 +306,26 @@ impl Lpm6Table {
     /// walked one address at a time instead: its loads hit, so the level passes and
     /// prefetches are overhead (the pipeline bench's 11-level walk to a /108 took 3.6-3.8 µs a
     /// batch of 32 level by level against 2.3 µs one at a time, BENCHMARKS.md).
+    ///
+    /// On a CPU with AVX-512F, whole sixteens of the batch walk the levels with
+    /// [`super::vector`]'s gathers instead, two sixteens together, and only the rest take
+    /// the path above.
     #[inline]
     pub fn lookup_bulk(&self, addrs: &[u128], out: &mut [u32]) {
+        let n = addrs.len().min(out.len());
+        let done = super::vector::lookup6(
+            self.0.tbl24.as_slice(),
+            self.0.groups.as_slice(),
+            &addrs[..n],
+            &mut out[..n],
+        );
+        self.lookup_bulk_portable(&addrs[done..n], &mut out[done..n]);
+    }
+
+    /// [`Lpm6Table::lookup_bulk`] without the vector path: what a CPU without AVX-512F runs
+    /// (public so that tests and benches run it on any CPU).
+    #[inline]
+    pub fn lookup_bulk_portable(&self, addrs: &[u128], out: &mut [u32]) {
         let n = addrs.len().min(out.len());
         let (addrs, out) = (&addrs[..n], &mut out[..n]);
         if self.0.used.load(Ordering::Relaxed) < SMALL_TABLE_GROUPS {

@@ -226,6 +226,168 @@ unsafe fn second(
     )
 }
 
+/// Looks up the longest whole multiple of 16 addresses of `addrs` into `out` on AVX-512 and
+/// returns how many it did: 0 on a CPU without it. `level0` must be the trie's first level and
+/// `groups` its groups.
+#[inline]
+pub fn lookup6(
+    level0: &[AtomicU32],
+    groups: &[AtomicU32],
+    addrs: &[u128],
+    out: &mut [u32],
+) -> usize {
+    #[cfg(target_arch = "x86_64")]
+    if available() && level0.len() == TBL24_LEN {
+        // SAFETY: the CPU has AVX-512F (checked just above), and `level0` holds the 2^24
+        // entries that a 24-bit index needs.
+        return unsafe { lookup6_avx512(level0, groups, addrs, out) };
+    }
+    let _ = (level0, groups, addrs, out);
+    0
+}
+
+/// The four 32-bit words of sixteen `u128` addresses from `at`, transposed: word `w` of
+/// every lane's address in vector `w` (the machine's order: word 3 holds the top 32 bits),
+/// lanes in address order. Eight unpacks and four permutes, no gathers.
+///
+/// # Safety
+/// The CPU has AVX-512F, and sixteen `u128` from `at` are readable.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+#[inline]
+unsafe fn transpose16(at: *const u128) -> [std::arch::x86_64::__m512i; 4] {
+    use std::arch::x86_64::*;
+    // SAFETY: the caller's promise: four vectors of four addresses each, read unaligned.
+    let [t1, t2, t3, t4] =
+        unsafe { [0, 4, 8, 12].map(|k| _mm512_loadu_si512(at.add(k).cast::<__m512i>())) };
+    // Within each 128-bit lane (one address of each input): words 0 and 1, then 2 and 3, of
+    // addresses k and k + 4, then of k + 8 and k + 12, and then one word of all four.
+    let (lo12, hi12) = (_mm512_unpacklo_epi32(t1, t2), _mm512_unpackhi_epi32(t1, t2));
+    let (lo34, hi34) = (_mm512_unpacklo_epi32(t3, t4), _mm512_unpackhi_epi32(t3, t4));
+    let w0 = _mm512_unpacklo_epi32(lo12, lo34);
+    let w1 = _mm512_unpackhi_epi32(lo12, lo34);
+    let w2 = _mm512_unpacklo_epi32(hi12, hi34);
+    let w3 = _mm512_unpackhi_epi32(hi12, hi34);
+    // Each now holds its word of addresses 0, 4, 8, 12 | 1, 5, 9, 13 | ... by 128-bit lane,
+    // with k + 8 and k + 4 swapped inside each; this puts lane j at position j.
+    let order = _mm512_set_epi32(15, 11, 7, 3, 13, 9, 5, 1, 14, 10, 6, 2, 12, 8, 4, 0);
+    [w0, w1, w2, w3].map(|w| _mm512_permutexvar_epi32(order, w))
+}
+
+/// [`lookup6`]'s vector path: two sixteens walk the levels together, so that each level's two
+/// gathers are in flight at once (DPDK's `rte_fib6` trie walks its AVX-512 lookup the same
+/// way). A sixteen's lanes on a final entry drop out of its gathers' masks.
+///
+/// # Safety
+/// The CPU has AVX-512F, and `level0` has [`TBL24_LEN`] entries.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn lookup6_avx512(
+    level0: &[AtomicU32],
+    groups: &[AtomicU32],
+    addrs: &[u128],
+    out: &mut [u32],
+) -> usize {
+    use super::table::MAX_LEVELS;
+    use std::arch::x86_64::*;
+    let n = addrs.len().min(out.len()) / 16 * 16;
+    let zero = _mm512_setzero_si512();
+    let ext = _mm512_set1_epi32(EXT as i32);
+    let index = _mm512_set1_epi32(INDEX_MASK as i32);
+    let low = _mm512_set1_epi32(0xff);
+    let whole = _mm512_set1_epi32((groups.len() / GROUP_LEN).min(INDEX_MASK as usize + 1) as i32);
+    let mut i = 0;
+    while i < n {
+        let two = i + 32 <= n;
+        // SAFETY: `i + 16 <= n <= addrs.len()` (and `i + 32` when `two`).
+        let w0 = unsafe { transpose16(addrs.as_ptr().add(i)) };
+        let w1 = if two {
+            // SAFETY: as above, with `i + 32 <= n`.
+            unsafe { transpose16(addrs.as_ptr().add(i + 16)) }
+        } else {
+            [zero; 4]
+        };
+        let first = if two { 0xffff } else { 0 };
+        // SAFETY: the top 32 bits shifted right by 8 are below 2^24 = `level0.len()`; the
+        // second sixteen's gather selects no lane when there is none.
+        let (mut e0, mut e1) = unsafe {
+            (
+                gather(
+                    level0.as_ptr().cast(),
+                    _mm512_srli_epi32::<8>(w0[3]),
+                    0xffff,
+                    zero,
+                ),
+                gather(
+                    level0.as_ptr().cast(),
+                    _mm512_srli_epi32::<8>(w1[3]),
+                    first,
+                    zero,
+                ),
+            )
+        };
+        let (mut x0, mut x1) = (
+            _mm512_test_epi32_mask(e0, ext),
+            _mm512_test_epi32_mask(e1, ext),
+        );
+        // Level k (1-based) indexes its group with the address byte at bit 104 - 8k.
+        let mut level = 1u32;
+        while (x0 | x1) != 0 && level as usize <= MAX_LEVELS {
+            let shift = 104 - 8 * level;
+            let count = _mm_cvtsi32_si128((shift % 32) as i32);
+            let word = (shift / 32) as usize;
+            let step = |w: &[__m512i; 4], e: __m512i, x: u16| {
+                let byte = _mm512_and_si512(_mm512_srl_epi32(w[word], count), low);
+                let g = _mm512_and_si512(e, index);
+                // An extended entry naming a group past `whole` reads as 0 (no route), as the
+                // portable path's bounds-checked read does.
+                let inside = x & _mm512_cmplt_epu32_mask(g, whole);
+                let at = _mm512_or_si512(_mm512_slli_epi32::<8>(g), byte);
+                (at, inside, _mm512_mask_mov_epi32(e, x, zero))
+            };
+            let (at0, in0, keep0) = step(&w0, e0, x0);
+            let (at1, in1, keep1) = step(&w1, e1, x1);
+            // SAFETY: the selected lanes name a group below `whole`, whose 256 entries lie
+            // inside `groups`; `g << 8` cannot wrap, as `g` < 2^21.
+            unsafe {
+                e0 = gather(groups.as_ptr().cast(), at0, in0, keep0);
+                e1 = gather(groups.as_ptr().cast(), at1, in1, keep1);
+            }
+            x0 = _mm512_test_epi32_mask(e0, ext);
+            x1 = _mm512_test_epi32_mask(e1, ext);
+            level += 1;
+        }
+        // SAFETY: `i + 16 <= n <= out.len()` (and `i + 32` when `two`): sixteen u32 each,
+        // written unaligned.
+        unsafe {
+            _mm512_storeu_si512(out.as_mut_ptr().add(i).cast(), resolve(e0));
+            if two {
+                _mm512_storeu_si512(out.as_mut_ptr().add(i + 16).cast(), resolve(e1));
+            }
+        }
+        i += if two { 32 } else { 16 };
+    }
+    n
+}
+
+/// Sixteen final entries as next hops, or [`NO_ROUTE`] where an entry holds none, as the
+/// portable path's `Trie::resolve`.
+///
+/// # Safety
+/// The CPU has AVX-512F.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+#[inline]
+unsafe fn resolve(e: std::arch::x86_64::__m512i) -> std::arch::x86_64::__m512i {
+    use std::arch::x86_64::*;
+    let found = _mm512_test_epi32_mask(e, _mm512_set1_epi32(VALID as i32));
+    _mm512_mask_mov_epi32(
+        _mm512_set1_epi32(NO_ROUTE as i32),
+        found,
+        _mm512_and_si512(e, _mm512_set1_epi32(INDEX_MASK as i32)),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::table::{ext, Trie};
