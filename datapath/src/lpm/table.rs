@@ -308,8 +308,8 @@ impl Lpm6Table {
     /// batch of 32 level by level against 2.3 µs one at a time, BENCHMARKS.md).
     ///
     /// On a CPU with AVX-512F, whole sixteens of the batch walk the levels with
-    /// [`super::vector`]'s gathers instead, two sixteens together, and only the rest take
-    /// the path above.
+    /// [`super::vector`]'s gathers instead, two sixteens together, whatever the table's size,
+    /// and only the rest take the paths above.
     #[inline]
     pub fn lookup_bulk(&self, addrs: &[u128], out: &mut [u32]) {
         let n = addrs.len().min(out.len());
