@@ -67,9 +67,12 @@ pub struct Port {
     pub vlans: Vec<u16>,
 }
 
-/// The largest IP MTU of an `af_xdp` port: its UMEM frames hold 2048 bytes, an Ethernet
-/// header and up to two VLAN tags.
-pub const AF_XDP_MAX_MTU: u32 = 2048 - 14 - 8;
+/// The largest IP MTU of an `af_xdp` port: its UMEM frames hold 2048 bytes, of which the
+/// kernel keeps the first 256 as XDP headroom (the gateway prepends tunnel headers there),
+/// and the rest must hold an Ethernet header and up to two VLAN tags. A longer frame is
+/// dropped by the kernel before the gateway sees it (`datapath::port::af_xdp::MAX_FRAME`; a
+/// gateway test keeps the two in step).
+pub const AF_XDP_MAX_MTU: u32 = 2048 - 256 - 14 - 8;
 
 /// The rate limit of replies that strangers can cause, per worker.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

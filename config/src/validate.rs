@@ -894,7 +894,7 @@ impl Validator<'_> {
                 self.err(
                     pp.k("mtu"),
                     format!(
-                        "mtu {} does not fit an af_xdp frame: at most {AF_XDP_MAX_MTU} (2048-byte UMEM frames less Ethernet and two VLAN tags)",
+                        "mtu {} does not fit an af_xdp frame: at most {AF_XDP_MAX_MTU} (2048-byte UMEM frames less the kernel's 256-byte XDP headroom, Ethernet and two VLAN tags)",
                         rp.mtu
                     ),
                 );

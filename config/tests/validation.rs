@@ -720,8 +720,15 @@ vlans = [100, 0, 100, 4095]
     assert_problem(src, "port[0].vlans[1]", vl, "VLAN ID 0 is outside");
     assert_problem(src, "port[0].vlans[2]", vl, "listed twice");
     assert_problem(src, "port[0].vlans[3]", vl, "VLAN ID 4095 is outside");
+    let over = src.replace("mtu = 9000", "mtu = 1771");
+    assert_problem(
+        &over,
+        "port[0].mtu",
+        line_of(&over, "mtu ="),
+        "at most 1770",
+    );
     let ok = src
-        .replace("mtu = 9000", "mtu = 2026")
+        .replace("mtu = 9000", "mtu = 1770")
         .replace("[100, 0, 100, 4095]", "[100]");
     let c = check(&ok).unwrap();
     assert_eq!(c.ports[0].vlans, [100]);

@@ -582,3 +582,16 @@ pub fn run(c: &Config, live: &crate::control::LiveOptions) -> Result<Outcome> {
         warnings,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    /// The configuration refuses an `af_xdp` MTU whose frames the AF_XDP port cannot receive:
+    /// the largest MTU with an Ethernet header and two VLAN tags is the port's largest frame.
+    #[test]
+    fn the_af_xdp_mtu_limit_is_the_ports_largest_frame() {
+        assert_eq!(
+            config::model::AF_XDP_MAX_MTU as usize + 14 + 8,
+            datapath::port::af_xdp::MAX_FRAME
+        );
+    }
+}

@@ -43,6 +43,9 @@ const RING: u32 = 2048;
 /// Where the kernel puts a received frame in its chunk (`XDP_PACKET_HEADROOM`): room to
 /// prepend tunnel headers in place.
 const XDP_PACKET_HEADROOM: usize = 256;
+/// The largest frame a socket receives: the kernel puts a frame after the headroom of its
+/// chunk and drops one that does not fit (counted in the socket's `rx_dropped`).
+pub const MAX_FRAME: usize = FRAME as usize - XDP_PACKET_HEADROOM;
 /// The fill ring is topped up once this many slots are empty.
 const FILL_BULK: u32 = 64;
 
@@ -866,7 +869,7 @@ impl Port for AfXdpPort {
     }
 
     fn max_frame(&self) -> usize {
-        FRAME as usize - XDP_PACKET_HEADROOM
+        MAX_FRAME
     }
 
     fn tx_placement(&self) -> (u64, u64) {
