@@ -24,26 +24,45 @@ impl Rng {
     }
 }
 
-fn check(t: &Lpm4, addrs: &[u32]) -> usize {
-    let r = t.reader();
-    let (mut bulk, mut portable) = (vec![0u32; 64], vec![0u32; 64]);
-    let (mut at, mut len, mut extended) = (0, 1, 0);
+/// Looks `addrs` up in batches of every length from 1 to 64, with the bulk lookup (vector
+/// path) and the portable bulk path, and checks both against the single lookup. Returns the
+/// length of each address's longest match, where it has one.
+fn check<A: Copy + std::fmt::LowerHex>(
+    addrs: &[A],
+    bulk: impl Fn(&[A], &mut [u32]),
+    portable: impl Fn(&[A], &mut [u32]),
+    single: impl Fn(A) -> Option<u32>,
+    matched: impl Fn(A) -> Option<u8>,
+) -> Vec<u8> {
+    let (mut b, mut p) = (vec![0u32; 64], vec![0u32; 64]);
+    let (mut at, mut len, mut lengths) = (0, 1, Vec::new());
     while at + len <= addrs.len() {
         let batch = &addrs[at..at + len];
-        r.lookup_bulk(batch, &mut bulk[..len]);
-        r.lookup_bulk_portable(batch, &mut portable[..len]);
+        bulk(batch, &mut b[..len]);
+        portable(batch, &mut p[..len]);
         for (k, &a) in batch.iter().enumerate() {
-            let want = t.lookup(a).unwrap_or(NO_ROUTE);
-            assert_eq!(bulk[k], want, "vector bulk, {a:#x} at {k} of {len}");
-            assert_eq!(portable[k], want, "portable bulk, {a:#x} at {k} of {len}");
-            if t.longest_match(a).is_some_and(|(_, l, _)| l > 24) {
-                extended += 1;
-            }
+            let want = single(a).unwrap_or(NO_ROUTE);
+            assert_eq!(b[k], want, "vector bulk, {a:#x} at {k} of {len}");
+            assert_eq!(p[k], want, "portable bulk, {a:#x} at {k} of {len}");
+            lengths.extend(matched(a));
         }
         at += len;
         len = len % 64 + 1;
     }
-    extended
+    lengths
+}
+
+/// [`check`] on an IPv4 table; returns how many lookups reached a second-level group.
+fn check4(t: &Lpm4, addrs: &[u32]) -> usize {
+    let r = t.reader();
+    let lengths = check(
+        addrs,
+        |a, o| r.lookup_bulk(a, o),
+        |a, o| r.lookup_bulk_portable(a, o),
+        |a| t.lookup(a),
+        |a| t.longest_match(a).map(|m| m.1),
+    );
+    lengths.iter().filter(|&&l| l > 24).count()
 }
 
 #[test]
@@ -76,7 +95,7 @@ fn avx512_bulk_lookup_gives_the_single_lookups_answer_at_every_batch_offset() {
             }
         })
         .collect();
-    let extended = check(&t, &addrs);
+    let extended = check4(&t, &addrs);
     assert!(
         extended > 10_000,
         "only {extended} lookups reached a second-level group"
@@ -84,29 +103,23 @@ fn avx512_bulk_lookup_gives_the_single_lookups_answer_at_every_batch_offset() {
     for &(a, len) in routes.iter().step_by(2) {
         t.remove(a, len);
     }
-    check(&t, &addrs);
+    check4(&t, &addrs);
 }
 
+/// [`check`] on an IPv6 table; returns the lookups by the level their longest match ends at
+/// (0: the first level).
 fn check6(t: &Lpm6, addrs: &[u128]) -> [usize; 14] {
     let r = t.reader();
-    let (mut bulk, mut portable) = (vec![0u32; 64], vec![0u32; 64]);
-    let (mut at, mut len) = (0, 1);
-    // Lookups by the level their longest match ends at (0: the first level).
+    let lengths = check(
+        addrs,
+        |a, o| r.lookup_bulk(a, o),
+        |a, o| r.lookup_bulk_portable(a, o),
+        |a| t.lookup(a),
+        |a| t.longest_match(a).map(|m| m.1),
+    );
     let mut depth = [0usize; 14];
-    while at + len <= addrs.len() {
-        let batch = &addrs[at..at + len];
-        r.lookup_bulk(batch, &mut bulk[..len]);
-        r.lookup_bulk_portable(batch, &mut portable[..len]);
-        for (k, &a) in batch.iter().enumerate() {
-            let want = t.lookup(a).unwrap_or(NO_ROUTE);
-            assert_eq!(bulk[k], want, "vector bulk, {a:#x} at {k} of {len}");
-            assert_eq!(portable[k], want, "portable bulk, {a:#x} at {k} of {len}");
-            if let Some((_, l, _)) = t.longest_match(a) {
-                depth[usize::from(l.saturating_sub(17)) / 8] += 1;
-            }
-        }
-        at += len;
-        len = len % 64 + 1;
+    for l in lengths {
+        depth[usize::from(l.saturating_sub(17)) / 8] += 1;
     }
     depth
 }

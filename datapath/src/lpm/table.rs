@@ -217,6 +217,20 @@ fn byte_at(a: u128, shift: u32) -> usize {
     }
 }
 
+/// A bulk lookup of a batch: `vector` takes the front it can (whole sixteens on AVX-512F,
+/// nothing elsewhere) and says how many it did, `portable` the rest.
+#[inline(always)]
+fn split_bulk<A>(
+    addrs: &[A],
+    out: &mut [u32],
+    vector: impl FnOnce(&[A], &mut [u32]) -> usize,
+    portable: impl FnOnce(&[A], &mut [u32]),
+) {
+    let n = addrs.len().min(out.len());
+    let done = vector(&addrs[..n], &mut out[..n]).min(n);
+    portable(&addrs[done..n], &mut out[done..n]);
+}
+
 /// The IPv4 lookup view a worker holds.
 #[derive(Clone)]
 pub struct Lpm4Table(pub(crate) std::sync::Arc<Trie>);
@@ -239,14 +253,13 @@ impl Lpm4Table {
     /// gathers instead, and only the rest through the path above.
     #[inline]
     pub fn lookup_bulk(&self, addrs: &[u32], out: &mut [u32]) {
-        let n = addrs.len().min(out.len());
-        let done = super::vector::lookup4(
-            self.0.tbl24.as_slice(),
-            self.0.groups.as_slice(),
-            &addrs[..n],
-            &mut out[..n],
+        let (level0, groups) = (self.0.tbl24.as_slice(), self.0.groups.as_slice());
+        split_bulk(
+            addrs,
+            out,
+            |a, o| super::vector::lookup4(level0, groups, a, o),
+            |a, o| self.lookup_bulk_portable(a, o),
         );
-        self.lookup_bulk_portable(&addrs[done..n], &mut out[done..n]);
     }
 
     /// [`Lpm4Table::lookup_bulk`] without the vector path: what a CPU without AVX-512F runs
@@ -312,14 +325,13 @@ impl Lpm6Table {
     /// and only the rest take the paths above.
     #[inline]
     pub fn lookup_bulk(&self, addrs: &[u128], out: &mut [u32]) {
-        let n = addrs.len().min(out.len());
-        let done = super::vector::lookup6(
-            self.0.tbl24.as_slice(),
-            self.0.groups.as_slice(),
-            &addrs[..n],
-            &mut out[..n],
+        let (level0, groups) = (self.0.tbl24.as_slice(), self.0.groups.as_slice());
+        split_bulk(
+            addrs,
+            out,
+            |a, o| super::vector::lookup6(level0, groups, a, o),
+            |a, o| self.lookup_bulk_portable(a, o),
         );
-        self.lookup_bulk_portable(&addrs[done..n], &mut out[done..n]);
     }
 
     /// [`Lpm6Table::lookup_bulk`] without the vector path: what a CPU without AVX-512F runs
