@@ -16,6 +16,8 @@
 #include <rte_fib6.h>
 #include <rte_lpm.h>
 #include <rte_lpm6.h>
+#include <rte_malloc.h>
+#include <rte_rcu_qsbr.h>
 
 /* rte_fib's 4-byte entries hold 31 bits, so its default next hop is the largest
  * of those; lookups turn it into UINT32_MAX, the bench's "no route". */
@@ -155,9 +157,52 @@ void shim_lpm4_lookupx4(void *lpm, const uint32_t *ips, uint32_t *out, int n)
 	}
 }
 
+int shim_lpm4_delete(void *lpm, uint32_t ip, uint8_t depth)
+{
+	return rte_lpm_delete(lpm, ip, depth);
+}
+
 void shim_lpm4_free(void *lpm)
 {
 	rte_lpm_free(lpm);
+}
+
+/* ---- RCU (QSBR): rte_lpm's mode for lookups while the table is written ---- */
+
+/* A QSBR variable for `readers` reader threads, attached to `lpm` in the
+ * defer-queue mode (tbl8 groups a delete frees are reused once every reader
+ * has reported a quiescent state; the writer never waits). */
+void *shim_lpm4_rcu(void *lpm, uint32_t readers)
+{
+	size_t size = rte_rcu_qsbr_get_memsize(readers);
+	struct rte_rcu_qsbr *v = rte_zmalloc("lpm4-qsbr", size, RTE_CACHE_LINE_SIZE);
+	if (v == NULL)
+		return NULL;
+	struct rte_lpm_rcu_config cfg = { .v = v, .mode = RTE_LPM_QSBR_MODE_DQ };
+	if (rte_rcu_qsbr_init(v, readers) != 0 || rte_lpm_rcu_qsbr_add(lpm, &cfg) != 0) {
+		rte_free(v);
+		return NULL;
+	}
+	return v;
+}
+
+int shim_qsbr_online(void *v, unsigned int id)
+{
+	int rc = rte_rcu_qsbr_thread_register(v, id);
+	if (rc == 0)
+		rte_rcu_qsbr_thread_online(v, id);
+	return rc;
+}
+
+void shim_qsbr_quiescent(void *v, unsigned int id)
+{
+	rte_rcu_qsbr_quiescent(v, id);
+}
+
+void shim_qsbr_offline(void *v, unsigned int id)
+{
+	rte_rcu_qsbr_thread_offline(v, id);
+	rte_rcu_qsbr_thread_unregister(v, id);
 }
 
 /* ---- rte_lpm6 ---- */

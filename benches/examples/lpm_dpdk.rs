@@ -9,17 +9,22 @@
 //! and the spread are printed. Builds are timed alone.
 //!
 //! `cargo run --release -p gateway-benches --features dpdk --example lpm_dpdk -- [--check]
-//! [--memory huge|ordinary] [--no-lpm4] [--only TEXT]`
+//! [--memory huge|ordinary] [--no-lpm4] [--only TEXT] [--updates SECONDS]`
 //!
 //! `--check` (tests/run.sh) only builds the tables and compares answers, skipping `rte_lpm`'s
-//! slow IPv4 build. `--only TEXT` times only the traffic patterns whose name holds TEXT. `benches/lpm_dpdk.sh` reserves hugepages, runs it and gives them back.
+//! slow IPv4 build. `--only TEXT` times only the traffic patterns whose name holds TEXT.
+//! `--updates SECONDS` then churns the DFZ while a reader thread looks up, ours against
+//! `rte_lpm` with RCU (the one DPDK table of 22.11 that may be read while it is written:
+//! `rte_fib` gained RCU only in later releases), three alternated rounds of SECONDS each. `benches/lpm_dpdk.sh` reserves hugepages, runs it and gives them back.
 
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use datapath::lpm::{Lpm4, Lpm6, Qsbr, NO_ROUTE};
 use gateway_benches::dpdk::{self, to_wire, Lookup, Memory};
-use gateway_benches::rib::{gen_ipv6, load_dfz, traffic_v4, traffic_v6};
-use gateway_benches::{thread_cpu_seconds, thread_user_kernel_seconds};
+use gateway_benches::rib::{gen_ipv6, load_dfz, traffic_v4, traffic_v6, Rng};
+use gateway_benches::{thread_cpu_seconds, thread_user_kernel_seconds, write_while_reading};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::Instant;
 
 const BATCH: usize = 32;
@@ -164,8 +169,9 @@ fn main() {
     // IPv4: the DFZ.
     let routes = load_dfz().expect("read ../shared/testdata/rib/dfz-ipv4.csv.gz");
     let n4 = routes.len();
-    let ours4 = timed("ours IPv4 (Lpm4::build)", n4, || {
-        Lpm4::build(&routes, Qsbr::new()).unwrap()
+    let qsbr4 = Qsbr::new();
+    let mut ours4 = timed("ours IPv4 (Lpm4::build)", n4, || {
+        Lpm4::build(&routes, qsbr4.clone()).unwrap()
     });
     let r4 = ours4.reader();
     let fib4 = timed("rte_fib DIR-24-8 (rte_fib_add)", n4, || {
@@ -328,4 +334,87 @@ fn main() {
         }));
         time_all(pattern, set, &v);
     }
+    if let (Some(seconds), Some(lpm)) = (arg("--updates").and_then(|s| s.parse().ok()), lpm4) {
+        updates(seconds, &routes, &t4.in_table, (&mut ours4, &qsbr4), lpm);
+    }
+}
+
+/// Route churn while another thread looks up in-table addresses in batches of 32: a random
+/// DFZ prefix of /8 or longer withdrawn and announced again with its next hop (two updates), ours against
+/// `rte_lpm` with RCU, the same prefixes in the same order, three alternated rounds of
+/// `seconds` each. The tables must agree again afterwards.
+fn updates(
+    seconds: f64,
+    routes: &[(u32, u8, u32)],
+    addrs: &[u32],
+    (ours, qsbr): (&mut Lpm4, &Arc<Qsbr>),
+    mut lpm: dpdk::Lpm4,
+) {
+    let mut rcu = lpm.rcu_reader().unwrap_or_else(|e| panic!("{e}"));
+    // Each prefix once, with the next hop both tables hold (the later of equal prefixes), so
+    // that a withdrawal and announcement leaves the table as it was, however many rounds of
+    // it either table makes.
+    let mut held = std::collections::HashMap::new();
+    for &(a, len, nh) in routes {
+        if len >= 8 {
+            held.insert((a & (u32::MAX << (32 - u32::from(len))), len), nh);
+        }
+    }
+    let mut churned: Vec<(u32, u8, u32)> =
+        held.into_iter().map(|((a, l), nh)| (a, l, nh)).collect();
+    churned.sort_unstable();
+    let pick = |r: &mut Rng| churned[r.below(churned.len() as u64) as usize];
+    println!("-- updates while a reader looks up (DFZ, in-table addresses, {seconds} s a round)");
+    for round in 0..3 {
+        let reader = ours.reader();
+        let mut r = Rng(1000 + round);
+        let (w, l) = write_while_reading(
+            seconds,
+            |stop| {
+                let reg = qsbr.register().unwrap();
+                let (mut out, mut n) = ([0u32; 32], 0u64);
+                let mut batches = addrs.chunks_exact(32).cycle();
+                while !stop.load(Ordering::Relaxed) {
+                    for batch in batches.by_ref().take(128) {
+                        reader.lookup_bulk(batch, &mut out);
+                        reg.quiescent();
+                        n += 32;
+                    }
+                }
+                std::hint::black_box(out);
+                n
+            },
+            || {
+                let (a, len, nh) = pick(&mut r);
+                ours.remove(a, len);
+                ours.insert(a, len, nh).unwrap();
+                2
+            },
+        );
+        println!("ours (Lpm4, QSBR)                 round {round}: {:>10.0} updates/s, reader {:>6.1} Mlps", w, l / 1e6);
+        let mut r = Rng(1000 + round);
+        let rcu = &mut rcu;
+        let (w, l) = write_while_reading(
+            seconds,
+            |stop| rcu.look_until(addrs, stop),
+            || {
+                let (a, len, nh) = pick(&mut r);
+                lpm.delete(a, len)
+                    .unwrap_or_else(|e| panic!("{a:#x}/{len}: {e}"));
+                lpm.add(a, len, nh)
+                    .unwrap_or_else(|e| panic!("{a:#x}/{len}: {e}"));
+                2
+            },
+        );
+        println!("rte_lpm (RCU, defer queue)        round {round}: {:>10.0} updates/s, reader {:>6.1} Mlps", w, l / 1e6);
+    }
+    let ours_one = |a: u32| ours.lookup(a).unwrap_or(NO_ROUTE);
+    let n = agree(
+        "rte_lpm x4 after the churn",
+        addrs,
+        addrs,
+        ours_one,
+        |a, o| lpm.lookup_x4(a, o),
+    );
+    println!("after the churn: {n} answers from rte_lpm agree with ours");
 }

@@ -29,7 +29,12 @@ extern "C" {
     fn shim_lpm4_new(name: *const c_char, max_rules: u32, tbl8: u32) -> *mut c_void;
     fn shim_lpm4_add(lpm: *mut c_void, ip: u32, depth: u8, nh: u32) -> c_int;
     fn shim_lpm4_lookupx4(lpm: *mut c_void, ips: *const u32, out: *mut u32, n: c_int);
+    fn shim_lpm4_delete(lpm: *mut c_void, ip: u32, depth: u8) -> c_int;
     fn shim_lpm4_free(lpm: *mut c_void);
+    fn shim_lpm4_rcu(lpm: *mut c_void, readers: u32) -> *mut c_void;
+    fn shim_qsbr_online(v: *mut c_void, id: u32) -> c_int;
+    fn shim_qsbr_quiescent(v: *mut c_void, id: u32);
+    fn shim_qsbr_offline(v: *mut c_void, id: u32);
     fn shim_lpm6_new(name: *const c_char, max_rules: u32, tbl8: u32) -> *mut c_void;
     fn shim_lpm6_add(lpm: *mut c_void, ip: *const u8, depth: u8, nh: u32) -> c_int;
     fn shim_lpm6_lookup(lpm: *mut c_void, ips: *const u8, out: *mut u32, n: c_int);
@@ -243,10 +248,83 @@ impl Lpm4 {
 
     /// `rte_lpm_lookupx4` over a batch whose length is a multiple of 4.
     pub fn lookup_x4(&self, addrs: &[u32], out: &mut [u32]) {
-        let n = batch_ok(addrs.len(), out.len());
-        assert!(n % 4 == 0, "rte_lpm_lookupx4 takes fours: {n}");
-        // SAFETY: both slices hold `n` elements; the shim reads and writes in fours below `n`.
-        unsafe { shim_lpm4_lookupx4(self.0, addrs.as_ptr(), out.as_mut_ptr(), n) }
+        lookup_x4(self.0, addrs, out);
+    }
+
+    /// Removes a route.
+    pub fn delete(&mut self, prefix: u32, len: u8) -> Result<(), Error> {
+        // SAFETY: a live handle, exclusively borrowed.
+        match unsafe { shim_lpm4_delete(self.0, prefix, len) } {
+            0 => Ok(()),
+            _ => Err(errno("rte_lpm_delete")),
+        }
+    }
+
+    /// Attaches RCU to the table (`rte_lpm_rcu_qsbr_add`, defer-queue mode: a tbl8 group a
+    /// delete frees is reused once every reader has reported a quiescent state, and the
+    /// writer never waits), for one reader thread, and returns that reader's handle. DPDK has
+    /// no detach: the variable stays with the table.
+    pub fn rcu_reader(&mut self) -> Result<RcuReader, Error> {
+        // SAFETY: a live handle, exclusively borrowed: no lookup runs during the attach.
+        let v = unsafe { shim_lpm4_rcu(self.0, 1) };
+        if v.is_null() {
+            return Err(errno("rte_lpm_rcu_qsbr_add"));
+        }
+        Ok(RcuReader {
+            lpm: self.0,
+            qsbr: v,
+        })
+    }
+}
+
+/// `rte_lpm_lookupx4` over a batch whose length is a multiple of 4, on a table handle.
+fn lookup_x4(lpm: *mut c_void, addrs: &[u32], out: &mut [u32]) {
+    let n = batch_ok(addrs.len(), out.len());
+    assert!(n % 4 == 0, "rte_lpm_lookupx4 takes fours: {n}");
+    // SAFETY: both slices hold `n` elements; the shim reads and writes in fours below `n`;
+    // the handle is live (its owner outlives every caller).
+    unsafe { shim_lpm4_lookupx4(lpm, addrs.as_ptr(), out.as_mut_ptr(), n) }
+}
+
+/// The one reader of an `rte_lpm` with RCU attached ([`Lpm4::rcu_reader`]), for another
+/// thread while this one writes the table.
+pub struct RcuReader {
+    lpm: *mut c_void,
+    qsbr: *mut c_void,
+}
+
+// SAFETY: with RCU attached, DPDK supports lookups from a reader thread while one writer
+// updates the table: a freed tbl8 group is reused only after every registered reader has
+// reported a quiescent state. The handle only looks up (through DPDK's lookups) and reports;
+// it must not outlive the table, which `look_until`'s callers keep alive (a scoped thread).
+unsafe impl Send for RcuReader {}
+// SAFETY: as above; one thread at a time uses it (its methods take `&mut self`).
+unsafe impl Sync for RcuReader {}
+
+impl RcuReader {
+    /// Registers as reader 0, looks up `addrs` in batches of 32 (`rte_lpm_lookupx4`),
+    /// reporting a quiescent state after each, until `stop`; then goes offline. Returns the
+    /// lookups made.
+    pub fn look_until(&mut self, addrs: &[u32], stop: &std::sync::atomic::AtomicBool) -> u64 {
+        // SAFETY: the QSBR variable was made for one reader, id 0, and this is it.
+        if unsafe { shim_qsbr_online(self.qsbr, 0) } != 0 {
+            return 0;
+        }
+        let (mut out, mut n, mut sink) = ([0u32; 32], 0u64, 0u32);
+        let mut batches = addrs.chunks_exact(32).cycle();
+        while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+            for batch in batches.by_ref().take(128) {
+                lookup_x4(self.lpm, batch, &mut out);
+                sink = sink.wrapping_add(out[7]);
+                // SAFETY: reader 0, online above.
+                unsafe { shim_qsbr_quiescent(self.qsbr, 0) };
+                n += 32;
+            }
+        }
+        std::hint::black_box(sink);
+        // SAFETY: reader 0, going offline once.
+        unsafe { shim_qsbr_offline(self.qsbr, 0) };
+        n
     }
 }
 

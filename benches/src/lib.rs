@@ -273,3 +273,30 @@ pub fn thread_user_kernel_seconds() -> (f64, f64) {
     let s = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 * 1e-6;
     (s(u.ru_utime), s(u.ru_stime))
 }
+
+/// Runs `write` in a loop on this thread for `seconds` while `read` runs on another thread
+/// until it is told to stop (the flag it is given). `write` returns the updates each call
+/// made and `read` the lookups it made in all. Returns (updates a second, lookups a second),
+/// each over its own thread's running time.
+pub fn write_while_reading<R>(seconds: f64, read: R, mut write: impl FnMut() -> u64) -> (f64, f64)
+where
+    R: FnOnce(&std::sync::atomic::AtomicBool) -> u64 + Send,
+{
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|s| {
+        let stop = &stop;
+        let reader = s.spawn(move || {
+            let start = std::time::Instant::now();
+            let n = read(stop);
+            n as f64 / start.elapsed().as_secs_f64()
+        });
+        let start = std::time::Instant::now();
+        let mut updates = 0;
+        while start.elapsed().as_secs_f64() < seconds {
+            updates += write();
+        }
+        let rate = updates as f64 / start.elapsed().as_secs_f64();
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        (rate, reader.join().unwrap_or(0.0))
+    })
+}
