@@ -22,8 +22,9 @@
 use datapath::lpm::{Lpm4, Lpm6, Qsbr, NO_ROUTE};
 use gateway_benches::dpdk::{self, to_wire, Lookup, Memory};
 use gateway_benches::rib::{gen_ipv6, load_dfz, traffic_v4, traffic_v6, Rng};
-use gateway_benches::{thread_cpu_seconds, thread_user_kernel_seconds, write_while_reading};
-use std::sync::atomic::Ordering;
+use gateway_benches::{
+    look_until, thread_cpu_seconds, thread_user_kernel_seconds, write_while_reading,
+};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -372,17 +373,10 @@ fn updates(
             seconds,
             |stop| {
                 let reg = qsbr.register().unwrap();
-                let (mut out, mut n) = ([0u32; 32], 0u64);
-                let mut batches = addrs.chunks_exact(32).cycle();
-                while !stop.load(Ordering::Relaxed) {
-                    for batch in batches.by_ref().take(128) {
-                        reader.lookup_bulk(batch, &mut out);
-                        reg.quiescent();
-                        n += 32;
-                    }
-                }
-                std::hint::black_box(out);
-                n
+                look_until(addrs, stop, |batch, out| {
+                    reader.lookup_bulk(batch, out);
+                    reg.quiescent();
+                })
             },
             || {
                 let (a, len, nh) = pick(&mut r);

@@ -10,6 +10,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use datapath::lpm::{Lpm4, Qsbr};
+use gateway_benches::look_until;
 use gateway_benches::rib::{load_dfz, traffic_v4, Rng};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -30,24 +31,16 @@ fn main() {
                 (t.reader(), traffic.clone(), stop.clone(), looked.clone());
             let reg = qsbr.register().unwrap();
             std::thread::spawn(move || {
-                let mut out = [0u32; 32];
-                let mut n = 0u64;
-                let mut sink = 0u32;
                 let began = Instant::now();
-                while !stop.load(Ordering::Relaxed) {
-                    for chunk in traffic.chunks_exact(32) {
-                        table.lookup_bulk(chunk, &mut out);
-                        sink = sink.wrapping_add(out[7]);
-                        reg.quiescent();
-                        n += 32;
-                    }
-                }
+                let n = look_until(&traffic, &stop, |batch, out| {
+                    table.lookup_bulk(batch, out);
+                    reg.quiescent();
+                });
                 // Lookups per second over the reader's own running time.
                 looked.store(
                     (n as f64 / began.elapsed().as_secs_f64()) as u64,
                     Ordering::Relaxed,
                 );
-                std::hint::black_box(sink);
             })
         };
         let mut r = Rng(1000 + run);

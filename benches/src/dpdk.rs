@@ -297,9 +297,8 @@ pub struct RcuReader {
 // updates the table: a freed tbl8 group is reused only after every registered reader has
 // reported a quiescent state. The handle only looks up (through DPDK's lookups) and reports;
 // it must not outlive the table, which `look_until`'s callers keep alive (a scoped thread).
+// It is not `Sync`: one thread at a time uses it (its method takes `&mut self`).
 unsafe impl Send for RcuReader {}
-// SAFETY: as above; one thread at a time uses it (its methods take `&mut self`).
-unsafe impl Sync for RcuReader {}
 
 impl RcuReader {
     /// Registers as reader 0, looks up `addrs` in batches of 32 (`rte_lpm_lookupx4`),
@@ -310,18 +309,11 @@ impl RcuReader {
         if unsafe { shim_qsbr_online(self.qsbr, 0) } != 0 {
             return 0;
         }
-        let (mut out, mut n, mut sink) = ([0u32; 32], 0u64, 0u32);
-        let mut batches = addrs.chunks_exact(32).cycle();
-        while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-            for batch in batches.by_ref().take(128) {
-                lookup_x4(self.lpm, batch, &mut out);
-                sink = sink.wrapping_add(out[7]);
-                // SAFETY: reader 0, online above.
-                unsafe { shim_qsbr_quiescent(self.qsbr, 0) };
-                n += 32;
-            }
-        }
-        std::hint::black_box(sink);
+        let n = crate::look_until(addrs, stop, |batch, out| {
+            lookup_x4(self.lpm, batch, out);
+            // SAFETY: reader 0, online above.
+            unsafe { shim_qsbr_quiescent(self.qsbr, 0) };
+        });
         // SAFETY: reader 0, going offline once.
         unsafe { shim_qsbr_offline(self.qsbr, 0) };
         n

@@ -300,3 +300,23 @@ where
         (rate, reader.join().unwrap_or(0.0))
     })
 }
+
+/// Looks up `addrs` in batches of 32, round and round, with `look` (which also reports
+/// whatever a reader reports after a batch) until `stop`; returns the lookups made.
+pub fn look_until(
+    addrs: &[u32],
+    stop: &std::sync::atomic::AtomicBool,
+    mut look: impl FnMut(&[u32], &mut [u32]),
+) -> u64 {
+    let (mut out, mut n) = ([0u32; 32], 0u64);
+    let mut batches = addrs.chunks_exact(32).cycle();
+    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+        // The flag is read once every 128 batches, off the lookups' path.
+        for batch in batches.by_ref().take(128) {
+            look(batch, &mut out);
+            n += 32;
+        }
+    }
+    std::hint::black_box(out);
+    n
+}

@@ -193,37 +193,56 @@ unsafe fn second(
     e: std::arch::x86_64::__m512i,
 ) -> std::arch::x86_64::__m512i {
     use std::arch::x86_64::*;
-    let index = _mm512_set1_epi32(INDEX_MASK as i32);
     let x = _mm512_test_epi32_mask(e, _mm512_set1_epi32(EXT as i32));
     let e = if x == 0 {
         e
     } else {
-        let g = _mm512_and_si512(e, index);
-        // An extended entry naming a group past `whole` reads as 0 (no route), as the
-        // portable path's bounds-checked read does.
-        let inside = x & _mm512_cmplt_epu32_mask(g, whole);
-        let at = _mm512_or_si512(
-            _mm512_slli_epi32::<8>(g),
-            _mm512_and_si512(a, _mm512_set1_epi32(0xff)),
-        );
-        let zero = _mm512_setzero_si512();
-        // SAFETY: the selected lanes name a group below `whole`, whose 256 entries lie inside
-        // `groups` (the caller's promise); `g << 8` cannot wrap, as `g` < 2^21.
+        // SAFETY: the caller's promise on `whole`.
         unsafe {
-            gather(
-                groups.as_ptr().cast(),
-                at,
-                inside,
-                _mm512_mask_mov_epi32(e, x, zero),
+            next_level(
+                groups,
+                whole,
+                e,
+                x,
+                _mm512_and_si512(a, _mm512_set1_epi32(0xff)),
             )
         }
     };
-    let found = _mm512_test_epi32_mask(e, _mm512_set1_epi32(VALID as i32));
-    _mm512_mask_mov_epi32(
-        _mm512_set1_epi32(NO_ROUTE as i32),
-        found,
-        _mm512_and_si512(e, index),
-    )
+    // SAFETY: the CPU has AVX-512F (the caller's promise).
+    unsafe { resolve(e) }
+}
+
+/// One level down for the lanes of `e` set in `x` (extended entries): each reads entry `byte`
+/// of the group its entry names; the other lanes keep their entry.
+///
+/// # Safety
+/// The CPU has AVX-512F, and `whole` is at most the number of whole groups in `groups`.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+#[inline]
+unsafe fn next_level(
+    groups: &[AtomicU32],
+    whole: std::arch::x86_64::__m512i,
+    e: std::arch::x86_64::__m512i,
+    x: u16,
+    byte: std::arch::x86_64::__m512i,
+) -> std::arch::x86_64::__m512i {
+    use std::arch::x86_64::*;
+    let g = _mm512_and_si512(e, _mm512_set1_epi32(INDEX_MASK as i32));
+    // An extended entry naming a group past `whole` reads as 0 (no route), as the portable
+    // path's bounds-checked read does.
+    let inside = x & _mm512_cmplt_epu32_mask(g, whole);
+    let at = _mm512_or_si512(_mm512_slli_epi32::<8>(g), byte);
+    // SAFETY: the selected lanes name a group below `whole`, whose 256 entries lie inside
+    // `groups` (the caller's promise); `g << 8` cannot wrap, as `g` < 2^21.
+    unsafe {
+        gather(
+            groups.as_ptr().cast(),
+            at,
+            inside,
+            _mm512_mask_mov_epi32(e, x, _mm512_setzero_si512()),
+        )
+    }
 }
 
 /// Looks up the longest whole multiple of 16 addresses of `addrs` into `out` on AVX-512 and
@@ -293,7 +312,6 @@ unsafe fn lookup6_avx512(
     let n = addrs.len().min(out.len()) / 16 * 16;
     let zero = _mm512_setzero_si512();
     let ext = _mm512_set1_epi32(EXT as i32);
-    let index = _mm512_set1_epi32(INDEX_MASK as i32);
     let low = _mm512_set1_epi32(0xff);
     let whole = _mm512_set1_epi32((groups.len() / GROUP_LEN).min(INDEX_MASK as usize + 1) as i32);
     let mut i = 0;
@@ -336,22 +354,11 @@ unsafe fn lookup6_avx512(
             let shift = 104 - 8 * level;
             let count = _mm_cvtsi32_si128((shift % 32) as i32);
             let word = (shift / 32) as usize;
-            let step = |w: &[__m512i; 4], e: __m512i, x: u16| {
-                let byte = _mm512_and_si512(_mm512_srl_epi32(w[word], count), low);
-                let g = _mm512_and_si512(e, index);
-                // An extended entry naming a group past `whole` reads as 0 (no route), as the
-                // portable path's bounds-checked read does.
-                let inside = x & _mm512_cmplt_epu32_mask(g, whole);
-                let at = _mm512_or_si512(_mm512_slli_epi32::<8>(g), byte);
-                (at, inside, _mm512_mask_mov_epi32(e, x, zero))
-            };
-            let (at0, in0, keep0) = step(&w0, e0, x0);
-            let (at1, in1, keep1) = step(&w1, e1, x1);
-            // SAFETY: the selected lanes name a group below `whole`, whose 256 entries lie
-            // inside `groups`; `g << 8` cannot wrap, as `g` < 2^21.
+            let byte = |w: &[__m512i; 4]| _mm512_and_si512(_mm512_srl_epi32(w[word], count), low);
+            // SAFETY: `whole` counts only groups inside `groups`.
             unsafe {
-                e0 = gather(groups.as_ptr().cast(), at0, in0, keep0);
-                e1 = gather(groups.as_ptr().cast(), at1, in1, keep1);
+                e0 = next_level(groups, whole, e0, x0, byte(&w0));
+                e1 = next_level(groups, whole, e1, x1, byte(&w1));
             }
             x0 = _mm512_test_epi32_mask(e0, ext);
             x1 = _mm512_test_epi32_mask(e1, ext);
