@@ -3,7 +3,8 @@
 # on the full DFZ table, all arriving at worker 0.
 # 1. Instructions a packet, counted by callgrind (the difference between 2000 and 1000 bursts
 #    of 32, over 32000 packets): one worker alone, then two workers polled in turn on one
-#    thread with steering; the difference is what the handoff costs, spread over every packet.
+#    thread with steering, the handed-off frames lent by descriptor or copied at the handoff;
+#    the difference is what the handoff costs, spread over every packet.
 # 2. Forwarded packets per second, one worker against two on two threads pinned to a core each,
 #    modes alternated round by round (ROUNDS, SECONDS).
 set -euo pipefail
@@ -15,9 +16,10 @@ count() {
   valgrind --tool=callgrind --callgrind-out-file="$out" "$@" >/dev/null 2>&1
   awk '/^summary:/ {print $2}' "$out"; rm -f "$out"
 }
-for n in 1 2; do
-  a=$(count "$bin" count "$n" 1000)
-  b=$(count "$bin" count "$n" 2000)
-  echo "$n worker(s): $(( (b - a) / 32000 )) instructions/packet (decap + route on the DFZ table, poll, handoff)"
+for mode in "1 lent" "2 lent" "2 copy"; do
+  set -- $mode
+  a=$(count "$bin" count "$1" 1000 "$2")
+  b=$(count "$bin" count "$1" 2000 "$2")
+  echo "$1 worker(s), handed-off frames $2: $(( (b - a) / 32000 )) instructions/packet (decap + route on the DFZ table, poll, handoff)"
 done
 "$bin" time "${ROUNDS:-5}" "${SECONDS_PER_ROUND:-3}"

@@ -1,14 +1,18 @@
 //! Software steering, in memory: GTP-U from one gNB (64 TEIDs, one session each) decapsulated
 //! and routed on the full DFZ table, all of it arriving at worker 0 as RSS would deliver it.
+//! Frames arrive in chunks of the worker's frame memory, as AF_XDP puts them, and a frame
+//! another worker's memory holds is copied before it is "sent", as an AF_XDP port does.
 //!
 //! - `steering_scale time [rounds] [seconds]`: forwarded packets per second with one worker
-//!   (no steering) and with two workers on two threads, each pinned to a core of its own
-//!   (`steering = "inner"` on the input port), modes alternated round by round; prints each
-//!   round and the ratio of the medians.
-//! - `steering_scale count <workers> <iterations>`: a deterministic run for callgrind: the
-//!   workers polled in turn on one thread, `iterations` bursts of 32 frames offered to worker
-//!   0. The difference of two iteration counts divided by the packets is the cost a packet of
-//!   the whole path; two workers minus one is the handoff's cost (`benches/steering.sh`).
+//!   (no steering), with two workers on two threads, each pinned to a core of its own
+//!   (`steering = "inner"` on the input port), the handed-off frames lent by descriptor or
+//!   copied at the handoff, and with the traffic split at the input; modes rotated round by round; prints each round and
+//!   the ratios of the medians.
+//! - `steering_scale count <workers> <iterations> [copy]`: a deterministic run for callgrind:
+//!   the workers polled in turn on one thread, `iterations` bursts of 32 frames offered to
+//!   worker 0. The difference of two iteration counts divided by the packets is the cost a
+//!   packet of the whole path; two workers minus one is the handoff's cost
+//!   (`benches/steering.sh`). `copy` copies the frames at the handoff instead of lending them.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -16,7 +20,7 @@ use datapath::fib::Fib;
 use datapath::framemem::FrameMemory;
 use datapath::pipeline::batch::Batch;
 use datapath::port::handoff::{self, Handoff};
-use datapath::port::mem::MemPort;
+use datapath::port::mem::receive_into_chunk;
 use datapath::port::Port;
 use datapath::stats::{PortStats, Stats, MAX_PORTS};
 use datapath::worker::Worker;
@@ -28,12 +32,16 @@ use std::time::{Duration, Instant};
 
 const TEIDS: usize = 64;
 
-/// A port that "receives" the same frames again on every poll, as a NIC would DMA them;
-/// `bursts` of them when it is set.
+/// A port that "receives" the same frames again on every poll, as a NIC would DMA them: into
+/// chunks of the worker's frame memory, as AF_XDP puts them; `bursts` of them when it is set. It
+/// "sends" as an AF_XDP port on a UMEM of its own would: a frame in another worker's memory
+/// (lent by the handoff) is copied into a chunk first.
 struct LoopPort {
     frames: Vec<Vec<u8>>,
     next: usize,
     bursts: Option<usize>,
+    memory: Arc<FrameMemory>,
+    tx_chunk: Vec<u8>,
 }
 
 impl Port for LoopPort {
@@ -47,15 +55,29 @@ impl Port for LoopPort {
             *b -= 1;
         }
         let n = max.min(batch.bufs.len());
-        for b in &mut batch.bufs[..n] {
-            b.load(&self.frames[self.next], 0);
+        for i in 0..n {
+            let f = &self.frames[self.next];
+            if !receive_into_chunk(batch, i, f) {
+                batch.bufs[i].load(f, 0);
+            }
             self.next = (self.next + 1) % self.frames.len();
         }
         batch.len = n;
         n
     }
-    fn tx(&mut self, _batch: &mut Batch, idx: &[u8]) -> usize {
+    fn tx(&mut self, batch: &mut Batch, idx: &[u8]) -> usize {
+        for &i in idx {
+            let b = &batch.bufs[usize::from(i)];
+            if b.address_in(&self.memory).is_none() {
+                let f = b.frame();
+                self.tx_chunk[..f.len()].copy_from_slice(f);
+                std::hint::black_box(&self.tx_chunk);
+            }
+        }
         idx.len()
+    }
+    fn frame_memory(&self) -> Option<Arc<FrameMemory>> {
+        Some(Arc::clone(&self.memory))
     }
     fn as_any_mut(&mut self) -> &mut dyn std::any::Any {
         self
@@ -90,12 +112,24 @@ fn frames(dsts: &[u32]) -> Vec<Vec<u8>> {
 
 /// `n` workers; worker 0 receives `input`, the others nothing; steering when `n > 1`. With
 /// `split`, no steering: worker `w` receives the frames of every `n`-th TEID itself, as RSS
-/// would deliver tunnels whose outer header varies (the ceiling steering aims at).
-fn workers(n: usize, input: &[Vec<u8>], counted: Option<usize>, split: bool) -> Vec<Worker> {
+/// would deliver tunnels whose outer header varies (the ceiling steering aims at). With
+/// `lend`, the frames handed off are lent by descriptor; without, they are copied at the
+/// handoff ([`Handoff::copying`]).
+fn workers(
+    n: usize,
+    input: &[Vec<u8>],
+    counted: Option<usize>,
+    split: bool,
+    lend: bool,
+) -> Vec<Worker> {
     let memories: Vec<Arc<FrameMemory>> = (0..n)
         .map(|_| FrameMemory::new(256 + handoff::frames_for(n), 2048).unwrap())
         .collect();
-    let h = Handoff::new(memories);
+    let h = if lend {
+        Handoff::new(memories.clone())
+    } else {
+        Handoff::copying(memories.clone())
+    };
     let mut inner = [false; MAX_PORTS];
     inner[0] = true;
     (0..n)
@@ -111,9 +145,17 @@ fn workers(n: usize, input: &[Vec<u8>], counted: Option<usize>, split: bool) -> 
                 frames,
                 next: 0,
                 bursts: counted,
+                memory: Arc::clone(&memories[w]),
+                tx_chunk: vec![0; 2048],
             });
-            let ports: Vec<Box<dyn Port>> = vec![ext, Box::new(MemPort::counting([]))];
-            let worker = Worker::new(ports, BURST, Arc::new(Stats::default()));
+            let pods: Box<dyn Port> = Box::new(LoopPort {
+                frames: Vec::new(),
+                next: 0,
+                bursts: None,
+                memory: Arc::clone(&memories[w]),
+                tx_chunk: vec![0; 2048],
+            });
+            let worker = Worker::new(vec![ext, pods], BURST, Arc::new(Stats::default()));
             if n > 1 && !split {
                 worker.with_steering(h.end(w).unwrap(), inner)
             } else {
@@ -136,8 +178,8 @@ fn drops(ws: &[Worker]) -> u64 {
 }
 
 /// Forwarded packets per second of `n` workers, each on a thread pinned to core `w`.
-fn rate(n: usize, split: bool, fib: &Fib, input: &[Vec<u8>], seconds: f64) -> f64 {
-    let ws = workers(n, input, None, split);
+fn rate(n: usize, split: bool, lend: bool, fib: &Fib, input: &[Vec<u8>], seconds: f64) -> f64 {
+    let ws = workers(n, input, None, split, lend);
     let stop = AtomicBool::new(false);
     let start = Instant::now();
     let ws = std::thread::scope(|s| {
@@ -175,8 +217,13 @@ fn rate(n: usize, split: bool, fib: &Fib, input: &[Vec<u8>], seconds: f64) -> f6
         .map(|p| p.drops[datapath::pipeline::drop::DropReason::HandoffFull as usize].get())
         .sum();
     eprintln!(
-        "  {n} worker(s){}: forwarded per worker {shares:?}, handoff_full {full}",
-        if split { " split by RSS" } else { "" }
+        "  {n} worker(s){}{}: forwarded per worker {shares:?}, handoff_full {full}",
+        if split { " split by RSS" } else { "" },
+        if lend {
+            ""
+        } else {
+            ", frames copied at the handoff"
+        }
     );
     assert_eq!(drops(&ws) - full, 0, "drops other than handoff_full");
     forwarded(&ws) as f64 / secs
@@ -197,7 +244,8 @@ fn main() {
         Some("count") => {
             let n: usize = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(1);
             let iterations: usize = args.get(3).and_then(|s| s.parse().ok()).unwrap_or(1000);
-            let mut ws = workers(n, &input, Some(iterations), false);
+            let lend = args.get(4).map(String::as_str) != Some("copy");
+            let mut ws = workers(n, &input, Some(iterations), false, lend);
             for _ in 0..iterations + 16 {
                 for w in &mut ws {
                     w.poll(&fib);
@@ -214,30 +262,34 @@ fn main() {
         _ => {
             let rounds: usize = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(5);
             let seconds: f64 = args.get(3).and_then(|s| s.parse().ok()).unwrap_or(3.0);
-            let (mut one, mut two, mut split) = (Vec::new(), Vec::new(), Vec::new());
+            // (label, workers, split at the input, frames in chunks)
+            let modes = [
+                ("1 worker", 1, false, true),
+                ("2 workers steered, frames lent", 2, false, true),
+                ("2 workers steered, frames copied", 2, false, false),
+                ("2 workers split at the input, no steering", 2, true, true),
+            ];
+            let mut got = vec![Vec::new(); modes.len()];
             for r in 0..rounds {
-                let a = rate(1, false, &fib, &input, seconds);
-                let b = rate(2, false, &fib, &input, seconds);
-                let c = rate(2, true, &fib, &input, seconds);
-                println!(
-                    "round {r}: 1 worker {:.3} Mpps, 2 workers steered {:.3} Mpps, 2 workers split at the input {:.3} Mpps",
-                    a / 1e6,
-                    b / 1e6,
-                    c / 1e6
-                );
-                one.push(a);
-                two.push(b);
-                split.push(c);
+                // Each round starts at another mode, so none always runs first.
+                let mut line = format!("round {r}:");
+                for k in 0..modes.len() {
+                    let m = (r + k) % modes.len();
+                    let (label, n, split, lend) = modes[m];
+                    let v = rate(n, split, lend, &fib, &input, seconds);
+                    line.push_str(&format!(" {label} {:.3} Mpps;", v / 1e6));
+                    got[m].push(v);
+                }
+                println!("{line}");
             }
-            let (a, b, c) = (median(one), median(two), median(split));
-            println!(
-                "median: 1 worker {:.3} Mpps; 2 workers steered {:.3} Mpps ({:.2}x); 2 workers split at the input, no steering {:.3} Mpps ({:.2}x)",
-                a / 1e6,
-                b / 1e6,
-                b / a,
-                c / 1e6,
-                c / a
-            );
+            let medians: Vec<f64> = got.into_iter().map(median).collect();
+            for (m, (label, ..)) in modes.iter().enumerate() {
+                println!(
+                    "median: {label} {:.3} Mpps ({:.2}x one worker)",
+                    medians[m] / 1e6,
+                    medians[m] / medians[0]
+                );
+            }
         }
     }
 }

@@ -148,6 +148,11 @@ impl Worker {
         if self.local.as_ref().is_some_and(|l| l.has_down()) {
             self.send_local();
         }
+        // Chunks lent to other workers and given back are free again before the ports
+        // receive and the frames are handed off.
+        if let Some((steer, _)) = &mut self.steer {
+            steer.take_returns(&mut self.batch);
+        }
         let mut total = 0;
         for p in 0..self.ports.len().min(MAX_PORTS) {
             total += self.poll_port(p, fib);
@@ -190,7 +195,7 @@ impl Worker {
         let me = steer.me();
         let mut kept = 0;
         for i in 0..self.batch.len.min(self.batch.bufs.len()) {
-            let b = &self.batch.bufs[i];
+            let b = &mut self.batch.bufs[i];
             let owner =
                 crate::port::handoff::steer_key(b.frame(), fib).map_or(me, |k| steer.owner(k));
             if owner == me {
@@ -198,7 +203,7 @@ impl Worker {
                 kept += 1;
                 continue;
             }
-            match steer.send(owner, b.frame(), p as u8, b.csum_trusted) {
+            match steer.send(owner, b, p as u8) {
                 Ok(()) => stats.handed_off.add(1),
                 Err(crate::port::handoff::Refused::Full) => stats.drop(DropReason::HandoffFull),
                 Err(crate::port::handoff::Refused::Oversize) => stats.drop(DropReason::RxOversize),
@@ -226,6 +231,9 @@ impl Worker {
                 self.process_batch(p, fib);
             } else {
                 self.batch.release();
+            }
+            if let Some((steer, _)) = &mut self.steer {
+                steer.give_back();
             }
         }
         if let Some((steer, _)) = &mut self.steer {

@@ -679,7 +679,9 @@ fn through_gateway(driver: &str) {
 /// with 64 TEIDs (each session its own UE address): one outer flow, which the veth's hash puts
 /// on one queue. Returns each worker's frames sent to the pods, what the ext port handed off,
 /// and the receiver's summary.
-fn two_workers_with_steering(steering: &str) -> (Vec<u64>, u64, serde_json::Value) {
+/// Per-worker frames forwarded to the pods, frames handed off, frames the pods port copied
+/// into its UMEM to send, and the receiver's summary.
+fn two_workers_with_steering(steering: &str) -> (Vec<u64>, u64, u64, serde_json::Value) {
     use gateway::tools::lab::{config_for, Lab};
     let id = format!("st{}{}", std::process::id(), &steering[..2]);
     let lab = Lab::build_with_queues(&id, 2).unwrap();
@@ -774,8 +776,11 @@ fn two_workers_with_steering(steering: &str) -> (Vec<u64>, u64, serde_json::Valu
         .map(|w| w["pods"]["tx_packets"].as_u64().unwrap())
         .collect();
     let handed = j["ports"]["ext"]["handed_off"].as_u64().unwrap_or(0);
+    let copied = j["ports"]["pods"]["tx_copied"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no tx_copied: {j}"));
     drop(lab);
-    (per_worker, handed, got)
+    (per_worker, handed, copied, got)
 }
 
 /// Steering by TEID across two workers: with `steering = "inner"` both workers forward a
@@ -787,7 +792,7 @@ fn one_gnb_with_64_teids_uses_both_workers_only_when_steered() {
         return;
     }
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let (steered, handed, got) = two_workers_with_steering("inner");
+    let (steered, handed, copied, got) = two_workers_with_steering("inner");
     assert_eq!(got["stamped"], 6400, "steered: {got}");
     assert_eq!(got["lost"], 0, "steered: {got}");
     assert_eq!(got["reordered"], 0, "steered: {got}");
@@ -800,8 +805,16 @@ fn one_gnb_with_64_teids_uses_both_workers_only_when_steered() {
         );
     }
     assert!(handed > 0, "steered: nothing handed off");
-    eprintln!("with steering the workers forwarded {steered:?} of {total}, {handed} handed off");
-    let (rss, handed, got) = two_workers_with_steering("rss");
+    // Handed off by descriptor, in the receiving worker's UMEM: the owner's port copies each
+    // into its own UMEM to send it, and that is the one copy (a few handed-off frames are for
+    // the gateway itself, not the pods).
+    assert!(
+        copied + 16 >= handed,
+        "steered: {handed} handed off but only {copied} copied by the sending port"
+    );
+    eprintln!("with steering the workers forwarded {steered:?} of {total}, {handed} handed off, {copied} copied to send");
+    let (rss, handed, copied, got) = two_workers_with_steering("rss");
+    assert!(copied < 64, "rss: {copied} frames copied to send");
     assert_eq!(got["lost"], 0, "rss: {got}");
     assert_eq!(handed, 0);
     let total: u64 = rss.iter().sum();

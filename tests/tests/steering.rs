@@ -148,7 +148,10 @@ fn tag(f: &[u8]) -> (usize, usize) {
     (s[1..4].parse().unwrap(), s[5..10].parse().unwrap())
 }
 
-fn steer(t: Tunnel, workers: usize) {
+/// With `in_chunks`, worker 0's port receives into its frame memory as AF_XDP does, so the
+/// frames it hands off are lent by descriptor, and every frame must find a chunk: the lent
+/// ones come back. Otherwise they are copied into chunks the owners post.
+fn steer(t: Tunnel, workers: usize, in_chunks: bool) {
     let cfg = config();
     let fib = gateway::tables::build_fib(&cfg).unwrap();
     let memories: Vec<Arc<FrameMemory>> = (0..workers)
@@ -170,6 +173,11 @@ fn steer(t: Tunnel, workers: usize) {
                 MemPort::new(input.clone())
             } else {
                 MemPort::new([])
+            };
+            let ext = if in_chunks {
+                ext.in_frame_memory()
+            } else {
+                ext
             };
             let ports: Vec<Box<dyn Port>> = vec![Box::new(ext), Box::new(MemPort::new([]))];
             Worker::new(ports, 32, Arc::new(Stats::default()))
@@ -231,6 +239,13 @@ fn steer(t: Tunnel, workers: usize) {
             "{t:?}: worker {wi} forwarded {n} of {total}: {per_worker:?}"
         );
     }
+    if in_chunks {
+        assert_eq!(
+            mem_port(&mut ws[0], 0).rx_in_chunks as usize,
+            total,
+            "{t:?}: every frame received into a chunk, more than the memory has"
+        );
+    }
     let handed: u64 = ws[0].stats().ports[0].handed_off.get();
     assert_eq!(
         handed as usize,
@@ -241,20 +256,26 @@ fn steer(t: Tunnel, workers: usize) {
 
 #[test]
 fn gtpu_from_one_peer_with_64_teids_is_spread_over_2_and_4_workers_in_order() {
-    steer(Tunnel::Gtpu, 2);
-    steer(Tunnel::Gtpu, 4);
+    for in_chunks in [false, true] {
+        steer(Tunnel::Gtpu, 2, in_chunks);
+        steer(Tunnel::Gtpu, 4, in_chunks);
+    }
 }
 
 #[test]
 fn vxlan_with_a_fixed_outer_source_port_is_spread_by_inner_flow() {
-    steer(Tunnel::Vxlan, 2);
-    steer(Tunnel::Vxlan, 4);
+    for in_chunks in [false, true] {
+        steer(Tunnel::Vxlan, 2, in_chunks);
+        steer(Tunnel::Vxlan, 4, in_chunks);
+    }
 }
 
 #[test]
 fn ipip_is_spread_by_inner_addresses() {
-    steer(Tunnel::Ipip, 2);
-    steer(Tunnel::Ipip, 4);
+    for in_chunks in [false, true] {
+        steer(Tunnel::Ipip, 2, in_chunks);
+        steer(Tunnel::Ipip, 4, in_chunks);
+    }
 }
 
 /// The encapsulating direction of a flow lands on the worker that decapsulates it: the key
@@ -337,4 +358,70 @@ fn a_full_lane_drops_and_counts_handoff_full() {
         FLOWS as u64,
         "every frame accounted for"
     );
+}
+
+/// A worker lends the owner of a flow at most a lane's worth of its frame memory
+/// (`LANE_CHUNKS`): while the owner does not poll, the frames past that are refused and
+/// counted as `handoff_full`, the lender's memory is not drained, and once the owner has sent
+/// what it holds the chunks come back and handing off resumes.
+#[test]
+fn a_lender_lends_at_most_a_lane_and_gets_the_chunks_back() {
+    use datapath::pipeline::drop::DropReason;
+    let fib = gateway::tables::build_fib(&config()).unwrap();
+    let memories = vec![
+        FrameMemory::new(4 * handoff::LANE_CHUNKS, 2048).unwrap(),
+        FrameMemory::new(2 * handoff::LANE_CHUNKS, 2048).unwrap(),
+    ];
+    let h = Handoff::new(memories);
+    let mut inner = [false; MAX_PORTS];
+    inner[0] = true;
+    let input: Vec<Vec<u8>> = (0..PER_FLOW)
+        .flat_map(|seq| (0..FLOWS).map(move |f| frame(Tunnel::Gtpu, f, seq)))
+        .collect();
+    let total = input.len() as u64;
+    let mut ws: Vec<Worker> = (0..2)
+        .map(|w| {
+            let ext = MemPort::new(if w == 0 { input.clone() } else { Vec::new() });
+            let ports: Vec<Box<dyn Port>> =
+                vec![Box::new(ext.in_frame_memory()), Box::new(MemPort::new([]))];
+            Worker::new(ports, 64, Arc::new(Stats::default()))
+                .with_steering(h.end(w).unwrap(), inner)
+        })
+        .collect();
+    while !mem_port(&mut ws[0], 0).rx_exhausted() {
+        ws[0].poll(&fib);
+    }
+    let counts = |w: &Worker| {
+        let st = &w.stats().ports[0];
+        (
+            st.handed_off.get(),
+            st.drops[DropReason::HandoffFull as usize].get(),
+        )
+    };
+    let (handed, full) = counts(&ws[0]);
+    let kept = mem_port(&mut ws[0], 1).tx.len() as u64;
+    assert_eq!(handed, handoff::LANE_CHUNKS as u64, "one lane's worth lent");
+    assert!(full > 0, "the rest of worker 1's frames are refused");
+    assert_eq!(kept + handed + full, total, "every frame accounted for");
+    assert_eq!(
+        mem_port(&mut ws[0], 0).rx_in_chunks,
+        total,
+        "the lender's memory was never drained"
+    );
+    // The owner sends what it was lent and gives the chunks back; the lender lends again.
+    while mem_port(&mut ws[1], 1).tx.len() < handoff::LANE_CHUNKS {
+        ws[1].poll(&fib);
+    }
+    for f in &input[..2 * FLOWS] {
+        mem_port(&mut ws[0], 0).push_rx(f.clone());
+    }
+    while !mem_port(&mut ws[0], 0).rx_exhausted() {
+        ws[0].poll(&fib);
+    }
+    let (again, full_again) = counts(&ws[0]);
+    assert!(
+        again > handed,
+        "handing off resumed once the chunks came back"
+    );
+    assert_eq!(full_again, full, "nothing more refused");
 }

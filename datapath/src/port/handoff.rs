@@ -5,21 +5,28 @@
 //! hashes its inner flow (or GTP-U TEID, [`steer_key`]) and hands each frame another worker
 //! owns to that worker, which runs the pipeline on it.
 //!
-//! Each ordered pair of workers has a lane of two bounded single-producer single-consumer
+//! Each ordered pair of workers has a lane of three bounded single-producer single-consumer
 //! rings (`Ring`: no lock, no allocation per packet, and the indices published once a
 //! burst rather than once a frame, so the cache lines the two cores share move once a burst):
-//! - the owner posts free chunks of its own frame memory on the lane's `chunks` queue;
-//! - the receiving worker copies the frame into one of them and queues its descriptor on
-//!   the lane's `frames` queue.
+//! - `frames`: the receiving worker queues each frame's descriptor for the owner;
+//! - `returns`: the owner gives back the receiving worker's chunks it has finished with;
+//! - `chunks`: the owner posts free chunks of its own frame memory, for frames that are in no
+//!   chunk (below).
 //!
-//! The owner then places the frame in its batch where it is, in its own frame memory: sent
-//! from an AF_XDP port it goes out by descriptor, and the chunk comes back to the owner's free
-//! list like any other. That is the one copy a handed-off frame costs, at the handoff, into
-//! the memory of the worker that will send it (the workers' UMEMs are separate, so a frame
-//! cannot change hands by descriptor alone). A frame that stays on its receiving worker is
-//! not copied. Frames leave a lane in the order they entered it, so a flow, which always
-//! hashes to the same owner, keeps its order. A lane with no posted chunk refuses the frame:
-//! the worker counts it as `handoff_full` and never waits.
+//! A frame a port put in a chunk of the receiving worker's frame memory (AF_XDP) changes hands
+//! by descriptor: the owner runs the pipeline on it where it is, in the receiving worker's
+//! memory, and gives the chunk back on `returns` once the batch is sent. The receiving worker
+//! lends at most [`LANE_CHUNKS`] chunks to a lane, so a slow owner cannot drain its memory.
+//! The owner's port sends such a frame from memory that is not its own: an AF_XDP port
+//! copies it into a chunk of its UMEM (the workers' UMEMs are separate), on the owner's core,
+//! not on the receiving one that all of one gNB's traffic arrives at.
+//!
+//! A frame in no chunk (an AF_PACKET ring slot, a buffer's own memory) is copied at the handoff
+//! into a chunk the owner posted on `chunks`, and the owner places it in its batch where it is.
+//!
+//! Frames leave a lane in the order they entered it, so a flow, which always hashes to the
+//! same owner, keeps its order. A lane with nothing to lend or no posted chunk refuses the
+//! frame: the worker counts it as `handoff_full` and never waits.
 //!
 //! This is port plumbing (a lane is a port between workers): `unsafe` is allowed here, each
 //! block names what justifies it.
@@ -28,7 +35,7 @@
 
 use crate::fib::Fib;
 use crate::framemem::FrameMemory;
-use crate::pipeline::batch::Batch;
+use crate::pipeline::batch::{Batch, Buf};
 use crate::tunnel::Kind;
 use crate::wire::{
     ethernet, geneve, gtpu, ip_proto, vlan, vxlan, EthernetFrame, GenevePacket, GtpuPacket,
@@ -144,25 +151,33 @@ pub const LANE_CHUNKS: usize = 512;
 /// leaves (`XDP_PACKET_HEADROOM`).
 const HEADROOM: usize = 256;
 
-/// A frame in a lane: where it is in the owner's memory, and what the receiving port said.
+/// A frame in a lane: its chunk and where in it, and what the receiving port said.
 #[derive(Clone, Copy, Debug)]
 struct Desc {
     chunk: u64,
+    off: u16,
     len: u16,
     in_port: u8,
     csum_trusted: bool,
+    /// The chunk is the receiving worker's, lent until it comes back on `returns`; otherwise
+    /// it is one the owner posted, and the frame was copied into it.
+    lent: bool,
 }
 
 struct Lane {
     /// Free chunks of the owner's memory, posted by the owner.
     chunks: Ring<u64>,
-    /// Frames copied into them, for the owner.
+    /// Frames for the owner, in lent chunks or copied into posted ones.
     frames: Ring<Desc>,
+    /// Lent chunks the owner has finished with, back to the receiving worker.
+    returns: Ring<u64>,
 }
 
 /// The lanes among `n` workers and each worker's frame memory.
 pub struct Handoff {
     n: usize,
+    /// Frames in the receiving worker's memory are lent, not copied.
+    lend: bool,
     memories: Vec<Arc<FrameMemory>>,
     /// Lane `from * n + to`.
     lanes: Vec<Lane>,
@@ -171,7 +186,8 @@ pub struct Handoff {
     taken: Vec<AtomicBool>,
 }
 
-/// Extra chunks a worker's frame memory needs for the handoff among `workers` workers.
+/// Extra chunks a worker's frame memory needs for the handoff among `workers` workers: what it
+/// posts on the lanes toward it and what it lends on the lanes away from it.
 pub fn frames_for(workers: usize) -> usize {
     workers.saturating_sub(1) * 2 * LANE_CHUNKS
 }
@@ -179,17 +195,31 @@ pub fn frames_for(workers: usize) -> usize {
 impl Handoff {
     /// Lanes among the workers whose frame memories are `memories` (worker `w`'s at `w`).
     pub fn new(memories: Vec<Arc<FrameMemory>>) -> Arc<Handoff> {
+        Self::build(memories, true)
+    }
+
+    /// As [`Handoff::new`], but every frame is copied at the handoff, none lent: the
+    /// benches' baseline for what lending saves.
+    pub fn copying(memories: Vec<Arc<FrameMemory>>) -> Arc<Handoff> {
+        Self::build(memories, false)
+    }
+
+    fn build(memories: Vec<Arc<FrameMemory>>, lend: bool) -> Arc<Handoff> {
         let n = memories.len();
         let lanes = (0..n * n)
             .map(|_| Lane {
                 chunks: Ring::new(LANE_CHUNKS),
                 // Twice the chunks: the owner tops its chunk ring up while frames wait, so
                 // both can be full at once, and a push after a pop must not fail.
+                // Lent chunks are bounded by LANE_CHUNKS too: both kinds fit.
                 frames: Ring::new(2 * LANE_CHUNKS),
+                // No more than LANE_CHUNKS are lent at once, so a give-back never fails.
+                returns: Ring::new(LANE_CHUNKS),
             })
             .collect();
         Arc::new(Handoff {
             n,
+            lend,
             memories,
             lanes,
             taken: (0..n).map(|_| AtomicBool::new(false)).collect(),
@@ -210,7 +240,12 @@ impl Handoff {
             take_chunks: vec![End::default(); self.n],
             post_chunks: vec![End::default(); self.n],
             take_frames: vec![End::default(); self.n],
+            give_returns: vec![End::default(); self.n],
+            take_returns: vec![End::default(); self.n],
+            lent: vec![0; self.n],
+            borrowed: Vec::with_capacity(crate::pipeline::batch::BATCH),
             sent: vec![false; self.n],
+            returned: vec![false; self.n],
         })
     }
 }
@@ -239,8 +274,19 @@ pub struct Steer {
     take_chunks: Vec<End>,
     post_chunks: Vec<End>,
     take_frames: Vec<End>,
+    /// The returns this worker gives (producer, by the worker that lent) and takes
+    /// (consumer, by the worker it lent to).
+    give_returns: Vec<End>,
+    take_returns: Vec<End>,
+    /// Chunks lent to each worker and not yet back.
+    lent: Vec<usize>,
+    /// The lending worker and chunk of each frame of the current batch that sits in another
+    /// worker's memory, to give back once the batch is sent.
+    borrowed: Vec<(usize, u64)>,
     /// Lanes sent on since the last [`Steer::flush`].
     sent: Vec<bool>,
+    /// Lenders given chunks back to during the current [`Steer::give_back`].
+    returned: Vec<bool>,
 }
 
 impl Steer {
@@ -266,44 +312,108 @@ impl Steer {
         ((mixed * self.handoff.n as u64) >> 32) as usize
     }
 
-    /// Copies `frame` into a chunk worker `to` posted and queues it for `to` (visible to `to`
-    /// after [`Steer::flush`]).
+    /// Queues `buf`'s frame for worker `to` (visible to `to` after [`Steer::flush`]). A frame
+    /// in a chunk of this worker's frame memory is lent by descriptor and the buffer lets go
+    /// of its chunk; any other is copied into a chunk `to` posted.
     #[inline]
-    pub fn send(
-        &mut self,
-        to: usize,
-        frame: &[u8],
-        in_port: u8,
-        csum_trusted: bool,
-    ) -> Result<(), Refused> {
+    pub fn send(&mut self, to: usize, buf: &mut Buf, in_port: u8) -> Result<(), Refused> {
         let h = &*self.handoff;
-        let (Some(lane), Some(memory)) = (h.lanes.get(self.me * h.n + to), h.memories.get(to))
-        else {
+        let (Some(lane), Some(mine), Some(theirs)) = (
+            h.lanes.get(self.me * h.n + to),
+            h.memories.get(self.me),
+            h.memories.get(to),
+        ) else {
             return Err(Refused::Full);
         };
-        if frame.len() + HEADROOM > memory.chunk_size() {
-            return Err(Refused::Oversize);
-        }
-        let chunk = lane
-            .chunks
-            .pop(&mut self.take_chunks[to])
-            .ok_or(Refused::Full)?;
-        // SAFETY: the chunk came off the lane's chunk ring: its owner gave it up for this
-        // lane, and no one else touches it until it comes back through the frame ring.
-        if let Some(mut r) = unsafe { memory.region(chunk) } {
-            r.bytes_mut(HEADROOM, frame.len()).copy_from_slice(frame);
-        }
-        let d = Desc {
-            chunk,
-            len: frame.len() as u16,
-            in_port,
-            csum_trusted,
+        let len = buf.len() as u16;
+        let csum_trusted = buf.csum_trusted;
+        let lend = if h.lend { buf.address_in(mine) } else { None };
+        let d = if let Some(addr) = lend {
+            if self.lent[to] >= LANE_CHUNKS {
+                return Err(Refused::Full);
+            }
+            let chunk = mine.chunk_of(addr).ok_or(Refused::Full)?;
+            buf.give_chunk();
+            self.lent[to] += 1;
+            Desc {
+                chunk,
+                off: (addr - chunk) as u16,
+                len,
+                in_port,
+                csum_trusted,
+                lent: true,
+            }
+        } else {
+            let frame = buf.frame();
+            if frame.len() + HEADROOM > theirs.chunk_size() {
+                return Err(Refused::Oversize);
+            }
+            let chunk = lane
+                .chunks
+                .pop(&mut self.take_chunks[to])
+                .ok_or(Refused::Full)?;
+            // SAFETY: the chunk came off the lane's chunk ring: its owner gave it up for this
+            // lane, and no one else touches it until it comes back through the frame ring.
+            if let Some(mut r) = unsafe { theirs.region(chunk) } {
+                r.bytes_mut(HEADROOM, frame.len()).copy_from_slice(frame);
+            }
+            Desc {
+                chunk,
+                off: HEADROOM as u16,
+                len,
+                in_port,
+                csum_trusted,
+                lent: false,
+            }
         };
         // Cannot fail (see `Handoff::new`); were it to, the chunk would be lost to the lane,
         // not to memory safety.
         let _ = lane.frames.push(&mut self.send_frames[to], d);
         self.sent[to] = true;
         Ok(())
+    }
+
+    /// Takes back the chunks other workers have finished with onto `batch`'s free list (the
+    /// batch uses this worker's frame memory).
+    pub fn take_returns(&mut self, batch: &mut Batch) {
+        let h = &*self.handoff;
+        for to in (0..h.n).filter(|&t| t != self.me) {
+            if self.lent[to] == 0 {
+                continue;
+            }
+            let lane = &h.lanes[self.me * h.n + to];
+            let end = &mut self.take_returns[to];
+            let mut any = false;
+            while let Some(c) = lane.returns.pop(end) {
+                batch.put_free(c);
+                self.lent[to] -= 1;
+                any = true;
+            }
+            if any {
+                lane.returns.release(end);
+            }
+        }
+    }
+
+    /// Gives the chunks of the batch just sent that other workers lent back to them.
+    pub fn give_back(&mut self) {
+        if self.borrowed.is_empty() {
+            return;
+        }
+        let h = &*self.handoff;
+        for (from, chunk) in self.borrowed.drain(..) {
+            let lane = &h.lanes[from * h.n + self.me];
+            // Cannot fail: a lender has at most the ring's size out (`Steer::send`).
+            let _ = lane.returns.push(&mut self.give_returns[from], chunk);
+            self.returned[from] = true;
+        }
+        for from in 0..h.n {
+            if std::mem::take(&mut self.returned[from]) {
+                h.lanes[from * h.n + self.me]
+                    .returns
+                    .publish(&self.give_returns[from]);
+            }
+        }
     }
 
     /// Makes the frames sent since the last flush visible to their owners, and gives the
@@ -353,6 +463,8 @@ impl Steer {
     /// `batch.len`, and returns how many. Sources take turns.
     pub fn receive(&mut self, batch: &mut Batch, max: usize) -> usize {
         batch.release();
+        // The batch let go of every frame: borrowed chunks may go home.
+        self.give_back();
         let h = &*self.handoff;
         let Some(memory) = h.memories.get(self.me) else {
             batch.len = 0;
@@ -376,16 +488,32 @@ impl Steer {
                     self.held[from] = Some(d);
                     break;
                 }
-                // SAFETY: the chunk is this worker's own, posted on the lane and handed back
-                // with the frame: the batch holds it until it is sent or released.
-                let placed = unsafe { memory.region(d.chunk) }.is_some_and(|r| {
-                    batch.place(n, r, HEADROOM, usize::from(d.len), Some(d.chunk))
-                });
-                if placed {
-                    batch.bufs[n].csum_trusted = d.csum_trusted;
-                    n += 1;
+                let (off, len) = (usize::from(d.off), usize::from(d.len));
+                if d.lent {
+                    // SAFETY: the lender gave the chunk up with the frame and touches it
+                    // again only after `give_back` returns it, once the batch is sent.
+                    let region = h
+                        .memories
+                        .get(from)
+                        .and_then(|m| unsafe { m.region(d.chunk) });
+                    // Not the batch's chunk: the batch must neither free it nor send it as
+                    // its own memory's.
+                    if region.is_some_and(|r| batch.place(n, r, off, len, None)) {
+                        batch.bufs[n].csum_trusted = d.csum_trusted;
+                        n += 1;
+                    }
+                    self.borrowed.push((from, d.chunk));
                 } else {
-                    batch.put_free(d.chunk);
+                    // SAFETY: the chunk is this worker's own, posted on the lane and handed
+                    // back with the frame: the batch holds it until it is sent or released.
+                    let placed = unsafe { memory.region(d.chunk) }
+                        .is_some_and(|r| batch.place(n, r, off, len, Some(d.chunk)));
+                    if placed {
+                        batch.bufs[n].csum_trusted = d.csum_trusted;
+                        n += 1;
+                    } else {
+                        batch.put_free(d.chunk);
+                    }
                 }
             }
             lane.frames.release(end);
