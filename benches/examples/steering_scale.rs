@@ -6,13 +6,13 @@
 //! - `steering_scale time [rounds] [seconds]`: forwarded packets per second with one worker
 //!   (no steering), with two workers on two threads, each pinned to a core of its own
 //!   (`steering = "inner"` on the input port), the handed-off frames lent by descriptor or
-//!   copied at the handoff, and with the traffic split at the input; modes rotated round by round; prints each round and
-//!   the ratios of the medians.
+//!   copied at the handoff, and with the traffic split at the input; modes rotated round by
+//!   round; prints each round and the ratios of the medians.
 //! - `steering_scale count <workers> <iterations> [copy]`: a deterministic run for callgrind:
-//!   the workers polled in turn on one thread, `iterations` bursts of 32 frames offered to
-//!   worker 0. The difference of two iteration counts divided by the packets is the cost a
-//!   packet of the whole path; two workers minus one is the handoff's cost
-//!   (`benches/steering.sh`). `copy` copies the frames at the handoff instead of lending them.
+//!   the workers polled in turn, each on a thread of its own, `iterations` bursts of 32
+//!   frames offered to worker 0. The difference of two iteration counts divided by the
+//!   packets is the cost a packet, per worker's thread (`benches/steering.sh`). `copy` copies
+//!   the frames at the handoff instead of lending them.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -245,12 +245,32 @@ fn main() {
             let n: usize = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(1);
             let iterations: usize = args.get(3).and_then(|s| s.parse().ok()).unwrap_or(1000);
             let lend = args.get(4).map(String::as_str) != Some("copy");
-            let mut ws = workers(n, &input, Some(iterations), false, lend);
-            for _ in 0..iterations + 16 {
-                for w in &mut ws {
-                    w.poll(&fib);
-                }
-            }
+            let ws = workers(n, &input, Some(iterations), false, lend);
+            // Each worker on a thread of its own, so that callgrind's per-thread counts
+            // (`--separate-threads=yes`) split the cost between the receiving worker and the
+            // owner; the threads take turns in a fixed order, so the run stays deterministic.
+            let turn = std::sync::Barrier::new(ws.len());
+            let ws: Vec<Worker> = std::thread::scope(|s| {
+                let handles: Vec<_> = ws
+                    .into_iter()
+                    .enumerate()
+                    .map(|(me, mut w)| {
+                        let (turn, fib) = (&turn, &fib);
+                        s.spawn(move || {
+                            for _ in 0..iterations + 16 {
+                                for t in 0..n {
+                                    if t == me {
+                                        w.poll(fib);
+                                    }
+                                    turn.wait();
+                                }
+                            }
+                            w
+                        })
+                    })
+                    .collect();
+                handles.into_iter().map(|h| h.join().unwrap()).collect()
+            });
             assert_eq!(drops(&ws), 0, "drops");
             assert_eq!(
                 forwarded(&ws) as usize,

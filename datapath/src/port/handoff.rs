@@ -552,7 +552,9 @@ pub fn steer_key(frame: &[u8], fib: &Fib) -> Option<u32> {
             };
             match kind {
                 Some(Kind::Gtpu) => {
-                    let g = GtpuPacket::new_checked(frame.get(at..)?).ok()?;
+                    // Only the TEID decides the owner: the owner's decapsulation checks the
+                    // rest of the header and counts what is wrong with it.
+                    let g = GtpuPacket::new_unchecked(frame.get(at..at + gtpu::HEADER_LEN)?);
                     Some(mix(u64::from(g.teid())))
                 }
                 Some(Kind::Vxlan) => inner_ethernet(frame.get(at + vxlan::HEADER_LEN..)?),
