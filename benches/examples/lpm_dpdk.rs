@@ -302,6 +302,9 @@ fn main() {
         let (fib, lpm6) = (&fib6, &lpm6);
         let mut v: Vec<Variant<u128>> = vec![
             variant("ours lookup_bulk (32)", |a, o| r6.lookup_bulk(a, o)),
+            variant("ours lookup_bulk_vector (32)", |a, o| {
+                r6.lookup_bulk_vector(a, o)
+            }),
             variant("ours lookup_bulk_portable (32)", |a, o| {
                 r6.lookup_bulk_portable(a, o)
             }),

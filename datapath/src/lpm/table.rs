@@ -21,7 +21,9 @@
 
 use super::NO_ROUTE;
 use crate::hugemem::HugeAtomics;
+use std::cell::Cell;
 use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
 /// Bits of the index field.
 pub const INDEX_BITS: u32 = 21;
@@ -296,6 +298,87 @@ impl Lpm4Table {
     }
 }
 
+/// Batches between two timings of each walk in [`Choice6`].
+const CHOICE_PERIOD: u32 = 64;
+/// Timings of each walk a choice rests on.
+const CHOICE_SAMPLES: usize = 8;
+
+/// One thread's choice between the IPv6 vector and portable walks. Every [`CHOICE_PERIOD`]
+/// batches, it times one batch of at least 16 addresses on each walk; after
+/// [`CHOICE_SAMPLES`] of each, it runs the walk whose median time an address was lower until
+/// the next choice. The median, so that a few batches the kernel interrupted do not count.
+/// Its cost: the slower walk on one batch in 64, and four clock reads.
+#[derive(Clone, Copy)]
+pub struct Choice6 {
+    batches: u32,
+    vector: bool,
+    /// Picoseconds an address of this choice's timed batches, vector then portable, and how
+    /// many there are.
+    samples: [[u32; CHOICE_SAMPLES]; 2],
+    taken: [usize; 2],
+    /// The medians the current choice rests on (0 before the first).
+    medians: [u32; 2],
+}
+
+/// What [`Choice6::next`] says a batch does.
+enum Step {
+    /// Run the vector walk (true) or the portable one, untimed.
+    Run(bool),
+    /// Run the vector walk (true) or the portable one, timed, then [`Choice6::timed`].
+    Time(bool),
+}
+
+impl Choice6 {
+    const START: Choice6 = Choice6 {
+        batches: 0,
+        vector: true,
+        samples: [[0; CHOICE_SAMPLES]; 2],
+        taken: [0; 2],
+        medians: [0; 2],
+    };
+
+    fn next(&mut self, n: usize) -> Step {
+        self.batches = self.batches.wrapping_add(1);
+        match self.batches % CHOICE_PERIOD {
+            0 if n >= 16 => Step::Time(true),
+            1 if n >= 16 => Step::Time(false),
+            _ => Step::Run(self.vector),
+        }
+    }
+
+    fn timed(&mut self, vector: bool, took: Duration, n: usize) {
+        let per = (took.as_nanos() * 1000 / n.max(1) as u128).min(u128::from(u32::MAX)) as u32;
+        let k = usize::from(!vector);
+        if let Some(slot) = self.samples[k].get_mut(self.taken[k]) {
+            *slot = per;
+            self.taken[k] += 1;
+        }
+        if self.taken.iter().all(|&t| t == CHOICE_SAMPLES) {
+            for k in 0..2 {
+                let mut s = self.samples[k];
+                s.sort_unstable();
+                self.medians[k] = s[CHOICE_SAMPLES / 2];
+            }
+            self.vector = self.medians[0] <= self.medians[1];
+            self.taken = [0; 2];
+        }
+    }
+
+    /// Whether the vector walk runs between timings on this thread, and the medians that
+    /// choice rests on, in picoseconds an address (vector, portable; 0 before the first).
+    pub fn current() -> (bool, [u32; 2]) {
+        CHOICE6.with(|c| {
+            let c = c.get();
+            (c.vector, c.medians)
+        })
+    }
+}
+
+thread_local! {
+    /// Each worker's own choice: traffic, and so the faster walk, differs by worker.
+    static CHOICE6: Cell<Choice6> = const { Cell::new(Choice6::START) };
+}
+
 /// The IPv6 lookup view a worker holds.
 #[derive(Clone)]
 pub struct Lpm6Table(pub(crate) std::sync::Arc<Trie>);
@@ -320,11 +403,38 @@ impl Lpm6Table {
     /// prefetches are overhead (the pipeline bench's 11-level walk to a /108 took 3.6-3.8 µs a
     /// batch of 32 level by level against 2.3 µs one at a time, BENCHMARKS.md).
     ///
-    /// On a CPU with AVX-512F, whole sixteens of the batch walk the levels with
-    /// [`super::vector`]'s gathers instead, two sixteens together, whatever the table's size,
-    /// and only the rest take the paths above.
+    /// On a CPU with AVX-512F, the vector walk ([`Lpm6Table::lookup_bulk_vector`]) is faster
+    /// where the table's lines are cached and slower where most loads miss, so each thread
+    /// times both on its own traffic now and then and runs the faster ([`Choice6`]).
     #[inline]
     pub fn lookup_bulk(&self, addrs: &[u128], out: &mut [u32]) {
+        if !super::vector::measured() {
+            return self.lookup_bulk_vector(addrs, out);
+        }
+        CHOICE6.with(|c| {
+            let mut choice = c.get();
+            match choice.next(addrs.len()) {
+                Step::Run(true) => self.lookup_bulk_vector(addrs, out),
+                Step::Run(false) => self.lookup_bulk_portable(addrs, out),
+                Step::Time(vector) => {
+                    let start = Instant::now();
+                    if vector {
+                        self.lookup_bulk_vector(addrs, out);
+                    } else {
+                        self.lookup_bulk_portable(addrs, out);
+                    }
+                    choice.timed(vector, start.elapsed(), addrs.len());
+                }
+            }
+            c.set(choice);
+        });
+    }
+
+    /// [`Lpm6Table::lookup_bulk`] always on the vector walk where the CPU has AVX-512F:
+    /// whole sixteens of the batch walk the levels with [`super::vector`]'s gathers, two
+    /// sixteens together, and only the rest take the portable path.
+    #[inline]
+    pub fn lookup_bulk_vector(&self, addrs: &[u128], out: &mut [u32]) {
         let (level0, groups) = (self.0.tbl24.as_slice(), self.0.groups.as_slice());
         split_bulk(
             addrs,
@@ -395,6 +505,59 @@ impl Lpm6Table {
         }
         for o in out.iter_mut() {
             *o = Trie::resolve(*o);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Choice6, Step, CHOICE_PERIOD, CHOICE_SAMPLES};
+    use std::time::Duration;
+
+    /// Feeds `rounds` periods of timings (nanoseconds for a batch of 32 on the vector walk or
+    /// not, in period `r`).
+    fn settle(mut c: Choice6, rounds: usize, mut ns: impl FnMut(usize, bool) -> u64) -> Choice6 {
+        for r in 0..rounds {
+            for _ in 0..CHOICE_PERIOD {
+                if let Step::Time(vector) = c.next(32) {
+                    c.timed(vector, Duration::from_nanos(ns(r, vector)), 32);
+                }
+            }
+        }
+        c
+    }
+
+    #[test]
+    fn the_faster_walk_runs_and_a_change_of_traffic_moves_the_choice() {
+        let c = settle(
+            Choice6::START,
+            CHOICE_SAMPLES,
+            |_, v| if v { 400 } else { 700 },
+        );
+        assert!(c.vector, "vector faster: {:?}", c.medians);
+        assert_eq!(c.medians, [12_500, 21_875], "picoseconds an address");
+        let c = settle(c, 2 * CHOICE_SAMPLES, |_, v| if v { 800 } else { 600 });
+        assert!(!c.vector, "portable faster now: {:?}", c.medians);
+    }
+
+    #[test]
+    fn a_few_batches_the_kernel_interrupted_do_not_flip_the_choice() {
+        // Three of every eight vector timings take 50 µs.
+        let c = settle(Choice6::START, 4 * CHOICE_SAMPLES, |r, v| {
+            match (v, r % 8) {
+                (true, 0..=2) => 50_000,
+                (true, _) => 500,
+                (false, _) => 600,
+            }
+        });
+        assert!(c.vector, "{:?}", c.medians);
+    }
+
+    #[test]
+    fn small_batches_are_never_timed() {
+        let mut c = Choice6::START;
+        for _ in 0..4 * CHOICE_PERIOD {
+            assert!(matches!(c.next(15), Step::Run(true)));
         }
     }
 }

@@ -1,10 +1,11 @@
-//! The IPv4 bulk lookup on AVX-512: sixteen addresses a step, each level of the trie read with
+//! The bulk lookups on AVX-512: sixteen addresses a step, each level of the trie read with
 //! one gather, as DPDK's `rte_fib` does on the same CPUs. Chosen at run time; machines without
-//! AVX-512F, or with [`SWITCH`] set to `off`, take the portable path in [`super::table`].
+//! AVX-512F, or with [`SWITCH`] set to `off`, take the portable paths in [`super::table`].
 //!
-//! IPv6 has no vector path: the same walk, one gather a level for the lanes still on an
-//! extended entry, was slower than the portable level-by-level walk on every traffic pattern
-//! (BENCHMARKS.md), as one deep lane holds all sixteen for every level it walks.
+//! IPv6 walks two sixteens together, so that each level's two gathers are in flight at once.
+//! It wins where the table's lines are cached (a hot set) and loses to the portable
+//! level-by-level walk where most loads miss, so [`super::table`] times both on live traffic
+//! and runs the faster ([`measured`]).
 //!
 //! The gathers are written in inline assembly rather than with the gather intrinsics: the
 //! writer stores entries atomically while workers read them, and an intrinsic is a plain
@@ -22,28 +23,48 @@ use super::table::{EXT, GROUP_LEN, INDEX_MASK, TBL24_LEN, VALID};
 use super::NO_ROUTE;
 use std::sync::atomic::{AtomicU32, AtomicU8, Ordering};
 
-/// The environment variable that turns the vector path off (`GATEWAY_LPM_VECTOR=off`): on
-/// Intel CPUs whose microcode mitigates Gather Data Sampling a gather is several times
-/// slower, and the portable path may then be faster; benches also use it to alternate the
-/// two paths in one run.
+/// The environment variable that chooses the vector paths: `off` turns them off (on Intel
+/// CPUs whose microcode mitigates Gather Data Sampling a gather is several times slower, and
+/// the portable paths may then be faster); `on` runs them always, without the IPv6 timing
+/// ([`measured`]), for benches that alternate the paths or need a deterministic count.
+/// Unset (or anything else), they run where the CPU has AVX-512F, IPv6 by measurement.
 pub const SWITCH: &str = "GATEWAY_LPM_VECTOR";
 
-/// 0: not yet decided; 1: the vector path runs; 2: it does not.
+/// 0: not yet decided; 1: the vector paths run, IPv6 by measurement; 2: they do not; 3: they
+/// run always.
 static STATE: AtomicU8 = AtomicU8::new(0);
+
+#[inline]
+fn state() -> u8 {
+    match STATE.load(Ordering::Relaxed) {
+        0 => {
+            let v = std::env::var_os(SWITCH);
+            let s = if v.as_ref().is_some_and(|v| v == "off") || !cpu_has_it() {
+                2
+            } else if v.is_some_and(|v| v == "on") {
+                3
+            } else {
+                1
+            };
+            STATE.store(s, Ordering::Relaxed);
+            s
+        }
+        s => s,
+    }
+}
 
 /// Whether the vector paths run: the CPU has AVX-512F and [`SWITCH`] is not `off`. Decided
 /// once per process.
 #[inline]
 pub fn available() -> bool {
-    match STATE.load(Ordering::Relaxed) {
-        1 => true,
-        2 => false,
-        _ => {
-            let on = std::env::var_os(SWITCH).is_none_or(|v| v != "off") && cpu_has_it();
-            STATE.store(if on { 1 } else { 2 }, Ordering::Relaxed);
-            on
-        }
-    }
+    matches!(state(), 1 | 3)
+}
+
+/// Whether IPv6 chooses between the vector and the portable walk by timing both (the vector
+/// path is available and [`SWITCH`] is not `on`).
+#[inline]
+pub fn measured() -> bool {
+    state() == 1
 }
 
 fn cpu_has_it() -> bool {
