@@ -298,21 +298,48 @@ impl Lpm4Table {
     }
 }
 
-/// Batches between two timings of each walk in [`Choice6`].
-const CHOICE_PERIOD: u32 = 64;
+/// Batches between two timings of each walk (a power of two).
+const CHOICE_PERIOD: u32 = 512;
+/// Consecutive batches a timing spans: one batch's time is its latency, as the clock reads
+/// wait for the loads before them, while the walks differ in how much of one batch's work
+/// overlaps the next's (in the pipeline, the other stages' too).
+const CHOICE_RUN: u32 = 8;
 /// Timings of each walk a choice rests on.
 const CHOICE_SAMPLES: usize = 8;
 
-/// One thread's choice between the IPv6 vector and portable walks. Every [`CHOICE_PERIOD`]
-/// batches, it times one batch of at least 16 addresses on each walk; after
-/// [`CHOICE_SAMPLES`] of each, it runs the walk whose median time an address was lower until
-/// the next choice. The median, so that a few batches the kernel interrupted do not count.
-/// Its cost: the slower walk on one batch in 64, and four clock reads.
+/// What an IPv6 bulk lookup does, from the thread's batch count and choice ([`TICK6`]): the
+/// first [`CHOICE_RUN`] batches of every [`CHOICE_PERIOD`] are timed on the vector walk, the
+/// next as many on the portable one, and the rest run the chosen walk.
+#[derive(Debug, PartialEq, Eq)]
+enum Step {
+    /// Run the vector walk (true) or the portable one, untimed.
+    Run(bool),
+    /// Run the vector walk or the portable one as batch `at` of a timed run.
+    Time { vector: bool, at: u32 },
+}
+
+#[inline(always)]
+fn step(tick: u32) -> Step {
+    let phase = (tick >> 1) & (CHOICE_PERIOD - 1);
+    if phase < 2 * CHOICE_RUN {
+        Step::Time {
+            vector: phase < CHOICE_RUN,
+            at: phase % CHOICE_RUN,
+        }
+    } else {
+        Step::Run(tick & 1 == 0)
+    }
+}
+
+/// The timings one thread's choice between the IPv6 walks rests on. After
+/// [`CHOICE_SAMPLES`] timed runs of each walk, the walk whose median time an address was
+/// lower runs until the next choice. The median, so that a few runs the kernel interrupted
+/// do not count. The cost: the slower walk on 8 batches in 512, and two clock reads a run.
 #[derive(Clone, Copy)]
 pub struct Choice6 {
-    batches: u32,
-    vector: bool,
-    /// Picoseconds an address of this choice's timed batches, vector then portable, and how
+    /// When the current run started, and the addresses it has looked up.
+    run: Option<(Instant, usize)>,
+    /// Picoseconds an address of this choice's timed runs, vector then portable, and how
     /// many there are.
     samples: [[u32; CHOICE_SAMPLES]; 2],
     taken: [usize; 2],
@@ -320,62 +347,51 @@ pub struct Choice6 {
     medians: [u32; 2],
 }
 
-/// What [`Choice6::next`] says a batch does.
-enum Step {
-    /// Run the vector walk (true) or the portable one, untimed.
-    Run(bool),
-    /// Run the vector walk (true) or the portable one, timed, then [`Choice6::timed`].
-    Time(bool),
-}
-
 impl Choice6 {
     const START: Choice6 = Choice6 {
-        batches: 0,
-        vector: true,
+        run: None,
         samples: [[0; CHOICE_SAMPLES]; 2],
         taken: [0; 2],
         medians: [0; 2],
     };
 
-    fn next(&mut self, n: usize) -> Step {
-        self.batches = self.batches.wrapping_add(1);
-        match self.batches % CHOICE_PERIOD {
-            0 if n >= 16 => Step::Time(true),
-            1 if n >= 16 => Step::Time(false),
-            _ => Step::Run(self.vector),
-        }
-    }
-
-    fn timed(&mut self, vector: bool, took: Duration, n: usize) {
+    /// Adds a timed run of `n` addresses; returns the new choice (true: the vector walk)
+    /// once both walks have their samples.
+    fn record(&mut self, vector: bool, took: Duration, n: usize) -> Option<bool> {
         let per = (took.as_nanos() * 1000 / n.max(1) as u128).min(u128::from(u32::MAX)) as u32;
         let k = usize::from(!vector);
         if let Some(slot) = self.samples[k].get_mut(self.taken[k]) {
             *slot = per;
             self.taken[k] += 1;
         }
-        if self.taken.iter().all(|&t| t == CHOICE_SAMPLES) {
-            for k in 0..2 {
-                let mut s = self.samples[k];
-                s.sort_unstable();
-                self.medians[k] = s[CHOICE_SAMPLES / 2];
-            }
-            self.vector = self.medians[0] <= self.medians[1];
-            self.taken = [0; 2];
+        if self.taken.iter().any(|&t| t < CHOICE_SAMPLES) {
+            return None;
         }
+        for k in 0..2 {
+            let mut s = self.samples[k];
+            s.sort_unstable();
+            self.medians[k] = s[CHOICE_SAMPLES / 2];
+        }
+        self.taken = [0; 2];
+        Some(self.medians[0] <= self.medians[1])
     }
 
     /// Whether the vector walk runs between timings on this thread, and the medians that
     /// choice rests on, in picoseconds an address (vector, portable; 0 before the first).
     pub fn current() -> (bool, [u32; 2]) {
-        CHOICE6.with(|c| {
-            let c = c.get();
-            (c.vector, c.medians)
-        })
+        (
+            TICK6.with(|t| t.get() & 1 == 0),
+            CHOICE6.with(|c| c.get().medians),
+        )
     }
 }
 
 thread_local! {
-    /// Each worker's own choice: traffic, and so the faster walk, differs by worker.
+    /// Each worker's own choice, as traffic, and so the faster walk, differs by worker: the
+    /// batches it looked up, times two, plus one while the portable walk is chosen (the one
+    /// word every batch reads and writes).
+    static TICK6: Cell<u32> = const { Cell::new(0) };
+    /// And the timings behind it, which only timed batches touch.
     static CHOICE6: Cell<Choice6> = const { Cell::new(Choice6::START) };
 }
 
@@ -411,23 +427,44 @@ impl Lpm6Table {
         if !super::vector::measured() {
             return self.lookup_bulk_vector(addrs, out);
         }
-        CHOICE6.with(|c| {
-            let mut choice = c.get();
-            match choice.next(addrs.len()) {
-                Step::Run(true) => self.lookup_bulk_vector(addrs, out),
-                Step::Run(false) => self.lookup_bulk_portable(addrs, out),
-                Step::Time(vector) => {
-                    let start = Instant::now();
-                    if vector {
-                        self.lookup_bulk_vector(addrs, out);
-                    } else {
-                        self.lookup_bulk_portable(addrs, out);
-                    }
-                    choice.timed(vector, start.elapsed(), addrs.len());
-                }
-            }
-            c.set(choice);
+        let tick = TICK6.with(|t| {
+            let v = t.get().wrapping_add(2);
+            t.set(v);
+            v
         });
+        match step(tick) {
+            Step::Run(true) => self.lookup_bulk_vector(addrs, out),
+            Step::Run(false) => self.lookup_bulk_portable(addrs, out),
+            Step::Time { vector, at } => self.lookup_bulk_timed(vector, at, addrs, out),
+        }
+    }
+
+    /// Batch `at` of a timed run of [`Lpm6Table::lookup_bulk`], and the choice the run may
+    /// change when it ends.
+    #[inline(never)]
+    fn lookup_bulk_timed(&self, vector: bool, at: u32, addrs: &[u128], out: &mut [u32]) {
+        let mut c = CHOICE6.with(Cell::get);
+        if at == 0 {
+            c.run = Some((Instant::now(), 0));
+        }
+        if vector {
+            self.lookup_bulk_vector(addrs, out);
+        } else {
+            self.lookup_bulk_portable(addrs, out);
+        }
+        let mut chose = None;
+        if let Some((start, n)) = c.run {
+            let n = n + addrs.len();
+            c.run = Some((start, n));
+            if at == CHOICE_RUN - 1 {
+                chose = c.record(vector, start.elapsed(), n);
+                c.run = None;
+            }
+        }
+        CHOICE6.with(|cell| cell.set(c));
+        if let Some(v) = chose {
+            TICK6.with(|t| t.set(t.get() & !1 | u32::from(!v)));
+        }
     }
 
     /// [`Lpm6Table::lookup_bulk`] always on the vector walk where the CPU has AVX-512F:
@@ -511,53 +548,79 @@ impl Lpm6Table {
 
 #[cfg(test)]
 mod tests {
-    use super::{Choice6, Step, CHOICE_PERIOD, CHOICE_SAMPLES};
+    use super::{step, Choice6, Step, CHOICE_PERIOD, CHOICE_RUN, CHOICE_SAMPLES};
     use std::time::Duration;
 
-    /// Feeds `rounds` periods of timings (nanoseconds for a batch of 32 on the vector walk or
-    /// not, in period `r`).
-    fn settle(mut c: Choice6, rounds: usize, mut ns: impl FnMut(usize, bool) -> u64) -> Choice6 {
+    /// Records `rounds` timings of each walk (nanoseconds for a batch of 32 on the vector
+    /// walk or not, in round `r`); returns the last choice made.
+    fn settle(
+        c: &mut Choice6,
+        rounds: usize,
+        mut ns: impl FnMut(usize, bool) -> u64,
+    ) -> Option<bool> {
+        let mut chose = None;
         for r in 0..rounds {
-            for _ in 0..CHOICE_PERIOD {
-                if let Step::Time(vector) = c.next(32) {
-                    c.timed(vector, Duration::from_nanos(ns(r, vector)), 32);
-                }
+            for vector in [true, false] {
+                let d = Duration::from_nanos(ns(r, vector));
+                chose = c.record(vector, d, 32).or(chose);
             }
         }
-        c
+        chose
     }
 
     #[test]
     fn the_faster_walk_runs_and_a_change_of_traffic_moves_the_choice() {
-        let c = settle(
-            Choice6::START,
-            CHOICE_SAMPLES,
-            |_, v| if v { 400 } else { 700 },
-        );
-        assert!(c.vector, "vector faster: {:?}", c.medians);
+        let mut c = Choice6::START;
+        assert_eq!(settle(&mut c, CHOICE_SAMPLES - 1, |_, _| 1), None);
+        let mut c = Choice6::START;
+        let v = |v| if v { 400 } else { 700 };
+        assert_eq!(settle(&mut c, CHOICE_SAMPLES, |_, x| v(x)), Some(true));
         assert_eq!(c.medians, [12_500, 21_875], "picoseconds an address");
-        let c = settle(c, 2 * CHOICE_SAMPLES, |_, v| if v { 800 } else { 600 });
-        assert!(!c.vector, "portable faster now: {:?}", c.medians);
+        let p = |v| if v { 800 } else { 600 };
+        assert_eq!(settle(&mut c, CHOICE_SAMPLES, |_, x| p(x)), Some(false));
     }
 
     #[test]
     fn a_few_batches_the_kernel_interrupted_do_not_flip_the_choice() {
         // Three of every eight vector timings take 50 µs.
-        let c = settle(Choice6::START, 4 * CHOICE_SAMPLES, |r, v| {
-            match (v, r % 8) {
-                (true, 0..=2) => 50_000,
-                (true, _) => 500,
-                (false, _) => 600,
-            }
+        let mut c = Choice6::START;
+        let chose = settle(&mut c, 4 * CHOICE_SAMPLES, |r, v| match (v, r % 8) {
+            (true, 0..=2) => 50_000,
+            (true, _) => 500,
+            (false, _) => 600,
         });
-        assert!(c.vector, "{:?}", c.medians);
+        assert_eq!(chose, Some(true), "{:?}", c.medians);
     }
 
     #[test]
-    fn small_batches_are_never_timed() {
-        let mut c = Choice6::START;
-        for _ in 0..4 * CHOICE_PERIOD {
-            assert!(matches!(c.next(15), Step::Run(true)));
-        }
+    fn each_period_starts_with_a_timed_run_of_each_walk() {
+        let steps: Vec<Step> = (0..2 * CHOICE_PERIOD).map(|b| step(b * 2 + 1)).collect();
+        let timed = |v| {
+            steps
+                .iter()
+                .filter(|s| matches!(s, Step::Time { vector, .. } if *vector == v))
+                .count()
+        };
+        let run = 2 * CHOICE_RUN as usize;
+        assert_eq!((timed(true), timed(false)), (run, run));
+        assert_eq!(
+            steps[0],
+            Step::Time {
+                vector: true,
+                at: 0
+            }
+        );
+        assert_eq!(
+            steps[2 * CHOICE_RUN as usize - 1],
+            Step::Time {
+                vector: false,
+                at: CHOICE_RUN - 1
+            }
+        );
+        assert_eq!(
+            steps.iter().filter(|s| **s == Step::Run(false)).count(),
+            2 * (CHOICE_PERIOD - 2 * CHOICE_RUN) as usize,
+            "bit 0 set: the portable walk runs"
+        );
     }
 }
