@@ -825,3 +825,75 @@ fn one_gnb_with_64_teids_uses_both_workers_only_when_steered() {
     // not asserted: it is the host's choice.
     eprintln!("without steering the workers forwarded {rss:?} of {total}, with {steered:?}");
 }
+
+/// SIGTERM (what a harness or `timeout` sends) ends a sender early, and it still exits
+/// cleanly and reports what it sent, as it does at the end of its run.
+#[test]
+fn a_sender_stopped_by_sigterm_reports_what_it_sent() {
+    if !root_or_skip() {
+        return;
+    }
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let ns = format!("gwpt-{}", std::process::id());
+    struct Ns(String);
+    impl Drop for Ns {
+        fn drop(&mut self) {
+            let _ = Command::new("ip").args(["netns", "del", &self.0]).output();
+        }
+    }
+    let ok = |args: &[&str]| {
+        let o = Command::new(args[0]).args(&args[1..]).output().unwrap();
+        assert!(o.status.success(), "{args:?}: {o:?}");
+    };
+    ok(&["ip", "netns", "add", &ns]);
+    let _guard = Ns(ns.clone());
+    let inside = ["ip", "netns", "exec", ns.as_str()];
+    ok(&[
+        &inside[..],
+        &[
+            "ip", "link", "add", "pt-a", "type", "veth", "peer", "name", "pt-b",
+        ],
+    ]
+    .concat());
+    for dev in ["pt-a", "pt-b"] {
+        ok(&[&inside[..], &["ip", "link", "set", dev, "up"]].concat());
+    }
+    for output in ["af-packet", "live"] {
+        let start = std::time::Instant::now();
+        let child = Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &ns,
+                env!("CARGO_BIN_EXE_gateway"),
+                "pktgen",
+            ])
+            .args(["--interface", "pt-a", "--output", output, "--kind", "vxlan"])
+            .args(["--rate", "2000", "--seconds", "60", "--json"])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(1500));
+        // `ip netns exec` runs the gateway in its own process: signal the gateway itself.
+        let pid = child.id().to_string();
+        let out = Command::new("pgrep").args(["-P", &pid]).output().unwrap();
+        let target = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        let target = if target.is_empty() { pid } else { target };
+        ok(&["kill", "-TERM", &target]);
+        let out = child.wait_with_output().unwrap();
+        let took = start.elapsed();
+        assert!(
+            out.status.success(),
+            "{output}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(took.as_secs() < 20, "{output}: stopped after {took:?}");
+        let j: serde_json::Value = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("{output}: {e}: {}", String::from_utf8_lossy(&out.stdout)));
+        let frames = j["frames"].as_u64().unwrap();
+        let secs = j["seconds"].as_f64().unwrap();
+        assert!(frames > 1000, "{output}: {j}");
+        assert!(secs < 10.0, "{output}: {j}");
+    }
+}

@@ -19,6 +19,8 @@ use datapath::port::live_frames::LiveSender;
 use frame::L4;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// What to send.
@@ -415,13 +417,34 @@ fn pace(
     run: &Run,
     rate: Option<u64>,
     (free_burst, tick): (u64, Duration),
-    mut burst: impl FnMut(u64) -> Result<(u64, u64)>,
+    burst: impl FnMut(u64) -> Result<(u64, u64)>,
 ) -> Result<Sent> {
     let limit = run.count.unwrap_or(u64::MAX);
     let deadline = Duration::from_secs_f64(run.seconds.max(0.0));
+    // SIGINT or SIGTERM ends the run early, with what was sent reported as usual.
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut handlers = Vec::new();
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        handlers.push(signal_hook::flag::register(sig, Arc::clone(&stop))?);
+    }
+    let result = pace_until(limit, deadline, &stop, rate, (free_burst, tick), burst);
+    for h in handlers {
+        signal_hook::low_level::unregister(h);
+    }
+    result
+}
+
+fn pace_until(
+    limit: u64,
+    deadline: Duration,
+    stop: &AtomicBool,
+    rate: Option<u64>,
+    (free_burst, tick): (u64, Duration),
+    mut burst: impl FnMut(u64) -> Result<(u64, u64)>,
+) -> Result<Sent> {
     let start = Instant::now();
     let (mut sent, mut bytes) = (0u64, 0u64);
-    while sent < limit && start.elapsed() < deadline {
+    while sent < limit && start.elapsed() < deadline && !stop.load(Ordering::Relaxed) {
         let want = match rate {
             Some(r) => {
                 let horizon = (start.elapsed() + tick).min(deadline);
@@ -453,7 +476,7 @@ fn pace(
 }
 
 /// Sends on `interface` (in this process's namespace) through `output` for `run.seconds`
-/// or `run.count` frames, whichever ends first, at most at `run.rate` (in bursts of what is
+/// or `run.count` frames, whichever ends first (or until SIGINT or SIGTERM), at most at `run.rate` (in bursts of what is
 /// due 20 ms ahead through live frames, 1 ms through a socket). IMIX sizes go in runs of
 /// each size in the 7:4:1 proportion with live frames (a live-frames call sends one size),
 /// frame by frame otherwise.
