@@ -23,9 +23,16 @@ pub fn summary(c: &Config) -> String {
             Driver::Memory => String::new(),
         };
         let addrs: Vec<String> = p.addresses.iter().map(|a| a.to_string()).collect();
+        let steering = match (p.steering, c.workers.len()) {
+            (config::schema::RawSteering::Rss, _) => "",
+            (config::schema::RawSteering::Inner, 1) => {
+                "  steering inner (no effect: one worker, nothing to steer to)"
+            }
+            (config::schema::RawSteering::Inner, _) => "  steering inner",
+        };
         let _ = writeln!(
             s,
-            "  {:<10} {:<9} {}  mtu {}  {}  {}",
+            "  {:<10} {:<9} {}  mtu {}  {}  {}{steering}",
             p.name,
             p.driver.name(),
             p.mac,

@@ -412,8 +412,9 @@ fn steering_ports(c: &Config, workers: usize) -> Option<[bool; datapath::stats::
     (workers > 1 && inner.iter().any(|&s| s)).then_some(inner)
 }
 
-/// A worker's frame memory: the UMEM its AF_XDP sockets share, and the chunks other workers
-/// copy the frames they hand it into. `None` when it needs neither.
+/// A worker's frame memory: the UMEM its AF_XDP sockets share, the chunks it posts for other
+/// workers to copy the frames they hand it into, and those it lends them. `None` when it
+/// needs none of these.
 fn worker_memory(
     c: &Config,
     workers: usize,
@@ -505,6 +506,20 @@ pub fn run(c: &Config, live: &crate::control::LiveOptions) -> Result<Outcome> {
         let mut workers = Vec::new();
         let mut modes = vec![String::new(); c.ports.len()];
         let steering = steering_ports(c, n);
+        for p in &c.ports {
+            if n == 1 && p.steering == config::schema::RawSteering::Inner {
+                datapath::log::event(
+                    "steering",
+                    &[
+                        ("port", &p.name),
+                        (
+                            "note",
+                            &"steering = \"inner\" has no effect with one worker",
+                        ),
+                    ],
+                );
+            }
+        }
         let mut memories = Vec::new();
         for w in 0..n {
             let memory = worker_memory(c, n, steering.is_some())?;

@@ -317,3 +317,34 @@ fn explain_names_the_stage_and_outcome_and_refuses_bad_frames_with_why() {
     assert!(ok, "{err}");
     assert!(out.contains("drop=eth_too_short"), "{out}");
 }
+
+/// `check` says per port whether steering is on, and that `steering = "inner"` does nothing
+/// with a single worker (a configuration shared by hosts with different core counts is still
+/// valid, so this is said, not refused).
+#[test]
+fn check_says_when_steering_has_no_effect() {
+    let dir = scratch("check-steering");
+    for (workers, want, not) in [
+        ("[0]", "steering inner (no effect: one worker", ""),
+        ("[0, 1]", "steering inner", "no effect"),
+    ] {
+        let file = dir.join("steer.toml");
+        std::fs::write(
+            &file,
+            format!("[gateway]\nworkers = {workers}\n\n[[port]]\nname = \"ext\"\ndriver = \"memory\"\nmac = \"02:00:00:00:00:01\"\naddresses = [\"10.0.0.1/24\"]\nsteering = \"inner\"\n"),
+        )
+        .unwrap();
+        let out = gateway().arg("check").arg(&file).output().unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{workers}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let line = stdout.lines().find(|l| l.contains("ext")).unwrap_or("");
+        assert!(line.contains(want), "{workers}: {stdout}");
+        if !not.is_empty() {
+            assert!(!line.contains(not), "{workers}: {stdout}");
+        }
+    }
+}
