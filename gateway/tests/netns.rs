@@ -283,7 +283,7 @@ fn plain_and_vxlan_through_workers(driver: &str, workers: u32) {
 }
 
 /// The README's first command: `gateway demo` as root builds the lab, sends plain, VXLAN,
-/// GTP-U and IPIP traffic, reports, and leaves nothing behind.
+/// GTP-U, IPIP and Geneve traffic, reports, and leaves nothing behind.
 #[test]
 fn namespace_demo_shows_every_tunnel_kind_and_cleans_up() {
     if !root_or_skip() {
@@ -312,7 +312,7 @@ fn namespace_demo_shows_every_tunnel_kind_and_cleans_up() {
             || stdout.contains("(NDP):       5 packets transmitted, 4 received"),
         "IPv6 ping:\n{stdout}"
     );
-    assert!(stdout.contains("sent 20 frames on ext-a"), "{stdout}");
+    assert!(stdout.contains("sent 30 frames on ext-a"), "{stdout}");
     let ext: Vec<u64> = stdout
         .lines()
         .find(|l| l.starts_with("ext "))
@@ -321,8 +321,8 @@ fn namespace_demo_shows_every_tunnel_kind_and_cleans_up() {
         .skip(1)
         .map(|n| n.parse().unwrap())
         .collect();
-    // decap: 5 VXLAN pings + 10 GTP-U + 10 IPIP frames.
-    assert_eq!(ext[4], 25, "decap column:\n{stdout}");
+    // decap: 5 VXLAN pings + 10 GTP-U + 10 IPIP + 10 Geneve frames.
+    assert_eq!(ext[4], 35, "decap column:\n{stdout}");
     assert!(stdout.contains("namespaces removed"), "{stdout}");
     let left = Command::new("ip").args(["netns", "list"]).output().unwrap();
     assert!(

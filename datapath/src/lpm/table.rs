@@ -331,9 +331,8 @@ fn step(tick: u32) -> Step {
     }
 }
 
-/// The timings one thread's choice between the IPv6 walks rests on. After
-/// [`CHOICE_SAMPLES`] timed runs of each walk, the walk whose median time an address was
-/// lower runs until the next choice. The median, so that a few runs the kernel interrupted
+/// The timings one thread's choice between the IPv6 walks rests on. After 8 timed runs of
+/// each walk, the walk whose median time an address was lower runs until the next choice. The median, so that a few runs the kernel interrupted
 /// do not count. The cost: the slower walk on 8 batches in 512, and two clock reads a run.
 #[derive(Clone, Copy)]
 pub struct Choice6 {

@@ -366,18 +366,23 @@ pub fn replay(interface: &str, pcap: &Path) -> Result<usize> {
     }
 }
 
-/// Frames the external host sends through its own code (no kernel GTP or IPIP module here):
-/// GTP-U uplink from UE 10.46.0.7 and IPIP from 10.99.0.1, both to pod 10.244.2.6 (UDP to a
-/// closed port, so the pod answers with ICMP port unreachable: the GTP-U answers go back
-/// GTP-U encapsulated).
+/// Frames the external host sends through its own code (no kernel GTP, IPIP or Geneve module
+/// here): GTP-U uplink from UE 10.46.0.7, IPIP from 10.99.0.1 and Geneve (VNI 2, Ethernet
+/// inside, as Cilium sends) from 10.98.0.1, all to pod 10.244.2.6 (UDP to a closed port, so
+/// the pod answers with ICMP port unreachable: the GTP-U and Geneve answers go back
+/// encapsulated).
 fn uplink_frames(count: usize) -> Vec<Vec<u8>> {
     let peer_mac = [0x02, 0, 0, 0, 0, 0x99];
     let mut out = Vec::new();
     for i in 0..count {
-        for (src, wrap_gtpu) in [([10, 46, 0, 7], true), ([10, 99, 0, 1], false)] {
+        for (src, wrap) in [
+            ([10, 46, 0, 7], Wrap::Gtpu),
+            ([10, 99, 0, 1], Wrap::Ipip),
+            ([10, 98, 0, 1], Wrap::Geneve),
+        ] {
             let inner = udp_frame(&UdpSpec {
-                src_mac: [0; 6],
-                dst_mac: [0; 6],
+                src_mac: [0x02, 0, 0, 0, 0x09, 0x0a],
+                dst_mac: EXT_MAC,
                 src: IpAddr::from(src),
                 dst: IpAddr::from([10, 244, 2, 6]),
                 src_port: 40000 + i as u16,
@@ -385,21 +390,44 @@ fn uplink_frames(count: usize) -> Vec<Vec<u8>> {
                 ttl: 64,
                 payload_len: 32,
             });
-            out.push(if wrap_gtpu {
-                ipv4_udp_frame(
+            out.push(match wrap {
+                Wrap::Gtpu => ipv4_udp_frame(
                     peer_mac,
                     EXT_MAC,
                     (0xc000_020a, 2152),
                     (GW, 2152),
                     &gtpu_payload(0x1001, Some(9), &inner[14..]),
-                )
-            } else {
-                ipv4_frame(peer_mac, EXT_MAC, 0xc000_020a, GW, 4, &inner[14..])
+                ),
+                Wrap::Geneve => ipv4_udp_frame(
+                    peer_mac,
+                    EXT_MAC,
+                    (0xc000_020a, 50000 + i as u16),
+                    (GW, 6081),
+                    &geneve_payload(2, datapath::wire::geneve::PROTOCOL_ETHERNET, &inner),
+                ),
+                _ => ipv4_frame(peer_mac, EXT_MAC, 0xc000_020a, GW, 4, &inner[14..]),
             });
         }
     }
     out
 }
+
+/// What the namespace demo adds to the lab's configuration: a Geneve tunnel from the external
+/// host, and its side's addresses routed back into it (the lab itself has no Geneve: the
+/// machines it runs on have no kernel Geneve device to be its peer).
+const DEMO_GENEVE: &str = r#"
+[[tunnel]]
+name = "cilium"
+kind = "geneve"
+local = "192.0.2.1"
+vni = 2
+peers = ["192.0.2.10"]
+peer_mac = "02:00:00:00:09:0a"    # Ethernet inside, as Cilium's device expects
+
+[[route]]
+prefix = "10.98.0.0/24"           # the external host's Geneve side: replies re-encapsulated
+tunnel = "cilium"
+"#;
 
 /// Progress on stdout that never fails (a closed pipe must not stop the cleanup).
 fn say(line: &str) {
@@ -427,7 +455,7 @@ pub fn namespaces(seconds: f64) -> Result<()> {
         say("gateway demo: building namespaces (external host, gateway, pods) ...");
         let lab = crate::tools::lab::Lab::build(&tag)?;
         let cfg = dir.join("gateway.toml");
-        let config = crate::tools::lab::config_for("af_xdp");
+        let config = crate::tools::lab::config_for("af_xdp") + DEMO_GENEVE;
         std::fs::write(&cfg, &config)?;
         let frames = dir.join("uplink.pcap");
         let mut w = datapath::port::pcap::PcapWriter::create(&frames)?;
@@ -507,10 +535,10 @@ pub fn namespaces(seconds: f64) -> Result<()> {
         );
         report += &match sent {
             Ok(o) => format!(
-                "  GTP-U (TEID 0x1001, QFI 9) and IPIP uplink:     {}\n",
+                "  GTP-U (TEID 0x1001, QFI 9), IPIP and Geneve (VNI 2) uplink: {}\n",
                 String::from_utf8_lossy(&o.stdout).trim()
             ),
-            Err(e) => format!("  GTP-U and IPIP uplink: failed: {e}\n"),
+            Err(e) => format!("  GTP-U, IPIP and Geneve uplink: failed: {e}\n"),
         };
         let out = gw.wait_with_output()?;
         let stdout = echo.and_then(|h| h.join().ok()).unwrap_or_default();
@@ -522,7 +550,8 @@ pub fn namespaces(seconds: f64) -> Result<()> {
         }
         report += &String::from_utf8_lossy(&out.stderr);
         report += "\nwhat the gateway did (decap: tunnel packets stripped; ext tx: replies, \
-                   GTP-U re-encapsulated toward the UEs):\n";
+                   re-encapsulated in GTP-U toward the UEs and in VXLAN and Geneve toward the \
+                   external host):\n";
         // The totals table follows the per-second lines.
         report += stdout
             .find("\nport ")
