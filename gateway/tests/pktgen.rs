@@ -308,6 +308,39 @@ fn root_or_skip() -> bool {
     false
 }
 
+/// Runs a command; panics with its stderr when it fails; returns its stdout.
+fn sh(args: &[&str]) -> String {
+    let o = Command::new(args[0]).args(&args[1..]).output().unwrap();
+    assert!(
+        o.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8_lossy(&o.stdout).to_string()
+}
+
+/// A network namespace of the test's own (`PREFIX-PID`), deleted when dropped.
+struct Netns(String);
+
+impl Netns {
+    fn new(prefix: &str) -> Netns {
+        let name = format!("{prefix}-{}", std::process::id());
+        sh(&["ip", "netns", "add", &name]);
+        Netns(name)
+    }
+
+    /// [`sh`] inside the namespace.
+    fn run(&self, args: &[&str]) -> String {
+        sh(&[&["ip", "netns", "exec", self.0.as_str()][..], args].concat())
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.0]).output();
+    }
+}
+
 /// As root: the kernel runs each sender program (not live: the frame comes back) and what
 /// it writes is, byte for byte, what `LiveSender::render` says for the same sequence number
 /// and timestamp. That is what makes the pcap output and the receiver's reading of the
@@ -413,29 +446,9 @@ fn live_frames_arrive_on_the_peer_in_the_count_reported() {
     // Not beside the gateway tests below: their busy-polling worker takes a whole core of
     // two, and running beside one this test lost the last frames of its burst in CI.
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let ns = format!("gwpg-{}", std::process::id());
-    let sh = |args: &[&str]| {
-        let o = Command::new(args[0]).args(&args[1..]).output().unwrap();
-        assert!(
-            o.status.success(),
-            "{args:?}: {}",
-            String::from_utf8_lossy(&o.stderr)
-        );
-        String::from_utf8_lossy(&o.stdout).to_string()
-    };
-    struct Ns(String);
-    impl Drop for Ns {
-        fn drop(&mut self) {
-            let _ = Command::new("ip").args(["netns", "del", &self.0]).output();
-        }
-    }
-    sh(&["ip", "netns", "add", &ns]);
-    let _guard = Ns(ns.clone());
-    let x = |args: &[&str]| {
-        let mut v = vec!["ip", "netns", "exec", &ns];
-        v.extend_from_slice(args);
-        sh(&v)
-    };
+    let netns = Netns::new("gwpg");
+    let ns = netns.0.clone();
+    let x = |args: &[&str]| netns.run(args);
     x(&[
         "ip", "link", "add", "pg-a", "type", "veth", "peer", "name", "pg-b",
     ]);
@@ -834,29 +847,13 @@ fn a_sender_stopped_by_sigterm_reports_what_it_sent() {
         return;
     }
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let ns = format!("gwpt-{}", std::process::id());
-    struct Ns(String);
-    impl Drop for Ns {
-        fn drop(&mut self) {
-            let _ = Command::new("ip").args(["netns", "del", &self.0]).output();
-        }
-    }
-    let ok = |args: &[&str]| {
-        let o = Command::new(args[0]).args(&args[1..]).output().unwrap();
-        assert!(o.status.success(), "{args:?}: {o:?}");
-    };
-    ok(&["ip", "netns", "add", &ns]);
-    let _guard = Ns(ns.clone());
-    let inside = ["ip", "netns", "exec", ns.as_str()];
-    ok(&[
-        &inside[..],
-        &[
-            "ip", "link", "add", "pt-a", "type", "veth", "peer", "name", "pt-b",
-        ],
-    ]
-    .concat());
+    let netns = Netns::new("gwpt");
+    let ns = netns.0.clone();
+    netns.run(&[
+        "ip", "link", "add", "pt-a", "type", "veth", "peer", "name", "pt-b",
+    ]);
     for dev in ["pt-a", "pt-b"] {
-        ok(&[&inside[..], &["ip", "link", "set", dev, "up"]].concat());
+        netns.run(&["ip", "link", "set", dev, "up"]);
     }
     for output in ["af-packet", "live"] {
         let start = std::time::Instant::now();
@@ -880,7 +877,7 @@ fn a_sender_stopped_by_sigterm_reports_what_it_sent() {
         let out = Command::new("pgrep").args(["-P", &pid]).output().unwrap();
         let target = String::from_utf8_lossy(&out.stdout).trim().to_string();
         let target = if target.is_empty() { pid } else { target };
-        ok(&["kill", "-TERM", &target]);
+        sh(&["kill", "-TERM", &target]);
         let out = child.wait_with_output().unwrap();
         let took = start.elapsed();
         assert!(
