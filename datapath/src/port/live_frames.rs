@@ -7,7 +7,9 @@
 
 #![allow(unsafe_code)]
 
-use super::bpf::{fd_result, sys_bpf, Attr, Insn, BPF_MAP_CREATE, BPF_PROG_TEST_RUN};
+use super::bpf::{
+    fd_result, sys_bpf, Attr, Insn, BPF_MAP_CREATE, BPF_MAP_LOOKUP_ELEM, BPF_PROG_TEST_RUN,
+};
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 
@@ -163,6 +165,21 @@ pub fn create_counter_map() -> io::Result<OwnedFd> {
     fd_result(sys_bpf(BPF_MAP_CREATE, &mut a)?)
 }
 
+/// The frames the programs counting in `counter` ([`create_counter_map`]) have taken so far.
+///
+/// # Errors
+/// The kernel's error.
+pub fn read_counter(counter: &OwnedFd) -> io::Result<u64> {
+    let k = 0u32.to_ne_bytes();
+    let mut v = [0u8; 8];
+    let mut a = Attr::new();
+    a.u32(0, counter.as_raw_fd() as u32)
+        .u64(8, k.as_ptr() as u64)
+        .u64(16, v.as_mut_ptr() as u64);
+    sys_bpf(BPF_MAP_LOOKUP_ELEM, &mut a)?;
+    Ok(u64::from_ne_bytes(v))
+}
+
 /// A traffic-generator program for [`run_live_frames`]: it takes the next sequence number
 /// from `counter` (read and written through its value's address) (see [`create_counter_map`]), writes the template over the frame (live
 /// frames come back with whatever the receiver left in them, so every run rewrites it all),
@@ -299,7 +316,8 @@ pub fn sender_program(s: &LiveSender, counter: RawFd) -> Option<Vec<Insn>> {
 /// from userspace per frame.
 ///
 /// # Errors
-/// The kernel's error (EINVAL on kernels without live frames).
+/// The kernel's error (EINVAL on kernels without live frames; EINTR when a signal arrived
+/// during the run, after some of the frames: [`read_counter`] says how many).
 pub fn run_live_frames(prog: &OwnedFd, frame: &[u8], repeat: u32, ifindex: u32) -> io::Result<()> {
     // struct xdp_md: data, data_end, data_meta, ingress_ifindex, rx_queue_index, egress_ifindex.
     // The kernel wants data_end equal to the frame's length.

@@ -520,15 +520,29 @@ fn send_live(
         progs.push((bpf::load_xdp(&insns, "gw_pktgen")?, &snd.frame, *w));
     }
     let ifindex = bpf::ifindex(interface)?;
+    let mut taken = live_frames::read_counter(&counter).context("BPF counter map")?;
     pace(run, rate, (200_000, Duration::from_millis(20)), |want| {
         // Split between the sizes by weight (IMIX), at least one frame of each.
         let unit = want.div_ceil(weight).max(1);
         let (mut n, mut bytes) = (0u64, 0u64);
         for (prog, f, w) in &progs {
             let k = (unit * w).min(u64::from(u32::MAX)) as u32;
-            live_frames::run_live_frames(prog, f, k, ifindex).context("BPF live-frames run")?;
-            n += u64::from(k);
-            bytes += u64::from(k) * (f.len() as u64 + 4);
+            let run = live_frames::run_live_frames(prog, f, k, ifindex);
+            // A signal (SIGTERM ending the run) stops the kernel's run part way: the programs'
+            // counter says how many frames it sent.
+            let interrupted = match run {
+                Ok(()) => false,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => true,
+                Err(e) => return Err(e).context("BPF live-frames run"),
+            };
+            let now = live_frames::read_counter(&counter).context("BPF counter map")?;
+            let done = now.wrapping_sub(taken).min(u64::from(k));
+            taken = now;
+            n += done;
+            bytes += done * (f.len() as u64 + 4);
+            if interrupted {
+                break;
+            }
         }
         Ok((n, bytes))
     })
