@@ -374,15 +374,6 @@ impl Choice6 {
         self.taken = [0; 2];
         Some(self.medians[0] <= self.medians[1])
     }
-
-    /// Whether the vector walk runs between timings on this thread, and the medians that
-    /// choice rests on, in picoseconds an address (vector, portable; 0 before the first).
-    pub fn current() -> (bool, [u32; 2]) {
-        (
-            TICK6.with(|t| t.get() & 1 == 0),
-            CHOICE6.with(|c| c.get().medians),
-        )
-    }
 }
 
 thread_local! {

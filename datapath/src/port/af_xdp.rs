@@ -42,7 +42,7 @@ pub const FRAME: u64 = 2048;
 const RING: u32 = 2048;
 /// Where the kernel puts a received frame in its chunk (`XDP_PACKET_HEADROOM`): room to
 /// prepend tunnel headers in place.
-const XDP_PACKET_HEADROOM: usize = 256;
+pub const XDP_PACKET_HEADROOM: usize = 256;
 /// The largest frame a socket receives: the kernel puts a frame after the headroom of its
 /// chunk and drops one that does not fit (counted in the socket's `rx_dropped`).
 pub const MAX_FRAME: usize = FRAME as usize - XDP_PACKET_HEADROOM;

@@ -148,8 +148,8 @@ impl<T: Copy> Ring<T> {
 /// most, about as many): a few bursts of every other worker.
 pub const LANE_CHUNKS: usize = 512;
 /// Where a handed-off frame starts in its chunk: the same room for encapsulation as AF_XDP
-/// leaves (`XDP_PACKET_HEADROOM`).
-const HEADROOM: usize = 256;
+/// leaves.
+const HEADROOM: usize = super::af_xdp::XDP_PACKET_HEADROOM;
 
 /// A frame in a lane: its chunk and where in it, and what the receiving port said.
 #[derive(Clone, Copy, Debug)]
@@ -488,32 +488,28 @@ impl Steer {
                     self.held[from] = Some(d);
                     break;
                 }
-                let (off, len) = (usize::from(d.off), usize::from(d.len));
-                if d.lent {
-                    // SAFETY: the lender gave the chunk up with the frame and touches it
-                    // again only after `give_back` returns it, once the batch is sent.
-                    let region = h
-                        .memories
-                        .get(from)
-                        .and_then(|m| unsafe { m.region(d.chunk) });
-                    // Not the batch's chunk: the batch must neither free it nor send it as
-                    // its own memory's.
-                    if region.is_some_and(|r| batch.place(n, r, off, len, None)) {
-                        batch.bufs[n].csum_trusted = d.csum_trusted;
-                        n += 1;
-                    }
-                    self.borrowed.push((from, d.chunk));
+                // A lent chunk is the lender's, not the batch's: the batch must neither free
+                // it nor send it as its own memory's.
+                let (home, batch_chunk) = if d.lent {
+                    (h.memories.get(from), None)
                 } else {
-                    // SAFETY: the chunk is this worker's own, posted on the lane and handed
-                    // back with the frame: the batch holds it until it is sent or released.
-                    let placed = unsafe { memory.region(d.chunk) }
-                        .is_some_and(|r| batch.place(n, r, off, len, Some(d.chunk)));
-                    if placed {
-                        batch.bufs[n].csum_trusted = d.csum_trusted;
-                        n += 1;
-                    } else {
-                        batch.put_free(d.chunk);
-                    }
+                    (Some(memory), Some(d.chunk))
+                };
+                // SAFETY: a lent chunk was given up by its lender with the frame, which touches
+                // it again only after `give_back` returns it, once the batch is sent; a posted
+                // one is this worker's own, handed back with the frame, and the batch holds it
+                // until it is sent or released.
+                let region = home.and_then(|m| unsafe { m.region(d.chunk) });
+                let (off, len) = (usize::from(d.off), usize::from(d.len));
+                let placed = region.is_some_and(|r| batch.place(n, r, off, len, batch_chunk));
+                if placed {
+                    batch.bufs[n].csum_trusted = d.csum_trusted;
+                    n += 1;
+                }
+                if d.lent {
+                    self.borrowed.push((from, d.chunk));
+                } else if !placed {
+                    batch.put_free(d.chunk);
                 }
             }
             lane.frames.release(end);

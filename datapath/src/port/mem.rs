@@ -118,7 +118,7 @@ impl Port for MemPort {
 }
 
 /// Where a frame starts in its chunk: the headroom the kernel leaves an AF_XDP frame.
-const CHUNK_HEADROOM: usize = 256;
+const CHUNK_HEADROOM: usize = super::af_xdp::XDP_PACKET_HEADROOM;
 
 /// Receives `bytes` into buffer `i` of `batch` as a NIC would DMA them: into a free chunk of the
 /// batch's frame memory, after the headroom AF_XDP leaves. False, taking nothing, when the
